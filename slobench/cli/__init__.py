@@ -1,0 +1,72 @@
+"""The `slobench` command line: thin — parse, validate, call the layers, print.
+
+Every user-input problem surfaces as `UserError` and is printed as one red line with exit code 2
+(no traceback); Ctrl-C exits 130 after the command has saved what it finished.
+"""
+
+from __future__ import annotations
+
+import click
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from slobench.errors import UserError
+
+err_console = Console(stderr=True)
+
+
+class _SlobenchGroup(TyperGroup):
+    """Root group: turns `UserError` into one red line + exit 2 for every (sub)command."""
+
+    def invoke(self, ctx: click.Context):  # noqa: ANN201
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err_console.print("[yellow]interrupted[/]: finished records were kept in the results folder")
+            raise typer.Exit(130) from None
+
+
+app = typer.Typer(
+    cls=_SlobenchGroup,
+    name="slobench",
+    help="How much load can an LLM serving stack carry while its requests meet their latency SLOs?\n\n"
+    "Example: slobench compare --workload coding",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register() -> None:
+    from slobench.cli import run as _run  # noqa: F401  (registers `run`, `bench`)
+
+    try:
+        from slobench.cli.workloads_cmd import workloads_app
+
+        app.add_typer(workloads_app, name="workloads", help="List and inspect workload specs.")
+    except ImportError:  # pragma: no cover - during development only
+        pass
+    try:
+        from slobench.cli.compare import register as register_compare
+
+        register_compare(app)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        from slobench.cli.doctor import register as register_doctor
+
+        register_doctor(app)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

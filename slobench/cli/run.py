@@ -1,0 +1,133 @@
+"""`slobench run` (one workload × one scheduler) and `slobench bench sim` (simulator speed)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from slobench.cli import app
+from slobench.runner import RunConfig, run_once, validate_config
+
+console = Console()
+bench_app = typer.Typer(help="Benchmarks of slobench itself (simulator speed, scheduler overhead).",
+                        no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+def _fmt_ms(v: float | None) -> str:
+    return "–" if v is None or v != v else f"{v * 1e3:.1f}"
+
+
+def summary_table(summary: dict[str, Any], title: str) -> Table:
+    """The run summary as a rich table: counts, attainment (overall/stage/tier), latency percentiles."""
+    t = Table(title=title, show_header=True, header_style="bold")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    t.add_row("requests sent / finished", f"{summary['num_requests']} / {summary['num_finished']}")
+    t.add_row("SLO attainment (joint, all arrivals)", f"{summary['attainment']:.1%}")
+    t.add_row("  TTFT-only / TPOT-only", f"{summary['attainment_ttft']:.1%} / {summary['attainment_tpot']:.1%}")
+    t.add_row("  best-effort counted as miss", f"{summary['attainment_admitted_only']:.1%}")
+    for name, st in summary.get("per_stage", {}).items():
+        t.add_row(f"  stage '{name}'", f"{st['attainment']:.1%} of {st['num']}")
+    for name, st in summary.get("per_tier", {}).items():
+        t.add_row(f"  tier '{name}'", f"{st['attainment']:.1%} of {st['num']}")
+    t.add_row("goodput (req/s meeting SLO)", f"{summary['goodput_rps']:.2f}")
+    for key, label in (("ttft_s", "TTFT ms"), ("tpot_s", "TPOT ms"), ("itl_s", "ITL ms")):
+        p = summary[key]
+        t.add_row(f"{label} p50/p90/p99", f"{_fmt_ms(p['p50'])} / {_fmt_ms(p['p90'])} / {_fmt_ms(p['p99'])}")
+    adm = summary.get("admission_counts", {})
+    if adm:
+        t.add_row("admission", ", ".join(f"{k}={v}" for k, v in adm.items()))
+    ov = summary.get("scheduler_stats", {}).get("overhead_ms")
+    if ov:
+        t.add_row("schedule() overhead ms p50/p99", f"{ov.get('p50', float('nan')):.3f} / {ov.get('p99', float('nan')):.3f}")
+    return t
+
+
+@app.command("run")
+def run_cmd(
+    workload: Annotated[str, typer.Option("--workload", "-w", help="Shipped workload name or YAML path.")] = "chatbot",
+    scheduler: Annotated[str, typer.Option("--scheduler", "-s", help="vllm | vllm-v0 | sarathi | slos-serve")] = "vllm",
+    rate: Annotated[float | None, typer.Option("--rate", help="Mean arrival rate, req/s (default: the spec's).")] = None,
+    duration: Annotated[float | None, typer.Option("--duration", help="Seconds of arrivals to generate.")] = None,
+    num_requests: Annotated[int | None, typer.Option("--num-requests", "-n", help="Number of requests.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for workload and engine randomness.")] = 0,
+    hardware: Annotated[str, typer.Option(help="GPU of the simulated replica.")] = "H100-SXM",
+    model: Annotated[str, typer.Option(help="Model name from the table, or a path to a HF config.json.")] = "Llama-3.1-8B",
+    tp: Annotated[int, typer.Option(help="Tensor-parallel degree.")] = 1,
+    profile: Annotated[str | None, typer.Option(help="Named latency profile, e.g. paper:opt-13b-h100.")] = None,
+    replicas: Annotated[int, typer.Option(help="Number of replicas (round-robin routing).")] = 1,
+    spec_alpha: Annotated[float | None, typer.Option(help="Enable speculative decoding with this acceptance rate.")] = None,
+    engine: Annotated[str, typer.Option(help="sim (default) | vllm | openai")] = "sim",
+    out: Annotated[Path, typer.Option(help="Results root folder.")] = Path("results"),
+) -> None:
+    """Run one workload through one scheduler and report SLO attainment.
+
+    Example: slobench run --workload chatbot --scheduler vllm --rate 4 --duration 300
+    """
+    cfg = validate_config(
+        workload=workload, scheduler=scheduler, rate_rps=rate, duration_s=duration, num_requests=num_requests,
+        seed=seed, hardware=hardware, model=model, tp=tp, profile=profile, replicas=replicas,
+        spec_alpha=spec_alpha, engine=engine,
+    )
+    result = run_with_progress(cfg, out, name=f"run-{Path(workload).stem}-{scheduler}")
+    console.print(summary_table(result.summary, f"{result.summary['workload']} × {cfg.scheduler} ({cfg.engine})"))
+    console.print(f"results: [bold]{result.run_dir}[/]  (simulated {result.summary['num_requests']} requests "
+                  f"in {result.wall_s:.1f} s wall)")
+
+
+def run_with_progress(cfg: RunConfig, out: Path, *, name: str):  # noqa: ANN201
+    from slobench.report.results import new_run_dir, write_manifest
+
+    run_dir = new_run_dir(name, out)
+    write_manifest(run_dir, command=sys.argv, config=cfg.model_dump(), seed=cfg.seed)
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=True,
+    ) as progress:
+        task = progress.add_task(f"{cfg.scheduler} on {cfg.workload}", total=None)
+
+        def update(done: int, total: int) -> None:
+            if done % 50 == 0 or done == total:
+                progress.update(task, completed=done, total=total)
+
+        try:
+            return run_once(cfg, run_dir=run_dir, on_progress=update)
+        except KeyboardInterrupt:
+            console.print(f"[yellow]interrupted[/]: finished records kept in {run_dir}/requests.jsonl")
+            raise
+
+
+@bench_app.command("sim")
+def bench_sim(
+    workload: Annotated[str, typer.Option("--workload", "-w")] = "chatbot",
+    scheduler: Annotated[str, typer.Option("--scheduler", "-s")] = "vllm",
+    num_requests: Annotated[int, typer.Option("--num-requests", "-n")] = 2000,
+    rate: Annotated[float | None, typer.Option("--rate")] = None,
+    repeat: Annotated[int, typer.Option(help="Runs to time (seeds 0..repeat-1).")] = 3,
+) -> None:
+    """Simulator speed: simulated requests per wall-second.
+
+    Example: slobench bench sim --workload chatbot -n 2000
+    """
+    t = Table(title="simulator speed", header_style="bold")
+    for col in ("seed", "requests", "iterations", "wall s", "requests / wall-s"):
+        t.add_column(col, justify="right")
+    rates = []
+    for seed in range(repeat):
+        cfg = validate_config(workload=workload, scheduler=scheduler, num_requests=num_requests, rate_rps=rate, seed=seed)
+        t0 = time.perf_counter()
+        res = run_once(cfg)
+        wall = time.perf_counter() - t0
+        rates.append(res.summary["num_requests"] / wall)
+        t.add_row(str(seed), str(res.summary["num_requests"]), str(len(res.iterations)), f"{wall:.2f}", f"{rates[-1]:.0f}")
+    console.print(t)
+    console.print(f"median: {sorted(rates)[len(rates) // 2]:.0f} simulated requests per wall-second "
+                  f"({workload}, {scheduler}, {num_requests} requests)")

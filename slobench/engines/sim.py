@@ -1,0 +1,338 @@
+"""Discrete-event simulator: the default engine.
+
+Events are request arrivals, stage inputs becoming ready (after a client-side tool gap) and the
+end of each iteration. Each iteration builds a `SchedulerView`, asks the policy for a `BatchPlan`
+(the same interface the vLLM adapter uses), advances time by the perf model's predicted latency,
+updates KV blocks and emits token timestamps. Deterministic for a seed (speculative acceptance is
+the only randomness). Token accounting follows vLLM (see `schedulers/base.py`).
+
+Multi-stage requests: a continuation stage (reasoning's answer) starts at the iteration that
+emitted the previous stage's last token and keeps its KV; a stage after a tool gap frees the KV
+during the gap, and when prefix caching is on (vLLM V1's default) its earlier context counts as
+computed (a cache hit) but must be re-allocated, so only the new tokens are prefilled.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from slobench.metrics.records import StageRecord
+from slobench.perf.base import LatencyModel
+from slobench.schedulers.base import Admission, BatchPlan, Scheduler, SchedulerView, SeqState, SpecConfig
+from slobench.workloads.model import Request, Workload
+
+
+def _accepted(rng: np.random.Generator, alpha: float, k: int) -> int:
+    """Accepted drafts of one verify: min(Geometric, k) — each draft accepted with prob. α in turn."""
+    from slobench.perf.speculative import sample_accepted
+
+    return int(sample_accepted(rng, alpha, k))
+
+
+class SchedulerContractError(RuntimeError):
+    """A policy returned a plan the engine cannot execute (a bug in the policy, not user input)."""
+
+
+@dataclass
+class SimConfig:
+    block_size: int = 16
+    kv_capacity_tokens: int | None = None  # None: ask the perf model
+    spec: SpecConfig | None = None
+    prefix_caching: bool = True
+    drain_timeout_s: float = 600.0  # stop this long after the last arrival; the rest is "unfinished"
+    idle_tick_s: float = 0.005  # when a policy schedules nothing but holds work, re-ask after this
+    seed: int = 0
+    replica: int = 0
+
+
+@dataclass
+class IterationLog:
+    time_s: list[float] = field(default_factory=list)
+    latency_s: list[float] = field(default_factory=list)
+    num_seqs: list[int] = field(default_factory=list)
+    prefill_tokens: list[int] = field(default_factory=list)
+    decode_tokens: list[int] = field(default_factory=list)
+    budget_s: list[float] = field(default_factory=list)
+    kv_used_blocks: list[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, list]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass
+class SimResult:
+    records: list[StageRecord]
+    iterations: IterationLog
+    end_time_s: float
+    num_iterations: int
+
+
+class _Live:
+    """Engine-private bookkeeping of a sequence next to its scheduler-visible `SeqState`."""
+
+    __slots__ = ("seq", "record", "done")
+
+    def __init__(self, seq: SeqState, record: StageRecord) -> None:
+        self.seq = seq
+        self.record = record
+        self.done = False
+
+
+def _stage_record(req: Request, idx: int, start_s: float, replica: int) -> StageRecord:
+    st = req.stages[idx]
+    return StageRecord(
+        request_id=req.id, stage_idx=idx, stage_name=st.name, num_stages=len(req.stages), app=req.app,
+        tier=req.tier, arrival_s=req.arrival_s, stage_start_s=start_s, prompt_tokens=st.prompt_tokens,
+        output_tokens=st.output_tokens, ttft_slo_s=st.slo.ttft_s, tpot_slo_s=st.slo.tpot_s,
+        admission="pending", status="unfinished", replica=replica,
+    )
+
+
+def simulate(
+    workload: Workload,
+    scheduler: Scheduler,
+    perf: LatencyModel,
+    config: SimConfig | None = None,
+    *,
+    on_record: Callable[[StageRecord], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> SimResult:
+    """Run ``workload`` through ``scheduler`` on a replica whose iterations take ``perf``'s time.
+
+    ``on_record`` is called with every stage record as soon as it is final (streamed to disk by
+    the runner, so an interrupted run keeps finished requests); ``on_progress`` with the number of
+    requests finished so far.
+    """
+    cfg = config or SimConfig()
+    rng = np.random.default_rng(cfg.seed)
+    bs = cfg.block_size
+    kv_tokens = cfg.kv_capacity_tokens if cfg.kv_capacity_tokens is not None else perf.kv_capacity_tokens()
+    total_blocks = kv_tokens // bs
+    free_blocks = total_blocks
+    reqs = sorted(workload.requests, key=lambda r: (r.arrival_s, r.id))
+    for r in reqs:
+        if math.ceil(r.max_context_tokens / bs) > total_blocks:
+            raise SchedulerContractError(
+                f"request {r.id} needs {r.max_context_tokens} tokens of KV but the replica holds {kv_tokens}"
+            )
+    next_arrival = 0
+    gap_heap: list[tuple[float, int, _Live]] = []
+    waiting: list[_Live] = []
+    running: list[_Live] = []
+    by_id: dict[int, _Live] = {}
+    records: list[StageRecord] = []
+    log = IterationLog()
+    now = 0.0
+    horizon = (reqs[-1].arrival_s if reqs else 0.0) + cfg.drain_timeout_s
+    finished_requests = 0
+    iterations = 0
+
+    def emit(rec: StageRecord) -> None:
+        records.append(rec)
+        if on_record is not None:
+            on_record(rec)
+
+    def finish_request(live: _Live, status: str) -> None:
+        nonlocal finished_requests
+        live.done = True
+        live.record.status = status if live.record.status == "unfinished" else live.record.status
+        emit(live.record)
+        req = live.seq.req
+        for j in range(live.seq.stage_idx + 1, len(req.stages)):  # stages never reached
+            rec = _stage_record(req, j, float("nan"), cfg.replica)
+            rec.admission = live.record.admission
+            rec.status = "rejected" if status == "rejected" else "unfinished"
+            emit(rec)
+        by_id.pop(req.id, None)
+        finished_requests += 1
+        if on_progress is not None:
+            on_progress(finished_requests)
+
+    while True:
+        # 1. Admit everything that has happened by `now`.
+        while next_arrival < len(reqs) and reqs[next_arrival].arrival_s <= now:
+            r = reqs[next_arrival]
+            seq = SeqState(req=r, stage_idx=0, stage_start_s=r.arrival_s, num_tokens=r.stages[0].prompt_tokens)
+            live = _Live(seq, _stage_record(r, 0, r.arrival_s, cfg.replica))
+            waiting.append(live)
+            by_id[r.id] = live
+            next_arrival += 1
+        while gap_heap and gap_heap[0][0] <= now:
+            ready_s, _, live = heapq.heappop(gap_heap)
+            live.seq.stage_start_s = ready_s
+            live.record.stage_start_s = ready_s
+            waiting.append(live)
+
+        if not waiting and not running:
+            nxt = min(
+                reqs[next_arrival].arrival_s if next_arrival < len(reqs) else math.inf,
+                gap_heap[0][0] if gap_heap else math.inf,
+            )
+            if nxt == math.inf:
+                break
+            now = nxt
+            continue
+        if now > horizon:
+            break
+
+        view = SchedulerView(
+            now_s=now, waiting=[lv.seq for lv in waiting], running=[lv.seq for lv in running],
+            block_size=bs, total_kv_blocks=total_blocks, free_kv_blocks=free_blocks, perf=perf, spec=cfg.spec,
+        )
+        plan: BatchPlan = scheduler.schedule(view)
+
+        # 2. Apply preemptions and admission decisions.
+        if plan.preempted:
+            pre = set(plan.preempted)
+            victims = [lv for lv in running if lv.seq.req_id in pre]
+            running = [lv for lv in running if lv.seq.req_id not in pre]
+            for lv in victims:
+                free_blocks += lv.seq.kv_blocks
+                lv.seq.kv_blocks = 0
+                lv.seq.num_computed = 0
+                lv.seq.num_preemptions += 1
+                lv.record.num_preemptions += 1
+            waiting = victims[::-1] + waiting  # like vLLM: preempted go to the front
+        if plan.admission:
+            rejected: set[int] = set()
+            for rid, decision in plan.admission.items():
+                lv = by_id.get(rid)
+                if lv is None:
+                    continue
+                lv.seq.admission = decision
+                lv.record.admission = decision.value
+                if decision is Admission.REJECTED:
+                    rejected.add(rid)
+            if rejected:
+                for lv in [lv for lv in waiting + running if lv.seq.req_id in rejected]:
+                    free_blocks += lv.seq.kv_blocks
+                    lv.seq.kv_blocks = 0
+                    finish_request(lv, "rejected")
+                waiting = [lv for lv in waiting if not lv.done]
+                running = [lv for lv in running if not lv.done]
+
+        if not plan.num_scheduled:
+            nxt = min(
+                reqs[next_arrival].arrival_s if next_arrival < len(reqs) else math.inf,
+                gap_heap[0][0] if gap_heap else math.inf,
+                now + cfg.idle_tick_s,
+            )
+            now = nxt
+            continue
+
+        # 3. Allocate KV, build the batch, predict its latency.
+        n_sched = len(plan.num_scheduled)
+        q_lens = np.empty(n_sched, dtype=np.int64)
+        ctx_lens = np.empty(n_sched, dtype=np.int64)
+        batch: list[tuple[_Live, int, int]] = []
+        waiting_ids = {lv.seq.req_id: lv for lv in waiting}
+        newly_running: list[_Live] = []
+        prefill_tok = decode_tok = 0
+        max_k = 0
+        for j, (rid, n) in enumerate(plan.num_scheduled.items()):
+            lv = by_id.get(rid)
+            if lv is None or n <= 0 or n > lv.seq.pending_tokens:
+                raise SchedulerContractError(f"{scheduler.name}: bad token count {n} for request {rid}")
+            k = plan.spec_tokens.get(rid, 0)
+            seq = lv.seq
+            need = seq.blocks_for(n + k, bs) - seq.kv_blocks
+            if need > free_blocks:
+                raise SchedulerContractError(
+                    f"{scheduler.name}: request {rid} needs {need} KV blocks, only {free_blocks} free"
+                )
+            if need > 0:
+                free_blocks -= need
+                seq.kv_blocks += need
+            q_lens[j] = n + k
+            ctx_lens[j] = seq.num_computed
+            if seq.pending_tokens > 1 or seq.stage_out == 0:
+                prefill_tok += n
+            else:
+                decode_tok += n + k
+            max_k = max(max_k, k)
+            batch.append((lv, n, k))
+            if rid in waiting_ids:
+                newly_running.append(lv)
+        if newly_running:
+            moved = {id(lv) for lv in newly_running}
+            waiting = [lv for lv in waiting if id(lv) not in moved]
+            running.extend(newly_running)
+            for lv in newly_running:
+                if lv.seq.admission is Admission.PENDING:
+                    lv.seq.admission = Admission.ADMITTED
+                    lv.record.admission = Admission.ADMITTED.value
+        latency = perf.batch_latency_s(q_lens, ctx_lens, max_k)
+        now += latency
+        iterations += 1
+        log.time_s.append(now)
+        log.latency_s.append(latency)
+        log.num_seqs.append(n_sched)
+        log.prefill_tokens.append(prefill_tok)
+        log.decode_tokens.append(decode_tok)
+        log.budget_s.append(plan.budget_s if plan.budget_s is not None else math.nan)
+        log.kv_used_blocks.append(total_blocks - free_blocks)
+
+        # 4. Advance every scheduled sequence; sample tokens for those that caught up.
+        ended: list[_Live] = []
+        for lv, n, k in batch:
+            seq = lv.seq
+            seq.num_computed += n
+            if seq.num_computed < seq.num_tokens:
+                continue  # mid-prefill chunk (or recompute)
+            accepted = _accepted(rng, cfg.spec.alpha, k) if k and cfg.spec else 0
+            emit_n = min(1 + accepted, seq.remaining_output)
+            seq.num_computed += emit_n - 1
+            seq.num_tokens += emit_n
+            if seq.stage_out == 0:
+                seq.first_token_s = now
+            seq.stage_out += emit_n
+            lv.record.token_times_s.extend([now] * emit_n)
+            if seq.stage_out >= seq.stage.output_tokens:
+                ended.append(lv)
+
+        # 5. Stage and request completions.
+        if ended:
+            for lv in ended:
+                seq = lv.seq
+                lv.record.status = "finished"
+                req = seq.req
+                nxt_idx = seq.stage_idx + 1
+                if nxt_idx >= len(req.stages):
+                    free_blocks += seq.kv_blocks
+                    seq.kv_blocks = 0
+                    running.remove(lv)
+                    finish_request(lv, "finished")
+                    continue
+                emit(lv.record)
+                nxt_stage = req.stages[nxt_idx]
+                seq.stage_idx = nxt_idx
+                seq.stage_out = 0
+                seq.first_token_s = None
+                lv.record = _stage_record(req, nxt_idx, now, cfg.replica)
+                lv.record.admission = seq.admission.value
+                if nxt_stage.is_continuation:
+                    seq.stage_start_s = now
+                    continue
+                # Tool gap: free the KV; the next round's input arrives after gap_s.
+                running.remove(lv)
+                free_blocks += seq.kv_blocks
+                seq.kv_blocks = 0
+                seq.num_tokens += nxt_stage.prompt_tokens
+                seq.num_computed = (seq.num_computed // bs) * bs if cfg.prefix_caching else 0
+                ready = now + nxt_stage.gap_s
+                heapq.heappush(gap_heap, (ready, req.id, lv))
+
+    # Horizon reached or nothing left: whatever is still in flight is unfinished.
+    leftovers = list(waiting) + list(running) + [lv for _, _, lv in gap_heap]
+    for lv in sorted(leftovers, key=lambda lv: lv.seq.req_id):
+        finish_request(lv, "unfinished")
+    while next_arrival < len(reqs):  # never arrived before the horizon (cannot happen unless drain < 0)
+        r = reqs[next_arrival]
+        finish_request(_Live(SeqState(req=r), _stage_record(r, 0, r.arrival_s, cfg.replica)), "unfinished")
+        next_arrival += 1
+    return SimResult(records=records, iterations=log, end_time_s=now, num_iterations=iterations)

@@ -1,0 +1,104 @@
+"""Baseline: vLLM V1's default scheduling policy, re-expressed on `SchedulerView`.
+
+Follows `vllm/v1/core/sched/scheduler.py` (`Scheduler.schedule`, vLLM 0.10–0.11):
+1. Running requests first, in order: each gets ``min(pending tokens, remaining token budget)``
+   (chunked prefill is always on in V1); speculative drafts, when configured, are added with a
+   fixed length for every decode. If KV blocks run out, the *last* running request (lowest FCFS
+   priority) is preempted by recompute and pushed to the front of the waiting queue; if that is the
+   request being scheduled, it is skipped.
+2. Only when nothing was preempted this step: waiting requests in FCFS order while the token budget
+   lasts and fewer than ``max_num_seqs`` run; a prompt longer than the remaining budget is chunked;
+   the head of the queue blocks the rest when its KV does not fit (no skipping ahead).
+There is no admission control: every request is admitted.
+
+Defaults are vLLM's own for the OpenAI-compatible server (`EngineArgs._set_default_args_v1`,
+vLLM 0.10–0.11): on GPUs with ≥ 70 GiB (A100-80GB, H100, H200, MI300X) ``max_num_batched_tokens
+= 8192`` and ``max_num_seqs = 1024``; on smaller GPUs 2048 and 256. `vllm_defaults()` picks them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from slobench.schedulers.base import Admission, BatchPlan, SchedulerView, SeqState
+
+_LARGE_GPU_BYTES = 70 * 2**30
+
+
+def vllm_defaults(gpu_memory_bytes: float | None) -> dict[str, int]:
+    """vLLM V1's server defaults for a GPU of this size (see module docstring)."""
+    if gpu_memory_bytes is None or gpu_memory_bytes >= _LARGE_GPU_BYTES:
+        return {"max_num_batched_tokens": 8192, "max_num_seqs": 1024}
+    return {"max_num_batched_tokens": 2048, "max_num_seqs": 256}
+
+
+@dataclass
+class VLLMScheduler:
+    """vLLM V1 default policy: running first, FCFS, chunked prefill, recompute preemption."""
+
+    max_num_batched_tokens: int = 8192
+    max_num_seqs: int = 1024
+    num_spec_tokens: int | None = None  # None: use view.spec.max_draft when speculation is on
+    name: str = "vllm"
+
+    def schedule(self, view: SchedulerView) -> BatchPlan:
+        plan = BatchPlan()
+        budget = self.max_num_batched_tokens
+        free = view.free_kv_blocks
+        bs = view.block_size
+        spec_k = 0
+        if view.spec is not None:
+            spec_k = view.spec.max_draft if self.num_spec_tokens is None else self.num_spec_tokens
+        running = list(view.running)
+        preempted: list[SeqState] = []
+        scheduled_ids: set[int] = set()
+        i = 0
+        while i < len(running) and budget > 0:
+            seq = running[i]
+            n = min(seq.pending_tokens, budget)
+            if n <= 0:
+                i += 1
+                continue
+            k = min(spec_k, budget - n, max(seq.remaining_output - 1, 0)) if n == 1 and not seq.is_prefilling else 0
+            k = max(k, 0)
+            need = seq.blocks_for(n + k, bs) - seq.kv_blocks
+            while need > free:
+                victim = running.pop()  # lowest priority: the last one in the running queue
+                if victim is seq:
+                    break
+                preempted.append(victim)
+                if victim.req_id in scheduled_ids:  # cannot happen in FCFS order, kept as a guard
+                    scheduled_ids.discard(victim.req_id)
+                    budget += plan.num_scheduled.pop(victim.req_id) + plan.spec_tokens.pop(victim.req_id, 0)
+                free += victim.kv_blocks
+            if need > free:
+                preempted.append(seq)
+                free += seq.kv_blocks
+                break
+            free -= max(need, 0)
+            plan.num_scheduled[seq.req_id] = n
+            if k:
+                plan.spec_tokens[seq.req_id] = k
+            scheduled_ids.add(seq.req_id)
+            budget -= n + k
+            i += 1
+        plan.preempted = [s.req_id for s in preempted]
+
+        if not preempted:
+            num_running = len(running)
+            for seq in view.waiting:
+                if budget <= 0 or num_running >= self.max_num_seqs:
+                    break
+                n = min(seq.pending_tokens, budget)
+                if n <= 0:
+                    continue
+                need = seq.blocks_for(n, bs) - seq.kv_blocks
+                if need > free:
+                    break  # FCFS: the head of the queue blocks the rest
+                free -= need
+                plan.num_scheduled[seq.req_id] = n
+                if seq.admission is Admission.PENDING:
+                    plan.admission[seq.req_id] = Admission.ADMITTED
+                budget -= n
+                num_running += 1
+        return plan

@@ -115,7 +115,9 @@ def run_once(
 ) -> RunResult:
     """Run ``cfg`` once. With ``run_dir``, records stream to ``run_dir/requests.jsonl`` as they finish."""
     if cfg.engine != "sim":
-        raise UserError(f"--engine {cfg.engine}: use `slobench compare/run --engine {cfg.engine}` via the real-engine path")
+        from slobench.engines.real_runner import run_real  # lazy: imports the real-engine client
+
+        return run_real(cfg, run_dir=run_dir, on_record=on_record, on_progress=on_progress)
     from slobench.engines.sim import SimConfig, simulate
     from slobench.report.results import RecordSink, write_json
     from slobench.schedulers.registry import make_scheduler

@@ -47,7 +47,8 @@ def summary_table(summary: dict[str, Any], title: str) -> Table:
         t.add_row("admission", ", ".join(f"{k}={v}" for k, v in adm.items()))
     ov = summary.get("scheduler_stats", {}).get("overhead_ms")
     if ov:
-        t.add_row("schedule() overhead ms p50/p99", f"{ov.get('p50', float('nan')):.3f} / {ov.get('p99', float('nan')):.3f}")
+        p50, p99 = ov.get("p50", float("nan")), ov.get("p99", float("nan"))
+        t.add_row("schedule() overhead ms p50/p99", f"{p50:.3f} / {p99:.3f}")
     return t
 
 
@@ -55,16 +56,16 @@ def summary_table(summary: dict[str, Any], title: str) -> Table:
 def run_cmd(
     workload: Annotated[str, typer.Option("--workload", "-w", help="Shipped workload name or YAML path.")] = "chatbot",
     scheduler: Annotated[str, typer.Option("--scheduler", "-s", help="vllm | vllm-v0 | sarathi | slos-serve")] = "vllm",
-    rate: Annotated[float | None, typer.Option("--rate", help="Mean arrival rate, req/s (default: the spec's).")] = None,
+    rate: Annotated[float | None, typer.Option("--rate", help="Mean arrival rate, req/s (default: spec's).")] = None,
     duration: Annotated[float | None, typer.Option("--duration", help="Seconds of arrivals to generate.")] = None,
     num_requests: Annotated[int | None, typer.Option("--num-requests", "-n", help="Number of requests.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for workload and engine randomness.")] = 0,
     hardware: Annotated[str, typer.Option(help="GPU of the simulated replica.")] = "H100-SXM",
-    model: Annotated[str, typer.Option(help="Model name from the table, or a path to a HF config.json.")] = "Llama-3.1-8B",
+    model: Annotated[str, typer.Option(help="Model name, or a path to a HF config.json.")] = "Llama-3.1-8B",
     tp: Annotated[int, typer.Option(help="Tensor-parallel degree.")] = 1,
     profile: Annotated[str | None, typer.Option(help="Named latency profile, e.g. paper:opt-13b-h100.")] = None,
     replicas: Annotated[int, typer.Option(help="Number of replicas (round-robin routing).")] = 1,
-    spec_alpha: Annotated[float | None, typer.Option(help="Enable speculative decoding with this acceptance rate.")] = None,
+    spec_alpha: Annotated[float | None, typer.Option(help="Speculative decoding acceptance rate.")] = None,
     engine: Annotated[str, typer.Option(help="sim (default) | vllm | openai")] = "sim",
     out: Annotated[Path, typer.Option(help="Results root folder.")] = Path("results"),
 ) -> None:
@@ -122,12 +123,15 @@ def bench_sim(
         t.add_column(col, justify="right")
     rates = []
     for seed in range(repeat):
-        cfg = validate_config(workload=workload, scheduler=scheduler, num_requests=num_requests, rate_rps=rate, seed=seed)
+        cfg = validate_config(
+            workload=workload, scheduler=scheduler, num_requests=num_requests, rate_rps=rate, seed=seed
+        )
         t0 = time.perf_counter()
         res = run_once(cfg)
         wall = time.perf_counter() - t0
         rates.append(res.summary["num_requests"] / wall)
-        t.add_row(str(seed), str(res.summary["num_requests"]), str(len(res.iterations)), f"{wall:.2f}", f"{rates[-1]:.0f}")
+        n_req, n_it = res.summary["num_requests"], len(res.iterations)
+        t.add_row(str(seed), str(n_req), str(n_it), f"{wall:.2f}", f"{rates[-1]:.0f}")
     console.print(t)
     console.print(f"median: {sorted(rates)[len(rates) // 2]:.0f} simulated requests per wall-second "
                   f"({workload}, {scheduler}, {num_requests} requests)")

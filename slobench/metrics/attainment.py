@@ -134,5 +134,6 @@ def summarize(records: pd.DataFrame, *, duration_s: float | None = None) -> dict
     if n:
         last_arrival = float(reqs["arrival_s"].max())
         summary["last_arrival_s"] = last_arrival
-        summary["tail_s"] = float(np.nanmax(stages["last_token_s"])) - last_arrival if stages["last_token_s"].notna().any() else math.nan
+        finished_at = stages["last_token_s"]
+        summary["tail_s"] = float(finished_at.max()) - last_arrival if finished_at.notna().any() else math.nan
     return summary

@@ -125,7 +125,9 @@ def run_once(
     t_start = time.perf_counter()
     perf = build_latency_model(cfg)
     workload = build_workload(cfg, perf)
-    gpu_mem = getattr(getattr(perf, "gpu", None), "memory_bytes", None)
+    gpu = getattr(perf, "gpu", None)
+    gpu_mem = getattr(gpu, "memory_bytes", None)
+    gpu_name = getattr(gpu, "name", "")
     sink = RecordSink(run_dir) if run_dir is not None else None
     records: list[StageRecord] = []
     total = len(workload.requests)
@@ -145,7 +147,9 @@ def run_once(
         parts = split_round_robin(workload, cfg.replicas)
         done = 0
         for replica, part in enumerate(parts):
-            scheduler = make_scheduler(cfg.scheduler, gpu_memory_bytes=gpu_mem, **cfg.scheduler_options)
+            scheduler = make_scheduler(
+                cfg.scheduler, gpu_memory_bytes=gpu_mem, gpu_name=gpu_name, **cfg.scheduler_options
+            )
 
             def progress(n: int, base: int = done) -> None:
                 if on_progress is not None:

@@ -16,23 +16,23 @@ from slobench.schedulers.vllm_v1 import VLLMScheduler, vllm_defaults
 SchedulerFactory = Callable[..., Scheduler]
 
 
-def _vllm(gpu_memory_bytes: float | None = None, **opts: Any) -> Scheduler:
-    return VLLMScheduler(**{**vllm_defaults(gpu_memory_bytes), **opts})
+def _vllm(gpu_memory_bytes: float | None = None, gpu_name: str = "", **opts: Any) -> Scheduler:
+    return VLLMScheduler(**{**vllm_defaults(gpu_memory_bytes, gpu_name), **opts})
 
 
-def _vllm_v0(gpu_memory_bytes: float | None = None, **opts: Any) -> Scheduler:
+def _vllm_v0(gpu_memory_bytes: float | None = None, gpu_name: str = "", **opts: Any) -> Scheduler:
     from slobench.schedulers.vllm_v0 import VLLMv0Scheduler
 
     return VLLMv0Scheduler(**opts)
 
 
-def _sarathi(gpu_memory_bytes: float | None = None, **opts: Any) -> Scheduler:
+def _sarathi(gpu_memory_bytes: float | None = None, gpu_name: str = "", **opts: Any) -> Scheduler:
     from slobench.schedulers.sarathi import SarathiScheduler
 
     return SarathiScheduler(**opts)
 
 
-def _slos_serve(gpu_memory_bytes: float | None = None, **opts: Any) -> Scheduler:
+def _slos_serve(gpu_memory_bytes: float | None = None, gpu_name: str = "", **opts: Any) -> Scheduler:
     from slobench.schedulers.slos_serve import SLOsServeScheduler
 
     return SLOsServeScheduler(**opts)
@@ -50,12 +50,12 @@ def scheduler_names() -> list[str]:
     return list(SCHEDULERS)
 
 
-def make_scheduler(name: str, *, gpu_memory_bytes: float | None = None, **opts: Any) -> Scheduler:
+def make_scheduler(name: str, *, gpu_memory_bytes: float | None = None, gpu_name: str = "", **opts: Any) -> Scheduler:
     """Build the policy called ``name`` (one of `scheduler_names()`)."""
     key = name.strip().lower().replace("_", "-")
     if key not in SCHEDULERS:
         raise UserError(f"unknown scheduler '{name}'; choose one of: {', '.join(SCHEDULERS)}")
     try:
-        return SCHEDULERS[key](gpu_memory_bytes=gpu_memory_bytes, **opts)
+        return SCHEDULERS[key](gpu_memory_bytes=gpu_memory_bytes, gpu_name=gpu_name, **opts)
     except TypeError as exc:
         raise UserError(f"scheduler '{name}': bad option ({exc})") from exc

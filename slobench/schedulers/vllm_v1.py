@@ -11,9 +11,10 @@ Follows `vllm/v1/core/sched/scheduler.py` (`Scheduler.schedule`, vLLM 0.10–0.1
    the head of the queue blocks the rest when its KV does not fit (no skipping ahead).
 There is no admission control: every request is admitted.
 
-Defaults are vLLM's own for the OpenAI-compatible server (`EngineArgs._set_default_args_v1`,
-vLLM 0.10–0.11): on GPUs with ≥ 70 GiB (A100-80GB, H100, H200, MI300X) ``max_num_batched_tokens
-= 8192`` and ``max_num_seqs = 1024``; on smaller GPUs 2048 and 256. `vllm_defaults()` picks them.
+Defaults are vLLM's own for the OpenAI-compatible server (`EngineArgs.get_batch_defaults`, vLLM
+0.10 and later): on GPUs with ≥ 70 GiB whose name does not contain "a100" (H100, H200, MI300X)
+``max_num_batched_tokens = 8192`` and ``max_num_seqs = 1024``; on every other GPU (A100 included,
+see vLLM PR #17885) 2048 and 256. `vllm_defaults()` picks them.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from slobench.schedulers.base import Admission, BatchPlan, SchedulerView, SeqSta
 _LARGE_GPU_BYTES = 70 * 2**30
 
 
-def vllm_defaults(gpu_memory_bytes: float | None) -> dict[str, int]:
-    """vLLM V1's server defaults for a GPU of this size (see module docstring)."""
-    if gpu_memory_bytes is None or gpu_memory_bytes >= _LARGE_GPU_BYTES:
+def vllm_defaults(gpu_memory_bytes: float | None, gpu_name: str = "") -> dict[str, int]:
+    """vLLM's OpenAI-server defaults for this GPU (see module docstring); unknown GPU → H100 tier."""
+    if gpu_memory_bytes is None or (gpu_memory_bytes >= _LARGE_GPU_BYTES and "a100" not in gpu_name.lower()):
         return {"max_num_batched_tokens": 8192, "max_num_seqs": 1024}
     return {"max_num_batched_tokens": 2048, "max_num_seqs": 256}
 

@@ -1,0 +1,213 @@
+"""Plotly figures for capacity reports, built only from tidy frames (so saved files can rebuild them).
+
+Inputs are the frames written to a results folder:
+- ``probes``: one row per (workload, scheduler, rate, seed) probe with ``attainment``, ``ci_low``,
+  ``ci_high``, ``valid`` (probes.csv);
+- ``capacities``: one row per (workload, scheduler) with ``capacity_rps``, ``lower_rps``,
+  ``upper_rps``, ``status`` (summary.json → "capacities");
+- ``stages``: request-stage records (requests.parquet), optionally with a ``scheduler`` column;
+- ``iterations``: per-iteration batch composition (iterations.parquet).
+Every function returns a ``go.Figure`` and never writes files (html.py does that).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from slobench.capacity import wilson_interval
+from slobench.metrics.attainment import stage_metrics
+
+PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf"]
+
+
+def _colour(i: int) -> str:
+    return PALETTE[i % len(PALETTE)]
+
+
+def slug(text: object) -> str:
+    """A file-name-safe figure key ("coding slo_scale=0.5" → "coding-slo_scale-0.5")."""
+    out = "".join(c if c.isalnum() or c in "-_." else "-" for c in str(text))
+    return "-".join(p for p in out.split("-") if p) or "x"
+
+
+def _ok(x: object) -> bool:
+    return x is not None and isinstance(x, int | float) and math.isfinite(float(x))
+
+
+def attainment_vs_rate(
+    probes: pd.DataFrame, capacities: pd.DataFrame | None = None, *, target: float = 0.9, title: str = ""
+) -> go.Figure:
+    """Attainment (pooled over seeds, Wilson CI as error bars) vs offered rate, one line per scheduler.
+
+    Invalid probes are drawn as hollow crosses so an untrusted point is visible but not mistaken
+    for a measurement; capacity is a dotted vertical marker per scheduler.
+    """
+    fig = go.Figure()
+    schedulers = list(dict.fromkeys(probes["scheduler"])) if len(probes) else []
+    for i, sched in enumerate(schedulers):
+        grp = probes[probes["scheduler"] == sched]
+        pooled = grp.groupby("rate_rps", sort=True).agg(
+            num_met=("num_met", "sum"), num_requests=("num_requests", "sum"), valid=("valid", "all"),
+        ).reset_index()
+        pooled["attainment"] = pooled["num_met"] / pooled["num_requests"].clip(lower=1)
+        # Seeds are pooled exactly as the search pools them, so the bars match its decisions.
+        ci = [wilson_interval(int(m), int(t)) for m, t in zip(pooled["num_met"], pooled["num_requests"], strict=True)]
+        pooled["ci_low"] = [c[0] for c in ci]
+        pooled["ci_high"] = [c[1] for c in ci]
+        good = pooled[pooled["valid"]]
+        bad = pooled[~pooled["valid"]]
+        fig.add_trace(go.Scatter(
+            x=good["rate_rps"], y=good["attainment"], mode="lines+markers", name=str(sched),
+            line={"color": _colour(i)},
+            error_y={"type": "data", "symmetric": False, "array": good["ci_high"] - good["attainment"],
+                     "arrayminus": good["attainment"] - good["ci_low"]},
+        ))
+        if len(bad):
+            fig.add_trace(go.Scatter(
+                x=bad["rate_rps"], y=bad["attainment"], mode="markers", name=f"{sched} (invalid)",
+                marker={"symbol": "x-open", "size": 10, "color": _colour(i)},
+            ))
+        if capacities is not None and len(capacities):
+            row = capacities[capacities["scheduler"] == sched]
+            if len(row) and _ok(row["capacity_rps"].iloc[0]):
+                cap = float(row["capacity_rps"].iloc[0])
+                fig.add_vline(x=cap, line={"color": _colour(i), "dash": "dot"},
+                              annotation_text=f"{sched}: {cap:.3g} rps", annotation_position="top left")
+    fig.add_hline(y=target, line={"color": "grey", "dash": "dash"}, annotation_text=f"target {target:.0%}")
+    fig.update_layout(title=title or "SLO attainment vs request rate", xaxis_title="request rate (req/s)",
+                      yaxis_title="SLO attainment", yaxis_range=[0, 1.05], template="plotly_white")
+    return fig
+
+
+def capacity_bars(capacities: pd.DataFrame, *, title: str = "") -> go.Figure:
+    """Capacity per workload, grouped by scheduler; labels give the ratio to the first scheduler."""
+    fig = go.Figure()
+    if not len(capacities):
+        return fig.update_layout(title=title or "Capacity")
+    schedulers = list(dict.fromkeys(capacities["scheduler"]))
+    base = capacities[capacities["scheduler"] == schedulers[0]].set_index("workload")["capacity_rps"]
+    for i, sched in enumerate(schedulers):
+        grp = capacities[capacities["scheduler"] == sched]
+        caps = grp["capacity_rps"].astype(float).fillna(0.0)
+        lo = grp.get("lower_rps", grp["capacity_rps"]).astype(float).fillna(caps)
+        hi = grp.get("upper_rps", grp["capacity_rps"]).astype(float).fillna(caps)
+        labels = []
+        for wl, cap in zip(grp["workload"], caps, strict=True):
+            b = base.get(wl)
+            labels.append(f"{cap:.3g} ({cap / b:.2f}×)" if _ok(b) and b > 0 and cap > 0 else f"{cap:.3g}")
+        fig.add_trace(go.Bar(
+            x=grp["workload"], y=caps, name=str(sched), text=labels, textposition="outside",
+            marker_color=_colour(i),
+            error_y={"type": "data", "symmetric": False, "array": (hi - caps).clip(lower=0),
+                     "arrayminus": (caps - lo).clip(lower=0)},
+        ))
+    fig.update_layout(barmode="group", title=title or f"Capacity (ratio vs {schedulers[0]})",
+                      xaxis_title="workload", yaxis_title="capacity (req/s)", template="plotly_white")
+    return fig
+
+
+def _ecdf(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    v = np.sort(values[np.isfinite(values)])
+    return v, np.arange(1, v.size + 1) / max(v.size, 1)
+
+
+def latency_cdfs(stages: pd.DataFrame, *, title: str = "") -> go.Figure:
+    """CDFs of TTFT and TPOT divided by each stage's own SLO (SLOs differ per request; 1.0 = the SLO)."""
+    if "ttft_s" not in stages.columns and len(stages):
+        stages = stage_metrics(stages)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("TTFT / TTFT SLO", "TPOT / TPOT SLO"))
+    group_col = "scheduler" if "scheduler" in stages.columns else None
+    groups = stages.groupby(group_col, sort=False) if group_col else [("run", stages)]
+    for i, (name, grp) in enumerate(groups):
+        for col, (val, slo) in enumerate((("ttft_s", "ttft_slo_s"), ("tpot_s", "tpot_slo_s")), start=1):
+            x, y = _ecdf((grp[val] / grp[slo]).to_numpy(dtype=float))
+            fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=str(name), legendgroup=str(name),
+                                     showlegend=col == 1, line={"color": _colour(i)}), row=1, col=col)
+    for col in (1, 2):
+        fig.add_vline(x=1.0, line={"color": "grey", "dash": "dash"}, row=1, col=col)
+        fig.update_xaxes(type="log", title_text="latency ÷ SLO (log)", row=1, col=col)
+    fig.update_yaxes(title_text="share of stages", range=[0, 1.02])
+    fig.update_layout(title=title or "Latency CDFs against the SLO", template="plotly_white")
+    return fig
+
+
+def batch_timeline(iterations: pd.DataFrame, *, title: str = "", max_points: int = 5000) -> go.Figure:
+    """Per-iteration prefill vs decode tokens (top) and predicted latency vs budget (bottom)."""
+    it = iterations
+    if len(it) > max_points:  # keep the HTML small: even subsample, order kept
+        it = it.iloc[np.linspace(0, len(it) - 1, max_points).astype(int)]
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=("tokens per iteration", "iteration latency vs budget"))
+    if len(it):
+        t = it["time_s"]
+        for col, colour in (("prefill_tokens", _colour(0)), ("decode_tokens", _colour(2))):
+            if col in it:
+                fig.add_trace(go.Scatter(x=t, y=it[col], mode="lines", stackgroup="tokens",
+                                         name=col.replace("_", " "), line={"color": colour}), row=1, col=1)
+        lat_col = "predicted_latency_s" if "predicted_latency_s" in it else "latency_s"
+        if lat_col in it:
+            fig.add_trace(go.Scatter(x=t, y=it[lat_col] * 1e3, mode="lines", name="predicted latency (ms)",
+                                     line={"color": _colour(1)}), row=2, col=1)
+        if "budget_s" in it:
+            budget = it["budget_s"].where(np.isfinite(it["budget_s"].astype(float)))
+            fig.add_trace(go.Scatter(x=t, y=budget * 1e3, mode="lines", name="budget (ms)",
+                                     line={"color": "grey", "dash": "dash"}), row=2, col=1)
+    fig.update_yaxes(title_text="tokens", row=1, col=1)
+    fig.update_yaxes(title_text="ms", row=2, col=1)
+    fig.update_xaxes(title_text="time (s)", row=2, col=1)
+    fig.update_layout(title=title or "Batch composition", template="plotly_white")
+    return fig
+
+
+def replica_scaling(scaling: pd.DataFrame, *, title: str = "") -> go.Figure:
+    """Capacity vs number of replicas per scheduler, with the ideal linear line from 1 replica."""
+    fig = go.Figure()
+    for i, (sched, grp) in enumerate(scaling.groupby("scheduler", sort=False)):
+        grp = grp.sort_values("replicas")
+        fig.add_trace(go.Scatter(x=grp["replicas"], y=grp["capacity_rps"], mode="lines+markers",
+                                 name=str(sched), line={"color": _colour(i)}))
+        one = grp[grp["replicas"] == 1]["capacity_rps"]
+        if len(one) and _ok(one.iloc[0]):
+            fig.add_trace(go.Scatter(x=grp["replicas"], y=grp["replicas"] * float(one.iloc[0]), mode="lines",
+                                     name=f"{sched} linear", line={"color": _colour(i), "dash": "dot"}))
+    ticks = sorted(scaling["replicas"].unique().tolist()) if len(scaling) else []
+    fig.update_layout(title=title or "Replica scaling", xaxis_title="replicas", yaxis_title="capacity (req/s)",
+                      xaxis={"tickmode": "array", "tickvals": ticks}, template="plotly_white")
+    return fig
+
+
+def report_figures(
+    probes: pd.DataFrame,
+    capacities: pd.DataFrame,
+    *,
+    target: float = 0.9,
+    stages: pd.DataFrame | None = None,
+    iterations: pd.DataFrame | None = None,
+    scaling: pd.DataFrame | None = None,
+) -> dict[str, go.Figure]:
+    """The standard figure set of a compare/capacity run, keyed by file stem (stable, sorted order)."""
+    figs: dict[str, go.Figure] = {}
+    if len(capacities) and capacities["workload"].nunique() >= 1 and capacities["scheduler"].nunique() >= 1:
+        figs["capacity"] = capacity_bars(capacities)
+    for wl in dict.fromkeys(probes["workload"]) if len(probes) else []:
+        caps = capacities[capacities["workload"] == wl] if len(capacities) else capacities
+        figs[f"attainment-{slug(wl)}"] = attainment_vs_rate(
+            probes[probes["workload"] == wl], caps, target=target, title=f"{wl}: SLO attainment vs rate")
+    if stages is not None and len(stages):
+        figs["latency-cdf"] = latency_cdfs(stages)
+    if iterations is not None and len(iterations):
+        if "scheduler" in iterations.columns:
+            by = ["workload", "scheduler"] if iterations.get("workload", pd.Series()).nunique() > 1 else ["scheduler"]
+            for key, grp in iterations.groupby(by, sort=False):
+                name = " ".join(map(str, key)) if isinstance(key, tuple) else str(key)
+                figs[f"batches-{slug(name)}"] = batch_timeline(grp, title=f"{name}: batch composition")
+        else:
+            figs["batches"] = batch_timeline(iterations)
+    if scaling is not None and len(scaling):
+        figs["replica-scaling"] = replica_scaling(scaling)
+    return figs

@@ -1,0 +1,81 @@
+"""Write figures to a results folder: one standalone ``report.html`` plus ``figures/*.html`` (+ PNG).
+
+``report.html`` inlines plotly.js exactly once, so it opens offline (no CDN) and stays one file.
+The per-figure pages share ``figures/plotly.min.js`` (plotly's ``include_plotlyjs="directory"``)
+instead of each carrying 3+ MB. PNGs need kaleido *and* a Chrome/Chromium; without them we say so
+in one line rather than failing the run.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
+
+_BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
+
+
+def png_support() -> str | None:
+    """None when PNG export can work here, else a one-line reason."""
+    try:
+        import kaleido  # noqa: F401
+    except ImportError:
+        return "PNG figures skipped: kaleido not installed (pip install 'slobench[png]')"
+    if os.environ.get("BROWSER_PATH") or any(shutil.which(b) for b in _BROWSERS):
+        return None
+    return "PNG figures skipped: no Chrome/Chromium found (apt-get install chromium, or set BROWSER_PATH)"
+
+
+def write_report(
+    out_dir: Path,
+    figures: Mapping[str, go.Figure],
+    *,
+    title: str = "slobench report",
+    intro_html: str = "",
+    png: bool = True,
+) -> tuple[Path, list[str]]:
+    """Write ``out_dir/report.html`` and ``out_dir/figures/<name>.html``; return (report path, notices)."""
+    out_dir = Path(out_dir)
+    fig_dir = out_dir / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    notices: list[str] = []
+    for name, fig in figures.items():
+        fig.write_html(fig_dir / f"{name}.html", include_plotlyjs="directory", full_html=True)
+    if png and figures:
+        reason = png_support()
+        if reason:
+            notices.append(reason)
+        else:
+            for name, fig in figures.items():
+                try:
+                    fig.write_image(fig_dir / f"{name}.png", width=1100, height=600)
+                except Exception as exc:  # noqa: BLE001 - a PNG is optional; the HTML is the product
+                    notices.append(f"PNG figures skipped: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
+                    break
+    divs = []
+    for name, fig in figures.items():
+        body = fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{name}",
+                           default_height="520px")
+        divs.append(f'<section><h2 id="{html.escape(name)}">{html.escape(name)}</h2>{body}</section>')
+    toc = " · ".join(f'<a href="#{html.escape(n)}">{html.escape(n)}</a>' for n in figures)
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1200px;margin:1em auto;padding:0 1em}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:right}}
+section{{margin-top:1.5em}}</style>
+<script type="text/javascript">{get_plotlyjs()}</script>
+</head><body>
+<h1>{html.escape(title)}</h1>
+{intro_html}
+<p>{toc}</p>
+{"".join(divs)}
+</body></html>
+"""
+    report = out_dir / "report.html"
+    report.write_text(page, encoding="utf-8")
+    return report, notices

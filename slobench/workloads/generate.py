@@ -1,0 +1,225 @@
+"""Turn a `WorkloadSpec` into a seeded `Workload`: arrivals × app mix × lengths × SLOs.
+
+Independent random streams (spawned from one SeedSequence) drive arrivals, the app choice, the
+lengths and the tool gaps, so e.g. changing the rate re-times requests without re-drawing their
+lengths — capacity probes at different rates then compare the same requests.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from slobench.errors import UserError
+from slobench.perf.base import LatencyModel
+from slobench.workloads import arrivals as arr
+from slobench.workloads.model import SLO, Request, Stage, Workload
+from slobench.workloads.sources import SHIPPED_TRACES, LengthTable, load_file, load_shipped, load_timestamps
+from slobench.workloads.spec import AppSpec, SLOSpec, WorkloadSpec, load_spec
+
+
+def load_lengths(app: AppSpec) -> LengthTable:
+    """The app's length table (shipped trace or user file)."""
+    ls = app.lengths
+    if ls.trace is not None:
+        return load_shipped(ls.trace)
+    return load_file(Path(ls.path or ""), prompt_col=ls.prompt_tokens_column, output_col=ls.output_tokens_column,
+                     text_col=ls.text_column, tokenizer=ls.tokenizer, answer_col=ls.answer_tokens_column,
+                     output_tokens=ls.output_tokens, origin=f"apps[{app.name}].lengths")
+
+
+def clip_stages(pairs: list[tuple[int, int]], max_context: int) -> list[tuple[int, int]]:
+    """Clip (new prompt, output) pairs so the growing context never exceeds ``max_context``.
+
+    Outputs are cut before prompts are (a truncated prompt changes the request more than a
+    shorter answer); stages with no room left are dropped, the first stage always stays.
+    Continuation stages (prompt 0) stay continuations; other stages keep ≥ 1 prompt token.
+    """
+    out: list[tuple[int, int]] = []
+    ctx = 0
+    for i, (p, o) in enumerate(pairs):
+        room = max_context - ctx
+        min_p = 0 if (p == 0 and i > 0) else 1
+        if room < min_p + 1:
+            break
+        p = max(min_p, min(int(p), room - 1))
+        o = max(1, min(int(o), room - p))
+        out.append((p, o))
+        ctx += p + o
+    return out
+
+
+class _SLOMaker:
+    """Turns an `SLOSpec` + the tokens a stage prefills into an `SLO`, caching perf calls."""
+
+    def __init__(self, perf: LatencyModel | None) -> None:
+        self.perf = perf
+        self._cache: dict[int, float] = {}
+
+    def prefill_s(self, tokens: int) -> float:
+        if tokens not in self._cache:
+            assert self.perf is not None
+            self._cache[tokens] = float(self.perf.prefill_latency_s(tokens))
+        return self._cache[tokens]
+
+    def __call__(self, spec: SLOSpec, prefill_tokens: int) -> SLO:
+        if spec.ttft_ms is not None:
+            ttft_s = spec.ttft_ms / 1000.0
+        else:
+            # With prefix caching a later stage only prefills its new tokens, so that is the
+            # zero-load time the slowdown multiplies (SLOs-Serve: slowdown × prefill of the prompt).
+            ttft_s = max(spec.ttft_min_ms / 1000.0, float(spec.ttft_slowdown) * self.prefill_s(max(1, prefill_tokens)))
+        return SLO(ttft_s=ttft_s, tpot_s=spec.tpot_ms / 1000.0)
+
+
+def _arrival_times(spec: WorkloadSpec, rng: np.random.Generator, rate: float, n: int
+                   ) -> tuple[np.ndarray, np.ndarray | None, str | None]:
+    """(times, trace rows or None, trace name or None)."""
+    a = spec.arrival
+    if a.process == "poisson":
+        return arr.poisson(rng, rate, n), None, None
+    if a.process == "gamma":
+        return arr.gamma(rng, rate, float(a.cv), n), None, None
+    if a.process == "bursts":
+        return arr.bursts(rng, rate, a.mean_burst_size, n, a.burst_spread_s), None, None
+    trace = str(a.trace)
+    if trace in SHIPPED_TRACES:
+        ts = load_shipped(trace).timestamps_s
+        assert ts is not None
+    else:
+        ts = load_timestamps(Path(trace), a.timestamp_column)
+    if ts.size < 2:
+        raise UserError(f"arrival.trace: {trace} has fewer than 2 timestamps; it cannot set a rate")
+    times, rows = arr.trace_replay(rng, ts, rate, n, a.random_start)
+    return times, rows, trace
+
+
+def _stages(app: AppSpec, table: LengthTable, row: int, make_slo: _SLOMaker) -> tuple[Stage, ...]:
+    mc = app.lengths.max_context
+    if app.name == "reasoning":
+        assert table.answer is not None
+        (p, think), *rest = clip_stages([(table.prompt[row], table.output[row]), (0, table.answer[row])], mc)
+        stages = [Stage(p, think, make_slo(app.slo["think"], p), 0.0, "think")]
+        if rest:
+            # The answer continues right after thinking: no new prompt, no gap, its own (tight) pace.
+            stages.append(Stage(0, rest[0][1], make_slo(app.slo["answer"], 0), 0.0, "answer"))
+        return tuple(stages)
+    p, o = clip_stages([(table.prompt[row], table.output[row])], mc)[0]
+    return (Stage(p, o, make_slo(app.slo["main"], p), 0.0, "main"),)
+
+
+def _tool_stages(app: AppSpec, table: LengthTable, rows: np.ndarray, make_slo: _SLOMaker,
+                 gap_rng: np.random.Generator) -> tuple[Stage, ...]:
+    """One agent episode: round 1 = full prompt; later rounds append tool result + framing."""
+    tools = app.tools or _default_tools()
+    if tools.max_rounds is not None:
+        rows = rows[: tools.max_rounds]
+    assert table.increment is not None
+    pairs = clip_stages([(max(1, table.increment[r]), table.output[r]) for r in rows], app.lengths.max_context)
+    stages = []
+    for i, (p, o) in enumerate(pairs):
+        final = i == len(pairs) - 1
+        gap = 0.0
+        if i > 0:
+            gap = tools.gap_mean_s if tools.gap_dist == "constant" else float(gap_rng.exponential(tools.gap_mean_s))
+        stages.append(Stage(p, o, make_slo(app.slo["final" if final else "round"], p), gap,
+                            "final" if final else "round"))
+    return tuple(stages)
+
+
+def _default_tools():  # noqa: ANN202
+    from slobench.workloads.spec import ToolSpec
+
+    return ToolSpec()
+
+
+def _size(spec: WorkloadSpec, num_requests: int | None, duration_s: float | None) -> tuple[int | None, float | None]:
+    """Explicit arguments replace the spec's size entirely (so --duration isn't capped by its num_requests)."""
+    if num_requests is not None or duration_s is not None:
+        n, d = num_requests, duration_s
+    else:
+        n, d = spec.num_requests, spec.duration_s
+    if n is None and d is None:
+        raise UserError(f"workload '{spec.name}': set num_requests or duration_s (in the spec or as an argument)")
+    if n is not None and n <= 0:
+        raise UserError(f"num_requests must be > 0 (got {n})")
+    if d is not None and d <= 0:
+        raise UserError(f"duration_s must be > 0 (got {d})")
+    return n, d
+
+
+def generate(spec: WorkloadSpec | str | Path, *, perf: LatencyModel | None, seed: int,
+             rate_rps: float | None = None, num_requests: int | None = None,
+             duration_s: float | None = None) -> Workload:
+    """A reproducible request stream: same spec + seed (+ overrides) → identical `Workload`.
+
+    ``rate_rps``/``num_requests``/``duration_s`` override the spec's defaults; with a duration the
+    stream is cut at that time (and at ``num_requests`` when both are given). ``perf`` turns
+    slowdown TTFTs into seconds and may be None only when every SLO is absolute.
+    """
+    if not isinstance(spec, WorkloadSpec):
+        spec = load_spec(spec)
+    rate = spec.rate_rps if rate_rps is None else float(rate_rps)
+    if not rate > 0:
+        raise UserError(f"rate_rps must be > 0 (got {rate})")
+    n, dur = _size(spec, num_requests, duration_s)
+    if perf is None:
+        for i, app in enumerate(spec.apps):
+            for kind, s in app.slo.items():
+                if s.ttft_slowdown is not None:
+                    raise UserError(f"workload '{spec.name}': apps.{i}.slo.{kind}.ttft_slowdown needs a latency "
+                                    "model to turn the slowdown into seconds; pass perf=... or use ttft_ms")
+
+    rng_arrival, rng_app, rng_len, rng_gap = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4))
+    n_gen = n if dur is None else int(math.ceil(rate * dur * 1.2 + 10 * math.sqrt(rate * dur) + 10))
+    if n is not None:
+        n_gen = min(n_gen, n)
+    times, trace_rows, trace_name = _arrival_times(spec, rng_arrival, rate, n_gen)
+    if dur is not None:
+        times = times[times < dur] if (times < dur).any() else times[:1]
+        if trace_rows is not None:
+            trace_rows = trace_rows[: times.size]
+    m = times.size
+
+    weights = np.array([a.weight for a in spec.apps], dtype=float)
+    app_idx = rng_app.choice(len(spec.apps), size=m, p=weights / weights.sum()) if len(spec.apps) > 1 \
+        else np.zeros(m, dtype=np.int64)
+    make_slo = _SLOMaker(perf)
+    requests: list[Request | None] = [None] * m
+    for k, app in enumerate(spec.apps):
+        who = np.flatnonzero(app_idx == k)
+        if who.size == 0:
+            continue
+        table = load_lengths(app)
+        build: Callable[[int], tuple[tuple[Stage, ...], str | None]]
+        if app.name == "toolcalling":
+            groups = table.groups()
+            picks = rng_len.integers(0, len(groups), size=who.size)
+
+            def build(j: int, _g=groups, _p=picks, _t=table, _a=app) -> tuple[tuple[Stage, ...], str | None]:
+                return _tool_stages(_a, _t, _g[_p[j]], make_slo, rng_gap), None
+        else:
+            # Replaying a trace's timestamps with the same trace's lengths pairs them row by row
+            # (the Azure traces "as is"); otherwise rows are drawn at random.
+            paired = trace_rows is not None and app.lengths.trace == trace_name and len(spec.apps) == 1
+            rows = trace_rows[who] if paired else table.sample(rng_len, who.size)
+
+            def build(j: int, _r=rows, _t=table, _a=app) -> tuple[tuple[Stage, ...], str | None]:
+                text = _t.text[_r[j]] if _t.text is not None else None
+                return _stages(_a, _t, int(_r[j]), make_slo), text
+        for j, i in enumerate(who):
+            stages, text = build(j)
+            requests[i] = Request(id=int(i), arrival_s=float(times[i]), app=app.name, tier=app.tier,
+                                  stages=stages, text=text)
+
+    dumped = spec.model_dump(mode="json", exclude_none=True) | {"rate_rps": rate}
+    dumped.pop("num_requests", None)
+    dumped.pop("duration_s", None)
+    if n is not None:
+        dumped["num_requests"] = n
+    if dur is not None:
+        dumped["duration_s"] = dur
+    return Workload(name=spec.name, requests=[r for r in requests if r is not None], spec=dumped, seed=seed)

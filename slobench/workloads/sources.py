@@ -1,0 +1,203 @@
+"""Length sources: where a request's prompt/output token counts (and optional text) come from.
+
+A source is loaded once into a `LengthTable` (numpy columns, one row per record) and sampled
+row-wise with a seeded Generator, so input and output lengths keep their joint distribution
+(the arXiv set has Pearson −0.46 between them; independent sampling would lose that).
+
+Shipped traces are read with pandas (fast, fixed formats, see ``slobench/data/traces/SOURCES.md``);
+user files go through ``datasets.load_dataset("csv"|"json"|"parquet", data_files=...)`` with the
+Hub switched offline, so a typo never turns into a network download.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from slobench.errors import UserError
+
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+TRACE_DIR = DATA_DIR / "traces"
+
+# short name -> (file, prompt column, output column, timestamp column or None)
+SHIPPED_TRACES: dict[str, tuple[Path, str, str, str | None]] = {
+    "azure_code": (TRACE_DIR / "azure_llm_2023_code.csv", "ContextTokens", "GeneratedTokens", "TIMESTAMP"),
+    "azure_conv": (TRACE_DIR / "azure_llm_2023_conv.csv", "ContextTokens", "GeneratedTokens", "TIMESTAMP"),
+    "sharegpt": (TRACE_DIR / "sarathi_sharegpt_8k_filtered_stats_llama2_tokenizer.csv",
+                 "num_prefill_tokens", "num_decode_tokens", None),
+    "arxiv_summarization": (TRACE_DIR / "vidur_arxiv_summarization_stats_llama2_tokenizer_filtered_v2.csv",
+                            "num_prefill_tokens", "num_decode_tokens", None),
+    "s1k_reasoning": (TRACE_DIR / "s1k_reasoning_lengths_r1tok.csv", "input_tokens", "thinking_tokens", None),
+    "toolbench_rounds": (TRACE_DIR / "toolbench_dfsdt_rounds_cl100k.csv", "input_tokens", "output_tokens", None),
+    "humaneval": (DATA_DIR / "HumanEval.jsonl.gz", "prompt", "canonical_solution", None),
+}
+
+_WORD_OR_PUNCT = re.compile(r"\w+|[^\w\s]")
+# cl100k tokens per regex word/punctuation piece, calibrated on HumanEval: the regex gives mean
+# 120 (prompt) / 50 (solution) pieces vs SOURCES.md's cl100k means 131 / 54 → ×1.09 (±2%).
+_TOKENS_PER_PIECE = 1.09
+
+
+def estimate_tokens(text: str) -> int:
+    """Cheap tokenizer-free token count (≈cl100k within a few % on code/English; documented above).
+
+    Used when no tokenizer is given: the simulator only needs counts, and pulling in transformers
+    plus a tokenizer download for a length estimate is not worth it.
+    """
+    return max(1, round(len(_WORD_OR_PUNCT.findall(text)) * _TOKENS_PER_PIECE))
+
+
+@dataclass(frozen=True)
+class LengthTable:
+    """Columns of one length source; optional columns are None when the source lacks them.
+
+    answer: reasoning's answer-stage tokens (output = thinking tokens then).
+    group/round/increment: tool-calling rounds; ``increment`` is each round's new context tokens
+    (round 1: the whole prompt; later: tool response + chat framing).
+    """
+
+    name: str
+    prompt: np.ndarray
+    output: np.ndarray
+    answer: np.ndarray | None = None
+    text: list[str] | None = None
+    timestamps_s: np.ndarray | None = None
+    group: np.ndarray | None = None
+    increment: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(self.prompt.size)
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Row indices, drawn uniformly with replacement (joint lengths kept)."""
+        return rng.integers(0, len(self), size=n)
+
+    def groups(self) -> list[np.ndarray]:
+        """Row indices of each multi-round group (a ToolBench query), in round order."""
+        if self.group is None:
+            return [np.array([i]) for i in range(len(self))]
+        _, first, inverse = np.unique(self.group, return_index=True, return_inverse=True)
+        order = np.argsort(first)
+        return [np.flatnonzero(inverse == k) for k in order]
+
+
+def _timestamps_to_s(col: pd.Series) -> np.ndarray:
+    """Numeric columns are seconds already; anything else is parsed as datetimes."""
+    if pd.api.types.is_numeric_dtype(col):
+        return col.to_numpy(dtype=float)
+    t = pd.to_datetime(col.astype(str), format="mixed")
+    return (t - t.min()).dt.total_seconds().to_numpy()
+
+
+@lru_cache(maxsize=16)
+def load_shipped(name: str) -> LengthTable:
+    """A shipped trace by short name (cached: the files are read-only package data)."""
+    if name not in SHIPPED_TRACES:
+        raise UserError(f"unknown trace '{name}'; known: {', '.join(sorted(SHIPPED_TRACES))}")
+    path, pcol, ocol, tcol = SHIPPED_TRACES[name]
+    if not path.exists():
+        raise UserError(f"shipped trace file {path} is missing; reinstall slobench")
+    if name == "humaneval":
+        with gzip.open(path, "rt") as fh:
+            rows = [json.loads(line) for line in fh if line.strip()]
+        texts = [r["prompt"] for r in rows]
+        return LengthTable(
+            name=name,
+            prompt=np.array([estimate_tokens(t) for t in texts], dtype=np.int64),
+            output=np.array([estimate_tokens(r["canonical_solution"]) for r in rows], dtype=np.int64),
+            text=texts,
+        )
+    df = pd.read_csv(path)
+    ts = _timestamps_to_s(df[tcol]) if tcol else None
+    answer = df["answer_tokens"].to_numpy(np.int64) if name == "s1k_reasoning" else None
+    group = inc = None
+    if name == "toolbench_rounds":
+        df = df.sort_values(["group", "query_id", "round"], kind="stable").reset_index(drop=True)
+        group = (df["group"].astype(str) + ":" + df["query_id"].astype(str)).to_numpy()
+        prev_ctx = (df["input_tokens"] + df["output_tokens"]).shift(1)
+        first = df["round"] == 1
+        inc = np.where(first, df["input_tokens"], df["input_tokens"] - prev_ctx).astype(np.int64)
+        # Guard: an increment can never be below the tool response the round appends.
+        inc = np.maximum(inc, np.where(first, 1, df["tool_response_tokens_before"].to_numpy() + 1))
+    return LengthTable(name=name, prompt=df[pcol].to_numpy(np.int64), output=df[ocol].to_numpy(np.int64),
+                       answer=answer, timestamps_s=ts, group=group, increment=inc)
+
+
+def _infer_format(path: Path) -> str:
+    suffixes = "".join(path.suffixes).lower()
+    if ".parquet" in suffixes:
+        return "parquet"
+    if ".jsonl" in suffixes or ".json" in suffixes:
+        return "json"
+    if ".csv" in suffixes or ".tsv" in suffixes:
+        return "csv"
+    raise UserError(f"{path}: cannot tell the file format from its name; use .csv, .json, .jsonl or .parquet")
+
+
+def _tokenize_counts(texts: list[str], tokenizer: str | None) -> np.ndarray:
+    if tokenizer is None:
+        return np.array([estimate_tokens(t) for t in texts], dtype=np.int64)
+    try:
+        from transformers import AutoTokenizer  # optional dependency
+    except ImportError:
+        raise UserError(f"lengths.tokenizer '{tokenizer}' needs the transformers package; "
+                        "pip install transformers, or drop `tokenizer` to use the built-in estimate") from None
+    tok = AutoTokenizer.from_pretrained(tokenizer, local_files_only=True)
+    return np.array([len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]], dtype=np.int64)
+
+
+def load_file(path: Path, *, prompt_col: str | None, output_col: str | None, text_col: str | None,
+              tokenizer: str | None, answer_col: str | None = None, output_tokens: int | None = None,
+              origin: str = "lengths") -> LengthTable:
+    """Any local CSV/JSON(L)/parquet via `datasets`, offline; columns mapped by the spec."""
+    if not path.exists():
+        raise UserError(f"{origin}.path: file {path} not found; give an existing CSV/JSON/JSONL/parquet path")
+    fmt = _infer_format(path)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    import datasets  # heavy import: only when a user file is used
+
+    ds = datasets.load_dataset(fmt, data_files=str(path), split="train")
+    cols = set(ds.column_names)
+
+    def col(name: str | None, field: str) -> np.ndarray | None:
+        if name is None:
+            return None
+        if name not in cols:
+            raise UserError(f"{origin}.{field}: column '{name}' is not in {path}; columns: {sorted(cols)}")
+        return np.asarray(ds[name])
+
+    texts = [str(t) for t in col(text_col, "text_column")] if text_col else None
+    prompt = col(prompt_col, "prompt_tokens_column")
+    if prompt is None:
+        if texts is None:
+            raise UserError(f"{origin}: set prompt_tokens_column or text_column for {path}")
+        prompt = _tokenize_counts(texts, tokenizer)
+    output = col(output_col, "output_tokens_column")
+    if output is None:
+        if output_tokens is None:
+            raise UserError(f"{origin}: set output_tokens_column or a fixed output_tokens for {path}")
+        output = np.full(len(prompt), output_tokens)
+    answer = col(answer_col, "answer_tokens_column")
+    return LengthTable(name=str(path), prompt=prompt.astype(np.int64), output=output.astype(np.int64),
+                       answer=None if answer is None else answer.astype(np.int64), text=texts)
+
+
+def load_timestamps(path: Path, column: str, origin: str = "arrival") -> np.ndarray:
+    """Arrival timestamps (seconds, or datetimes) from a user CSV/JSON/parquet column."""
+    if not path.exists():
+        raise UserError(f"{origin}.trace: file {path} not found; give a shipped trace name or an existing file")
+    fmt = _infer_format(path)
+    df = {"csv": pd.read_csv, "json": lambda p: pd.read_json(p, lines=str(p).endswith((".jsonl", ".jsonl.gz"))),
+          "parquet": pd.read_parquet}[fmt](path)
+    if column not in df.columns:
+        raise UserError(f"{origin}.timestamp_column: column '{column}' is not in {path}; columns: {list(df.columns)}")
+    return _timestamps_to_s(df[column])

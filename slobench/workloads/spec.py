@@ -1,0 +1,270 @@
+"""Workload YAML specs: pydantic models, loading by name or path, friendly errors.
+
+A spec is *what* to generate (apps mixed by weight, their length sources and SLO tiers, one
+arrival process, a default rate and size); `generate.py` turns it into a seeded `Workload`.
+Every problem in a spec becomes one `UserError` line naming the file, the field and the fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from slobench.errors import UserError
+from slobench.workloads.sources import SHIPPED_TRACES
+
+SPEC_DIR = Path(__file__).resolve().parents[2] / "workloads"
+
+AppName = Literal["chatbot", "coding", "reasoning", "toolcalling", "summarization", "custom"]
+
+# Stage kinds each app needs an SLO for (the key in `slo:`). Reasoning = think then answer;
+# tool calling = intermediate rounds then the final answer round; the rest are single-stage.
+STAGE_KINDS: dict[str, tuple[str, ...]] = {
+    "reasoning": ("think", "answer"),
+    "toolcalling": ("round", "final"),
+}
+DEFAULT_KINDS: tuple[str, ...] = ("main",)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SLOSpec(_Strict):
+    """One stage kind's SLO. TTFT is absolute (`ttft_ms`) or a slowdown of zero-load prefill.
+
+    ttft_min_ms: floor on a slowdown TTFT. A 20-token prompt prefills in ~a few ms at zero load, so
+    5× that is below one decode iteration (~10–30 ms) and no scheduler could meet it while other
+    requests run; 50 ms ≈ two iterations keeps tiny-prompt deadlines meaningful, not absurd.
+    """
+
+    ttft_ms: float | None = Field(default=None, gt=0)
+    ttft_slowdown: float | None = Field(default=None, gt=0)
+    ttft_min_ms: float = Field(default=50.0, ge=0)
+    tpot_ms: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _one_ttft(self) -> SLOSpec:
+        if (self.ttft_ms is None) == (self.ttft_slowdown is None):
+            raise ValueError("give exactly one of ttft_ms (absolute) or ttft_slowdown (× zero-load prefill time)")
+        return self
+
+    def describe(self) -> str:
+        ttft = f"{self.ttft_ms:g} ms" if self.ttft_ms is not None else \
+            f"{self.ttft_slowdown:g}× prefill (≥{self.ttft_min_ms:g} ms)"
+        return f"TTFT {ttft}, TPOT {self.tpot_ms:g} ms"
+
+
+class LengthSpec(_Strict):
+    """Where lengths come from: a shipped trace by short name, or a local file with a column map."""
+
+    trace: str | None = None
+    path: str | None = None
+    prompt_tokens_column: str | None = None
+    output_tokens_column: str | None = None
+    answer_tokens_column: str | None = None
+    text_column: str | None = None
+    tokenizer: str | None = None
+    output_tokens: int | None = Field(default=None, gt=0)
+    max_context: int = Field(default=8192, gt=1)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> LengthSpec:
+        if (self.trace is None) == (self.path is None):
+            raise ValueError("give exactly one of trace (a shipped name) or path (a local file)")
+        if self.trace is not None and self.trace not in SHIPPED_TRACES:
+            raise ValueError(f"unknown trace '{self.trace}'; known: {', '.join(sorted(SHIPPED_TRACES))}")
+        return self
+
+    def describe(self) -> str:
+        return self.trace or Path(self.path or "").name
+
+
+class ToolSpec(_Strict):
+    """Tool execution between agent rounds (client-side gap). An assumption, not measured data:
+    ToolBench logs no latencies; RapidAPI calls typically take ~0.3–2 s, so exponential mean 1 s."""
+
+    gap_dist: Literal["exponential", "constant"] = "exponential"
+    gap_mean_s: float = Field(default=1.0, ge=0)
+    max_rounds: int | None = Field(default=None, gt=0)
+
+
+class AppSpec(_Strict):
+    """One application in the mix: its lengths, SLO tier and (tool calling) round structure."""
+
+    name: AppName
+    tier: str = Field(min_length=1)
+    weight: float = Field(default=1.0, gt=0)
+    lengths: LengthSpec
+    slo: dict[str, SLOSpec]
+    tools: ToolSpec | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> AppSpec:
+        need = STAGE_KINDS.get(self.name, DEFAULT_KINDS)
+        missing = [k for k in need if k not in self.slo]
+        extra = [k for k in self.slo if k not in need]
+        if missing or extra:
+            raise ValueError(f"app '{self.name}' needs slo keys {list(need)} (missing {missing}, unexpected {extra})")
+        if self.name == "toolcalling" and self.lengths.trace not in (None, "toolbench_rounds"):
+            raise ValueError("toolcalling needs multi-round lengths: use lengths.trace: toolbench_rounds")
+        if self.name == "reasoning" and self.lengths.trace not in (None, "s1k_reasoning") \
+                and self.lengths.answer_tokens_column is None:
+            raise ValueError("reasoning needs think+answer lengths: use trace s1k_reasoning or answer_tokens_column")
+        return self
+
+
+class ArrivalSpec(_Strict):
+    """Arrival process. poisson; gamma (cv); bursts (Poisson bursts of Geometric size, as
+    SLOs-Serve); trace (replay a trace's timestamps time-scaled to the target rate)."""
+
+    process: Literal["poisson", "gamma", "bursts", "trace"] = "poisson"
+    cv: float | None = Field(default=None, gt=0)
+    mean_burst_size: float = Field(default=8.0, ge=1)
+    burst_spread_s: float = Field(default=0.0, ge=0)
+    trace: str | None = None
+    timestamp_column: str = "TIMESTAMP"
+    random_start: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> ArrivalSpec:
+        if self.process == "gamma" and self.cv is None:
+            raise ValueError("process gamma needs cv (e.g. cv: 4 for bursty, 1 = Poisson)")
+        if self.process == "trace" and self.trace is None:
+            raise ValueError("process trace needs trace: a shipped name (azure_code, azure_conv) or a file path")
+        if self.process == "trace" and self.trace in SHIPPED_TRACES and SHIPPED_TRACES[self.trace][3] is None:
+            raise ValueError(f"trace '{self.trace}' has no timestamps; use azure_code or azure_conv")
+        return self
+
+    def describe(self) -> str:
+        if self.process == "gamma":
+            return f"gamma cv={self.cv:g}"
+        if self.process == "bursts":
+            return f"bursts (mean size {self.mean_burst_size:g})"
+        if self.process == "trace":
+            return f"trace {Path(self.trace or '').name}"
+        return "poisson"
+
+
+class WorkloadSpec(_Strict):
+    """A whole workload YAML."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    apps: list[AppSpec] = Field(min_length=1)
+    arrival: ArrivalSpec = Field(default_factory=ArrivalSpec)
+    rate_rps: float = Field(default=2.0, gt=0)
+    num_requests: int | None = Field(default=1000, gt=0)
+    duration_s: float | None = Field(default=None, gt=0)
+
+    def to_yaml(self, path: Path) -> None:
+        """Write the spec (user paths are absolute already, so it loads from anywhere)."""
+        path.write_text(yaml.safe_dump(self.model_dump(exclude_none=True), sort_keys=False))
+
+
+def list_specs() -> list[str]:
+    """Names of the shipped specs (the top-level ``workloads/`` folder)."""
+    return sorted(p.stem for p in SPEC_DIR.glob("*.yaml"))
+
+
+def _resolve(name_or_path: str | Path) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.exists():
+            raise UserError(f"{p}: workload file not found; give a shipped name ({', '.join(list_specs())}) "
+                            "or an existing YAML path")
+        return p
+    shipped = SPEC_DIR / f"{name_or_path}.yaml"
+    if shipped.exists():
+        return shipped
+    raise UserError(f"unknown workload '{name_or_path}'; known: {', '.join(list_specs())} (or a path to a YAML file)")
+
+
+_FIXES = {
+    "extra_forbidden": "unknown field: remove it or fix its spelling",
+    "missing": "required field: add it",
+    "greater_than": "value too small: use a positive number",
+    "greater_than_equal": "value too small",
+    "literal_error": "not an allowed value",
+}
+
+
+def _format_error(path: Path, exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    fix = _FIXES.get(err["type"], "fix the value")
+    got = f" (got {err['input']!r})" if err["type"] not in ("missing",) and not isinstance(err["input"], dict) else ""
+    more = f" [+{len(exc.errors()) - 1} more]" if len(exc.errors()) > 1 else ""
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{path}: field `{loc}`: {msg}{got} — {fix}{more}"
+
+
+def parse_spec(raw: Any, path: Path) -> WorkloadSpec:
+    """Validate a parsed YAML mapping; resolve relative file paths against the YAML's folder."""
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: the file must be a YAML mapping with name, apps, arrival, rate_rps")
+    try:
+        spec = WorkloadSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise UserError(_format_error(path, exc)) from None
+    base = path.resolve().parent
+    for i, app in enumerate(spec.apps):
+        if app.lengths.path is not None:
+            p = (base / app.lengths.path).resolve()
+            if not p.exists():
+                raise UserError(f"{path}: field `apps.{i}.lengths.path`: file {p} not found — "
+                                "give an existing CSV/JSON/JSONL/parquet path (relative to the YAML)")
+            app.lengths.path = str(p)
+    arr = spec.arrival
+    if arr.process == "trace" and arr.trace not in SHIPPED_TRACES:
+        p = (base / str(arr.trace)).resolve()
+        if not p.exists():
+            raise UserError(f"{path}: field `arrival.trace`: file {p} not found — give a shipped trace "
+                            "(azure_code, azure_conv) or an existing file with a timestamp column")
+        arr.trace = str(p)
+    return spec
+
+
+def load_spec(name_or_path: str | Path) -> WorkloadSpec:
+    """A shipped spec by name (``coding``) or any YAML path; raises `UserError` on any problem."""
+    if isinstance(name_or_path, WorkloadSpec):
+        return name_or_path
+    path = _resolve(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"{path}:{where}: YAML syntax error: {problem} — fix the indentation/quoting there") from None
+    return parse_spec(raw, path)
+
+
+def apply_overrides(spec: WorkloadSpec, *, slo_scale: float | None = None,
+                    burstiness_cv: float | None = None) -> WorkloadSpec:
+    """A copy with every SLO target scaled by ``slo_scale`` and/or Gamma arrivals of CV ``burstiness_cv``.
+
+    Used by sweeps ("how does capacity change as SLOs tighten / traffic gets burstier?").
+    """
+    new = spec.model_copy(deep=True)
+    if slo_scale is not None:
+        if slo_scale <= 0:
+            raise UserError(f"slo_scale must be > 0 (got {slo_scale})")
+        for app in new.apps:
+            for s in app.slo.values():
+                s.tpot_ms *= slo_scale
+                s.ttft_min_ms *= slo_scale
+                if s.ttft_ms is not None:
+                    s.ttft_ms *= slo_scale
+                if s.ttft_slowdown is not None:
+                    s.ttft_slowdown *= slo_scale
+        new.name = f"{new.name}-slo{slo_scale:g}"
+    if burstiness_cv is not None:
+        if burstiness_cv <= 0:
+            raise UserError(f"burstiness_cv must be > 0 (got {burstiness_cv})")
+        new.arrival = ArrivalSpec(process="gamma", cv=burstiness_cv)
+        new.name = f"{new.name}-cv{burstiness_cv:g}"
+    return new

@@ -1,0 +1,131 @@
+"""Capacity search against synthetic engines with known attainment curves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from slobench.capacity import (
+    ProbeResult,
+    ValidityLimits,
+    capacity_search,
+    check_validity,
+    wilson_interval,
+)
+
+N = 2000
+
+
+def step_engine(knee: float = 7.3):
+    """Attainment 1 up to the knee, then falling linearly (exact counts, no noise)."""
+
+    def probe(rate: float, seed: int) -> ProbeResult:
+        att = 1.0 if rate <= knee else max(0.0, 1.0 - (rate - knee) / knee)
+        return ProbeResult(round(att * N), N, offered_rate_rps=rate, achieved_rate_rps=rate, tail_s=1.0)
+
+    return probe
+
+
+def smooth_engine(scale: float = 10.0):
+    """Smoothly decreasing curve: attainment(r) = exp(−(r/scale)²)."""
+
+    def probe(rate: float, seed: int) -> ProbeResult:
+        return ProbeResult(round(np.exp(-((rate / scale) ** 2)) * N), N)
+
+    return probe
+
+
+def test_step_found_within_tolerance() -> None:
+    res = capacity_search(step_engine(7.3), target=0.9, rel_tol=0.02)
+    assert res.status == "ok", res.message
+    true_cap = 7.3 * 1.1  # where the linear drop crosses 0.9
+    assert res.capacity_rps <= true_cap
+    assert (true_cap - res.capacity_rps) / true_cap <= 0.02 + 1e-9
+    assert res.upper_rps > true_cap
+    assert res.lower_rps <= res.capacity_rps <= res.upper_rps
+    assert all(p.valid for p in res.probes)
+
+
+def test_halving_down_when_start_misses() -> None:
+    res = capacity_search(step_engine(0.5), target=0.9, rate_start=8.0)
+    assert res.status == "ok"
+    assert res.capacity_rps == pytest.approx(0.55, rel=0.03)
+
+
+@pytest.mark.parametrize("engine", [step_engine(7.3), smooth_engine(10.0)])
+def test_monotone_in_target(engine) -> None:
+    caps = [capacity_search(engine, target=t).capacity_rps for t in (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)]
+    assert all(a >= b for a, b in zip(caps, caps[1:], strict=False)), caps
+
+
+def test_below_range_message() -> None:
+    res = capacity_search(lambda r, s: ProbeResult(0, 100), target=0.9, rate_lo=0.1)
+    assert res.status == "below_range"
+    assert res.capacity_rps is None
+    assert "lowest rate" in res.message and "0.1" in res.message
+
+
+def test_above_range_message() -> None:
+    res = capacity_search(lambda r, s: ProbeResult(100, 100), target=0.9, rate_hi=64)
+    assert res.status == "above_range"
+    assert res.capacity_rps == pytest.approx(64, rel=1e-3)
+    assert "highest rate" in res.message
+
+
+def test_invalid_probe_never_reported_as_capacity() -> None:
+    # Beyond 5 rps the tail never drains, even though attainment is (wrongly) perfect.
+    def probe(rate: float, seed: int) -> ProbeResult:
+        return ProbeResult(100, 100, tail_s=100.0 if rate > 5 else 1.0)
+
+    res = capacity_search(probe, target=0.9)
+    assert res.status == "ok"
+    assert res.capacity_rps <= 5
+    bad = [p for p in res.probes if not p.valid]
+    assert bad and all("tail" in p.reason for p in bad)
+
+
+def test_validity_checks() -> None:
+    lim = ValidityLimits()
+    assert check_validity(ProbeResult(1000, 1000, offered_rate_rps=10, achieved_rate_rps=10.5), lim) is None
+    assert "achieved" in check_validity(ProbeResult(1000, 1000, offered_rate_rps=10, achieved_rate_rps=7), lim)
+    assert "lagged" in check_validity(ProbeResult(1, 1, client_lag_s=3.0), lim)
+    assert "unfinished" in check_validity(ProbeResult(1, 2, unfinished=1), lim)
+    assert check_validity(ProbeResult(0, 0), lim) == "no requests"
+
+
+def test_seeds_pooled_and_shared() -> None:
+    seen: list[tuple[float, int]] = []
+
+    def probe(rate: float, seed: int) -> ProbeResult:
+        seen.append((rate, seed))
+        return step_engine(3.0)(rate, seed)
+
+    res = capacity_search(probe, seeds=(0, 1, 2))
+    rates = sorted({r for r, _ in seen})
+    assert all({s for r2, s in seen if r2 == r} == {0, 1, 2} for r in rates)
+    assert len(res.points) == len(rates)
+    assert res.points[0].num_requests == 3 * N
+
+
+def test_wilson_interval_sanity() -> None:
+    lo, hi = wilson_interval(90, 100)
+    assert lo < 0.9 < hi
+    assert lo == pytest.approx(0.8256, abs=1e-3) and hi == pytest.approx(0.9448, abs=1e-3)
+    lo, hi = wilson_interval(100, 100)
+    assert hi == 1.0 and 0.95 < lo < 1.0
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    lo_small, hi_small = wilson_interval(9, 10)
+    assert hi_small - lo_small > hi - lo  # fewer requests, wider interval
+
+
+def test_max_probes_stops() -> None:
+    res = capacity_search(step_engine(7.3), max_probes=3)
+    assert res.status == "max_probes"
+    assert len(res.points) == 3
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError):
+        capacity_search(step_engine(), target=1.5)
+    with pytest.raises(ValueError):
+        capacity_search(step_engine(), rate_lo=5, rate_hi=1)

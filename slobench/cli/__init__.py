@@ -42,7 +42,10 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from slobench.cli import run as _run  # noqa: F401  (registers `run`, `bench`)
+    from slobench.cli import run as _run  # (registers `run`, `bench`)
+    from slobench.cli.bench_cmd import register as register_bench
+
+    register_bench(_run.bench_app)
 
     try:
         from slobench.cli.workloads_cmd import workloads_app

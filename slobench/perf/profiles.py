@@ -55,6 +55,11 @@ class PiecewiseLinearModel:
             return 0.0
         return self.time_s(n, spec_steps)
 
+    def latency_from_stats(self, s_q: float, s_c: float, s_qc: float, s_qq: float, n: int,
+                           spec_steps: int = 0) -> float:
+        """O(1) latency from batch sums; only Σq and the speculation depth matter here."""
+        return self.time_s(s_q, spec_steps) if s_q > 0 else 0.0
+
     def time_s(self, n_tokens: float, spec_steps: int = 0) -> float:
         """T(n_tokens, s) straight from the pieces."""
         return max(k1 * n_tokens + k2 * spec_steps + b for k1, k2, b in self.pieces)

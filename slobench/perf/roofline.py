@@ -185,6 +185,17 @@ class RooflineModel:
             t += spec_steps * self.draft_step_s(n, s_c)
         return t
 
+    def latency_from_stats(self, s_q: float, s_c: float, s_qc: float, s_qq: float, n: int,
+                           spec_steps: int = 0) -> float:
+        """`batch_latency_s` from the batch's sums (Σq, Σctx, Σq·ctx, Σq², n): O(1) for batch builders
+        that grow a batch token by token (`slobench.schedulers.batching.BatchDraft`)."""
+        if n == 0 or s_q <= 0:
+            return 0.0
+        t = self._time(s_q, s_c, s_qc, s_qq, min(s_q, n * (1 + spec_steps)))
+        if spec_steps > 0:
+            t += spec_steps * self.draft_step_s(n, s_c)
+        return t
+
     def draft_step_s(self, n_seqs: int, ctx_sum: float) -> float:
         """One draft-model step over ``n_seqs`` sequences (one token each) holding ``ctx_sum`` tokens."""
         if self._draft is not None:

@@ -19,9 +19,11 @@ see vLLM PR #17885) 2048 and 256. `vllm_defaults()` picks them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 from slobench.schedulers.base import Admission, BatchPlan, SchedulerView, SeqState
+from slobench.schedulers.overhead import SchedulerStats
 
 _LARGE_GPU_BYTES = 70 * 2**30
 
@@ -41,10 +43,21 @@ class VLLMScheduler:
     max_num_seqs: int = 1024
     num_spec_tokens: int | None = None  # None: use view.spec.max_draft when speculation is on
     name: str = "vllm"
+    stats: SchedulerStats = field(default_factory=SchedulerStats, repr=False, compare=False)
+
+    def token_budget(self, view: SchedulerView) -> int:
+        """Tokens this iteration may process; vLLM's is the fixed ``max_num_batched_tokens``."""
+        return self.max_num_batched_tokens
 
     def schedule(self, view: SchedulerView) -> BatchPlan:
+        t_start = time.perf_counter()
+        plan = self._schedule(view)
+        self.stats.call_s.append(time.perf_counter() - t_start)
+        return plan
+
+    def _schedule(self, view: SchedulerView) -> BatchPlan:
         plan = BatchPlan()
-        budget = self.max_num_batched_tokens
+        budget = self.token_budget(view)
         free = view.free_kv_blocks
         bs = view.block_size
         spec_k = 0

@@ -1,0 +1,135 @@
+"""Scheduler benchmarks: capacity of every policy per workload, and `schedule()` overhead.
+
+Two measurements the SLOs-Serve issue asks for, kept out of the unit tests (performance claims
+live in benchmarks):
+
+* `capacity_table`: for each workload and policy, the highest rate with ≥ target joint attainment
+  (`slobench.capacity.capacity_search` over `slobench.runner.run_once`, the same seeds for every
+  policy), plus each policy's ratio to every baseline and the geometric mean over workloads.
+* `overhead`: wall time of one `schedule()` call of `slos-serve` on a synthetic replica with
+  ``running`` decoding requests and ``waiting`` new requests spread over three TPOT tiers — the
+  worst case, where every call re-plans (a fresh policy each trial, so every waiting request is new).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from slobench.capacity import ProbeResult, capacity_search
+
+
+@dataclass(frozen=True)
+class CapacityRow:
+    workload: str
+    scheduler: str
+    capacity_rps: float | None
+    status: str
+    probes: int
+    wall_s: float
+
+
+def _probe(workload: str, scheduler: str, num_requests: int, run_kwargs: dict[str, Any]
+           ) -> Callable[[float, int], ProbeResult]:
+    from slobench.runner import run_once, validate_config
+
+    def probe(rate: float, seed: int) -> ProbeResult:
+        cfg = validate_config(workload=workload, scheduler=scheduler, rate_rps=rate, seed=seed,
+                              num_requests=num_requests, **run_kwargs)
+        s = run_once(cfg).summary
+        counts = s.get("status_counts", {})
+        return ProbeResult(num_met=int(s["num_met"]), num_requests=int(s["num_requests"]),
+                           unfinished=int(counts.get("unfinished", 0)))
+
+    return probe
+
+
+def capacity_table(workloads: Sequence[str], schedulers: Sequence[str], *, num_requests: int = 600,
+                   target: float = 0.9, rel_tol: float = 0.02, seeds: Sequence[int] = (0,),
+                   run_kwargs: dict[str, Any] | None = None,
+                   on_row: Callable[[CapacityRow], None] | None = None) -> list[CapacityRow]:
+    """Capacity of each scheduler on each workload (same seeds and rate grid for all)."""
+    rows = []
+    for wl in workloads:
+        for sched in schedulers:
+            t0 = time.perf_counter()
+            res = capacity_search(_probe(wl, sched, num_requests, run_kwargs or {}), target=target, rel_tol=rel_tol,
+                                  seeds=tuple(seeds), rate_start=1.0)
+            row = CapacityRow(wl, sched, res.capacity_rps, res.status, len(res.probes), time.perf_counter() - t0)
+            rows.append(row)
+            if on_row is not None:
+                on_row(row)
+    return rows
+
+
+def ratios(rows: Sequence[CapacityRow], subject: str, baseline: str) -> tuple[dict[str, float], float]:
+    """Per-workload capacity ratio subject/baseline and its geometric mean (NaN where undefined)."""
+    cap = {(r.workload, r.scheduler): r.capacity_rps for r in rows}
+    out: dict[str, float] = {}
+    for wl in dict.fromkeys(r.workload for r in rows):
+        a, b = cap.get((wl, subject)), cap.get((wl, baseline))
+        out[wl] = a / b if a and b else math.nan
+    vals = [v for v in out.values() if math.isfinite(v) and v > 0]
+    return out, float(np.exp(np.mean(np.log(vals)))) if vals else math.nan
+
+
+def synthetic_view(running: int, waiting: int, seed: int, now_s: float = 100.0):  # noqa: ANN201
+    """A replica mid-run: ``running`` decodes and ``waiting`` fresh arrivals over 3 TPOT tiers."""
+    from slobench.perf import get_latency_model
+    from slobench.schedulers.base import Admission, SchedulerView, SeqState
+    from slobench.workloads.model import SLO, Request, Stage
+
+    perf = get_latency_model()
+    rng = np.random.default_rng(seed)
+    tiers = [(0.05, "coding"), (0.1, "chat"), (0.2, "batch")]
+    bs = 16
+    run: list[SeqState] = []
+    wait: list[SeqState] = []
+    for i in range(running + waiting):
+        tpot, tier = tiers[i % 3]
+        prompt = int(rng.integers(50, 3000))
+        out = int(rng.integers(20, 600))
+        slo = SLO(ttft_s=max(0.05, 5 * perf.prefill_latency_s(prompt)), tpot_s=tpot)
+        req = Request(id=i, arrival_s=now_s - (rng.uniform(1, 20) if i < running else rng.uniform(0, 0.3)),
+                      app=tier, tier=tier, stages=(Stage(prompt, out, slo),))
+        if i < running:
+            done = int(rng.integers(1, out))
+            seq = SeqState(req=req, stage_start_s=req.arrival_s, num_tokens=prompt + done,
+                           num_computed=prompt + done - 1, stage_out=done,
+                           first_token_s=req.arrival_s + slo.ttft_s * 0.5, admission=Admission.ADMITTED)
+            seq.kv_blocks = math.ceil(seq.num_computed / bs)
+            run.append(seq)
+        else:
+            wait.append(SeqState(req=req, stage_start_s=req.arrival_s, num_tokens=prompt))
+    total = perf.kv_capacity_tokens() // bs
+    used = sum(s.kv_blocks for s in run)
+    return SchedulerView(now_s=now_s, waiting=wait, running=run, block_size=bs, total_kv_blocks=total,
+                         free_kv_blocks=total - used, perf=perf)
+
+
+def overhead(running: int = 256, waiting: int = 256, trials: int = 200, steady_calls: int = 200) -> dict[str, float]:
+    """p50/p99 ms of `schedule()`: re-planning calls (fresh policy) and steady calls (no new arrivals)."""
+    from slobench.schedulers.registry import make_scheduler
+
+    replan, steady = [], []
+    for t in range(trials):
+        view = synthetic_view(running, waiting, seed=t)
+        policy = make_scheduler("slos-serve")
+        t0 = time.perf_counter()
+        policy.schedule(view)
+        replan.append(time.perf_counter() - t0)
+    view = synthetic_view(running, waiting, seed=0)
+    policy = make_scheduler("slos-serve")
+    policy.schedule(view)
+    for _ in range(steady_calls):
+        t0 = time.perf_counter()
+        policy.schedule(view)
+        steady.append(time.perf_counter() - t0)
+    ms = lambda xs, q: float(np.percentile(np.asarray(xs) * 1e3, q))  # noqa: E731
+    return {"replan_p50_ms": ms(replan, 50), "replan_p99_ms": ms(replan, 99), "steady_p50_ms": ms(steady, 50),
+            "steady_p99_ms": ms(steady, 99)}

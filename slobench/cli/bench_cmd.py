@@ -1,0 +1,92 @@
+"""`slobench bench schedulers`: capacity of every policy per workload, ratios, and scheduling overhead."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from slobench.errors import UserError
+
+console = Console()
+
+ALL_WORKLOADS = "chatbot,coding,reasoning,toolcalling,summarization,mixed"
+BASELINES = ("vllm", "vllm-v0", "sarathi")
+
+
+def _fmt(x: float | None) -> str:
+    return "–" if x is None or not math.isfinite(x) else f"{x:.3g}"
+
+
+def bench_schedulers(
+    workloads: Annotated[str, typer.Option("--workloads", help="Comma-separated workload names.")] = ALL_WORKLOADS,
+    schedulers: Annotated[str, typer.Option("--schedulers", help="Policies; slos-serve is compared to the rest.")]
+    = "vllm,vllm-v0,sarathi,slos-serve",
+    profile: Annotated[str | None, typer.Option("--profile", help="Latency profile, e.g. paper:opt-13b-h100.")]
+    = None,
+    hardware: Annotated[str, typer.Option("--hardware")] = "H100-SXM",
+    model: Annotated[str, typer.Option("--model")] = "Llama-3.1-8B",
+    num_requests: Annotated[int, typer.Option("--num-requests", "-n", min=50, help="Requests per probe.")] = 600,
+    target: Annotated[float, typer.Option("--target", min=0.01, max=1.0)] = 0.9,
+    overhead_only: Annotated[bool, typer.Option("--overhead-only", help="Skip capacities.")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="Also write the table as CSV here.")] = None,
+) -> None:
+    """Capacity per workload for each policy, ratios (with geometric means), and schedule() overhead.
+
+    Example: slobench bench schedulers --workloads coding,chatbot -n 600
+    """
+    from slobench.bench.schedulers import capacity_table, overhead, ratios
+    from slobench.schedulers.registry import scheduler_names
+
+    wls = [w.strip() for w in workloads.split(",") if w.strip()]
+    scheds = [s.strip() for s in schedulers.split(",") if s.strip()]
+    bad = [s for s in scheds if s not in scheduler_names()]
+    if bad:
+        raise UserError(f"--schedulers: unknown {bad[0]!r}; known: {', '.join(scheduler_names())}")
+    if not overhead_only:
+        from slobench.workloads import load_spec
+
+        for w in wls:
+            load_spec(w)  # fail fast, one line, on a bad name
+        kwargs = {"profile": profile} if profile else {"hardware": hardware, "model": model}
+        setup = profile or f"{model} on {hardware}"
+        with console.status("capacity searches…") as status:
+            rows = capacity_table(wls, scheds, num_requests=num_requests, target=target, run_kwargs=kwargs,
+                                  on_row=lambda r: status.update(f"{r.workload} × {r.scheduler}: {_fmt(r.capacity_rps)}"
+                                                                 f" req/s ({r.probes} probes, {r.wall_s:.0f} s)"))
+        t = Table(title=f"Capacity (req/s) at {target:.0%} attainment — {setup}, {num_requests} requests/probe",
+                  header_style="bold")
+        t.add_column("workload")
+        for s in scheds:
+            t.add_column(s, justify="right")
+        base = [b for b in BASELINES if b in scheds]
+        subject = "slos-serve" if "slos-serve" in scheds else scheds[-1]
+        per = {b: ratios(rows, subject, b) for b in base if b != subject}
+        for b in per:
+            t.add_column(f"{subject}/{b}", justify="right")
+        cap = {(r.workload, r.scheduler): r for r in rows}
+        for w in wls:
+            cells = []
+            for s in scheds:
+                r = cap[(w, s)]
+                cells.append(_fmt(r.capacity_rps) + ("" if r.status == "ok" else f" ({r.status})"))
+            t.add_row(w, *cells, *[f"{per[b][0][w]:.2f}×" for b in per])
+        t.add_row("[bold]geomean[/]", *[""] * len(scheds), *[f"[bold]{per[b][1]:.2f}×[/]" for b in per])
+        console.print(t)
+        if out is not None:
+            import pandas as pd
+
+            pd.DataFrame([r.__dict__ for r in rows]).to_csv(out, index=False)
+            console.print(f"written: {out}")
+    o = overhead()
+    console.print(f"slos-serve schedule() with 256 running + 256 waiting in 3 tiers: re-planning call "
+                  f"p50 {o['replan_p50_ms']:.2f} ms, p99 {o['replan_p99_ms']:.2f} ms; steady call "
+                  f"p50 {o['steady_p50_ms']:.2f} ms, p99 {o['steady_p99_ms']:.2f} ms")
+
+
+def register(bench_app: typer.Typer) -> None:
+    bench_app.command("schedulers")(bench_schedulers)

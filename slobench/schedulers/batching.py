@@ -1,0 +1,84 @@
+"""Batch-building arithmetic shared by the time-budgeted policies (sarathi, slos-serve).
+
+A policy with a time budget asks one question again and again: "how many more tokens of this
+sequence fit into the batch before its predicted latency exceeds the budget?". `BatchDraft`
+answers by exponential + binary search on the latency model, which only has to be monotone in
+the added tokens (every `LatencyModel` is). It keeps the batch's sums (Σq, Σctx, Σq·ctx, Σq², n)
+so a model with ``latency_from_stats`` (the roofline and piecewise models) answers each probe in
+O(1) however large the batch; any other `LatencyModel` is asked with the full lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from slobench.perf.base import LatencyModel
+
+
+class BatchDraft:
+    """A batch under construction: ``q[i]`` tokens processed for sequence i on top of ``ctx[i]`` cached."""
+
+    __slots__ = ("perf", "q", "ctx", "spec_steps", "_sums", "_fast")
+
+    def __init__(self, perf: LatencyModel, q: Sequence[int] = (), ctx: Sequence[int] = (), spec_steps: int = 0) -> None:
+        self.perf = perf
+        self.q = [int(x) for x in q]
+        self.ctx = [int(x) for x in ctx]
+        self.spec_steps = int(spec_steps)
+        qc = sum(a * b for a, b in zip(self.q, self.ctx, strict=True))
+        self._sums = [float(sum(self.q)), float(sum(self.ctx)), float(qc), float(sum(a * a for a in self.q))]
+        self._fast = getattr(perf, "latency_from_stats", None)
+
+    def add(self, tokens: int, ctx_tokens: int) -> None:
+        self.q.append(int(tokens))
+        self.ctx.append(int(ctx_tokens))
+        s = self._sums
+        s[0] += tokens
+        s[1] += ctx_tokens
+        s[2] += tokens * ctx_tokens
+        s[3] += tokens * tokens
+
+    @property
+    def total_tokens(self) -> int:
+        return int(self._sums[0])
+
+    def latency_s(self) -> float:
+        """Predicted latency of the batch as drafted (0 when empty)."""
+        if not self.q:
+            return 0.0
+        if self._fast is not None:
+            s = self._sums
+            return self._fast(s[0], s[1], s[2], s[3], len(self.q), self.spec_steps)
+        return self.perf.batch_latency_s(self.q, self.ctx, self.spec_steps)
+
+    def latency_with_s(self, tokens: int, ctx_tokens: int) -> float:
+        """Predicted latency if ``tokens`` more tokens of a sequence at ``ctx_tokens`` were added."""
+        if self._fast is not None:
+            s = self._sums
+            return self._fast(s[0] + tokens, s[1] + ctx_tokens, s[2] + tokens * ctx_tokens, s[3] + tokens * tokens,
+                              len(self.q) + 1, self.spec_steps)
+        self.q.append(tokens)
+        self.ctx.append(ctx_tokens)
+        try:
+            return self.perf.batch_latency_s(self.q, self.ctx, self.spec_steps)
+        finally:
+            self.q.pop()
+            self.ctx.pop()
+
+    def max_tokens_within(self, budget_s: float, ctx_tokens: int, cap: int) -> int:
+        """Largest n ≤ ``cap`` such that adding n tokens at ``ctx_tokens`` keeps latency ≤ ``budget_s``."""
+        if cap <= 0 or self.latency_with_s(1, ctx_tokens) > budget_s:
+            return 0
+        if self.latency_with_s(cap, ctx_tokens) <= budget_s:
+            return cap
+        lo, hi = 1, 2  # invariant: lo fits; find hi that does not, by doubling, then bisect
+        while hi < cap and self.latency_with_s(hi, ctx_tokens) <= budget_s:
+            lo, hi = hi, hi * 2
+        hi = min(hi, cap)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self.latency_with_s(mid, ctx_tokens) <= budget_s:
+                lo = mid
+            else:
+                hi = mid
+        return lo

@@ -1,0 +1,331 @@
+"""SLOs-Serve's online loop (arXiv 2504.08784): admit by DP, batch by per-token deadlines.
+
+Every `schedule()` call (one per engine iteration):
+
+1. **Sort the requests** into admitted decodes, admitted prefills (new stages of admitted
+   requests and recompute after preemption are *committed*), best-effort work, and *pending*
+   requests that admission has not accepted yet.
+2. **Expire** pending requests that can no longer meet their TTFT even on an idle replica: they
+   become best-effort (or are rejected, ``best_effort=False``). A best-effort request still counts
+   as a miss if it misses, but it can no longer hurt admitted ones.
+3. **Re-plan** when new requests arrived or every ``replan_interval_s``: the DP of `admission.py`
+   over pending (≤ ``max_candidates``, earliest deadline first) and committed requests decides who
+   is admitted; declined requests stay pending and are retried at the next plan until step 2
+   expires them. Speculation lengths per tier (`speculation.py`) and the prefill-rate model the DP
+   uses (`rate_model.py`) are refreshed here too.
+4. **Batch**: the iteration's time budget ``L`` is the smallest slack to the next per-token
+   deadline among admitted decodes (token n is due at ``t0 + (n−1)·TPOT``), capped by the
+   tightest tier pace present. A decode whose next deadline is a whole TPOT beyond this batch
+   skips it (loose tiers run in fewer batches); late decodes have already missed and do not
+   shrink the budget. Admitted prefills fill the rest of the budget in EDF order (chunked to fit
+   the latency model's prediction), then best-effort decodes and prefills take what is left.
+5. **KV**: best-effort sequences are preempted first when blocks run out (admission reserved
+   the admitted requests' final KV, so they rarely need to be).
+
+Pure Python, deterministic (no wall-clock input to any decision unless ``dp_time_limit_s`` is
+set), no I/O, imports no engine: the vLLM adapter runs this same object.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from slobench.errors import UserError
+from slobench.schedulers.base import Admission, BatchPlan, SchedulerView, SeqState
+from slobench.schedulers.batching import BatchDraft
+from slobench.schedulers.overhead import SchedulerStats
+from slobench.schedulers.slos_serve.admission import Candidate, plan_admission
+from slobench.schedulers.slos_serve.rate_model import PrefillRateModel, make_tier
+from slobench.schedulers.slos_serve.speculation import choose_spec_lengths
+
+
+def _final_tokens(seq: SeqState) -> int:
+    """Context the request will hold at the end of its current stage and any continuation stages."""
+    total = seq.num_tokens + seq.remaining_output
+    for st in seq.req.stages[seq.stage_idx + 1:]:
+        if not st.is_continuation:
+            break
+        total += st.output_tokens
+    return total
+
+
+def _deadline(seq: SeqState) -> float:
+    """EDF key: TTFT deadline before the first token, else the next per-token deadline (recompute)."""
+    return seq.next_token_deadline_s
+
+
+@dataclass
+class SLOsServeScheduler:
+    """The `slos-serve` policy. Options are documented on each field; defaults follow the paper."""
+
+    best_effort: bool = True  # False: reject what cannot be admitted instead of serving it best-effort
+    replan_interval_s: float = 0.1  # re-plan at least this often while requests are pending
+    max_candidates: int = 32  # pending requests the DP considers per plan (earliest deadlines)
+    beam_width: int = 16  # decode-count vectors kept per DP step
+    dp_max_transitions: int = 20_000  # deterministic guard; beyond it greedy EDF decides
+    dp_time_limit_s: float | None = None  # optional wall-clock guard (non-deterministic)
+    surplus_rule: Literal["more", "less"] = "more"  # "less" = the authors' Pareto rule
+    capacity_margin: float = 0.9  # share of the modelled prefill rate admission may promise
+    latency_margin: float = 0.0  # share of each batch budget kept free for prediction error (real engines)
+    rate_refresh_s: float = 0.25  # how often the prefill-rate model is re-measured
+    tier_weights: dict[str, float] | None = None  # profit per request by tier name (default 1)
+    adaptive_speculation: bool = True  # with speculation configured: per-tier lengths (False: max for all)
+    name: str = "slos-serve"
+    stats: SchedulerStats = field(default_factory=SchedulerStats, repr=False, compare=False)
+    _seen: set[int] = field(default_factory=set, repr=False)
+    _last_plan_s: float = field(default=-math.inf, repr=False)
+    _rate: PrefillRateModel | None = field(default=None, repr=False)
+    _rate_key: tuple = field(default=(), repr=False)
+    _rate_at_s: float = field(default=-math.inf, repr=False)
+    _spec: dict[float, int] = field(default_factory=dict, repr=False)
+    _zero_load_ttft: dict[tuple[int, int], float] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.surplus_rule not in ("more", "less"):
+            raise UserError(f"slos-serve: surplus_rule must be 'more' or 'less' (got {self.surplus_rule!r})")
+        if not 0 < self.capacity_margin <= 1.5:
+            raise UserError(f"slos-serve: capacity_margin must be in (0, 1.5] (got {self.capacity_margin})")
+        if not 0 <= self.latency_margin < 1:
+            raise UserError(f"slos-serve: latency_margin must be in [0, 1) (got {self.latency_margin})")
+
+    # ------------------------------------------------------------------------------------------
+    def schedule(self, view: SchedulerView) -> BatchPlan:
+        t_start = time.perf_counter()
+        plan = self._schedule(view)
+        self.stats.call_s.append(time.perf_counter() - t_start)
+        return plan
+
+    def _schedule(self, view: SchedulerView) -> BatchPlan:
+        now = view.now_s
+        plan = BatchPlan()
+        adm_dec: list[SeqState] = []
+        adm_pre: list[SeqState] = []
+        be_dec: list[SeqState] = []
+        be_pre: list[SeqState] = []
+        pending: list[SeqState] = []
+        for seq in view.running:
+            be = seq.admission is Admission.BEST_EFFORT
+            if seq.is_prefilling:
+                (be_pre if be else adm_pre).append(seq)
+            else:
+                (be_dec if be else adm_dec).append(seq)
+        for seq in view.waiting:
+            if seq.admission is Admission.PENDING:
+                pending.append(seq)
+            elif seq.admission is Admission.BEST_EFFORT:
+                be_pre.append(seq)
+            elif seq.admission is Admission.ADMITTED:
+                adm_pre.append(seq)
+
+        pending = self._expire(view, pending, plan, be_pre)
+        new_arrivals = any(s.req_id not in self._seen for s in pending)
+        if pending and (new_arrivals or now - self._last_plan_s >= self.replan_interval_s):
+            self._seen.update(s.req_id for s in pending)
+            admitted = self._admit(view, pending, adm_pre, adm_dec, be_dec, be_pre)
+            for seq in pending:
+                if seq.req_id in admitted:
+                    plan.admission[seq.req_id] = Admission.ADMITTED
+                    adm_pre.append(seq)
+        self._build_batch(view, plan, adm_dec, adm_pre, be_dec, be_pre)
+        return plan
+
+    # -- step 2 ---------------------------------------------------------------------------------
+    def _expire(self, view: SchedulerView, pending: list[SeqState], plan: BatchPlan,
+                be_pre: list[SeqState]) -> list[SeqState]:
+        keep: list[SeqState] = []
+        for seq in pending:
+            key = (seq.req_id, seq.stage_idx)
+            if key not in self._zero_load_ttft:
+                self._zero_load_ttft[key] = view.perf.prefill_latency_s(max(1, seq.pending_tokens))
+            if view.now_s + self._zero_load_ttft[key] <= seq.ttft_deadline_s:
+                keep.append(seq)
+                continue
+            self._zero_load_ttft.pop(key, None)
+            if self.best_effort:
+                plan.admission[seq.req_id] = Admission.BEST_EFFORT
+                be_pre.append(seq)
+                self.stats.count("best_effort")
+            else:
+                plan.admission[seq.req_id] = Admission.REJECTED
+                self.stats.count("rejected")
+        return keep
+
+    # -- step 3 ---------------------------------------------------------------------------------
+    def _tiers(self, view: SchedulerView, seqs: list[SeqState]) -> list[float]:
+        return sorted({round(s.stage.slo.tpot_s, 6) for s in seqs})
+
+    def _refresh_models(self, view: SchedulerView, tpots: list[float], adm_dec: list[SeqState],
+                        ctx_hint: dict[float, int]) -> None:
+        """Re-measure speculation lengths and ρ when the tiers change or the model is stale."""
+        key = tuple(tpots)
+        if self._rate is not None and key == self._rate_key and view.now_s - self._rate_at_s < self.rate_refresh_s:
+            return
+        tier_of = {t: i for i, t in enumerate(tpots)}
+        decodes = [(tier_of[round(s.stage.slo.tpot_s, 6)], s.num_computed) for s in adm_dec]
+        spec = view.spec
+        if spec is not None and spec.alpha and spec.max_draft > 0:
+            lengths = (choose_spec_lengths(view.perf, tpots, decodes, spec.alpha, spec.max_draft)
+                       if self.adaptive_speculation else [spec.max_draft] * len(tpots))
+        else:
+            lengths = [0] * len(tpots)
+        self._spec = dict(zip(tpots, lengths, strict=True))
+        alpha = spec.alpha if spec is not None else None
+        tiers = []
+        for i, t in enumerate(tpots):
+            ctxs = [c for j, c in decodes if j == i]
+            ctx = sum(ctxs) / len(ctxs) if ctxs else ctx_hint.get(t, 1024)
+            tiers.append(make_tier(t, lengths[i], alpha, int(ctx)))
+        model = PrefillRateModel(view.perf, tiers, margin=self.capacity_margin)
+        q = [1 + self._spec.get(round(s.stage.slo.tpot_s, 6), 0) for s in adm_dec]
+        model.refresh(q, [s.num_computed for s in adm_dec], max(q, default=1) - 1)
+        self._rate, self._rate_key, self._rate_at_s = model, key, view.now_s
+        self.stats.count("rate_model_refreshes")
+
+    def _admit(self, view: SchedulerView, pending: list[SeqState], adm_pre: list[SeqState],
+               adm_dec: list[SeqState], be_dec: list[SeqState], be_pre: list[SeqState]) -> set[int]:
+        now = view.now_s
+        self._last_plan_s = now
+        self.stats.count("plans")
+        candidates = sorted(pending, key=lambda s: (s.ttft_deadline_s, s.req_id))[: self.max_candidates]
+        tpots = self._tiers(view, adm_dec + adm_pre + candidates)
+        ctx_hint: dict[float, int] = {}
+        for s in candidates:
+            ctx_hint.setdefault(round(s.stage.slo.tpot_s, 6), s.num_tokens + s.remaining_output // 2)
+        self._refresh_models(view, tpots, adm_dec, ctx_hint)
+        assert self._rate is not None
+        tier_of = {t: i for i, t in enumerate(tpots)}
+        base = [0] * len(tpots)
+        for s in adm_dec:
+            base[tier_of[round(s.stage.slo.tpot_s, 6)]] += 1
+        bs = view.block_size
+        reserved = sum(max(0, math.ceil(_final_tokens(s) / bs) - s.kv_blocks) for s in adm_dec + adm_pre)
+        reclaimable = sum(s.kv_blocks for s in be_dec + be_pre)
+        kv_free = view.free_kv_blocks + reclaimable - reserved
+        weights = self.tier_weights or {}
+        reqs = [Candidate(s.req_id, _deadline(s), s.pending_tokens, tier_of[round(s.stage.slo.tpot_s, 6)], 0,
+                          committed=True) for s in adm_pre]
+        reqs += [Candidate(s.req_id, s.ttft_deadline_s, s.pending_tokens, tier_of[round(s.stage.slo.tpot_s, 6)],
+                           max(0, math.ceil(_final_tokens(s) / bs) - s.kv_blocks), weights.get(s.tier, 1.0))
+                 for s in candidates]
+        result = plan_admission(reqs, self._rate.rate, tuple(base), now, kv_free, beam_width=self.beam_width,
+                                max_transitions=self.dp_max_transitions, time_limit_s=self.dp_time_limit_s,
+                                surplus_rule=self.surplus_rule)
+        self.stats.count("dp_fallbacks", int(result.fallback))
+        self.stats.count("admitted", len(result.admitted))
+        self.stats.count("declined", len(candidates) - len(result.admitted))
+        return set(result.admitted)
+
+    # -- steps 4 and 5 --------------------------------------------------------------------------
+    def _spec_len(self, seq: SeqState, view: SchedulerView) -> int:
+        if view.spec is None:
+            return 0
+        s = self._spec.get(round(seq.stage.slo.tpot_s, 6), 0 if self.adaptive_speculation else view.spec.max_draft)
+        return max(0, min(s, seq.remaining_output - 1))
+
+    def _pace_s(self, seq: SeqState, view: SchedulerView) -> float:
+        """Longest gap between verifies that keeps this decode on pace (floor(E(s))·TPOT)."""
+        s = self._spec_len(seq, view)
+        tpot = seq.stage.slo.tpot_s
+        if s and view.spec is not None:
+            from slobench.perf.speculative import expected_tokens
+
+            return max(1, math.floor(expected_tokens(view.spec.alpha, s))) * tpot
+        return tpot
+
+    def _build_batch(self, view: SchedulerView, plan: BatchPlan, adm_dec: list[SeqState], adm_pre: list[SeqState],
+                     be_dec: list[SeqState], be_pre: list[SeqState]) -> None:
+        now = view.now_s
+        admitted_work = adm_dec + adm_pre
+        paces = [self._pace_s(s, view) for s in admitted_work] or [s.stage.slo.tpot_s for s in be_dec + be_pre]
+        if not paces:
+            return
+        budget = min(paces)
+        deadlines = [s.next_token_deadline_s for s in adm_dec]
+        for due in deadlines:
+            if due > now:  # late decodes already missed: they keep pace but do not shrink the budget
+                budget = min(budget, due - now)
+        adm_pre = sorted(adm_pre, key=lambda s: (_deadline(s), s.req_id))
+        if adm_pre and now < adm_pre[0].ttft_deadline_s < now + budget and adm_pre[0].stage_out == 0:
+            # The most urgent prefill could finish in this batch: end the batch by its deadline so
+            # its first token is on time (a shorter batch, rather than a late request).
+            head = adm_pre[0]
+            alone = view.perf.prefill_latency_s(head.pending_tokens)
+            if alone <= head.ttft_deadline_s - now:
+                budget = head.ttft_deadline_s - now
+        draft = BatchDraft(view.perf)
+        order: list[tuple[SeqState, int, int]] = []  # (seq, tokens, drafts) in allocation priority
+
+        def put(seq: SeqState, n: int, k: int = 0) -> None:
+            draft.add(n + k, seq.num_computed)
+            order.append((seq, n, k))
+
+        for seq, due in zip(adm_dec, deadlines, strict=True):
+            if due - (now + budget) >= seq.stage.slo.tpot_s:
+                continue  # enough slack to skip this batch and still be on time after the next one
+            k = self._spec_len(seq, view)
+            draft.spec_steps = max(draft.spec_steps, k)
+            put(seq, 1, k)
+        limit = budget * (1.0 - self.latency_margin)
+        for seq in adm_pre:
+            n = draft.max_tokens_within(limit, seq.num_computed, seq.pending_tokens)
+            if n <= 0:
+                break
+            put(seq, n)
+        for seq in sorted(be_dec, key=lambda s: (s.req.arrival_s, s.req_id)):
+            if draft.latency_with_s(1, seq.num_computed) > limit:
+                break
+            put(seq, 1)
+        for seq in sorted(be_pre, key=lambda s: (s.req.arrival_s, s.req_id)):
+            n = draft.max_tokens_within(limit, seq.num_computed, seq.pending_tokens)
+            if n <= 0:
+                break
+            put(seq, n)
+        if not order:  # the budget fits nothing (e.g. one huge first chunk): make progress anyway
+            first = sorted(adm_pre, key=_deadline) or sorted(be_dec + be_pre, key=lambda s: s.req.arrival_s)
+            if first:
+                seq = first[0]
+                put(seq, max(1, min(seq.pending_tokens, draft.max_tokens_within(budget, seq.num_computed,
+                                                                                 seq.pending_tokens))))
+        self._allocate(view, plan, order, be_dec + be_pre)
+        plan.budget_s = budget
+        plan.predicted_latency_s = view.perf.batch_latency_s(
+            [plan.num_scheduled[s.req_id] + plan.spec_tokens.get(s.req_id, 0) for s, _, _ in order
+             if s.req_id in plan.num_scheduled],
+            [s.num_computed for s, _, _ in order if s.req_id in plan.num_scheduled],
+            max(plan.spec_tokens.values(), default=0)) if plan.num_scheduled else 0.0
+
+    def _allocate(self, view: SchedulerView, plan: BatchPlan, order: list[tuple[SeqState, int, int]],
+                  best_effort: list[SeqState]) -> None:
+        """Give KV blocks in priority order; preempt best-effort (newest first) when they run out."""
+        free = view.free_kv_blocks
+        running_ids = {s.req_id for s in view.running}
+        victims = sorted((s for s in best_effort if s.req_id in running_ids and s.kv_blocks > 0),
+                         key=lambda s: (s.req.arrival_s, s.req_id))
+        preempted: set[int] = set()
+        taken: dict[int, int] = {}  # blocks newly given to each scheduled sequence
+        for seq, n, k in order:
+            if seq.req_id in preempted:
+                continue
+            need = max(0, seq.blocks_for(n + k, view.block_size) - seq.kv_blocks)
+            while need > free and victims:
+                v = victims.pop()
+                if v is seq:
+                    continue
+                preempted.add(v.req_id)
+                free += v.kv_blocks + taken.pop(v.req_id, 0)
+                plan.num_scheduled.pop(v.req_id, None)
+                plan.spec_tokens.pop(v.req_id, None)
+            if need > free:
+                self.stats.count("kv_skips")
+                continue
+            free -= need
+            taken[seq.req_id] = need
+            plan.num_scheduled[seq.req_id] = n
+            if k:
+                plan.spec_tokens[seq.req_id] = k
+        if preempted:
+            plan.preempted = sorted(preempted)
+            self.stats.count("be_preemptions", len(preempted))

@@ -1,51 +1,50 @@
-"""Screenshot a report.html with headless Chromium to check that its plots actually render offline.
+"""Open a report.html in headless Chromium, check every figure rendered, optionally save a screenshot.
 
 Why: a report can be valid HTML yet show blank boxes (plotly.js missing, a JS error); only a browser
-tells. Not part of CI (needs Chromium: ``apt-get install -y chromium``).
+tells. The check (slobench.report.render_check) counts, per figure div, plotly's rendered markers
+(``.js-plotly-plot``, ``svg.main-svg``, ``g.trace``) in the DOM Chromium produced. Needs Chromium:
+``apt-get install -y chromium``. tests/test_report_render.py runs the same check under pytest.
 
-Usage: python scripts/check_report_renders.py results/<run>/report.html docs/report-screenshot.png
+Usage: python scripts/check_report_renders.py results/<run>/report.html [docs/report-screenshot.png]
+Exit: 0 every figure rendered; 1 a figure did not render (listed); 2 usage or no browser.
 """
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-
-
-def screenshot(report: Path, png: Path, *, width: int = 1400, height: int = 2000, timeout_s: float = 60) -> Path:
-    """Render ``report`` to ``png``; raise RuntimeError with one line when no browser is available."""
-    browser = next((b for b in map(shutil.which, BROWSERS) if b), None)
-    if browser is None:
-        raise RuntimeError("no Chromium/Chrome found (apt-get install -y chromium)")
-    png.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as profile:
-        cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               f"--user-data-dir={profile}", "--hide-scrollbars", "--virtual-time-budget=5000",
-               f"--screenshot={png.resolve()}", f"--window-size={width},{height}",
-               report.resolve().as_uri()]
-        subprocess.run(cmd, check=True, capture_output=True, timeout=timeout_s)
-    if not png.exists() or png.stat().st_size == 0:
-        raise RuntimeError(f"browser ran but wrote no screenshot to {png}")
-    return png
+from slobench.report.render_check import check_report, find_browser, screenshot
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 3:
-        print(__doc__.strip().splitlines()[-1])
+    if len(argv) not in (2, 3):
+        print(__doc__.strip().splitlines()[-2])
+        return 2
+    report = Path(argv[1])
+    if not report.is_file():
+        print(f"error: {report}: not a file")
+        return 2
+    if find_browser() is None:
+        print("error: no Chromium/Chrome found (Debian: apt-get install -y chromium)")
         return 2
     try:
-        out = screenshot(Path(argv[1]), Path(argv[2]))
+        figures = check_report(report)
+        if len(argv) == 3:
+            out = screenshot(report, Path(argv[2]))
+            print(f"screenshot: {out} ({out.stat().st_size // 1024} KiB)")
     except (RuntimeError, subprocess.SubprocessError) as exc:
-        print(f"error: {exc}")
+        print(f"error: {str(exc).splitlines()[0]}")
+        return 2
+    for f in figures:
+        print(f"{'ok  ' if f.ok else 'FAIL'} {f.fig_id}: plotted={f.plotted} svg.main-svg={f.svgs} traces={f.traces}")
+    bad = [f for f in figures if not f.ok]
+    if not figures:
+        print(f"FAIL: {report} declares no figure divs")
         return 1
-    print(f"screenshot: {out} ({out.stat().st_size // 1024} KiB)")
-    return 0
+    print(f"{len(figures) - len(bad)}/{len(figures)} figures rendered in headless Chromium")
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":

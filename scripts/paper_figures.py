@@ -1,17 +1,21 @@
 """Regenerate a SLOs-Serve-style figure set on the simulator into results/figures/.
 
-Sections (scripts/paper_experiment.yaml): capacity across the six scenarios, attainment vs rate per
-scenario, SLO-tightness sweep, burstiness sweep, replica scaling. Each section is one results folder
-(probes.csv, summary.json, report.html) under results/paper-<stamp>/ so it can be redrawn with
-``slobench report``; the headline figures are also copied to results/figures/<section>-<name>.html.
-A section that cannot run in this build (e.g. no workload overrides yet) is skipped with one line.
+Sections (scripts/paper_experiment.yaml): capacity of every scheduler across the six scenarios,
+attainment vs rate per scenario, SLO-tightness sweep, burstiness sweep, replica scaling. Each
+section is one results folder under results/paper-<stamp>/<section>/ (probes.csv, requests.parquet,
+summary.json, report.html), so `slobench report` redraws it and `slobench resume` continues it;
+the figures of all sections are also written to results/figures/ (one report.html embedding them
+all, <section>-<figure>.html each, and PNGs when kaleido + Chromium are installed).
+A section that cannot run in this build (e.g. a scheduler not available yet) is skipped with one line.
 
 Usage: python scripts/paper_figures.py [--quick] [--config scripts/paper_experiment.yaml] [--out results]
+                                       [--resume results/paper-<stamp>]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
@@ -19,12 +23,22 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from slobench.cli.compare import QUICK_REQUESTS, Collector, SearchSpec, _check_schedulers, _workload_with, run_search
+from slobench.cli.compare import (
+    QUICK_REQUESTS,
+    Collector,
+    Plan,
+    SearchSettings,
+    SearchSpec,
+    _preflight,
+    _workload_with,
+    execute,
+)
 from slobench.errors import UserError
-from slobench.report.rebuild import rebuild_report
-from slobench.report.results import new_run_dir
+from slobench.report.html import write_report
+from slobench.report.rebuild import build_figures, caption_for, load_results
+from slobench.report.results import new_run_dir, write_manifest
 
 
 class Axis(BaseModel):
@@ -45,79 +59,137 @@ class PaperExperiment(BaseModel):
     target: float = Field(default=0.9, gt=0, le=1)
     hardware: str = "H100-SXM"
     model: str = "Llama-3.1-8B"
+    tp: int = Field(default=1, ge=1)
+    profile: str | None = None
     scenarios: list[str] = Field(min_length=1)
     slo_scale: Axis | None = None
     burstiness_cv: Axis | None = None
     replicas: Axis | None = None
 
 
-def _section(name: str, specs: list[SearchSpec], exp: PaperExperiment, root: Path, rel_tol: float,
-             scaling: bool = False) -> Path:
-    out = new_run_dir(name, root=root)
-    col = Collector(out, exp.target, f"paper: {name}")
-    t0 = time.perf_counter()
-    for spec in specs:
-        res = run_search(spec, col, target=exp.target, seeds=exp.seeds, rel_tol=rel_tol, rate_start=1.0)
-        cap = f"{res.capacity_rps:.3g}" if res and res.capacity_rps is not None else "–"
-        print(f"  {spec.label} × {spec.scheduler}: capacity {cap} req/s ({res.status if res else 'grid'})")
-    if scaling:
-        col.scaling = [{"scheduler": c["scheduler"], "replicas": c["replicas"], "capacity_rps": c["capacity_rps"]}
-                       for c in col.capacities]
-    col.save(final=True)
-    report, notices = rebuild_report(out)
-    for n in notices:
-        print(f"  {n}")
-    print(f"{name}: {report} ({time.perf_counter() - t0:.1f} s)")
+def load_experiment(path: Path) -> PaperExperiment:
+    """Read and validate the experiment file; every problem is one UserError line naming the field."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    try:
+        return PaperExperiment.model_validate(raw or {})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "file"
+        raise UserError(f"{path}: {loc}: {err['msg']}") from None
+
+
+def sections(exp: PaperExperiment, root: Path, quick: bool) -> list[tuple[str, list[SearchSpec], bool]]:
+    """(name, searches, replica-scaling?) per section; a sweep that cannot be built is skipped with a line."""
+    base: dict[str, Any] = {"hardware": exp.hardware, "model": exp.model, "tp": exp.tp,
+                            "num_requests": QUICK_REQUESTS if quick else exp.num_requests}
+    if exp.profile:
+        base["profile"] = exp.profile
+    out = [("scenarios", [SearchSpec(w, s, base | {"workload": w}) for w in exp.scenarios for s in exp.schedulers],
+            False)]
+    for axis_name in ("slo_scale", "burstiness_cv", "replicas"):
+        axis: Axis | None = getattr(exp, axis_name)
+        if axis is None:
+            continue
+        specs: list[SearchSpec] = []
+        try:
+            for v in axis.values:
+                value: float | int = int(v) if axis_name == "replicas" else v
+                kw = base | ({"replicas": value, "workload": axis.workload} if axis_name == "replicas" else
+                             {"workload": _workload_with(axis.workload, {axis_name: value}, root / axis_name)})
+                specs += [SearchSpec(f"{axis.workload} {axis_name}={value:g}", s, kw,
+                                     extra={"base_workload": axis.workload, axis_name: value})
+                          for s in exp.schedulers]
+        except UserError as exc:
+            print(f"skipped {axis_name} sweep: {exc}")
+            continue
+        out.append((axis_name, specs, axis_name == "replicas"))
     return out
+
+
+def run_section(name: str, specs: list[SearchSpec], settings: SearchSettings, root: Path, scaling: bool) -> Path:
+    """Run (or resume) one section in ``root/name``; return its results folder."""
+    out = root / name
+    plan = Plan("paper", f"paper figures: {name}", specs, settings, scaling=scaling, strict=False)
+    resuming = (out / "manifest.json").exists()
+    out.mkdir(parents=True, exist_ok=True)
+    if not resuming:
+        write_manifest(out, command=sys.argv, config={"section": name}, seed=settings.seeds[0],
+                       extra={"plan": plan.to_dict()})
+    collector = Collector(out, settings.target, plan.title)
+    if resuming:
+        print(f"{name}: resuming, {collector.load_previous()} saved probes reused")
+    t0 = time.perf_counter()
+    execute(plan, collector)
+    print(f"{name}: {out / 'report.html'} ({time.perf_counter() - t0:.1f} s)")
+    return out
+
+
+# The paper's figures, per section (figure-name prefixes); each section's own report.html keeps the rest
+# (per-point attainment curves, latency CDFs, batch timelines).
+HEADLINE = {"scenarios": ("capacity", "attainment-"), "slo_scale": ("capacity-vs-",),
+            "burstiness_cv": ("capacity-vs-",), "replicas": ("replica-scaling",)}
+
+
+def write_figure_set(figures: Path, sections_done: list[Path], config: Path) -> tuple[Path, int]:
+    """Write the headline figures of every section into ``figures`` (+ one report.html embedding them)."""
+    figures.mkdir(parents=True, exist_ok=True)
+    figs = {}
+    for section in sections_done:
+        keep = HEADLINE.get(section.name, ())
+        for fig_name, fig in build_figures(load_results(section)).items():
+            if fig_name in keep or any(p.endswith("-") and fig_name.startswith(p) for p in keep):
+                figs[f"{section.name}-{fig_name}"] = fig
+    links = " · ".join(f'<a href="{os.path.relpath(s / "report.html", figures)}">{s.name}</a>'
+                       for s in sections_done)
+    intro = f"<p>Full section reports (every probe, latency CDFs, batch timelines): {links}</p>"
+    report, notices = write_report(figures, figs, title=f"SLOs-Serve-style figures ({config.name})", intro_html=intro,
+                                   captions={n: caption_for(n.split("-", 1)[1]) for n in figs}, fig_subdir=".")
+    for n in notices:
+        print(n)
+    shutil.copy2(config, figures / "experiment.yaml")
+    return report, len(figs)
 
 
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", type=Path, default=Path(__file__).with_name("paper_experiment.yaml"))
     ap.add_argument("--out", type=Path, default=Path("results"))
-    ap.add_argument("--quick", action="store_true", help="fewer requests, 5%% tolerance")
+    ap.add_argument("--quick", action="store_true", help="200 requests per probe, 5%% rate grid")
+    ap.add_argument("--resume", type=Path, default=None, help="continue an interrupted results/paper-<stamp>")
     args = ap.parse_args(argv)
+    t_start = time.perf_counter()
     try:
-        exp = PaperExperiment.model_validate(yaml.safe_load(args.config.read_text()))
-        _check_schedulers(exp.schedulers)
-    except (UserError, ValueError) as exc:
-        print(f"error: {args.config}: {str(exc).splitlines()[0]}")
+        exp = load_experiment(args.config)
+        root = args.resume if args.resume is not None else new_run_dir("paper", root=args.out)
+        if args.resume is not None and not args.resume.is_dir():
+            raise UserError(f"--resume {args.resume}: not a folder")
+        settings = SearchSettings(target=exp.target, seeds=exp.seeds, rel_tol=0.05 if args.quick else 0.02,
+                                  refine_interval=not args.quick)
+        todo = sections(exp, root, args.quick)
+        done: list[Path] = []
+        for name, specs, scaling in todo:
+            try:
+                _preflight(specs)
+            except UserError as exc:
+                print(f"skipped {name}: {exc}")
+                continue
+            done.append(run_section(name, specs, settings, root, scaling))
+    except UserError as exc:
+        print(f"error: {exc}")
         return 2
-    root = new_run_dir("paper", root=args.out)
-    figures = args.out / "figures"
-    figures.mkdir(parents=True, exist_ok=True)
-    n = QUICK_REQUESTS if args.quick else exp.num_requests
-    rel_tol = 0.05 if args.quick else 0.02
-    base: dict[str, Any] = {"hardware": exp.hardware, "model": exp.model, "num_requests": n}
-    sections: list[tuple[str, list[SearchSpec], bool]] = [
-        ("scenarios", [SearchSpec(w, s, base | {"workload": w}) for w in exp.scenarios for s in exp.schedulers],
-         False)]
-    for axis_name in ("slo_scale", "burstiness_cv", "replicas"):
-        axis: Axis | None = getattr(exp, axis_name)
-        if axis is None:
-            continue
-        specs = []
-        try:
-            for v in axis.values:
-                v = int(v) if axis_name == "replicas" else v
-                kw = base | ({"replicas": v, "workload": axis.workload} if axis_name == "replicas" else
-                             {"workload": _workload_with(axis.workload, {axis_name: v}, root)})
-                specs += [SearchSpec(f"{axis.workload} {axis_name}={v}", s, kw, extra={axis_name: v})
-                          for s in exp.schedulers]
-        except UserError as exc:
-            print(f"skipped {axis_name} sweep: {exc}")
-            continue
-        sections.append((axis_name, specs, axis_name == "replicas"))
-    for name, specs, scaling in sections:
-        try:
-            out = _section(name, specs, exp, root, rel_tol, scaling)
-        except (UserError, ImportError) as exc:
-            print(f"skipped {name}: {exc}")
-            continue
-        for fig in (out / "figures").glob("*.html"):
-            shutil.copy2(fig, figures / f"{name}-{fig.name}")
-        shutil.copy2(out / "figures" / "plotly.min.js", figures / "plotly.min.js")
-    print(f"figures: {figures}")
+    except KeyboardInterrupt:
+        print(f"interrupted; finished probes are kept. Continue with:\n"
+              f"  python scripts/paper_figures.py {'--quick ' if args.quick else ''}--config {args.config} "
+              f"--resume {root}")
+        return 130
+    report, n = write_figure_set(args.out / "figures", done, args.config)
+    print(f"figures: {report.parent} ({n} figures, all in {report}); full section reports in {root}; "
+          f"{time.perf_counter() - t_start:.0f} s")
     return 0
 
 

@@ -1,18 +1,21 @@
 """Capacity: the highest request rate whose SLO attainment stays at or above a target.
 
-Model (DESIGN.md "Capacity"; SLOs-Serve evaluation): attainment is assumed non-increasing in the
-offered rate. We bracket the crossing point by doubling the rate from a start (halving down when
-the start already misses), then bisect the bracket until its relative width is ≤ ``rel_tol``.
-All rates lie on one geometric grid anchored at the start rate, so every engine probed with the
-same start and seeds sees the same rates (their curves line up point by point).
-Every probe is kept, so callers can draw the attainment-vs-rate curve and not just the point.
+Definition (docs/capacity.md; DESIGN.md "Capacity"; SLOs-Serve's evaluation): capacity is the
+largest rate on a geometric grid ``start·2^(k/m)`` (``2^(1/m) ≤ 1 + rel_tol``) that the search
+finds with pooled joint attainment ≥ ``target`` and a valid run. We bracket the crossing by
+doubling from the start (halving down when the start already misses), then bisect on the grid
+until the passing and failing rates are adjacent grid points. A fixed grid makes every engine
+probed with the same start and seeds see the same rates (their curves line up point by point) and
+makes the answer monotone in the target for *any* deterministic probe (see `capacity_search`).
 
-A probe is one or more seeded runs at a rate. Each run reports how many requests met every stage's
-SLO out of all arrivals; seeds are pooled (successes and trials summed) and a Wilson score interval
-gives the uncertainty. A run that cannot be trusted (the generator did not offer the asked rate,
-the client lagged, the tail never drained) marks the probe INVALID with the reason; an invalid
-probe counts as a miss for the search (an overloaded system is what usually causes it) but its
-attainment is never reported as the capacity.
+A probe is one seeded run at a rate; a rate's point pools every seed (successes and trials summed)
+and a Wilson score interval gives its uncertainty. The capacity's interval ``[lower, upper]`` comes
+from those per-rate intervals: the highest probed rate that passes *confidently* (interval entirely
+≥ target) and the lowest that fails confidently (interval entirely < target, or invalid).
+A run that cannot be trusted (the generator did not offer the asked rate, the client lagged, the
+tail never drained) marks its probe INVALID with the reason; an invalid rate counts as a miss for
+the search (overload is what usually causes it) and its attainment is never reported as capacity.
+Every probe is kept, so callers can draw the attainment-vs-rate curve and not just the point.
 
 Pure: no I/O; the engine is hidden behind ``probe(rate_rps, seed) -> ProbeResult``.
 """
@@ -102,7 +105,11 @@ def check_validity(result: ProbeResult, limits: ValidityLimits) -> str | None:
 
 @dataclass(frozen=True)
 class Probe:
-    """One (rate, seed) run as seen by the search; ``valid=False`` carries the reason."""
+    """One (rate, seed) run as seen by the search; ``valid=False`` carries the reason.
+
+    The validity evidence is copied from the `ProbeResult` so a saved probe row can be turned back
+    into the same `ProbeResult` (that is how an interrupted search resumes without rerunning it).
+    """
 
     rate_rps: float
     seed: int
@@ -113,7 +120,32 @@ class Probe:
     num_requests: int
     valid: bool
     reason: str = ""
+    offered_rate_rps: float | None = None
+    achieved_rate_rps: float | None = None
+    client_lag_s: float | None = None
+    tail_s: float | None = None
+    unfinished: int = 0
     records: object | None = field(default=None, repr=False, compare=False)
+
+    def row(self) -> dict[str, object]:
+        """The probe as one tidy row (probes.csv), without the records."""
+        return {
+            "rate_rps": self.rate_rps, "seed": self.seed, "attainment": self.attainment,
+            "ci_low": self.ci_low, "ci_high": self.ci_high, "num_met": self.num_met,
+            "num_requests": self.num_requests, "valid": self.valid, "reason": self.reason,
+            "offered_rate_rps": self.offered_rate_rps, "achieved_rate_rps": self.achieved_rate_rps,
+            "client_lag_s": self.client_lag_s, "tail_s": self.tail_s, "unfinished": self.unfinished,
+        }
+
+
+def make_probe(rate_rps: float, seed: int, result: ProbeResult, limits: ValidityLimits,
+               confidence: float = 0.95) -> Probe:
+    """Judge one run: Wilson interval on its own counts plus the validity checks."""
+    reason = check_validity(result, limits)
+    lo, hi = wilson_interval(result.num_met, result.num_requests, confidence)
+    return Probe(rate_rps, seed, result.attainment, lo, hi, result.num_met, result.num_requests,
+                 reason is None, reason or "", result.offered_rate_rps, result.achieved_rate_rps,
+                 result.client_lag_s, result.tail_s, result.unfinished, result.records)
 
 
 @dataclass(frozen=True)
@@ -130,14 +162,25 @@ class RatePoint:
     reason: str
     passes: bool
 
+    def confident_pass(self, target: float) -> bool:
+        """Valid and the whole interval is at or above the target."""
+        return self.valid and self.ci_low >= target
+
+    def confident_fail(self, target: float) -> bool:
+        """Invalid (overloaded) or the whole interval is below the target."""
+        return not self.valid or self.ci_high < target
+
 
 @dataclass
 class CapacityResult:
     """Outcome of a capacity search.
 
-    ``capacity_rps`` is the highest passing rate found (None when even the lowest rate missed).
-    ``lower_rps``/``upper_rps`` bound it: the bracket (last pass, first fail) widened by the rates
-    whose Wilson interval straddles the target (i.e. the data cannot tell them apart from it).
+    ``capacity_rps`` is the highest passing grid rate found (None when even the lowest rate missed;
+    with status "above_range" it is the highest rate allowed, a lower bound). ``lower_rps`` is the
+    highest probed rate ≤ capacity that passes confidently (Wilson lower bound ≥ target) and
+    ``upper_rps`` the lowest probed rate > capacity that fails confidently (upper bound < target,
+    or invalid); None when no probe is that clear. For a monotone attainment curve the crossing
+    lies in ``[lower_rps, upper_rps)`` with the confidence of the two intervals.
     """
 
     status: Status
@@ -150,15 +193,8 @@ class CapacityResult:
     points: list[RatePoint]
 
     def probe_rows(self) -> list[dict[str, object]]:
-        """Tidy rows (one per probe) for probes.csv, without the records."""
-        return [
-            {
-                "rate_rps": p.rate_rps, "seed": p.seed, "attainment": p.attainment,
-                "ci_low": p.ci_low, "ci_high": p.ci_high, "num_met": p.num_met,
-                "num_requests": p.num_requests, "valid": p.valid, "reason": p.reason,
-            }
-            for p in self.probes
-        ]
+        """Tidy rows (one per probe, in probing order) for probes.csv, without the records."""
+        return [p.row() for p in self.probes]
 
 
 def capacity_search(
@@ -173,13 +209,19 @@ def capacity_search(
     max_probes: int = 40,
     confidence: float = 0.95,
     limits: ValidityLimits | None = None,
+    refine_interval: bool = False,
     progress: Callable[[Probe], None] | None = None,
 ) -> CapacityResult:
-    """Find the highest rate in [rate_lo, rate_hi] with pooled attainment ≥ ``target``.
+    """Find the highest grid rate in [rate_lo, rate_hi] with pooled attainment ≥ ``target``.
 
-    ``max_probes`` counts rates (each rate runs every seed). Rates already probed are cached, so a
-    search is monotone in ``target`` for a deterministic probe: a looser target passes every rate
-    a tighter one passes.
+    ``max_probes`` counts rates (each rate runs every seed). ``refine_interval`` spends extra
+    probes (about 2·log2(m) rates, m = grid points per doubling) after the search to move
+    ``lower_rps``/``upper_rps`` to adjacent grid points; it never changes ``capacity_rps``.
+
+    Monotone in ``target`` for any deterministic ``probe``, even a non-monotone curve: passing a
+    tighter target implies passing a looser one at the same rate, so the looser search doubles at
+    least as far, and in bisection it moves up at every midpoint where the tighter one does; from
+    the first midpoint where they differ the looser answer is ≥ that midpoint > the tighter answer.
     """
     if not 0 < target <= 1:
         raise ValueError(f"target must be in (0, 1], got {target}")
@@ -191,48 +233,10 @@ def capacity_search(
         raise ValueError("need at least one seed")
     limits = limits or ValidityLimits()
     probes: list[Probe] = []
-    cache: dict[float, RatePoint] = {}
-
-    def at(rate: float) -> RatePoint:
-        rate = float(rate)
-        if rate in cache:
-            return cache[rate]
-        met = total = 0
-        reasons: list[str] = []
-        for seed in seeds:
-            res = probe(rate, seed)
-            reason = check_validity(res, limits)
-            lo, hi = wilson_interval(res.num_met, res.num_requests, confidence)
-            p = Probe(rate, seed, res.attainment, lo, hi, res.num_met, res.num_requests,
-                      reason is None, reason or "", res.records)
-            probes.append(p)
-            if progress is not None:
-                progress(p)
-            met += res.num_met
-            total += res.num_requests
-            if reason:
-                reasons.append(f"seed {seed}: {reason}")
-        lo, hi = wilson_interval(met, total, confidence)
-        att = met / total if total else 0.0
-        valid = not reasons
-        point = RatePoint(rate, att, lo, hi, met, total, valid, "; ".join(reasons), valid and att >= target)
-        cache[rate] = point
-        return point
-
-    def done(status: Status, message: str, best: float | None, fail: float | None) -> CapacityResult:
-        points = sorted(cache.values(), key=lambda p: p.rate_rps)
-        lower, upper = best, fail
-        if best is not None:
-            # Rates whose interval contains the target are statistically indistinguishable from it.
-            ambiguous = [p.rate_rps for p in points if p.valid and p.ci_low < target <= p.ci_high]
-            if ambiguous:
-                lower = min([best, *ambiguous])
-                upper = max([fail or best, *ambiguous])
-        return CapacityResult(status, message, target, best, lower, upper, probes, points)
+    cache: dict[int, RatePoint] = {}
 
     # Rates live on a geometric grid start·g^k with g = 2^(1/m) ≤ 1 + rel_tol, so doubling is
-    # exactly k += m and bisection ends when adjacent grid points bracket the crossing. A fixed grid
-    # makes the answer monotone in the target for a monotone curve (the largest passing grid point).
+    # exactly k += m and bisection ends when adjacent grid points bracket the crossing.
     m = max(1, math.ceil(math.log(2) / math.log1p(rel_tol)))
     g = 2 ** (1 / m)
     start = min(max(rate_start, rate_lo), rate_hi)
@@ -242,8 +246,89 @@ def capacity_search(
     def rate_of(k: int) -> float:
         return float(f"{start * g**k:.6g}")
 
-    n = 1
-    point = at(rate_of(0))
+    def at(k: int) -> RatePoint:
+        if k in cache:
+            return cache[k]
+        rate = rate_of(k)
+        met = total = 0
+        reasons: list[str] = []
+        for seed in seeds:
+            p = make_probe(rate, seed, probe(rate, seed), limits, confidence)
+            probes.append(p)
+            if progress is not None:
+                progress(p)
+            met += p.num_met
+            total += p.num_requests
+            if not p.valid:
+                reasons.append(f"seed {seed}: {p.reason}" if len(seeds) > 1 else p.reason)
+        lo, hi = wilson_interval(met, total, confidence)
+        att = met / total if total else 0.0
+        valid = not reasons
+        point = RatePoint(rate, att, lo, hi, met, total, valid, "; ".join(reasons), valid and att >= target)
+        cache[k] = point
+        return point
+
+    n = 0
+
+    def probe_k(k: int) -> RatePoint:
+        nonlocal n
+        if k not in cache:
+            n += 1
+        return at(k)
+
+    def interval(best: int | None, fail: int | None) -> tuple[float | None, float | None]:
+        lows = [k for k, p in cache.items() if p.confident_pass(target) and (best is None or k <= best)]
+        highs = [k for k, p in cache.items() if p.confident_fail(target) and (fail is None or k >= fail)
+                 and (best is None or k > best)]
+        return (rate_of(max(lows)) if lows and best is not None else None,
+                rate_of(min(highs)) if highs else None)
+
+    def refine(best: int, fail: int) -> None:
+        """Bisect (on the grid) for the highest confident pass ≤ best and lowest confident fail ≥ fail."""
+        ok_ks = [k for k, p in cache.items() if k <= best and p.confident_pass(target)]
+        lo = max(ok_ks) if ok_ks else None
+        hi = min([k for k, p in cache.items() if (lo is None or k > lo) and k <= best
+                  and not p.confident_pass(target)], default=None)
+        while lo is None and hi is not None and n < max_probes:  # nothing confident yet: step down
+            k = max(hi - m, k_min)
+            if probe_k(k).confident_pass(target):
+                lo = k
+            elif k == k_min:
+                break
+            else:
+                hi = k
+        while lo is not None and hi is not None and hi - lo > 1 and n < max_probes:
+            mid = (lo + hi) // 2
+            if probe_k(mid).confident_pass(target):
+                lo = mid
+            else:
+                hi = mid
+        bad_ks = [k for k, p in cache.items() if k >= fail and p.confident_fail(target)]
+        hi = min(bad_ks) if bad_ks else None
+        lo = max([k for k, p in cache.items() if k >= fail and (hi is None or k < hi)
+                  and not p.confident_fail(target)], default=None)
+        while hi is None and lo is not None and n < max_probes:  # nothing confident yet: step up
+            k = min(lo + m, k_max)
+            if probe_k(k).confident_fail(target):
+                hi = k
+            elif k == k_max:
+                break
+            else:
+                lo = k
+        while lo is not None and hi is not None and hi - lo > 1 and n < max_probes:
+            mid = (lo + hi) // 2
+            if probe_k(mid).confident_fail(target):
+                hi = mid
+            else:
+                lo = mid
+
+    def done(status: Status, message: str, best: int | None, fail: int | None) -> CapacityResult:
+        points = [cache[k] for k in sorted(cache)]
+        lower, upper = interval(best, fail)
+        return CapacityResult(status, message, target, None if best is None else rate_of(best), lower, upper,
+                              probes, points)
+
+    point = probe_k(0)
     best_k: int | None
     fail_k: int | None
     if point.passes:
@@ -251,13 +336,13 @@ def capacity_search(
         while fail_k is None:
             if best_k >= k_max:
                 return done("above_range", f"attainment ≥ {target:.0%} even at the highest rate "
-                            f"{rate_of(best_k):g} rps; raise the upper rate", rate_of(best_k), None)
+                            f"{rate_of(best_k):g} req/s: capacity is at least that; raise the upper rate",
+                            best_k, None)
             if n >= max_probes:
-                return done("max_probes", f"stopped after {n} rates while still doubling",
-                            rate_of(best_k), None)
+                return done("max_probes", f"stopped after {n} rates while still doubling: capacity "
+                            f"≥ {rate_of(best_k):g} req/s", best_k, None)
             nxt = min(best_k + m, k_max)
-            n += 1
-            if at(rate_of(nxt)).passes:
+            if probe_k(nxt).passes:
                 best_k = nxt
             else:
                 fail_k = nxt
@@ -267,28 +352,28 @@ def capacity_search(
             if fail_k <= k_min:
                 why = f" ({point.reason})" if not point.valid else ""
                 return done("below_range", f"attainment < {target:.0%} even at the lowest rate "
-                            f"{rate_of(fail_k):g} rps{why}; lower the rate or loosen the SLOs",
-                            None, rate_of(fail_k))
+                            f"{rate_of(fail_k):g} req/s{why}: lower the rate or loosen the SLOs",
+                            None, fail_k)
             if n >= max_probes:
-                return done("max_probes", f"stopped after {n} rates while still halving", None,
-                            rate_of(fail_k))
+                return done("max_probes", f"stopped after {n} rates while still halving: capacity "
+                            f"< {rate_of(fail_k):g} req/s", None, fail_k)
             nxt = max(fail_k - m, k_min)
-            n += 1
-            point = at(rate_of(nxt))
+            point = probe_k(nxt)
             if point.passes:
                 best_k = nxt
             else:
                 fail_k = nxt
     while fail_k - best_k > 1:
         if n >= max_probes:
-            return done("max_probes", f"stopped after {n} rates; capacity in "
-                        f"[{rate_of(best_k):g}, {rate_of(fail_k):g}] rps", rate_of(best_k), rate_of(fail_k))
+            return done("max_probes", f"stopped after {n} rates: capacity in "
+                        f"[{rate_of(best_k):g}, {rate_of(fail_k):g}) req/s", best_k, fail_k)
         mid = (best_k + fail_k) // 2
-        n += 1
-        if at(rate_of(mid)).passes:
+        if probe_k(mid).passes:
             best_k = mid
         else:
             fail_k = mid
+    if refine_interval:
+        refine(best_k, fail_k)
     best, fail = rate_of(best_k), rate_of(fail_k)
-    return done("ok", f"capacity {best:.3g} rps at {target:.0%} attainment (next miss at {fail:.3g} rps)",
-                best, fail)
+    return done("ok", f"capacity {best:.3g} req/s at {target:.0%} attainment (next grid rate {fail:.3g} "
+                "req/s misses)", best_k, fail_k)

@@ -46,6 +46,9 @@ class RunConfig(BaseModel):
     spec_max_draft: int = 4
     scheduler_options: dict[str, Any] = Field(default_factory=dict)
     drain_timeout_s: float = 600.0
+    url: str | None = Field(default=None, description="--engine openai: the server's base URL")
+    engine_options: dict[str, Any] = Field(
+        default_factory=dict, description="real engines: vLLM server + client options (slobench.engines.options)")
 
     @field_validator("rate_rps", "duration_s")
     @classmethod
@@ -76,8 +79,13 @@ def validate_config(**kwargs: Any) -> RunConfig:
     except ValidationError as exc:
         err = exc.errors()[0]
         field_name = ".".join(str(p) for p in err["loc"]) or "config"
-        flag = "--" + field_name.replace("_", "-")
-        raise UserError(f"{flag}: {err['msg']} (got {err.get('input')!r})") from None
+        flag = _FLAGS.get(field_name, "--" + field_name.replace("_", "-"))
+        msg = err["msg"].removeprefix("Value error, ")
+        raise UserError(f"{flag}: {msg} (got {err.get('input')!r})") from None
+
+
+# RunConfig fields whose CLI flag is not the field name with dashes.
+_FLAGS = {"rate_rps": "--rate", "duration_s": "--duration"}
 
 
 @dataclass

@@ -129,3 +129,77 @@ def test_bad_arguments() -> None:
         capacity_search(step_engine(), target=1.5)
     with pytest.raises(ValueError):
         capacity_search(step_engine(), rate_lo=5, rate_hi=1)
+
+
+def noisy_engine(seed: int, n: int = 300):
+    """A deterministic but non-monotone curve: a falling trend plus per-rate noise (binomial draws)."""
+    knee = float(np.random.default_rng(seed).uniform(1, 30))
+
+    def probe(rate: float, s: int) -> ProbeResult:
+        rng = np.random.default_rng([seed, s, int(round(rate * 1e6))])
+        p = float(np.clip(1.0 - max(0.0, rate - knee) / knee + rng.normal(0, 0.05), 0, 1))
+        return ProbeResult(int(rng.binomial(n, p)), n)
+
+    return probe
+
+
+def test_monotone_in_target_for_any_deterministic_probe() -> None:
+    """The grid + bracketing argument of `capacity_search`'s docstring, checked on 150 noisy curves."""
+    targets = (0.5, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99)
+    for seed in range(150):
+        engine = noisy_engine(seed)
+        caps = [capacity_search(engine, target=t, seeds=(0, 1), max_probes=1000).capacity_rps for t in targets]
+        caps = [-1.0 if c is None else c for c in caps]
+        assert all(a >= b for a, b in zip(caps, caps[1:], strict=False)), (seed, caps)
+
+
+def test_interval_brackets_capacity_with_confident_probes() -> None:
+    # A shallow curve with few requests per probe: many rates are statistically ambiguous.
+    def probe(rate: float, seed: int) -> ProbeResult:
+        return ProbeResult(round((1.0 - 0.02 * rate) * 200), 200)
+
+    res = capacity_search(probe, target=0.9, rel_tol=0.02)
+    assert res.status == "ok"
+    pts = {p.rate_rps: p for p in res.points}
+    assert res.lower_rps < res.capacity_rps < res.upper_rps
+    assert pts[res.lower_rps].ci_low >= 0.9 and pts[res.upper_rps].ci_high < 0.9
+    # Nothing probed between lower and capacity is a confident pass; nothing between capacity and upper a
+    # confident fail (that is what "highest"/"lowest" mean).
+    assert not any(p.ci_low >= 0.9 for r, p in pts.items() if res.lower_rps < r <= res.capacity_rps)
+    assert not any(p.ci_high < 0.9 for r, p in pts.items() if res.capacity_rps < r < res.upper_rps)
+
+
+def test_refine_interval_tightens_without_moving_capacity() -> None:
+    def probe(rate: float, seed: int) -> ProbeResult:
+        return ProbeResult(round((1.0 - 0.02 * rate) * 200), 200)
+
+    plain = capacity_search(probe, target=0.9)
+    fine = capacity_search(probe, target=0.9, refine_interval=True)
+    assert fine.capacity_rps == plain.capacity_rps and fine.status == "ok"
+    assert plain.lower_rps <= fine.lower_rps and fine.upper_rps <= plain.upper_rps
+    assert (fine.lower_rps, fine.upper_rps) != (plain.lower_rps, plain.upper_rps)
+    # Refined bounds are grid neighbours of probes that are *not* confident: nothing left to tighten.
+    rates = sorted(p.rate_rps for p in fine.points)
+    above_lower = rates[rates.index(fine.lower_rps) + 1]
+    assert next(p for p in fine.points if p.rate_rps == above_lower).ci_low < 0.9
+    m = np.ceil(np.log(2) / np.log1p(0.02))
+    assert above_lower == pytest.approx(fine.lower_rps * 2 ** (1 / m), rel=1e-4)
+
+
+def test_probe_row_round_trips_to_the_same_probe() -> None:
+    """A saved row must rebuild the exact ProbeResult (that is how `slobench resume` skips probes)."""
+    from slobench.capacity import make_probe
+
+    res = ProbeResult(180, 200, offered_rate_rps=4.0, achieved_rate_rps=2.5, client_lag_s=0.2, tail_s=3.0,
+                      unfinished=0)
+    p = make_probe(4.0, 7, res, ValidityLimits())
+    row = p.row()
+    again = make_probe(row["rate_rps"], row["seed"], ProbeResult(
+        row["num_met"], row["num_requests"], row["offered_rate_rps"], row["achieved_rate_rps"],
+        row["client_lag_s"], row["tail_s"], row["unfinished"]), ValidityLimits())
+    assert again == p and not p.valid and "achieved" in p.reason
+
+
+def test_below_range_names_the_invalid_reason() -> None:
+    res = capacity_search(lambda r, s: ProbeResult(100, 100, tail_s=60.0), target=0.9, rate_lo=0.1)
+    assert res.status == "below_range" and "tail" in res.message and res.upper_rps == pytest.approx(0.1, rel=0.03)

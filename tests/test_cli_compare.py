@@ -41,9 +41,25 @@ def _fake_run_once(cfg, **_: object) -> SimpleNamespace:
     return SimpleNamespace(records=records_frame(recs), summary=summary, iterations=iters)
 
 
+@pytest.fixture(autouse=True)
+def _no_png(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PNG export (kaleido + Chromium, seconds) is tested in test_report*.py, not on every CLI run."""
+    import slobench.report.html as html
+
+    monkeypatch.setattr(html, "png_support", lambda: "PNG figures skipped: disabled in tests")
+
+
+def _no_real_schedulers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fake engine stands in for every scheduler, so the preflight must not build real ones."""
+    import slobench.schedulers.registry as registry
+
+    monkeypatch.setattr(registry, "make_scheduler", lambda name, **_: object())
+
+
 @pytest.fixture
 def fake_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runner, "run_once", _fake_run_once)
+    _no_real_schedulers(monkeypatch)
 
 
 def _only_dir(root: Path) -> Path:
@@ -65,11 +81,16 @@ def test_compare_writes_results_and_report(tmp_path: Path, fake_engine: None) ->
     # Same seeds, same rate grid start for both schedulers.
     assert set(probes["seed"]) == {0}
     assert "report:" in res.output and "2." in res.output  # ratio column
-    # Rebuild from files.
+    # `slobench report` rebuilds the very same page from the saved files.
+    first = (run_dir / "report.html").read_text()
+    figs = sorted(p.name for p in (run_dir / "figures").glob("*.html"))
     (run_dir / "report.html").unlink()
+    for p in (run_dir / "figures").glob("*.html"):
+        p.unlink()
     res2 = CliRunner().invoke(app, ["report", str(run_dir)])
     assert res2.exit_code == 0, res2.output
-    assert (run_dir / "report.html").exists()
+    assert (run_dir / "report.html").read_text() == first
+    assert sorted(p.name for p in (run_dir / "figures").glob("*.html")) == figs
 
 
 def test_capacity_single_scheduler(tmp_path: Path, fake_engine: None) -> None:
@@ -110,21 +131,176 @@ def test_report_on_missing_dir(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "not a folder" in res.output
 
 
-def test_interrupt_keeps_probes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _interrupting(after: int):
+    """The fake engine, raising KeyboardInterrupt (as Ctrl-C would) on probe number ``after + 1``."""
     calls = {"n": 0}
 
-    def flaky(cfg, **kw: object) -> SimpleNamespace:
+    def run(cfg, **kw: object) -> SimpleNamespace:
         calls["n"] += 1
-        if calls["n"] == 3:
+        if calls["n"] == after + 1:
             raise KeyboardInterrupt
         return _fake_run_once(cfg, **kw)
 
-    monkeypatch.setattr(runner, "run_once", flaky)
+    return run
+
+
+def test_interrupt_keeps_probes_and_prints_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_real_schedulers(monkeypatch)
+    monkeypatch.setattr(runner, "run_once", _interrupting(2))
     res = CliRunner().invoke(app, ["compare", "--quick", "--out", str(tmp_path)])
     assert res.exit_code == 130
     run_dir = _only_dir(tmp_path)
     assert len(pd.read_csv(run_dir / "probes.csv")) == 2
-    assert "slobench report" in res.output
+    recs = pd.read_parquet(run_dir / "requests.parquet")  # the stage records of both finished probes
+    assert sorted(set(recs["rate_rps"])) == [1.0, 2.0]
+    assert f"slobench resume {run_dir}" in res.output
+    assert f"slobench report {run_dir}" in res.output
+    assert json.loads((run_dir / "summary.json").read_text())["complete"] is False
+
+
+def _frames(run_dir: Path) -> dict[str, pd.DataFrame]:
+    return {"probes": pd.read_csv(run_dir / "probes.csv"),
+            "requests": pd.read_parquet(run_dir / "requests.parquet"),
+            "iterations": pd.read_parquet(run_dir / "iterations.parquet")}
+
+
+@pytest.mark.parametrize("stops", [[3], [1, 4, 7]])
+def test_resume_equals_uninterrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stops: list[int]) -> None:
+    """Interrupt (once or repeatedly, also while resuming), resume: the same files as one clean run."""
+    _no_real_schedulers(monkeypatch)
+    args = ["compare", "--quick", "--refine-interval", "--schedulers", "vllm,slos-serve", "--seed", "0", "--seed", "1"]
+    monkeypatch.setattr(runner, "run_once", _fake_run_once)
+    clean = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "clean")])
+    assert clean.exit_code == 0, clean.output
+    clean_dir = _only_dir(tmp_path / "clean")
+
+    monkeypatch.setattr(runner, "run_once", _interrupting(stops[0]))
+    res = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "cut")])
+    assert res.exit_code == 130
+    run_dir = _only_dir(tmp_path / "cut")
+    saved = len(pd.read_csv(run_dir / "probes.csv"))
+    for after in stops[1:]:  # interrupted again while resuming: nothing saved is lost
+        monkeypatch.setattr(runner, "run_once", _interrupting(after))
+        res = CliRunner().invoke(app, ["resume", str(run_dir)])
+        assert res.exit_code == 130, res.output
+        now = len(pd.read_csv(run_dir / "probes.csv"))
+        assert now == saved + after
+        saved = now
+    ran: list[tuple[str, float, int]] = []
+
+    def counting(cfg, **kw: object) -> SimpleNamespace:
+        ran.append((cfg.scheduler, cfg.rate_rps, cfg.seed))
+        return _fake_run_once(cfg, **kw)
+
+    monkeypatch.setattr(runner, "run_once", counting)
+    res = CliRunner().invoke(app, ["compare", "--resume", str(run_dir)])
+    assert res.exit_code == 0, res.output
+    assert f"{saved} saved probes reused" in res.output
+    assert len(ran) == len(pd.read_csv(clean_dir / "probes.csv")) - saved  # saved probes were not rerun
+    for name, want in _frames(clean_dir).items():
+        pd.testing.assert_frame_equal(_frames(run_dir)[name], want, obj=name)
+    caps = [json.loads((d / "summary.json").read_text())["capacities"] for d in (clean_dir, run_dir)]
+    assert caps[0] == caps[1]
+    assert sorted(p.name for p in (run_dir / "figures").glob("*.html")) == \
+        sorted(p.name for p in (clean_dir / "figures").glob("*.html"))
+    assert not (run_dir / "parts").exists()  # folded into requests.parquet / iterations.parquet
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL: nothing in slobench catches it, so no final save runs."""
+
+
+def test_killed_run_keeps_parts_reports_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_real_schedulers(monkeypatch)
+    args = ["compare", "--quick", "--schedulers", "vllm"]
+    monkeypatch.setattr(runner, "run_once", _fake_run_once)
+    assert CliRunner().invoke(app, [*args, "--out", str(tmp_path / "clean")]).exit_code == 0
+    clean_dir = _only_dir(tmp_path / "clean")
+    calls = {"n": 0}
+
+    def dying(cfg, **kw: object) -> SimpleNamespace:
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise _Killed
+        return _fake_run_once(cfg, **kw)
+
+    monkeypatch.setattr(runner, "run_once", dying)
+    with pytest.raises(_Killed):
+        CliRunner().invoke(app, [*args, "--out", str(tmp_path / "cut")])
+    run_dir = _only_dir(tmp_path / "cut")
+    assert not (run_dir / "requests.parquet").exists()  # never consolidated...
+    assert len(list((run_dir / "parts").glob("requests-*.parquet"))) == 3  # ...but every finished probe is there
+    res = CliRunner().invoke(app, ["report", str(run_dir)])  # drawable as it is
+    assert res.exit_code == 0, res.output
+    assert "Partial results" in (run_dir / "report.html").read_text()
+    monkeypatch.setattr(runner, "run_once", _fake_run_once)
+    res = CliRunner().invoke(app, ["resume", str(run_dir)])
+    assert res.exit_code == 0, res.output
+    for name, want in _frames(clean_dir).items():
+        pd.testing.assert_frame_equal(_frames(run_dir)[name], want, obj=name)
+    assert "Partial results" not in (run_dir / "report.html").read_text()
+
+
+def test_resume_refuses_other_flags_and_bad_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_real_schedulers(monkeypatch)
+    monkeypatch.setattr(runner, "run_once", _interrupting(1))
+    CliRunner().invoke(app, ["compare", "--quick", "--out", str(tmp_path)])
+    run_dir = _only_dir(tmp_path)
+    res = CliRunner().invoke(app, ["compare", "--resume", str(run_dir), "--target", "0.8"])
+    assert res.exit_code == 2 and "drop --target" in res.output and "Traceback" not in res.output
+    res = CliRunner().invoke(app, ["capacity", "--resume", str(run_dir)])
+    assert res.exit_code == 2 and "holds a `compare` run" in res.output
+    res = CliRunner().invoke(app, ["resume", str(tmp_path / "nope")])
+    assert res.exit_code == 2 and "not a folder" in res.output
+    res = CliRunner().invoke(app, ["resume", str(tmp_path)])
+    assert res.exit_code == 2 and "manifest.json not found" in res.output
+
+
+@pytest.mark.parametrize(("args", "status", "needle"), [
+    (["--rate-max", "2"], "above_range", "--rate-max"),  # vllm's knee is 3 req/s
+    (["--rate-min", "4", "--rate-start", "8", "--target", "0.99"], "below_range", "--rate-min"),
+])
+def test_out_of_range_exits_3_with_a_clear_line(tmp_path: Path, fake_engine: None, args: list[str], status: str,
+                                                 needle: str) -> None:
+    res = CliRunner().invoke(app, ["capacity", "--scheduler", "vllm", "--quick", *args, "--out", str(tmp_path)])
+    assert res.exit_code == 3, res.output
+    cap = json.loads((_only_dir(tmp_path) / "summary.json").read_text())["capacities"][0]
+    assert cap["status"] == status
+    line = next(ln for ln in res.output.splitlines() if "coding × vllm:" in ln and "rate" in ln and "→" not in ln)
+    assert needle in line and ("lowest rate" in line or "highest rate" in line)
+    assert "report:" in res.output  # the results are still drawn
+
+
+def test_profile_tp_and_several_workloads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_real_schedulers(monkeypatch)
+    seen: list[object] = []
+
+    def recording(cfg, **kw: object) -> SimpleNamespace:
+        seen.append(cfg)
+        return _fake_run_once(cfg, **kw)
+
+    monkeypatch.setattr(runner, "run_once", recording)
+    res = CliRunner().invoke(app, ["compare", "--quick", "--workload", "coding,chatbot", "--schedulers", "vllm",
+                                   "--profile", "paper:opt-13b-a100-tp2", "--tp", "2", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert {c.profile for c in seen} == {"paper:opt-13b-a100-tp2"} and {c.tp for c in seen} == {2}
+    assert {c.workload for c in seen} == {"coding", "chatbot"}
+    figs = {p.name for p in (_only_dir(tmp_path) / "figures").glob("*.html")}
+    assert {"attainment-coding.html", "attainment-chatbot.html", "capacity.html"} <= figs
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--profile", "paper:nope"], "unknown latency profile"),
+    (["--hardware", "B9000"], "unknown hardware"),
+    (["--workload", "nope"], "unknown workload"),
+    (["--schedulers", "vllm,fifo"], "unknown scheduler 'fifo'"),
+    (["--rate-min", "5", "--rate-max", "2"], "--rate-min"),
+])
+def test_compare_bad_input_is_one_line(tmp_path: Path, fake_engine: None, args: list[str], needle: str) -> None:
+    res = CliRunner().invoke(app, ["compare", "--quick", *args, "--out", str(tmp_path)])
+    assert res.exit_code == 2, res.output
+    assert needle in res.output and "Traceback" not in res.output
+    assert not any(tmp_path.iterdir())  # nothing started
 
 
 def test_capacity_on_real_simulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -114,3 +115,20 @@ def test_rebuild_reproduces_figure_set(tmp_path: Path) -> None:
     assert report2.exists()
     assert sorted(p.name for p in (results / "figures").glob("*.html")) == first
     assert "×" in report2.read_text()  # ratio column of the capacity table
+
+
+def test_png_skip_notice_is_one_line(tmp_path: Path, monkeypatch) -> None:
+    """Without a browser (or kaleido) the HTML is still written and PNGs are skipped with one line."""
+    import slobench.report.html as html
+
+    monkeypatch.delenv("BROWSER_PATH", raising=False)
+    monkeypatch.setattr(html.shutil, "which", lambda name: None)
+    figs = {"one": capacity_bars(pd.DataFrame({"workload": ["w"], "scheduler": ["a"], "capacity_rps": [1.0]}))}
+    report, notices = write_report(tmp_path, figs, png=True)
+    if html.png_support() is not None and "kaleido" in html.png_support():
+        assert notices == [html.png_support()]  # kaleido itself missing: that is the line
+    else:
+        assert len(notices) == 1 and "Chromium" in notices[0] and "apt-get install -y chromium" in notices[0]
+    assert "\n" not in notices[0] and report.exists() and not list(tmp_path.glob("figures/*.png"))
+    monkeypatch.setitem(sys.modules, "kaleido", None)  # `import kaleido` now raises ImportError
+    assert "pip install kaleido" in html.png_support()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from slobench.engines.sim import SimConfig, simulate
 from slobench.metrics.attainment import stage_metrics, summarize
-from slobench.metrics.records import records_frame
+from slobench.metrics.records import StageRecord, records_frame
+from slobench.schedulers.base import Admission, BatchPlan, SchedulerView, SpecConfig
 from slobench.schedulers.vllm_v1 import VLLMScheduler
 from slobench.workloads.model import SLO, Request, Stage, Workload
 from tests.conftest import LinearLatency
@@ -102,3 +106,193 @@ def test_overload_marks_unfinished_and_misses(linear_perf: LinearLatency) -> Non
     assert s["num_requests"] == 400
     assert s["num_finished"] < 400
     assert s["attainment"] < 0.5
+
+
+# ---------------------------------------------------------------------------------------------
+# Bit-identical records: the engine loop was restructured for speed; these pin its exact output.
+# ---------------------------------------------------------------------------------------------
+
+class ChaosPolicy:
+    """A deliberately erratic but deterministic policy that drives every engine path: rejections,
+    best-effort marks, periodic preemption, idle plans, LIFO picks from the middle of the waiting
+    queue, chunked prefill and speculative drafts. Local to the tests so policy edits elsewhere
+    cannot move the pinned digest."""
+
+    name = "chaos"
+
+    def __init__(self, budget: int = 384) -> None:
+        self.budget = budget
+        self.calls = 0
+
+    def schedule(self, view: SchedulerView) -> BatchPlan:
+        self.calls += 1
+        plan = BatchPlan()
+        rejected: set[int] = set()
+        for s in view.waiting:
+            if s.admission is Admission.PENDING:
+                if s.req_id % 11 == 5:
+                    plan.admission[s.req_id] = Admission.REJECTED
+                    rejected.add(s.req_id)
+                elif s.req_id % 7 == 3:
+                    plan.admission[s.req_id] = Admission.BEST_EFFORT
+        if self.calls % 37 == 0 and view.running:
+            plan.preempted = [view.running[-1].req_id]
+            return plan
+        if self.calls % 53 == 0:
+            return plan
+        free, bs, budget = view.free_kv_blocks, view.block_size, self.budget
+        for s in list(view.running) + list(reversed(view.waiting)):
+            if budget <= 0:
+                break
+            n = min(s.pending_tokens, budget)
+            if s.req_id in rejected or n <= 0:
+                continue
+            k = 0
+            if view.spec is not None and n == 1 and not s.is_prefilling:
+                k = max(0, min(view.spec.max_draft, budget - 1, s.remaining_output - 1))
+            need = s.blocks_for(n + k, bs) - s.kv_blocks
+            if need > free:
+                continue
+            free -= max(need, 0)
+            plan.num_scheduled[s.req_id] = n
+            if k:
+                plan.spec_tokens[s.req_id] = k
+            budget -= n + k
+        return plan
+
+
+def _mixed_stage_workload(n: int, rate: float, seed: int) -> Workload:
+    """Single-stage, think+answer and three-round tool requests, Poisson arrivals."""
+    rng = np.random.default_rng(seed)
+    arrivals = np.cumsum(rng.exponential(1 / rate, n))
+    reqs = []
+    for i, t in enumerate(arrivals):
+        p, o = int(rng.integers(20, 900)), int(rng.integers(2, 120))
+        kind = i % 3
+        if kind == 0:
+            stages: tuple[Stage, ...] = (Stage(p, o, SLO(0.5, 0.05)),)
+        elif kind == 1:
+            stages = (Stage(p, o, SLO(0.5, 0.05), name="think"), Stage(0, o // 2 + 1, SLO(0.1, 0.1), name="answer"))
+        else:
+            stages = tuple(Stage(p if j == 0 else 40 + j, o, SLO(0.3, 0.05), gap_s=0.0 if j == 0 else 0.2 * j,
+                                 name="final" if j == 2 else "round") for j in range(3))
+        reqs.append(Request(id=i, arrival_s=float(t), app="a", tier=f"t{kind}", stages=stages))
+    return Workload(name="mixed-stages", requests=reqs, seed=seed)
+
+
+def _digest(res) -> str:  # noqa: ANN001 - SimResult
+    import hashlib
+    import json
+
+    rows = [{k: (repr(v) if isinstance(v, float) else v) for k, v in r.as_row().items()} for r in res.records]
+    for row, rec in zip(rows, res.records, strict=True):
+        row["token_times_s"] = [repr(x) for x in rec.token_times_s]
+    log = {k: [repr(x) for x in v] for k, v in res.iterations.as_dict().items()}
+    blob = json.dumps({"records": rows, "log": log, "end": repr(res.end_time_s), "n": res.num_iterations})
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+# Computed with the engine loop as it was before the speed-up (git 1c1d024) and unchanged since:
+# a restructuring that changes any record, token time or iteration is a semantic change.
+CASES = {
+    "chaos-spec-tightkv": lambda: SimConfig(spec=SpecConfig(max_draft=3, alpha=0.7), seed=5, drain_timeout_s=60.0),
+    "chaos-no-prefix-cache": lambda: SimConfig(prefix_caching=False, seed=1),
+    "chaos-drain-cut": lambda: SimConfig(drain_timeout_s=0.3, seed=2),
+}
+PINNED = {
+    "chaos-spec-tightkv": "f160fef8c1eb7e8a05de4f4cc7abe3de1b788669363566fff4e53d3f12d2393d",
+    "chaos-no-prefix-cache": "eab810f58cfb859a63a6a4b2ff30e73adc716b77f9af824e4461abf5ef216321",
+    "chaos-drain-cut": "2235274987fd9a5dd96ceb9ddb9cf28f4b9134f30ef9caac3b3087cef36deea6",
+}
+
+
+@pytest.mark.parametrize("case", sorted(PINNED))
+def test_records_bit_identical_to_pinned_digest(case: str) -> None:
+    wl = _mixed_stage_workload(240, 12.0, seed=11)
+    perf = LinearLatency(base_s=0.008, per_token_s=4e-5, per_ctx_s=2e-7, kv_tokens=12_000)
+    res = simulate(wl, ChaosPolicy(), perf, CASES[case]())
+    statuses = {r.status for r in res.records}
+    admissions = {r.admission for r in res.records}
+    # the case really exercises rejection, best effort and preemption (and the drain cut-off)
+    assert "rejected" in statuses and "best_effort" in admissions
+    assert sum(r.num_preemptions for r in res.records) > 0
+    assert ("unfinished" in statuses) == (case == "chaos-drain-cut")
+    assert _digest(res) == PINNED[case]
+
+
+class _StatsLatency(LinearLatency):
+    """LinearLatency that can also price a batch from its sums (the engine's fast path)."""
+
+    def latency_from_stats(self, s_q: float, s_c: float, s_qc: float, s_qq: float, n: int,
+                           spec_steps: int = 0) -> float:
+        return self.base_s + self.per_token_s * s_q + self.per_ctx_s * s_c
+
+
+def test_latency_from_sums_path_gives_the_same_records() -> None:
+    """The engine prices batches from exact integer sums when the model offers `latency_from_stats`;
+    it must equal pricing the arrays with `batch_latency_s` (also for the shipped roofline model)."""
+    from slobench.perf import get_latency_model
+
+    wl = _mixed_stage_workload(200, 10.0, seed=3)
+    arrays = LinearLatency(base_s=0.008, per_token_s=4e-5, per_ctx_s=2e-7)
+    sums = _StatsLatency(base_s=0.008, per_token_s=4e-5, per_ctx_s=2e-7)
+    a = simulate(wl, VLLMScheduler(), arrays, SimConfig(spec=SpecConfig(alpha=0.7)))
+    b = simulate(wl, VLLMScheduler(), sums, SimConfig(spec=SpecConfig(alpha=0.7)))
+    assert _digest(a) == _digest(b)
+
+    roofline = get_latency_model()
+
+    class ArraysOnly:  # the same model, minus its fast path
+        name = "arrays-only"
+        batch_latency_s = staticmethod(roofline.batch_latency_s)
+        kv_capacity_tokens = staticmethod(roofline.kv_capacity_tokens)
+        prefill_latency_s = staticmethod(roofline.prefill_latency_s)
+
+    c = simulate(wl, VLLMScheduler(), roofline, SimConfig())
+    d = simulate(wl, VLLMScheduler(), ArraysOnly(), SimConfig())
+    assert _digest(c) == _digest(d)
+
+
+def _reference_stage_metrics(df: pd.DataFrame, tolerance: float = 1.05) -> pd.DataFrame:
+    """The per-stage definitions of docs/metrics.md, one row at a time (the vectorised code's spec)."""
+    cols: dict[str, list] = {k: [] for k in ("ttft_s", "tpot_s", "max_itl_s", "last_token_s", "complete",
+                                             "met_ttft", "met_tpot")}
+    for row in df.itertuples():
+        t = np.asarray(row.token_times_s, dtype=float)
+        ttft = tpot = itl = last = math.nan
+        complete = met_ttft = met_tpot = False
+        if t.size:
+            ttft, last = t[0] - row.stage_start_s, t[-1]
+            if t.size > 1:
+                tpot, itl = (t[-1] - t[0]) / (t.size - 1), float(np.max(np.diff(t)))
+            complete = row.status == "finished" and t.size >= row.output_tokens
+            met_ttft = complete and ttft <= row.ttft_slo_s * tolerance
+            due = max(row.stage_start_s + row.ttft_slo_s, t[0]) + np.arange(t.size) * row.tpot_slo_s * tolerance
+            met_tpot = complete and bool(np.all(t <= due + 1e-9))
+        for k, v in zip(cols, (ttft, tpot, itl, last, complete, met_ttft, met_tpot), strict=True):
+            cols[k].append(v)
+    out = df.copy()
+    for k, v in cols.items():
+        out[k] = np.array(v, dtype=bool if k in ("complete", "met_ttft", "met_tpot") else float)
+    out["met"] = out["met_ttft"] & out["met_tpot"]
+    return out
+
+
+def test_vectorised_stage_metrics_equal_the_per_row_definition() -> None:
+    res = simulate(_mixed_stage_workload(240, 12.0, seed=11), ChaosPolicy(),
+                   LinearLatency(base_s=0.008, per_token_s=4e-5, per_ctx_s=2e-7, kv_tokens=12_000),
+                   CASES["chaos-drain-cut"]())
+    rng = np.random.default_rng(0)
+    odd = [StageRecord(request_id=10_000 + i, stage_idx=0, stage_name="x", num_stages=1, app="a", tier="t",
+                       arrival_s=0.0, stage_start_s=math.nan if i % 9 == 0 else float(rng.uniform(0, 1)),
+                       prompt_tokens=3, output_tokens=int(rng.integers(0, 5)), ttft_slo_s=float(rng.uniform(0.1, 2)),
+                       tpot_slo_s=float(rng.uniform(0.01, 0.5)),
+                       token_times_s=sorted(rng.uniform(0, 3, int(rng.integers(0, 6))).round(2).tolist()),
+                       status=("finished", "failed", "unfinished")[i % 3]) for i in range(300)]
+    df = records_frame(res.records + odd)
+    for frame in (df, df.assign(token_times_s=[np.asarray(t) for t in df["token_times_s"]])):  # as parquet reads
+        for tol in (1.0, 1.05):
+            pd.testing.assert_frame_equal(stage_metrics(frame, tol), _reference_stage_metrics(frame, tol),
+                                          check_exact=True)
+    itl = np.concatenate([np.diff(t) for t in df["token_times_s"] if len(t) > 1])
+    assert summarize(df)["itl_s"]["p99"] == float(np.percentile(itl, 99))

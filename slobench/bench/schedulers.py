@@ -38,9 +38,14 @@ def _probe(workload: str, scheduler: str, num_requests: int, run_kwargs: dict[st
            ) -> Callable[[float, int], ProbeResult]:
     from slobench.runner import run_once, validate_config
 
+    kwargs = dict(run_kwargs)
+    per_scheduler = kwargs.pop("scheduler_options_for", {})
+    if scheduler in per_scheduler:
+        kwargs["scheduler_options"] = per_scheduler[scheduler]
+
     def probe(rate: float, seed: int) -> ProbeResult:
         cfg = validate_config(workload=workload, scheduler=scheduler, rate_rps=rate, seed=seed,
-                              num_requests=num_requests, **run_kwargs)
+                              num_requests=num_requests, **kwargs)
         s = run_once(cfg).summary
         counts = s.get("status_counts", {})
         return ProbeResult(num_met=int(s["num_met"]), num_requests=int(s["num_requests"]),
@@ -51,7 +56,7 @@ def _probe(workload: str, scheduler: str, num_requests: int, run_kwargs: dict[st
 
 def capacity_table(workloads: Sequence[str], schedulers: Sequence[str], *, num_requests: int = 600,
                    target: float = 0.9, rel_tol: float = 0.02, seeds: Sequence[int] = (0,),
-                   run_kwargs: dict[str, Any] | None = None,
+                   run_kwargs: dict[str, Any] | None = None,  # + "scheduler_options_for": {name: opts}
                    on_row: Callable[[CapacityRow], None] | None = None) -> list[CapacityRow]:
     """Capacity of each scheduler on each workload (same seeds and rate grid for all)."""
     rows = []

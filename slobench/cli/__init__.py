@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from slobench.errors import UserError
@@ -23,7 +24,7 @@ class _SlobenchGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except UserError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]: finished records were kept in the results folder")
@@ -50,7 +51,7 @@ def _register() -> None:
     try:
         from slobench.cli.workloads_cmd import workloads_app
 
-        app.add_typer(workloads_app, name="workloads", help="List and inspect workload specs.")
+        app.add_typer(workloads_app, name="workloads")  # its own help carries the example
     except ImportError:  # pragma: no cover - during development only
         pass
     try:

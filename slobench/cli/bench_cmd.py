@@ -32,6 +32,8 @@ def bench_schedulers(
     model: Annotated[str, typer.Option("--model")] = "Llama-3.1-8B",
     num_requests: Annotated[int, typer.Option("--num-requests", "-n", min=50, help="Requests per probe.")] = 600,
     target: Annotated[float, typer.Option("--target", min=0.01, max=1.0)] = 0.9,
+    slos_opt: Annotated[list[str] | None, typer.Option(
+        "--slos-serve-opt", help="KEY=VALUE option for slos-serve, e.g. surplus_rule=less; repeatable.")] = None,
     overhead_only: Annotated[bool, typer.Option("--overhead-only", help="Skip capacities.")] = False,
     out: Annotated[Path | None, typer.Option("--out", help="Also write the table as CSV here.")] = None,
 ) -> None:
@@ -52,8 +54,12 @@ def bench_schedulers(
 
         for w in wls:
             load_spec(w)  # fail fast, one line, on a bad name
-        kwargs = {"profile": profile} if profile else {"hardware": hardware, "model": model}
+        kwargs: dict = {"profile": profile} if profile else {"hardware": hardware, "model": model}
         setup = profile or f"{model} on {hardware}"
+        opts = _parse_opts(slos_opt or [])
+        if opts:
+            kwargs["scheduler_options_for"] = {"slos-serve": opts}
+            setup += ", slos-serve " + ", ".join(f"{k}={v}" for k, v in opts.items())
         with console.status("capacity searches…") as status:
             rows = capacity_table(wls, scheds, num_requests=num_requests, target=target, run_kwargs=kwargs,
                                   on_row=lambda r: status.update(f"{r.workload} × {r.scheduler}: {_fmt(r.capacity_rps)}"
@@ -86,6 +92,19 @@ def bench_schedulers(
     console.print(f"slos-serve schedule() with 256 running + 256 waiting in 3 tiers: re-planning call "
                   f"p50 {o['replan_p50_ms']:.2f} ms, p99 {o['replan_p99_ms']:.2f} ms; steady call "
                   f"p50 {o['steady_p50_ms']:.2f} ms, p99 {o['steady_p99_ms']:.2f} ms")
+
+
+def _parse_opts(items: list[str]) -> dict[str, object]:
+    """``["surplus_rule=less", "capacity_margin=0.8"]`` → typed dict (numbers and booleans parsed)."""
+    import yaml
+
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--slos-serve-opt: expected KEY=VALUE, got {item!r} (e.g. surplus_rule=less)")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
 
 
 def register(bench_app: typer.Typer) -> None:

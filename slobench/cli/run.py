@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -13,11 +16,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from slobench.cli import app
+from slobench.errors import UserError
 from slobench.runner import RunConfig, run_once, validate_config
 
 console = Console()
-bench_app = typer.Typer(help="Benchmarks of slobench itself (simulator speed, scheduler overhead).",
-                        no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks of slobench itself (simulator speed, scheduler overhead).\n\n"
+                        "Example: slobench bench sim --workload chatbot -n 2000", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
 
@@ -61,13 +65,20 @@ def run_cmd(
     num_requests: Annotated[int | None, typer.Option("--num-requests", "-n", help="Number of requests.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for workload and engine randomness.")] = 0,
     hardware: Annotated[str, typer.Option(help="GPU of the simulated replica.")] = "H100-SXM",
-    model: Annotated[str, typer.Option(help="Model name, or a path to a HF config.json.")] = "Llama-3.1-8B",
+    model: Annotated[str, typer.Option(help="Model name, or a path to a HF config.json; real engines: the "
+                                       "local model folder (or hub id) to serve.")] = "Llama-3.1-8B",
     tp: Annotated[int, typer.Option(help="Tensor-parallel degree.")] = 1,
     profile: Annotated[str | None, typer.Option(help="Named latency profile, e.g. paper:opt-13b-h100.")] = None,
     replicas: Annotated[int, typer.Option(help="Number of replicas (round-robin routing).")] = 1,
     spec_alpha: Annotated[float | None, typer.Option(help="Speculative decoding acceptance rate.")] = None,
     engine: Annotated[str, typer.Option(help="sim (default) | vllm | openai")] = "sim",
     out: Annotated[Path, typer.Option(help="Results root folder.")] = Path("results"),
+    url: Annotated[str | None, typer.Option(help="--engine openai: server base URL, e.g. http://host:8000/v1.")]
+    = None,
+    engine_arg: Annotated[list[str] | None, typer.Option(
+        "--engine-arg", help="Real-engine option KEY=VALUE (repeatable), e.g. max_num_seqs=64; "
+        "see docs/real-engines.md.")] = None,
+    engine_config: Annotated[Path | None, typer.Option(help="YAML file of real-engine options.")] = None,
 ) -> None:
     """Run one workload through one scheduler and report SLO attainment.
 
@@ -76,12 +87,34 @@ def run_cmd(
     cfg = validate_config(
         workload=workload, scheduler=scheduler, rate_rps=rate, duration_s=duration, num_requests=num_requests,
         seed=seed, hardware=hardware, model=model, tp=tp, profile=profile, replicas=replicas,
-        spec_alpha=spec_alpha, engine=engine,
+        spec_alpha=spec_alpha, engine=engine, url=url, engine_options=_engine_options(engine_arg, engine_config),
     )
+    _check_inputs(cfg)
     result = run_with_progress(cfg, out, name=f"run-{Path(workload).stem}-{scheduler}")
     console.print(summary_table(result.summary, f"{result.summary['workload']} × {cfg.scheduler} ({cfg.engine})"))
-    console.print(f"results: [bold]{result.run_dir}[/]  (simulated {result.summary['num_requests']} requests "
+    verb = "simulated" if cfg.engine == "sim" else f"sent to {cfg.engine}"
+    console.print(f"results: [bold]{result.run_dir}[/]  ({verb} {result.summary['num_requests']} requests "
                   f"in {result.wall_s:.1f} s wall)")
+
+
+def _check_inputs(cfg: RunConfig) -> None:
+    """Fail on a bad workload, scheduler or GPU/model name *before* a results folder and a progress
+    bar exist, so a typo gives one error line and leaves no empty run folder behind."""
+    from slobench.workloads import load_spec
+
+    load_spec(cfg.workload)
+    if cfg.engine == "sim":
+        from slobench.runner import build_latency_model
+        from slobench.schedulers.registry import make_scheduler
+
+        build_latency_model(cfg)
+        make_scheduler(cfg.scheduler, **cfg.scheduler_options)
+
+
+def _engine_options(pairs: list[str] | None, config: Path | None) -> dict[str, Any]:
+    from slobench.engines.options import parse_engine_args
+
+    return parse_engine_args(pairs, config)
 
 
 def run_with_progress(cfg: RunConfig, out: Path, *, name: str):  # noqa: ANN201
@@ -91,7 +124,7 @@ def run_with_progress(cfg: RunConfig, out: Path, *, name: str):  # noqa: ANN201
     write_manifest(run_dir, command=sys.argv, config=cfg.model_dump(), seed=cfg.seed)
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=True,
+        console=console, transient=True, disable=not console.is_terminal,  # piped: no bar, no stray blank line
     ) as progress:
         task = progress.add_task(f"{cfg.scheduler} on {cfg.workload}", total=None)
 
@@ -100,38 +133,67 @@ def run_with_progress(cfg: RunConfig, out: Path, *, name: str):  # noqa: ANN201
                 progress.update(task, completed=done, total=total)
 
         try:
-            return run_once(cfg, run_dir=run_dir, on_progress=update)
+            from slobench.engines.pool import engine_session  # real engines: servers stop when the run ends
+
+            with engine_session(run_dir):
+                return run_once(cfg, run_dir=run_dir, on_progress=update)
         except KeyboardInterrupt:
             console.print(f"[yellow]interrupted[/]: finished records kept in {run_dir}/requests.jsonl")
             raise
+        except UserError:
+            _remove_if_empty(run_dir)  # e.g. a bad column in the user's length file: nothing was run
+            raise
+
+
+def _remove_if_empty(run_dir: Path) -> None:
+    """Delete a run folder that holds nothing but its manifest (the run failed before any request)."""
+    records = run_dir / "requests.jsonl"
+    if records.exists() and records.stat().st_size > 0:
+        return
+    if any(p.name not in ("manifest.json", "requests.jsonl") for p in run_dir.iterdir()):
+        return  # e.g. a real engine's server log, which the error message points the user to
+    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 @bench_app.command("sim")
 def bench_sim(
-    workload: Annotated[str, typer.Option("--workload", "-w")] = "chatbot",
-    scheduler: Annotated[str, typer.Option("--scheduler", "-s")] = "vllm",
-    num_requests: Annotated[int, typer.Option("--num-requests", "-n")] = 2000,
-    rate: Annotated[float | None, typer.Option("--rate")] = None,
-    repeat: Annotated[int, typer.Option(help="Runs to time (seeds 0..repeat-1).")] = 3,
+    workload: Annotated[str, typer.Option("--workload", "-w", help="Shipped workload name or YAML path.")] = "chatbot",
+    scheduler: Annotated[str, typer.Option("--scheduler", "-s", help="Scheduler to simulate.")] = "vllm",
+    num_requests: Annotated[int, typer.Option("--num-requests", "-n", help="Requests per run.")] = 2000,
+    rate: Annotated[float | None, typer.Option("--rate", help="Arrival rate, req/s (default: the spec's).")] = None,
+    repeat: Annotated[int, typer.Option(help="Runs to time (seeds 0..repeat-1); the median is reported.")] = 3,
 ) -> None:
-    """Simulator speed: simulated requests per wall-second.
+    """Simulator speed: simulated requests per wall-second, metrics included.
 
-    Example: slobench bench sim --workload chatbot -n 2000
+    Each run is what one capacity-search probe does (generate the workload, simulate it, compute the
+    summary), without writing files. The last line estimates a 10-probe capacity search from the median.
+
+    Example: slobench bench sim --workload chatbot -n 2000 --rate 12
     """
+    if repeat < 1:
+        raise UserError(f"--repeat must be ≥ 1 (got {repeat})")
     t = Table(title="simulator speed", header_style="bold")
-    for col in ("seed", "requests", "iterations", "wall s", "requests / wall-s"):
+    for col in ("seed", "requests", "iterations", "attainment", "wall s", "requests / wall-s"):
         t.add_column(col, justify="right")
-    rates = []
+    walls: list[float] = []
+    n_req = 0
     for seed in range(repeat):
         cfg = validate_config(
             workload=workload, scheduler=scheduler, num_requests=num_requests, rate_rps=rate, seed=seed
         )
+        if seed == 0:
+            _check_inputs(cfg)
         t0 = time.perf_counter()
         res = run_once(cfg)
         wall = time.perf_counter() - t0
-        rates.append(res.summary["num_requests"] / wall)
+        walls.append(wall)
         n_req, n_it = res.summary["num_requests"], len(res.iterations)
-        t.add_row(str(seed), str(n_req), str(n_it), f"{wall:.2f}", f"{rates[-1]:.0f}")
+        t.add_row(str(seed), str(n_req), str(n_it), f"{res.summary['attainment']:.1%}", f"{wall:.2f}",
+                  f"{n_req / wall:.0f}")
     console.print(t)
-    console.print(f"median: {sorted(rates)[len(rates) // 2]:.0f} simulated requests per wall-second "
-                  f"({workload}, {scheduler}, {num_requests} requests)")
+    median = statistics.median(walls)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    console.print(f"median: {n_req / median:.0f} simulated requests per wall-second ({workload}, {scheduler}, "
+                  f"{n_req} requests, rate {rate if rate is not None else 'spec default'}); "
+                  f"a 10-probe capacity search ≈ {10 * median:.0f} s; load average {load:.1f} on "
+                  f"{os.cpu_count()} CPUs", highlight=False)

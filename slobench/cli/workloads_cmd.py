@@ -12,7 +12,7 @@ from rich.table import Table
 from slobench.errors import UserError
 from slobench.workloads import generate, list_specs, load_spec
 from slobench.workloads.arrivals import iat_cv
-from slobench.workloads.spec import WorkloadSpec
+from slobench.workloads.spec import SPEC_DIR, WorkloadSpec
 
 console = Console()
 
@@ -34,7 +34,9 @@ def list_cmd() -> None:
 
     Example: slobench workloads list
     """
-    table = Table(title="Shipped workloads (workloads/*.yaml)")
+    # The folder, not just "workloads/": in a wheel install the specs are a packaged copy, and this
+    # is where a user finds one to copy and edit (then pass the copy's path as --workload).
+    table = Table(title=f"Shipped workloads ({SPEC_DIR})")
     for col in ("name", "apps (tier, weight)", "arrivals", "lengths", "rate / size", "SLOs"):
         table.add_column(col, overflow="fold")
     for name in list_specs():

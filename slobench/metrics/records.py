@@ -7,7 +7,7 @@ way for every engine. Timestamps are seconds on the run's clock (0 = start of th
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -36,12 +36,24 @@ class StageRecord:
     num_preemptions: int = 0
 
     def as_row(self) -> dict:
-        return asdict(self)
+        """The record as a plain dict (what ``dataclasses.asdict`` gives, without its slow deep copy:
+        every field is immutable except the token list, which is copied)."""
+        row = {name: getattr(self, name) for name in _FIELDS}
+        row["token_times_s"] = list(self.token_times_s)
+        return row
+
+
+_FIELDS: tuple[str, ...] = tuple(StageRecord.__dataclass_fields__)
 
 
 def records_frame(records: list[StageRecord]) -> pd.DataFrame:
-    """Records as a DataFrame (one row per stage), the format written to requests.parquet."""
+    """Records as a DataFrame (one row per stage), the format written to requests.parquet.
+
+    Built column by column: a capacity search builds one frame per probe, and going through a dict
+    per row (``asdict``) cost as much as simulating the run.
+    """
     if not records:
-        cols = list(StageRecord.__dataclass_fields__)
-        return pd.DataFrame(columns=cols)
-    return pd.DataFrame([r.as_row() for r in records])
+        return pd.DataFrame(columns=list(_FIELDS))
+    cols = {name: [getattr(r, name) for r in records] for name in _FIELDS}
+    cols["token_times_s"] = [list(t) for t in cols["token_times_s"]]
+    return pd.DataFrame(cols)

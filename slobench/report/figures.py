@@ -137,7 +137,12 @@ def latency_cdfs(stages: pd.DataFrame, *, title: str = "") -> go.Figure:
 
 
 def batch_timeline(iterations: pd.DataFrame, *, title: str = "", max_points: int = 5000) -> go.Figure:
-    """Per-iteration prefill vs decode tokens (top) and predicted latency vs budget (bottom)."""
+    """Per-iteration prefill vs decode tokens (top) and iteration latency vs the policy's budget (bottom).
+
+    In the simulator ``latency_s`` *is* the perf model's prediction; real engines may log a measured
+    ``latency_s`` next to ``predicted_latency_s``, and both are drawn. Policies without a budget
+    (vLLM's) leave ``budget_s`` NaN, which is said on the plot instead of drawing an empty line.
+    """
     it = iterations
     if len(it) > max_points:  # keep the HTML small: even subsample, order kept
         it = it.iloc[np.linspace(0, len(it) - 1, max_points).astype(int)]
@@ -149,14 +154,20 @@ def batch_timeline(iterations: pd.DataFrame, *, title: str = "", max_points: int
             if col in it:
                 fig.add_trace(go.Scatter(x=t, y=it[col], mode="lines", stackgroup="tokens",
                                          name=col.replace("_", " "), line={"color": colour}), row=1, col=1)
-        lat_col = "predicted_latency_s" if "predicted_latency_s" in it else "latency_s"
-        if lat_col in it:
-            fig.add_trace(go.Scatter(x=t, y=it[lat_col] * 1e3, mode="lines", name="predicted latency (ms)",
+        if "latency_s" in it:
+            fig.add_trace(go.Scatter(x=t, y=it["latency_s"] * 1e3, mode="lines", name="iteration latency (ms)",
                                      line={"color": _colour(1)}), row=2, col=1)
-        if "budget_s" in it:
-            budget = it["budget_s"].where(np.isfinite(it["budget_s"].astype(float)))
-            fig.add_trace(go.Scatter(x=t, y=budget * 1e3, mode="lines", name="budget (ms)",
-                                     line={"color": "grey", "dash": "dash"}), row=2, col=1)
+        pred = it["predicted_latency_s"].astype(float) if "predicted_latency_s" in it else None
+        if pred is not None and np.isfinite(pred).any():
+            fig.add_trace(go.Scatter(x=t, y=pred * 1e3, mode="lines", name="predicted latency (ms)",
+                                     line={"color": _colour(4), "dash": "dot"}), row=2, col=1)
+        budget = it["budget_s"].astype(float) if "budget_s" in it else None
+        if budget is not None and np.isfinite(budget).any():
+            fig.add_trace(go.Scatter(x=t, y=budget.where(np.isfinite(budget)) * 1e3, mode="lines",
+                                     name="budget (ms)", line={"color": "grey", "dash": "dash"}), row=2, col=1)
+        else:
+            fig.add_annotation(text="this policy sets no per-iteration time budget", xref="x2 domain",
+                               yref="y2 domain", x=0.99, y=0.95, showarrow=False, font={"color": "grey"})
     fig.update_yaxes(title_text="tokens", row=1, col=1)
     fig.update_yaxes(title_text="ms", row=2, col=1)
     fig.update_xaxes(title_text="time (s)", row=2, col=1)
@@ -178,6 +189,39 @@ def replica_scaling(scaling: pd.DataFrame, *, title: str = "") -> go.Figure:
     ticks = sorted(scaling["replicas"].unique().tolist()) if len(scaling) else []
     fig.update_layout(title=title or "Replica scaling", xaxis_title="replicas", yaxis_title="capacity (req/s)",
                       xaxis={"tickmode": "array", "tickvals": ticks}, template="plotly_white")
+    return fig
+
+
+# Sweep axes a capacity row may carry (see `slobench sweep` grids and scripts/paper_experiment.yaml);
+# replicas has its own figure (`replica_scaling`, with the linear-scaling line).
+SWEEP_AXES = ("slo_scale", "burstiness_cv", "tp", "model", "hardware", "profile")
+AXIS_TITLES = {"slo_scale": "SLO scale (× every TTFT/TPOT target; < 1 = tighter)",
+               "burstiness_cv": "burstiness (CV of inter-arrival times; 1 = Poisson)"}
+
+
+def capacity_vs_param(capacities: pd.DataFrame, param: str, *, title: str = "") -> go.Figure:
+    """Capacity (with its interval) against one swept parameter, a line per scheduler (and base workload)."""
+    fig = go.Figure()
+    caps = capacities.copy()
+    caps["capacity_rps"] = caps["capacity_rps"].astype(float)
+    keys = ["scheduler"]
+    if "base_workload" in caps and caps["base_workload"].nunique() > 1:
+        keys = ["base_workload", "scheduler"]
+    numeric = pd.api.types.is_numeric_dtype(caps[param])
+    for i, (key, grp) in enumerate(caps.groupby(keys, sort=False)):
+        grp = grp.sort_values(param) if numeric else grp
+        name = " ".join(map(str, key)) if isinstance(key, tuple) else str(key)
+        cap = grp["capacity_rps"]
+        lo = grp["lower_rps"].astype(float).fillna(cap) if "lower_rps" in grp else cap
+        hi = grp["upper_rps"].astype(float).fillna(cap) if "upper_rps" in grp else cap
+        fig.add_trace(go.Scatter(
+            x=grp[param], y=cap, mode="lines+markers", name=name, line={"color": _colour(i)},
+            error_y={"type": "data", "symmetric": False, "array": (hi - cap).clip(lower=0),
+                     "arrayminus": (cap - lo).clip(lower=0)}))
+    fig.update_layout(title=title or f"Capacity vs {param}", xaxis_title=AXIS_TITLES.get(param, param),
+                      yaxis_title="capacity (req/s)", template="plotly_white")
+    if param == "burstiness_cv" or (numeric and caps[param].nunique() > 1 and param == "slo_scale"):
+        fig.update_xaxes(type="log", tickvals=sorted(caps[param].unique().tolist()))
     return fig
 
 
@@ -208,6 +252,9 @@ def report_figures(
                 figs[f"batches-{slug(name)}"] = batch_timeline(grp, title=f"{name}: batch composition")
         else:
             figs["batches"] = batch_timeline(iterations)
+    for axis in SWEEP_AXES:
+        if axis in capacities.columns and capacities[axis].nunique() > 1:
+            figs[f"capacity-vs-{slug(axis)}"] = capacity_vs_param(capacities, axis)
     if scaling is not None and len(scaling):
         figs["replica-scaling"] = replica_scaling(scaling)
     return figs

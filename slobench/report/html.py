@@ -25,10 +25,37 @@ def png_support() -> str | None:
     try:
         import kaleido  # noqa: F401
     except ImportError:
-        return "PNG figures skipped: kaleido not installed (pip install 'slobench[png]')"
+        return ("PNG figures skipped: kaleido not installed (pip install kaleido; it also needs Chromium: "
+                "apt-get install -y chromium)")
     if os.environ.get("BROWSER_PATH") or any(shutil.which(b) for b in _BROWSERS):
         return None
-    return "PNG figures skipped: no Chrome/Chromium found (apt-get install chromium, or set BROWSER_PATH)"
+    return "PNG figures skipped: no Chrome/Chromium found (Debian: apt-get install -y chromium; or set BROWSER_PATH)"
+
+
+def write_pngs(fig_dir: Path, figures: Mapping[str, go.Figure], *, width: int = 1100,
+               height: int = 600) -> list[str]:
+    """Write ``fig_dir/<name>.png`` for every figure; return notices (one line each) instead of failing.
+
+    One kaleido call for the whole set (``plotly.io.write_images``) starts Chromium once: ≈ 2.5 s
+    for a report's figures instead of ≈ 2.5 s per figure.
+    """
+    reason = png_support()
+    if reason:
+        return [reason]
+    import plotly.io as pio
+
+    names = list(figures)
+    paths = [fig_dir / f"{name}.png" for name in names]
+    try:
+        if hasattr(pio, "write_images"):
+            pio.write_images([figures[n] for n in names], paths, width=width, height=height)
+        else:  # plotly < 6.1: one browser start per figure
+            for name, path in zip(names, paths, strict=True):
+                figures[name].write_image(path, width=width, height=height)
+    except Exception as exc:  # noqa: BLE001 - a PNG is optional; the HTML is the product
+        return [f"PNG figures skipped: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+                if str(exc) else f"PNG figures skipped: {type(exc).__name__}"]
+    return []
 
 
 def write_report(
@@ -37,37 +64,32 @@ def write_report(
     *,
     title: str = "slobench report",
     intro_html: str = "",
+    captions: Mapping[str, str] | None = None,
     png: bool = True,
+    fig_subdir: str = "figures",
 ) -> tuple[Path, list[str]]:
-    """Write ``out_dir/report.html`` and ``out_dir/figures/<name>.html``; return (report path, notices)."""
+    """Write ``out_dir/report.html`` and ``out_dir/<fig_subdir>/<name>.html``; return (report path, notices)."""
     out_dir = Path(out_dir)
-    fig_dir = out_dir / "figures"
+    fig_dir = out_dir / fig_subdir
     fig_dir.mkdir(parents=True, exist_ok=True)
     notices: list[str] = []
     for name, fig in figures.items():
         fig.write_html(fig_dir / f"{name}.html", include_plotlyjs="directory", full_html=True)
     if png and figures:
-        reason = png_support()
-        if reason:
-            notices.append(reason)
-        else:
-            for name, fig in figures.items():
-                try:
-                    fig.write_image(fig_dir / f"{name}.png", width=1100, height=600)
-                except Exception as exc:  # noqa: BLE001 - a PNG is optional; the HTML is the product
-                    notices.append(f"PNG figures skipped: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
-                    break
+        notices += write_pngs(fig_dir, figures)
     divs = []
     for name, fig in figures.items():
         body = fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{name}",
                            default_height="520px")
-        divs.append(f'<section><h2 id="{html.escape(name)}">{html.escape(name)}</h2>{body}</section>')
+        caption = (captions or {}).get(name, "")
+        note = f'<p class="caption">{html.escape(caption)}</p>' if caption else ""
+        divs.append(f'<section><h2 id="{html.escape(name)}">{html.escape(name)}</h2>{note}{body}</section>')
     toc = " · ".join(f'<a href="#{html.escape(n)}">{html.escape(n)}</a>' for n in figures)
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1200px;margin:1em auto;padding:0 1em}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:right}}
-section{{margin-top:1.5em}}</style>
+section{{margin-top:1.5em}}.caption{{color:#555;max-width:60em}}.warn{{color:#a60}}</style>
 <script type="text/javascript">{get_plotlyjs()}</script>
 </head><body>
 <h1>{html.escape(title)}</h1>

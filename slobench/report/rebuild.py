@@ -7,8 +7,9 @@ Files read (all optional except probes.csv):
 - ``probes.csv``: workload, scheduler, rate_rps, seed, attainment, ci_low, ci_high, num_met,
   num_requests, valid, reason;
 - ``summary.json``: ``target``, ``capacities`` (list of rows), optional ``scaling`` rows, ``title``;
-- ``requests.parquet`` (or ``requests.jsonl``): stage records with workload/scheduler/rate_rps columns;
-- ``iterations.parquet``: batch composition with workload/scheduler columns.
+- ``requests.parquet``: stage records with workload/scheduler/rate_rps/seed columns;
+- ``iterations.parquet``: batch composition with the same columns;
+  (both also from ``parts/*.parquet``: per-probe files a killed run left before consolidation).
 """
 
 from __future__ import annotations
@@ -22,14 +23,20 @@ import plotly.graph_objects as go
 
 from slobench.report.figures import report_figures, slug
 from slobench.report.html import write_report
+from slobench.report.results import PROBE_KEY, probe_key, read_probe_frames
 
 PROBE_COLUMNS = ["workload", "scheduler", "rate_rps", "seed", "attainment", "ci_low", "ci_high",
                  "num_met", "num_requests", "valid", "reason"]
 CAPACITY_COLUMNS = ["workload", "scheduler", "capacity_rps", "lower_rps", "upper_rps", "status", "message"]
 
 
-def load_results(results_dir: Path) -> dict[str, object]:
-    """Read what a report needs; missing optional files become empty frames."""
+def load_results(results_dir: Path, *, all_records: bool = False) -> dict[str, object]:
+    """Read what a report needs; missing optional files become empty frames.
+
+    The figures use the records of each search's capacity probe only, so by default only those rows
+    are read (all seeds of that rate): a sweep's requests.parquet can hold millions of token
+    timestamps. ``all_records=True`` reads every probe's records.
+    """
     results_dir = Path(results_dir)
     probes_path = results_dir / "probes.csv"
     if not probes_path.exists():
@@ -45,12 +52,13 @@ def load_results(results_dir: Path) -> dict[str, object]:
     capacities = pd.DataFrame(summary.get("capacities") or [], columns=None)
     if capacities.empty:
         capacities = pd.DataFrame(columns=CAPACITY_COLUMNS)
-    stages = pd.DataFrame()
-    if (results_dir / "requests.parquet").exists():
-        stages = pd.read_parquet(results_dir / "requests.parquet")
-    iterations = pd.DataFrame()
-    if (results_dir / "iterations.parquet").exists():
-        iterations = pd.read_parquet(results_dir / "iterations.parquet")
+    keys = None
+    if not all_records and not capacities.empty and not probes.empty:
+        at_cap = _at_capacity(probes, capacities)
+        keys = {probe_key(*k) for k in at_cap[list(PROBE_KEY)].itertuples(index=False, name=None)}
+    # Consolidated files plus per-probe parts a killed run may have left (see report.results).
+    stages = read_probe_frames(results_dir, "requests", keys=keys)
+    iterations = read_probe_frames(results_dir, "iterations", keys=keys)
     scaling = pd.DataFrame(summary.get("scaling") or [])
     return {"probes": probes, "capacities": capacities, "stages": stages, "iterations": iterations,
             "scaling": scaling, "summary": summary}
@@ -73,23 +81,40 @@ def _at_capacity(frame: pd.DataFrame, capacities: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(keep, ignore_index=True) if keep else frame.iloc[0:0]
 
 
+def _num(v: object) -> float | None:
+    return float(v) if v is not None and pd.notna(v) else None
+
+
 def capacity_table_html(capacities: pd.DataFrame) -> str:
-    """Small HTML table: workload, scheduler, capacity [lower, upper], ratio vs first scheduler, status."""
+    """HTML table: workload, scheduler, capacity, interval [lower, upper), ratio vs first scheduler, status, note.
+
+    Same conventions as the CLI table: ``< x`` when even the lowest rate missed, ``≥ x`` when the
+    highest rate still passed, ``–`` for a bound no probe established.
+    """
     if capacities.empty:
         return ""
     first = capacities["scheduler"].iloc[0]
-    base = capacities[capacities["scheduler"] == first].set_index("workload")["capacity_rps"]
+    base = {}
+    for _, r in capacities.iterrows():
+        base.setdefault(r["workload"], r)
     rows = []
     for _, r in capacities.iterrows():
-        cap = r.get("capacity_rps")
-        b = base.get(r["workload"])
-        has = cap is not None and pd.notna(cap)
-        ratio = f"{cap / b:.2f}×" if has and b is not None and pd.notna(b) and b > 0 else "–"
-        lo, hi = r.get("lower_rps"), r.get("upper_rps")
-        interval = f"[{lo:.3g}, {hi:.3g}]" if lo is not None and hi is not None and pd.notna(lo) and pd.notna(hi) \
-            else ""
-        cells = [r["workload"], r["scheduler"], f"{cap:.3g}" if has else "–", interval, ratio,
-                 r.get("status", ""), r.get("message", "")]
+        cap, status = _num(r.get("capacity_rps")), r.get("status", "")
+        b = base[r["workload"]]
+        b_cap = _num(b.get("capacity_rps"))
+        ratio = f"{cap / b_cap:.2f}×" if status == "ok" and b.get("status") == "ok" and cap and b_cap else "–"
+        lo, hi = _num(r.get("lower_rps")), _num(r.get("upper_rps"))
+        interval = f"[{'–' if lo is None else f'{lo:.3g}'}, {'–' if hi is None else f'{hi:.3g}'})"
+        if status == "below_range":
+            low = _num(r.get("min_rate_rps"))
+            shown = f"< {low:.3g}" if low is not None else "–"
+        elif cap is None:
+            shown = "–"
+        elif status in ("above_range", "max_probes") and hi is None:
+            shown = f"≥ {cap:.3g}"
+        else:
+            shown = f"{cap:.3g}"
+        cells = [r["workload"], r["scheduler"], shown, interval, ratio, status, r.get("message", "")]
         rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     head = "".join(f"<th>{h}</th>" for h in ("workload", "scheduler", "capacity (req/s)", "interval",
                                               f"vs {first}", "status", "note"))
@@ -117,6 +142,38 @@ def build_figures(data: dict[str, object]) -> dict[str, go.Figure]:
     return figs
 
 
+CAPTIONS = {  # first matching prefix wins, so the more specific names come first
+    "capacity-vs": "Capacity against the swept parameter, one line per scheduler; error bars span the capacity's "
+                   "interval [highest confident pass, lowest confident fail).",
+    "capacity": "Capacity = the highest probed rate whose joint SLO attainment (every stage's TTFT and TPOT met) "
+                "reaches the target. Error bars span [highest confident pass, lowest confident fail); labels give "
+                "the ratio to the first scheduler. See docs/capacity.md.",
+    "attainment": "Pooled attainment at each probed rate with its 95% Wilson interval; dashed line = target, dotted "
+                  "lines = each scheduler's capacity; crosses = INVALID probes (rate not offered, client lag or a "
+                  "tail that never drained), never reported as capacity.",
+    "latency-cdf": "At each scheduler's capacity probe: every stage's TTFT and TPOT divided by its own SLO (SLOs "
+                   "differ per request); left of the dashed 1.0 line = within the SLO.",
+    "batches": "Every iteration of the capacity probe: prefill vs decode tokens, and the iteration latency "
+               "against the time budget the policy planned for (when it sets one).",
+    "replica-scaling": "Capacity with N replicas behind the router; dotted = linear scaling from one replica.",
+}
+
+
+def caption_for(name: str) -> str:
+    """The caption of a figure file stem (``attainment-coding`` → the attainment caption)."""
+    return next((text for prefix, text in CAPTIONS.items() if name == prefix or name.startswith(prefix + "-")), "")
+
+
+def _intro_html(results_dir: Path, data: dict[str, object]) -> str:
+    summary = data["summary"] if isinstance(data["summary"], dict) else {}
+    intro = capacity_table_html(data["capacities"])
+    if summary.get("complete") is False:
+        d = html.escape(str(results_dir))
+        intro = (f'<p class="warn">Partial results: this run was interrupted. Continue it with '
+                 f"<code>slobench resume {d}</code>.</p>") + intro
+    return intro
+
+
 def rebuild_report(results_dir: Path, *, png: bool = True) -> tuple[Path, list[str]]:
     """Rebuild ``figures/`` and ``report.html`` in ``results_dir``; return (report path, notices)."""
     results_dir = Path(results_dir)
@@ -125,4 +182,5 @@ def rebuild_report(results_dir: Path, *, png: bool = True) -> tuple[Path, list[s
     summary = data["summary"]
     title = summary.get("title") if isinstance(summary, dict) else None
     return write_report(results_dir, figs, title=title or f"slobench: {results_dir.name}",
-                        intro_html=capacity_table_html(data["capacities"]), png=png)
+                        intro_html=_intro_html(results_dir, data), captions={n: caption_for(n) for n in figs},
+                        png=png)

@@ -60,7 +60,9 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def write_manifest(run_dir: Path, *, command: list[str] | str, config: dict[str, Any], seed: int | None) -> None:
+def write_manifest(run_dir: Path, *, command: list[str] | str, config: dict[str, Any], seed: int | None,
+                   extra: dict[str, Any] | None = None) -> None:
+    """Write manifest.json: how the run was made (command, config, versions); ``extra`` adds keys (e.g. a plan)."""
     manifest = {
         "command": command if isinstance(command, str) else " ".join(command),
         "created": datetime.now().isoformat(timespec="seconds"),
@@ -69,7 +71,7 @@ def write_manifest(run_dir: Path, *, command: list[str] | str, config: dict[str,
         "versions": _versions(),
         "git_sha": _git_sha(),
         "host": {"platform": platform.platform(), "machine": platform.machine(), "processor": platform.processor()},
-    }
+    } | (extra or {})
     (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
 
 
@@ -131,3 +133,113 @@ def load_records(run_dir: Path) -> pd.DataFrame:
     from slobench.metrics.records import records_frame
 
     return records_frame([])
+
+
+# --- Per-probe frames (capacity searches and sweeps) -------------------------------------------
+# Every probe's stage records and iteration log are written the moment the probe finishes, as
+# ``parts/<kind>-<key hash>.parquet``, so Ctrl-C, a crash or a kill keeps them. `consolidate_parts`
+# folds them (in probe order) into ``<kind>.parquet`` at the end of a run; readers take both.
+PROBE_KEY = ("workload", "scheduler", "rate_rps", "seed")
+FrameKind = str  # "requests" | "iterations"
+
+
+def probe_key(workload: object, scheduler: object, rate_rps: float, seed: int) -> tuple[str, str, float, int]:
+    """The identity of one probe inside a results folder (labels are unique per grid point)."""
+    return str(workload), str(scheduler), float(rate_rps), int(seed)
+
+
+def _part_path(run_dir: Path, kind: FrameKind, key: tuple[str, str, float, int]) -> Path:
+    import hashlib
+
+    digest = hashlib.sha1(json.dumps([key[0], key[1], repr(key[2]), key[3]]).encode()).hexdigest()[:16]
+    return run_dir / "parts" / f"{kind}-{digest}.parquet"
+
+
+def _write_atomic(df: pd.DataFrame, path: Path) -> None:
+    """Write to a temporary name and rename, so a kill mid-write never leaves a broken file."""
+    import os
+
+    tmp = path.with_name(path.name + ".tmp")
+    # zstd: token timestamps (list<double>) compress ≈ 3.6× better than with the default snappy
+    # (129 → 36 MB for a reasoning-heavy sweep) and read back faster.
+    df.to_parquet(tmp, index=False, compression="zstd")
+    os.replace(tmp, path)
+
+
+def write_probe_part(run_dir: Path, kind: FrameKind, key: tuple[str, str, float, int], df: pd.DataFrame) -> None:
+    """Save one probe's frame (already tagged with the `PROBE_KEY` columns)."""
+    if df is None or df.empty:
+        return
+    path = _part_path(run_dir, kind, key)
+    path.parent.mkdir(exist_ok=True)
+    _write_atomic(df, path)
+
+
+def _key_filter(keys: set[tuple[str, str, float, int]]) -> list[list[tuple[str, str, object]]]:
+    """Parquet row filter (OR of ANDs) selecting the probes in ``keys``."""
+    return [[(c, "==", v) for c, v in zip(PROBE_KEY, key, strict=True)] for key in sorted(keys)]
+
+
+def _read_main(path: Path, keys: set[tuple[str, str, float, int]] | None) -> pd.DataFrame:
+    if keys is None:
+        return pd.read_parquet(path)
+    if not keys:
+        return pd.read_parquet(path).iloc[0:0]
+    try:
+        return pd.read_parquet(path, filters=_key_filter(keys))
+    except (KeyError, ValueError, TypeError):  # a file without the key columns: read it whole
+        return pd.read_parquet(path)
+
+
+def _frames_by_key(run_dir: Path, kind: FrameKind, keys: set[tuple[str, str, float, int]] | None = None,
+                   ) -> dict[tuple[str, str, float, int], pd.DataFrame]:
+    """Consolidated frame split per probe, then parts on top (a part is newer than the main file)."""
+    frames: dict[tuple[str, str, float, int], pd.DataFrame] = {}
+    main = run_dir / f"{kind}.parquet"
+    if main.exists():
+        df = _read_main(main, keys)
+        if set(PROBE_KEY) <= set(df.columns):
+            for key, grp in df.groupby(list(PROBE_KEY), sort=False):
+                frames[probe_key(*key)] = grp
+        else:
+            frames[("", "", math.nan, -1)] = df
+    parts = run_dir / "parts"
+    if parts.is_dir():
+        wanted = None if keys is None else {_part_path(run_dir, kind, k) for k in keys}
+        for path in sorted(parts.glob(f"{kind}-*.parquet")):
+            if wanted is not None and path not in wanted:
+                continue
+            df = pd.read_parquet(path)
+            if len(df):
+                frames[probe_key(*(df[c].iloc[0] for c in PROBE_KEY))] = df
+    return frames
+
+
+def read_probe_frames(run_dir: Path, kind: FrameKind, *, keys: set[tuple[str, str, float, int]] | None = None,
+                      ) -> pd.DataFrame:
+    """Everything saved for ``kind`` in a results folder (or only the probes in ``keys``), consolidated
+    or still in per-probe parts."""
+    run_dir = Path(run_dir)
+    main = run_dir / f"{kind}.parquet"
+    if not (run_dir / "parts").is_dir():  # the usual, finished case: no need to split and rejoin
+        return _read_main(main, keys) if main.exists() else pd.DataFrame()
+    frames = _frames_by_key(run_dir, kind, keys)
+    return pd.concat(list(frames.values()), ignore_index=True) if frames else pd.DataFrame()
+
+
+def consolidate_parts(run_dir: Path, kind: FrameKind, order: list[tuple[str, str, float, int]]) -> Path | None:
+    """Fold parts into ``<kind>.parquet`` in ``order`` (probes.csv order; others dropped), remove parts."""
+    run_dir = Path(run_dir)
+    frames = _frames_by_key(run_dir, kind)
+    parts = sorted((run_dir / "parts").glob(f"{kind}-*.parquet")) if (run_dir / "parts").is_dir() else []
+    if not parts:
+        return run_dir / f"{kind}.parquet" if (run_dir / f"{kind}.parquet").exists() else None
+    keep = [frames[k] for k in dict.fromkeys(order) if k in frames]
+    path = run_dir / f"{kind}.parquet"
+    if keep:
+        _write_atomic(pd.concat(keep, ignore_index=True), path)
+    for p in parts:
+        p.unlink()
+    if not any((run_dir / "parts").iterdir()):
+        (run_dir / "parts").rmdir()
+    return path if keep else None

@@ -71,10 +71,14 @@ def trace_replay(rng: np.random.Generator, timestamps_s: np.ndarray, rate_rps: f
     The window's *own* rate is rescaled to the target (not the whole trace's) so a capacity probe
     at rate r really offers r req/s even when the window happens to be a busy part of the trace.
 
-    Returns (arrival times starting at 0, row indices into ``timestamps_s``) so callers can pair
-    each arrival with the lengths of the same trace row (Azure traces replay "as is").
+    Returns (arrival times starting at 0, row indices into ``timestamps_s`` as given, sorted or not)
+    so callers can pair each arrival with the lengths of the same trace row (Azure traces replay "as is").
     """
-    ts = np.sort(np.asarray(timestamps_s, dtype=float))
+    raw_ts = np.asarray(timestamps_s, dtype=float)
+    # Stable order: rows of a sorted trace keep their indices; an unsorted file's rows are replayed
+    # in time order but still reported by their own row index (so lengths stay paired).
+    order = np.argsort(raw_ts, kind="stable")
+    ts = raw_ts[order]
     m = ts.size
     if n <= 0 or m == 0:
         return np.zeros(0), np.zeros(0, dtype=np.int64)
@@ -87,7 +91,7 @@ def trace_replay(rng: np.random.Generator, timestamps_s: np.ndarray, rate_rps: f
     span = raw[-1]
     if n > 1 and span > 0:
         raw = raw * ((n - 1) / rate_rps) / span
-    return raw, idx.astype(np.int64)
+    return raw, order[idx].astype(np.int64)
 
 
 def iat_cv(times_s: np.ndarray) -> float:

@@ -21,14 +21,14 @@ from slobench.workloads.sources import SHIPPED_TRACES, LengthTable, load_file, l
 from slobench.workloads.spec import AppSpec, SLOSpec, WorkloadSpec, load_spec
 
 
-def load_lengths(app: AppSpec) -> LengthTable:
-    """The app's length table (shipped trace or user file)."""
+def load_lengths(app: AppSpec, index: int = 0) -> LengthTable:
+    """The app's length table (shipped trace or user file); ``index`` is its place in ``apps`` (for errors)."""
     ls = app.lengths
     if ls.trace is not None:
         return load_shipped(ls.trace)
     return load_file(Path(ls.path or ""), prompt_col=ls.prompt_tokens_column, output_col=ls.output_tokens_column,
                      text_col=ls.text_column, tokenizer=ls.tokenizer, answer_col=ls.answer_tokens_column,
-                     output_tokens=ls.output_tokens, origin=f"apps[{app.name}].lengths")
+                     output_tokens=ls.output_tokens, origin=f"apps.{index}.lengths")
 
 
 def clip_stages(pairs: list[tuple[int, int]], max_context: int) -> list[tuple[int, int]]:
@@ -76,15 +76,15 @@ class _SLOMaker:
 
 
 def _arrival_times(spec: WorkloadSpec, rng: np.random.Generator, rate: float, n: int
-                   ) -> tuple[np.ndarray, np.ndarray | None, str | None]:
-    """(times, trace rows or None, trace name or None)."""
+                   ) -> tuple[np.ndarray, np.ndarray | None, str | None, int]:
+    """(times, trace rows or None, trace name or None, number of rows in the trace or 0)."""
     a = spec.arrival
     if a.process == "poisson":
-        return arr.poisson(rng, rate, n), None, None
+        return arr.poisson(rng, rate, n), None, None, 0
     if a.process == "gamma":
-        return arr.gamma(rng, rate, float(a.cv), n), None, None
+        return arr.gamma(rng, rate, float(a.cv), n), None, None, 0
     if a.process == "bursts":
-        return arr.bursts(rng, rate, a.mean_burst_size, n, a.burst_spread_s), None, None
+        return arr.bursts(rng, rate, a.mean_burst_size, n, a.burst_spread_s), None, None, 0
     trace = str(a.trace)
     if trace in SHIPPED_TRACES:
         ts = load_shipped(trace).timestamps_s
@@ -94,7 +94,22 @@ def _arrival_times(spec: WorkloadSpec, rng: np.random.Generator, rate: float, n:
     if ts.size < 2:
         raise UserError(f"arrival.trace: {trace} has fewer than 2 timestamps; it cannot set a rate")
     times, rows = arr.trace_replay(rng, ts, rate, n, a.random_start)
-    return times, rows, trace
+    return times, rows, trace, int(ts.size)
+
+
+def _same_source(app: AppSpec, trace: str | None) -> bool:
+    """Do the app's lengths come from the file whose timestamps drive the arrivals?
+
+    Then each arrival takes its own row's lengths (an Azure trace replays "as is"), whether the
+    trace is shipped (by name) or a user's file (by path, e.g. a downloaded Azure CSV).
+    """
+    if trace is None:
+        return False
+    if app.lengths.trace is not None:
+        return app.lengths.trace == trace
+    if trace in SHIPPED_TRACES or app.lengths.path is None:
+        return False
+    return Path(app.lengths.path).resolve() == Path(trace).resolve()
 
 
 def _stages(app: AppSpec, table: LengthTable, row: int, make_slo: _SLOMaker) -> tuple[Stage, ...]:
@@ -177,7 +192,7 @@ def generate(spec: WorkloadSpec | str | Path, *, perf: LatencyModel | None, seed
     n_gen = n if dur is None else int(math.ceil(rate * dur * 1.2 + 10 * math.sqrt(rate * dur) + 10))
     if n is not None:
         n_gen = min(n_gen, n)
-    times, trace_rows, trace_name = _arrival_times(spec, rng_arrival, rate, n_gen)
+    times, trace_rows, trace_name, n_trace_rows = _arrival_times(spec, rng_arrival, rate, n_gen)
     if dur is not None:
         times = times[times < dur] if (times < dur).any() else times[:1]
         if trace_rows is not None:
@@ -193,7 +208,7 @@ def generate(spec: WorkloadSpec | str | Path, *, perf: LatencyModel | None, seed
         who = np.flatnonzero(app_idx == k)
         if who.size == 0:
             continue
-        table = load_lengths(app)
+        table = load_lengths(app, k)
         build: Callable[[int], tuple[tuple[Stage, ...], str | None]]
         if app.name == "toolcalling":
             groups = table.groups()
@@ -204,7 +219,10 @@ def generate(spec: WorkloadSpec | str | Path, *, perf: LatencyModel | None, seed
         else:
             # Replaying a trace's timestamps with the same trace's lengths pairs them row by row
             # (the Azure traces "as is"); otherwise rows are drawn at random.
-            paired = trace_rows is not None and app.lengths.trace == trace_name and len(spec.apps) == 1
+            paired = trace_rows is not None and len(spec.apps) == 1 and _same_source(app, trace_name)
+            if paired and len(table) != n_trace_rows:
+                raise UserError(f"apps.{k}.lengths.path and arrival.trace are the same file but gave "
+                                f"{len(table)} length rows vs {n_trace_rows} timestamps; remove empty rows")
             rows = trace_rows[who] if paired else table.sample(rng_len, who.size)
 
             def build(j: int, _r=rows, _t=table, _a=app) -> tuple[tuple[Stage, ...], str | None]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -142,22 +143,40 @@ def _infer_format(path: Path) -> str:
     raise UserError(f"{path}: cannot tell the file format from its name; use .csv, .json, .jsonl or .parquet")
 
 
-def _tokenize_counts(texts: list[str], tokenizer: str | None) -> np.ndarray:
+def _first_line(exc: BaseException) -> str:
+    """The innermost cause's first message line: readers (datasets, pyarrow, pandas) wrap the
+    parser's error, and that one says what is wrong with the file."""
+    root = exc
+    while root.__cause__ is not None:
+        root = root.__cause__
+    text = str(root).strip()
+    return text.splitlines()[0] if text else type(root).__name__
+
+
+def _tokenize_counts(texts: list[str], tokenizer: str | None, origin: str) -> np.ndarray:
     if tokenizer is None:
         return np.array([estimate_tokens(t) for t in texts], dtype=np.int64)
     try:
         from transformers import AutoTokenizer  # optional dependency
     except ImportError:
-        raise UserError(f"lengths.tokenizer '{tokenizer}' needs the transformers package; "
+        raise UserError(f"{origin}.tokenizer '{tokenizer}' needs the transformers package; "
                         "pip install transformers, or drop `tokenizer` to use the built-in estimate") from None
-    tok = AutoTokenizer.from_pretrained(tokenizer, local_files_only=True)
+    try:
+        tok = AutoTokenizer.from_pretrained(tokenizer, local_files_only=True)
+    except (OSError, ValueError) as exc:  # offline on purpose: a typo must not start a download
+        raise UserError(f"{origin}.tokenizer: cannot load '{tokenizer}' from the local Hugging Face cache or "
+                        f"folder ({_first_line(exc)}); download it first or give a local path") from None
     return np.array([len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]], dtype=np.int64)
 
 
 def load_file(path: Path, *, prompt_col: str | None, output_col: str | None, text_col: str | None,
               tokenizer: str | None, answer_col: str | None = None, output_tokens: int | None = None,
               origin: str = "lengths") -> LengthTable:
-    """Any local CSV/JSON(L)/parquet via `datasets`, offline; columns mapped by the spec."""
+    """Any local CSV/JSON(L)/parquet via `datasets`, offline; columns mapped by the spec.
+
+    ``origin`` is the spec field that named the file (``apps.0.lengths``): every error about the
+    file or a column starts with it, so the user knows which YAML entry to fix.
+    """
     if not path.exists():
         raise UserError(f"{origin}.path: file {path} not found; give an existing CSV/JSON/JSONL/parquet path")
     fmt = _infer_format(path)
@@ -165,30 +184,58 @@ def load_file(path: Path, *, prompt_col: str | None, output_col: str | None, tex
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     import datasets  # heavy import: only when a user file is used
 
-    ds = datasets.load_dataset(fmt, data_files=str(path), split="train")
+    # Process-wide on purpose: the run's rich progress bar owns the terminal, and datasets' tqdm
+    # bars ("Generating train split") would be drawn over it for every user file.
+    datasets.disable_progress_bars()
+    ds_logger = logging.getLogger("datasets")
+    level = ds_logger.level
+    ds_logger.setLevel(logging.CRITICAL)  # its own "Failed to read file" log line would duplicate ours
+    try:
+        ds = datasets.load_dataset(fmt, data_files=str(path), split="train")
+    except Exception as exc:  # any parse failure here is a problem with the user's file
+        reason = _first_line(exc)
+        if "corresponds to no data" in reason:  # datasets' words for a header-only file
+            ds = None
+        else:
+            raise UserError(f"{origin}.path: cannot read {path} as {fmt}: {reason}") from None
+    finally:
+        ds_logger.setLevel(level)
+    if ds is None or len(ds) == 0:
+        raise UserError(f"{origin}.path: {path} has no rows; give a file with one row per request")
     cols = set(ds.column_names)
 
-    def col(name: str | None, field: str) -> np.ndarray | None:
+    def col(name: str | None, field: str) -> list | None:
         if name is None:
             return None
         if name not in cols:
             raise UserError(f"{origin}.{field}: column '{name}' is not in {path}; columns: {sorted(cols)}")
-        return np.asarray(ds[name])
+        return ds[name]
+
+    def counts(name: str | None, field: str) -> np.ndarray | None:
+        """A token-count column as int64; empty or non-numeric cells are an error, not a silent 0."""
+        values = col(name, field)
+        if values is None:
+            return None
+        num = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype=float)
+        bad = np.flatnonzero(~np.isfinite(num) | (num < 0) | (num != np.round(num)))
+        if bad.size:
+            raise UserError(f"{origin}.{field}: column '{name}' of {path} must hold token counts (whole numbers "
+                            f"≥ 0); row {bad[0] + 1} is {values[bad[0]]!r} ({bad.size} such rows)")
+        return num.astype(np.int64)
 
     texts = [str(t) for t in col(text_col, "text_column")] if text_col else None
-    prompt = col(prompt_col, "prompt_tokens_column")
+    prompt = counts(prompt_col, "prompt_tokens_column")
     if prompt is None:
         if texts is None:
             raise UserError(f"{origin}: set prompt_tokens_column or text_column for {path}")
-        prompt = _tokenize_counts(texts, tokenizer)
-    output = col(output_col, "output_tokens_column")
+        prompt = _tokenize_counts(texts, tokenizer, origin)
+    output = counts(output_col, "output_tokens_column")
     if output is None:
         if output_tokens is None:
             raise UserError(f"{origin}: set output_tokens_column or a fixed output_tokens for {path}")
-        output = np.full(len(prompt), output_tokens)
-    answer = col(answer_col, "answer_tokens_column")
-    return LengthTable(name=str(path), prompt=prompt.astype(np.int64), output=output.astype(np.int64),
-                       answer=None if answer is None else answer.astype(np.int64), text=texts)
+        output = np.full(len(prompt), output_tokens, dtype=np.int64)
+    answer = counts(answer_col, "answer_tokens_column")
+    return LengthTable(name=str(path), prompt=prompt, output=output, answer=answer, text=texts)
 
 
 def load_timestamps(path: Path, column: str, origin: str = "arrival") -> np.ndarray:
@@ -196,8 +243,20 @@ def load_timestamps(path: Path, column: str, origin: str = "arrival") -> np.ndar
     if not path.exists():
         raise UserError(f"{origin}.trace: file {path} not found; give a shipped trace name or an existing file")
     fmt = _infer_format(path)
-    df = {"csv": pd.read_csv, "json": lambda p: pd.read_json(p, lines=str(p).endswith((".jsonl", ".jsonl.gz"))),
-          "parquet": pd.read_parquet}[fmt](path)
+    read = {"csv": pd.read_csv, "json": lambda p: pd.read_json(p, lines=str(p).endswith((".jsonl", ".jsonl.gz"))),
+            "parquet": pd.read_parquet}[fmt]
+    try:
+        df = read(path)
+    except Exception as exc:  # any parse failure here is a problem with the user's file
+        raise UserError(f"{origin}.trace: cannot read {path} as {fmt}: {_first_line(exc)}") from None
     if column not in df.columns:
         raise UserError(f"{origin}.timestamp_column: column '{column}' is not in {path}; columns: {list(df.columns)}")
-    return _timestamps_to_s(df[column])
+    if df[column].isna().any():
+        row = int(np.flatnonzero(df[column].isna().to_numpy())[0]) + 1
+        raise UserError(f"{origin}.timestamp_column: column '{column}' of {path} has an empty cell (row {row}); "
+                        "every row needs a time")
+    try:
+        return _timestamps_to_s(df[column])
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"{origin}.timestamp_column: column '{column}' of {path} holds neither numbers (seconds) "
+                        f"nor datetimes ({_first_line(exc)})") from None

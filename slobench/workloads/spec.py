@@ -7,16 +7,32 @@ Every problem in a spec becomes one `UserError` line naming the file, the field 
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from slobench.errors import UserError
 from slobench.workloads.sources import SHIPPED_TRACES
 
-SPEC_DIR = Path(__file__).resolve().parents[2] / "workloads"
+# The shipped specs live in the repository's top-level `workloads/` folder (the one users edit).
+# A checkout (editable install) reads that folder; a wheel carries a copy made at build time by
+# setup.py in `slobench/workloads/specs/`. The checkout is recognised by its pyproject.toml so a
+# stray `site-packages/workloads/` from another distribution can never be mistaken for ours.
+REPO_SPEC_DIR = Path(__file__).resolve().parents[2] / "workloads"
+PACKAGED_SPEC_DIR = Path(__file__).resolve().parent / "specs"
+
+
+def _spec_dir() -> Path:
+    """Where the shipped specs are: the checkout's `workloads/`, else the packaged copy."""
+    if REPO_SPEC_DIR.is_dir() and (REPO_SPEC_DIR.parent / "pyproject.toml").is_file():
+        return REPO_SPEC_DIR
+    return PACKAGED_SPEC_DIR
+
+
+SPEC_DIR = _spec_dir()
 
 AppName = Literal["chatbot", "coding", "reasoning", "toolcalling", "summarization", "custom"]
 
@@ -71,12 +87,19 @@ class LengthSpec(_Strict):
     output_tokens: int | None = Field(default=None, gt=0)
     max_context: int = Field(default=8192, gt=1)
 
+    @field_validator("trace")
+    @classmethod
+    def _known_trace(cls, v: str | None) -> str | None:
+        # A field validator (not the model one below) so the error names `lengths.trace`.
+        if v is not None and v not in SHIPPED_TRACES:
+            raise ValueError(f"unknown trace '{v}'; known: {', '.join(sorted(SHIPPED_TRACES))} "
+                             "(or use path: for a local file)")
+        return v
+
     @model_validator(mode="after")
     def _one_source(self) -> LengthSpec:
         if (self.trace is None) == (self.path is None):
             raise ValueError("give exactly one of trace (a shipped name) or path (a local file)")
-        if self.trace is not None and self.trace not in SHIPPED_TRACES:
-            raise ValueError(f"unknown trace '{self.trace}'; known: {', '.join(sorted(SHIPPED_TRACES))}")
         return self
 
     def describe(self) -> str:
@@ -166,8 +189,11 @@ class WorkloadSpec(_Strict):
 
 
 def list_specs() -> list[str]:
-    """Names of the shipped specs (the top-level ``workloads/`` folder)."""
-    return sorted(p.stem for p in SPEC_DIR.glob("*.yaml"))
+    """Names of the shipped specs (the top-level ``workloads/`` folder, or its packaged copy)."""
+    names = sorted(p.stem for p in SPEC_DIR.glob("*.yaml"))
+    if not names:  # a broken install; without this every name would be "unknown workload"
+        raise UserError(f"no shipped workload specs in {SPEC_DIR}; reinstall slobench (pip install slobench)")
+    return names
 
 
 def _resolve(name_or_path: str | Path) -> Path:
@@ -192,12 +218,24 @@ _FIXES = {
 }
 
 
+def _did_you_mean(key: object) -> str | None:
+    """The spec field closest to a misspelt key (``rate_rsp`` → ``rate_rps``), if any is close."""
+    fields = {f for m in (WorkloadSpec, AppSpec, LengthSpec, SLOSpec, ToolSpec, ArrivalSpec) for f in m.model_fields}
+    close = difflib.get_close_matches(str(key), sorted(fields), n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
 def _format_error(path: Path, exc: ValidationError) -> str:
-    err = exc.errors()[0]
+    # A misspelt key shows up twice (the unknown key and the missing real one): name the typo,
+    # which carries the "did you mean" fix, before the consequence.
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    err = errors[0]
     loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
     fix = _FIXES.get(err["type"], "fix the value")
+    if err["type"] == "extra_forbidden" and err["loc"] and (near := _did_you_mean(err["loc"][-1])):
+        fix = f"unknown field: did you mean `{near}`?"
     got = f" (got {err['input']!r})" if err["type"] not in ("missing",) and not isinstance(err["input"], dict) else ""
-    more = f" [+{len(exc.errors()) - 1} more]" if len(exc.errors()) > 1 else ""
+    more = f" [+{len(errors) - 1} more]" if len(errors) > 1 else ""
     msg = err["msg"].removeprefix("Value error, ")
     return f"{path}: field `{loc}`: {msg}{got} — {fix}{more}"
 

@@ -15,12 +15,15 @@ Every `schedule()` call (one per engine iteration):
    uses (`rate_model.py`) are refreshed here too.
 4. **Batch**: the iteration's time budget ``L`` is the smallest slack to the next per-token
    deadline among admitted decodes (token n is due at ``t0 + (n−1)·TPOT``), capped by the
-   tightest tier pace present. A decode whose next deadline is a whole TPOT beyond this batch
-   skips it (loose tiers run in fewer batches); late decodes have already missed and do not
-   shrink the budget. Admitted prefills fill the rest of the budget in EDF order (chunked to fit
-   the latency model's prediction), then best-effort decodes and prefills take what is left.
-5. **KV**: best-effort sequences are preempted first when blocks run out (admission reserved
-   the admitted requests' final KV, so they rarely need to be).
+   tightest tier pace present. When waiting prefill would not fit beside every decode, a decode
+   whose next deadline is a whole TPOT beyond this batch skips it (loose tiers run in fewer
+   batches); otherwise every decode runs, so requests finish early and free their KV. Late
+   decodes have already missed and do not shrink the budget. Admitted prefills fill the rest of
+   the budget in EDF order (chunked to fit the latency model's prediction), then best-effort
+   decodes and prefills take what is left.
+5. **KV**: admission promises only what the admitted requests' projected KV peak leaves
+   (`memory.py`); best-effort work uses only blocks beyond that projection and is preempted first;
+   if the projection was wrong, the newest admitted request is recompute-preempted (vLLM's rule).
 
 Pure Python, deterministic (no wall-clock input to any decision unless ``dp_time_limit_s`` is
 set), no I/O, imports no engine: the vLLM adapter runs this same object.
@@ -33,11 +36,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+
 from slobench.errors import UserError
 from slobench.schedulers.base import Admission, BatchPlan, SchedulerView, SeqState
 from slobench.schedulers.batching import BatchDraft
 from slobench.schedulers.overhead import SchedulerStats
 from slobench.schedulers.slos_serve.admission import Candidate, plan_admission
+from slobench.schedulers.slos_serve.memory import projected_peak_blocks
 from slobench.schedulers.slos_serve.rate_model import PrefillRateModel, make_tier
 from slobench.schedulers.slos_serve.speculation import choose_spec_lengths
 
@@ -49,6 +55,16 @@ def _final_tokens(seq: SeqState) -> int:
         if not st.is_continuation:
             break
         total += st.output_tokens
+    return total
+
+
+def _remaining_decode_s(seq: SeqState) -> float:
+    """Time the rest of this stage and its continuation stages take at their own TPOT paces."""
+    total = seq.remaining_output * seq.stage.slo.tpot_s
+    for st in seq.req.stages[seq.stage_idx + 1:]:
+        if not st.is_continuation:
+            break
+        total += st.output_tokens * st.slo.tpot_s
     return total
 
 
@@ -82,6 +98,7 @@ class SLOsServeScheduler:
     _rate_at_s: float = field(default=-math.inf, repr=False)
     _spec: dict[float, int] = field(default_factory=dict, repr=False)
     _zero_load_ttft: dict[tuple[int, int], float] = field(default_factory=dict, repr=False)
+    _kv_growth_blocks: int = field(default=0, repr=False)  # admitted requests' projected KV growth
 
     def __post_init__(self) -> None:
         if self.surplus_rule not in ("more", "less"):
@@ -201,9 +218,9 @@ class SLOsServeScheduler:
         for s in adm_dec:
             base[tier_of[round(s.stage.slo.tpot_s, 6)]] += 1
         bs = view.block_size
-        reserved = sum(max(0, math.ceil(_final_tokens(s) / bs) - s.kv_blocks) for s in adm_dec + adm_pre)
-        reclaimable = sum(s.kv_blocks for s in be_dec + be_pre)
-        kv_free = view.free_kv_blocks + reclaimable - reserved
+        # Candidates may use what the admitted requests' projected KV peak leaves; best-effort
+        # blocks do not count (they are preempted first).
+        kv_free = view.total_kv_blocks - self._update_kv_reserve(view, adm_dec + adm_pre)
         weights = self.tier_weights or {}
         reqs = [Candidate(s.req_id, _deadline(s), s.pending_tokens, tier_of[round(s.stage.slo.tpot_s, 6)], 0,
                           committed=True) for s in adm_pre]
@@ -217,6 +234,18 @@ class SLOsServeScheduler:
         self.stats.count("admitted", len(result.admitted))
         self.stats.count("declined", len(candidates) - len(result.admitted))
         return set(result.admitted)
+
+    def _update_kv_reserve(self, view: SchedulerView, admitted: list[SeqState]) -> int:
+        """Projected KV peak of the admitted requests; remembers how far above today's use it lies."""
+        peak = projected_peak_blocks(
+            np.fromiter((s.num_tokens for s in admitted), float, len(admitted)),
+            np.fromiter((_final_tokens(s) for s in admitted), float, len(admitted)),
+            # Average pace over what is left (a reasoning answer decodes slower than its thinking).
+            np.fromiter((_remaining_decode_s(s) / max(1, _final_tokens(s) - s.num_tokens) for s in admitted),
+                        float, len(admitted)),
+            view.block_size)
+        self._kv_growth_blocks = max(0, peak - sum(s.kv_blocks for s in admitted))
+        return peak
 
     # -- steps 4 and 5 --------------------------------------------------------------------------
     def _spec_len(self, seq: SeqState, view: SchedulerView) -> int:
@@ -262,13 +291,25 @@ class SLOsServeScheduler:
             draft.add(n + k, seq.num_computed)
             order.append((seq, n, k))
 
+        limit = budget * (1.0 - self.latency_margin)
+        # Decodes ahead of their deadlines may skip this batch, but only when that buys prefill
+        # that would not fit otherwise: skipping stretches requests to their SLO pace, and longer
+        # lives mean more concurrent contexts (KV) for nothing when no prefill is waiting.
+        demand = sum(s.pending_tokens for s in adm_pre) + sum(s.pending_tokens for s in be_pre)
+        skip = False
+        if demand:
+            everyone = BatchDraft(view.perf)
+            for seq in adm_dec:
+                k = self._spec_len(seq, view)
+                everyone.spec_steps = max(everyone.spec_steps, k)
+                everyone.add(1 + k, seq.num_computed)
+            skip = everyone.max_tokens_within(limit, 0, demand) < demand
         for seq, due in zip(adm_dec, deadlines, strict=True):
-            if due - (now + budget) >= seq.stage.slo.tpot_s:
+            if skip and due - (now + budget) >= seq.stage.slo.tpot_s:
                 continue  # enough slack to skip this batch and still be on time after the next one
             k = self._spec_len(seq, view)
             draft.spec_steps = max(draft.spec_steps, k)
             put(seq, 1, k)
-        limit = budget * (1.0 - self.latency_margin)
         for seq in adm_pre:
             n = draft.max_tokens_within(limit, seq.num_computed, seq.pending_tokens)
             if n <= 0:
@@ -299,21 +340,40 @@ class SLOsServeScheduler:
 
     def _allocate(self, view: SchedulerView, plan: BatchPlan, order: list[tuple[SeqState, int, int]],
                   best_effort: list[SeqState]) -> None:
-        """Give KV blocks in priority order; preempt best-effort (newest first) when they run out."""
+        """Give KV blocks in priority order; preempt best-effort (newest first) when they run out.
+
+        Best-effort work only takes blocks the admitted requests will not need as they grow
+        (`_kv_growth_blocks`, from the projected peak): otherwise it would be preempted and
+        recomputed again and again, burning the capacity it was meant to use up.
+        """
         free = view.free_kv_blocks
         running_ids = {s.req_id for s in view.running}
-        victims = sorted((s for s in best_effort if s.req_id in running_ids and s.kv_blocks > 0),
-                         key=lambda s: (s.req.arrival_s, s.req_id))
+        be_ids = {s.req_id for s in best_effort}
+        newest_last = lambda s: (s.req.arrival_s, s.req_id)  # noqa: E731
+        victims = sorted((s for s in best_effort if s.req_id in running_ids and s.kv_blocks > 0), key=newest_last)
+        # Last resort when the projection was wrong: recompute-preempt the newest admitted requests
+        # (vLLM's rule), so a misjudged peak degrades service instead of deadlocking the replica.
+        victims = sorted((s for s in view.running if s.req_id not in be_ids and s.kv_blocks > 0),
+                         key=newest_last) + victims
         preempted: set[int] = set()
         taken: dict[int, int] = {}  # blocks newly given to each scheduled sequence
         for seq, n, k in order:
             if seq.req_id in preempted:
                 continue
             need = max(0, seq.blocks_for(n + k, view.block_size) - seq.kv_blocks)
+            if seq.req_id in be_ids:
+                if need > free - self._kv_growth_blocks:
+                    continue  # no headroom beyond the admitted requests' growth
+                free -= need
+                taken[seq.req_id] = need
+                plan.num_scheduled[seq.req_id] = n
+                continue
             while need > free and victims:
                 v = victims.pop()
-                if v is seq:
-                    continue
+                if v is seq or (v.req_id not in be_ids and newest_last(v) < newest_last(seq)):
+                    continue  # never preempt an admitted request older than the one asking
+                if v.req_id not in be_ids:
+                    self.stats.count("admitted_preemptions")
                 preempted.add(v.req_id)
                 free += v.kv_blocks + taken.pop(v.req_id, 0)
                 plan.num_scheduled.pop(v.req_id, None)

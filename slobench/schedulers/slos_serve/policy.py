@@ -254,138 +254,149 @@ class SLOsServeScheduler:
         s = self._spec.get(round(seq.stage.slo.tpot_s, 6), 0 if self.adaptive_speculation else view.spec.max_draft)
         return max(0, min(s, seq.remaining_output - 1))
 
-    def _pace_s(self, seq: SeqState, view: SchedulerView) -> float:
-        """Longest gap between verifies that keeps this decode on pace (floor(E(s))·TPOT)."""
-        s = self._spec_len(seq, view)
-        tpot = seq.stage.slo.tpot_s
-        if s and view.spec is not None:
+    def _tier_pace_s(self, tpot_s: float, view: SchedulerView) -> float:
+        """Longest gap between verifies that keeps a tier on pace: floor(E(s))·TPOT (TPOT without drafts)."""
+        s = self._spec.get(round(tpot_s, 6), 0) if view.spec is not None else 0
+        if s:
             from slobench.perf.speculative import expected_tokens
 
-            return max(1, math.floor(expected_tokens(view.spec.alpha, s))) * tpot
-        return tpot
+            return max(1, math.floor(expected_tokens(view.spec.alpha, s))) * tpot_s
+        return tpot_s
 
     def _build_batch(self, view: SchedulerView, plan: BatchPlan, adm_dec: list[SeqState], adm_pre: list[SeqState],
                      be_dec: list[SeqState], be_pre: list[SeqState]) -> None:
         now = view.now_s
-        admitted_work = adm_dec + adm_pre
-        paces = [self._pace_s(s, view) for s in admitted_work] or [s.stage.slo.tpot_s for s in be_dec + be_pre]
-        if not paces:
+        tpots = {s.stage.slo.tpot_s for s in adm_dec} | {s.stage.slo.tpot_s for s in adm_pre}
+        if tpots:
+            budget = min(self._tier_pace_s(t, view) for t in tpots)
+        elif be_dec or be_pre:
+            budget = min(s.stage.slo.tpot_s for s in be_dec + be_pre)
+        else:
             return
-        budget = min(paces)
         deadlines = [s.next_token_deadline_s for s in adm_dec]
-        for due in deadlines:
-            if due > now:  # late decodes already missed: they keep pace but do not shrink the budget
-                budget = min(budget, due - now)
-        adm_pre = sorted(adm_pre, key=lambda s: (_deadline(s), s.req_id))
+        soonest = min((d for d in deadlines if d > now), default=None)
+        if soonest is not None:  # late decodes already missed: they keep pace but do not shrink the budget
+            budget = min(budget, soonest - now)
+        adm_pre = sorted(adm_pre, key=lambda s: (_deadline(s), s.req.id))
         if adm_pre and now < adm_pre[0].ttft_deadline_s < now + budget and adm_pre[0].stage_out == 0:
             # The most urgent prefill could finish in this batch: end the batch by its deadline so
             # its first token is on time (a shorter batch, rather than a late request).
             head = adm_pre[0]
-            alone = view.perf.prefill_latency_s(head.pending_tokens)
-            if alone <= head.ttft_deadline_s - now:
+            if view.perf.prefill_latency_s(head.pending_tokens) <= head.ttft_deadline_s - now:
                 budget = head.ttft_deadline_s - now
-        draft = BatchDraft(view.perf)
-        order: list[tuple[SeqState, int, int]] = []  # (seq, tokens, drafts) in allocation priority
-
-        def put(seq: SeqState, n: int, k: int = 0) -> None:
-            draft.add(n + k, seq.num_computed)
-            order.append((seq, n, k))
-
         limit = budget * (1.0 - self.latency_margin)
-        # Decodes ahead of their deadlines may skip this batch, but only when that buys prefill
-        # that would not fit otherwise: skipping stretches requests to their SLO pace, and longer
-        # lives mean more concurrent contexts (KV) for nothing when no prefill is waiting.
+        spec_ks = [self._spec_len(seq, view) for seq in adm_dec] if view.spec is not None else [0] * len(adm_dec)
+
+        # Every admitted decode first. They may skip this batch (when ahead of their deadlines), but
+        # only when that buys prefill that would not fit otherwise: skipping stretches requests to
+        # their SLO pace, and longer lives mean more concurrent contexts (KV) for nothing when no
+        # prefill is waiting.
+        draft = BatchDraft(view.perf)
+        for seq, k in zip(adm_dec, spec_ks, strict=True):
+            draft.add(1 + k, seq.num_computed)
+        draft.spec_steps = max(spec_ks, default=0)
+        order: list[tuple[SeqState, int, int]] = [(seq, 1, k) for seq, k in zip(adm_dec, spec_ks, strict=True)]
         demand = sum(s.pending_tokens for s in adm_pre) + sum(s.pending_tokens for s in be_pre)
-        skip = False
-        if demand:
-            everyone = BatchDraft(view.perf)
-            for seq in adm_dec:
-                k = self._spec_len(seq, view)
-                everyone.spec_steps = max(everyone.spec_steps, k)
-                everyone.add(1 + k, seq.num_computed)
-            skip = everyone.max_tokens_within(limit, 0, demand) < demand
-        for seq, due in zip(adm_dec, deadlines, strict=True):
-            if skip and due - (now + budget) >= seq.stage.slo.tpot_s:
-                continue  # enough slack to skip this batch and still be on time after the next one
-            k = self._spec_len(seq, view)
-            draft.spec_steps = max(draft.spec_steps, k)
-            put(seq, 1, k)
+        if demand and draft.max_tokens_within(limit, 0, demand) < demand:
+            draft = BatchDraft(view.perf)
+            order = []
+            horizon = now + budget
+            for seq, k, due in zip(adm_dec, spec_ks, deadlines, strict=True):
+                if due - horizon >= seq.stage.slo.tpot_s:
+                    continue  # enough slack to skip this batch and still be on time after the next one
+                draft.add(1 + k, seq.num_computed)
+                draft.spec_steps = max(draft.spec_steps, k)
+                order.append((seq, 1, k))
+
+        def put(seq: SeqState, n: int) -> None:
+            draft.add(n, seq.num_computed)
+            order.append((seq, n, 0))
+
         for seq in adm_pre:
             n = draft.max_tokens_within(limit, seq.num_computed, seq.pending_tokens)
             if n <= 0:
                 break
             put(seq, n)
-        for seq in sorted(be_dec, key=lambda s: (s.req.arrival_s, s.req_id)):
+        n_admitted = len(order)
+        for seq in sorted(be_dec, key=lambda s: (s.req.arrival_s, s.req.id)):
             if draft.latency_with_s(1, seq.num_computed) > limit:
                 break
             put(seq, 1)
-        for seq in sorted(be_pre, key=lambda s: (s.req.arrival_s, s.req_id)):
+        for seq in sorted(be_pre, key=lambda s: (s.req.arrival_s, s.req.id)):
             n = draft.max_tokens_within(limit, seq.num_computed, seq.pending_tokens)
             if n <= 0:
                 break
             put(seq, n)
         if not order:  # the budget fits nothing (e.g. one huge first chunk): make progress anyway
-            first = sorted(adm_pre, key=_deadline) or sorted(be_dec + be_pre, key=lambda s: s.req.arrival_s)
+            first = adm_pre or sorted(be_dec + be_pre, key=lambda s: s.req.arrival_s)
             if first:
                 seq = first[0]
-                put(seq, max(1, min(seq.pending_tokens, draft.max_tokens_within(budget, seq.num_computed,
-                                                                                 seq.pending_tokens))))
-        self._allocate(view, plan, order, be_dec + be_pre)
+                put(seq, max(1, draft.max_tokens_within(budget, seq.num_computed, seq.pending_tokens)))
+                n_admitted = 1 if adm_pre else 0
+        complete = self._allocate(view, plan, order, n_admitted, be_dec + be_pre)
         plan.budget_s = budget
-        plan.predicted_latency_s = view.perf.batch_latency_s(
-            [plan.num_scheduled[s.req_id] + plan.spec_tokens.get(s.req_id, 0) for s, _, _ in order
-             if s.req_id in plan.num_scheduled],
-            [s.num_computed for s, _, _ in order if s.req_id in plan.num_scheduled],
-            max(plan.spec_tokens.values(), default=0)) if plan.num_scheduled else 0.0
+        if complete:
+            plan.predicted_latency_s = draft.latency_s()
+        else:  # something was dropped or preempted: predict the batch that will actually run
+            kept = [(s, n, k) for s, n, k in order if s.req.id in plan.num_scheduled]
+            plan.predicted_latency_s = view.perf.batch_latency_s(
+                [n + k for _, n, k in kept], [s.num_computed for s, _, _ in kept],
+                max(plan.spec_tokens.values(), default=0)) if kept else 0.0
 
     def _allocate(self, view: SchedulerView, plan: BatchPlan, order: list[tuple[SeqState, int, int]],
-                  best_effort: list[SeqState]) -> None:
-        """Give KV blocks in priority order; preempt best-effort (newest first) when they run out.
+                  n_admitted: int, best_effort: list[SeqState]) -> bool:
+        """Give KV blocks in priority order (``order[:n_admitted]`` is admitted work); True if all got them.
 
         Best-effort work only takes blocks the admitted requests will not need as they grow
         (`_kv_growth_blocks`, from the projected peak): otherwise it would be preempted and
-        recomputed again and again, burning the capacity it was meant to use up.
+        recomputed again and again, burning the capacity it was meant to use up. Admitted work that
+        finds no free block preempts best-effort sequences (newest first) and, as a last resort when
+        the projection was wrong, the newest admitted ones (vLLM's rule), so a misjudged peak
+        degrades service instead of deadlocking the replica.
         """
+        bs = view.block_size
+        needs = [max(0, -(-(seq.num_computed + n + k) // bs) - seq.kv_blocks) for seq, n, k in order]
         free = view.free_kv_blocks
-        running_ids = {s.req_id for s in view.running}
-        be_ids = {s.req_id for s in best_effort}
-        newest_last = lambda s: (s.req.arrival_s, s.req_id)  # noqa: E731
-        victims = sorted((s for s in best_effort if s.req_id in running_ids and s.kv_blocks > 0), key=newest_last)
-        # Last resort when the projection was wrong: recompute-preempt the newest admitted requests
-        # (vLLM's rule), so a misjudged peak degrades service instead of deadlocking the replica.
-        victims = sorted((s for s in view.running if s.req_id not in be_ids and s.kv_blocks > 0),
-                         key=newest_last) + victims
+        if sum(needs[:n_admitted]) <= free and sum(needs[n_admitted:]) <= free - sum(needs[:n_admitted]) \
+                - self._kv_growth_blocks:
+            for seq, n, k in order:  # the common case: everything fits
+                plan.num_scheduled[seq.req.id] = n
+                if k:
+                    plan.spec_tokens[seq.req.id] = k
+            return True
+        be_ids = {s.req.id for s in best_effort}
+        newest_last = lambda s: (s.req.arrival_s, s.req.id)  # noqa: E731
+        victims = sorted((s for s in view.running if s.req.id not in be_ids and s.kv_blocks > 0), key=newest_last)
+        victims += sorted((s for s in view.running if s.req.id in be_ids and s.kv_blocks > 0), key=newest_last)
         preempted: set[int] = set()
         taken: dict[int, int] = {}  # blocks newly given to each scheduled sequence
-        for seq, n, k in order:
-            if seq.req_id in preempted:
+        for i, ((seq, n, k), need) in enumerate(zip(order, needs, strict=True)):
+            rid = seq.req.id
+            if rid in preempted:
                 continue
-            need = max(0, seq.blocks_for(n + k, view.block_size) - seq.kv_blocks)
-            if seq.req_id in be_ids:
+            if i >= n_admitted:
                 if need > free - self._kv_growth_blocks:
                     continue  # no headroom beyond the admitted requests' growth
-                free -= need
-                taken[seq.req_id] = need
-                plan.num_scheduled[seq.req_id] = n
-                continue
-            while need > free and victims:
-                v = victims.pop()
-                if v is seq or (v.req_id not in be_ids and newest_last(v) < newest_last(seq)):
-                    continue  # never preempt an admitted request older than the one asking
-                if v.req_id not in be_ids:
-                    self.stats.count("admitted_preemptions")
-                preempted.add(v.req_id)
-                free += v.kv_blocks + taken.pop(v.req_id, 0)
-                plan.num_scheduled.pop(v.req_id, None)
-                plan.spec_tokens.pop(v.req_id, None)
-            if need > free:
-                self.stats.count("kv_skips")
-                continue
+            else:
+                while need > free and victims:
+                    v = victims.pop()
+                    if v is seq or (v.req.id not in be_ids and newest_last(v) < newest_last(seq)):
+                        continue  # never preempt an admitted request older than the one asking
+                    if v.req.id not in be_ids:
+                        self.stats.count("admitted_preemptions")
+                    preempted.add(v.req.id)
+                    free += v.kv_blocks + taken.pop(v.req.id, 0)
+                    plan.num_scheduled.pop(v.req.id, None)
+                    plan.spec_tokens.pop(v.req.id, None)
+                if need > free:
+                    self.stats.count("kv_skips")
+                    continue
             free -= need
-            taken[seq.req_id] = need
-            plan.num_scheduled[seq.req_id] = n
+            taken[rid] = need
+            plan.num_scheduled[rid] = n
             if k:
-                plan.spec_tokens[seq.req_id] = k
+                plan.spec_tokens[rid] = k
         if preempted:
             plan.preempted = sorted(preempted)
-            self.stats.count("be_preemptions", len(preempted))
+            self.stats.count("preemptions", len(preempted))
+        return False

@@ -173,7 +173,11 @@ def run_once(
             it = pd.DataFrame(sim.iterations.as_dict())
             it["replica"] = replica
             iterations.append(it)
-            stats = getattr(scheduler, "stats", None)
+            replica_stats = getattr(scheduler, "stats", None)
+            if stats is None:
+                stats = replica_stats
+            elif replica_stats is not None:
+                stats.merge(replica_stats)  # one summary for all replicas of the policy
     finally:
         if sink is not None:
             sink.close()

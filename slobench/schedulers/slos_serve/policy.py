@@ -87,6 +87,7 @@ class SLOsServeScheduler:
     capacity_margin: float = 0.9  # share of the modelled prefill rate admission may promise
     latency_margin: float = 0.0  # share of each batch budget kept free for prediction error (real engines)
     rate_refresh_s: float = 0.25  # how often the prefill-rate model is re-measured
+    iteration_pace_factor: float = 1.5  # KV projection: decodes take ≤ this × the observed iteration time
     tier_weights: dict[str, float] | None = None  # profit per request by tier name (default 1)
     adaptive_speculation: bool = True  # with speculation configured: per-tier lengths (False: max for all)
     name: str = "slos-serve"
@@ -99,6 +100,8 @@ class SLOsServeScheduler:
     _spec: dict[float, int] = field(default_factory=dict, repr=False)
     _zero_load_ttft: dict[tuple[int, int], float] = field(default_factory=dict, repr=False)
     _kv_growth_blocks: int = field(default=0, repr=False)  # admitted requests' projected KV growth
+    _iter_ewma_s: float = field(default=math.inf, repr=False)  # EWMA of the time between iterations
+    _prev_now_s: float | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.surplus_rule not in ("more", "less"):
@@ -117,6 +120,10 @@ class SLOsServeScheduler:
 
     def _schedule(self, view: SchedulerView) -> BatchPlan:
         now = view.now_s
+        if self._prev_now_s is not None and view.running and now > self._prev_now_s:
+            gap = now - self._prev_now_s
+            self._iter_ewma_s = gap if math.isinf(self._iter_ewma_s) else 0.9 * self._iter_ewma_s + 0.1 * gap
+        self._prev_now_s = now
         plan = BatchPlan()
         adm_dec: list[SeqState] = []
         adm_pre: list[SeqState] = []
@@ -240,8 +247,12 @@ class SLOsServeScheduler:
         peak = projected_peak_blocks(
             np.fromiter((s.num_tokens for s in admitted), float, len(admitted)),
             np.fromiter((_final_tokens(s) for s in admitted), float, len(admitted)),
-            # Average pace over what is left (a reasoning answer decodes slower than its thinking).
-            np.fromiter((_remaining_decode_s(s) / max(1, _final_tokens(s) - s.num_tokens) for s in admitted),
+            # Seconds per token from now on: the SLO pace over what is left (a reasoning answer may
+            # decode slower than its thinking), or the replica's observed iteration pace when that is
+            # faster — decodes run every iteration unless prefill needs their slot, and projecting
+            # them at SLO pace would overstate their lifetimes (and so the KV peak) several-fold.
+            np.fromiter((min(_remaining_decode_s(s) / max(1, _final_tokens(s) - s.num_tokens),
+                             self.iteration_pace_factor * self._iter_ewma_s) for s in admitted),
                         float, len(admitted)),
             view.block_size)
         self._kv_growth_blocks = max(0, peak - sum(s.kv_blocks for s in admitted))

@@ -321,3 +321,28 @@ def test_summary_reports_overhead() -> None:
     ov = s["scheduler_stats"]["overhead_ms"]
     assert 0 < ov["p50"] <= ov["p99"]
     assert summarize  # imported for type checkers; summarize feeds the runner's summary
+
+
+def test_projected_kv_peak_is_the_peak_of_the_sum_not_the_sum_of_peaks() -> None:
+    from slobench.schedulers.slos_serve.memory import projected_peak_blocks
+
+    # A: 100 tokens growing to 200 at 1 token/s (finishes at t=100); B: 150 growing to 160 (t=10).
+    ctx, final, tpot = np.array([100.0, 150.0]), np.array([200.0, 160.0]), np.array([1.0, 1.0])
+    peak = projected_peak_blocks(ctx, final, tpot, block_size=1)
+    # At t=10: A holds 110, B holds 160 → 270 (+1 block each for rounding); later only A (≤ 200).
+    assert peak == 270 + 2
+    assert peak < 200 + 160 + 2  # reserving final sizes would have claimed 362
+    assert projected_peak_blocks(np.array([]), np.array([]), np.array([]), 16) == 0
+
+
+def test_bench_schedulers_cli_prints_capacities_ratios_and_overhead() -> None:
+    from typer.testing import CliRunner
+
+    from slobench.cli import app
+
+    res = CliRunner().invoke(app, ["bench", "schedulers", "--workloads", "coding", "--schedulers", "vllm,slos-serve",
+                                   "-n", "60"])
+    assert res.exit_code == 0, res.output
+    assert "÷ vllm" in res.output and "geomean" in res.output and "re-planning" in res.output
+    bad = CliRunner().invoke(app, ["bench", "schedulers", "--schedulers", "nosuch"])
+    assert bad.exit_code == 2 and "unknown 'nosuch'" in bad.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +13,9 @@ from rich.table import Table
 
 from slobench.errors import UserError
 
-console = Console()
+# The capacity table is wide (a column per policy and per ratio): when the output is not a terminal
+# (a log file, CI), rich would assume 80 columns and truncate the headers.
+console = Console() if sys.stdout.isatty() else Console(width=160)
 
 ALL_WORKLOADS = "chatbot,coding,reasoning,toolcalling,summarization,mixed"
 BASELINES = ("vllm", "vllm-v0", "sarathi")
@@ -65,6 +68,7 @@ def bench_schedulers(
                                   on_row=lambda r: status.update(f"{r.workload} × {r.scheduler}: {_fmt(r.capacity_rps)}"
                                                                  f" req/s ({r.probes} probes, {r.wall_s:.0f} s)"))
         t = Table(title=f"Capacity (req/s) at {target:.0%} attainment — {setup}, {num_requests} requests/probe",
+                  caption=f"÷ X: capacity of {'slos-serve' if 'slos-serve' in scheds else scheds[-1]} divided by X's",
                   header_style="bold")
         t.add_column("workload")
         for s in scheds:
@@ -73,7 +77,7 @@ def bench_schedulers(
         subject = "slos-serve" if "slos-serve" in scheds else scheds[-1]
         per = {b: ratios(rows, subject, b) for b in base if b != subject}
         for b in per:
-            t.add_column(f"{subject}/{b}", justify="right")
+            t.add_column(f"÷ {b}", justify="right")
         cap = {(r.workload, r.scheduler): r for r in rows}
         for w in wls:
             cells = []

@@ -15,12 +15,13 @@ Every `schedule()` call (one per engine iteration):
    uses (`rate_model.py`) are refreshed here too.
 4. **Batch**: the iteration's time budget ``L`` is the smallest slack to the next per-token
    deadline among admitted decodes (token n is due at ``t0 + (n−1)·TPOT``), capped by the
-   tightest tier pace present. When waiting prefill would not fit beside every decode, a decode
-   whose next deadline is a whole TPOT beyond this batch skips it (loose tiers run in fewer
-   batches); otherwise every decode runs, so requests finish early and free their KV. Late
-   decodes have already missed and do not shrink the budget. Admitted prefills fill the rest of
-   the budget in EDF order (chunked to fit the latency model's prediction), then best-effort
-   decodes and prefills take what is left.
+   tightest tier pace present — or, where a batch's fixed cost is large (the paper's A100 fits:
+   ~30 ms), by the length at which that cost is ≤ 1 − ``min_batch_efficiency`` of the batch.
+   When waiting prefill would not fit beside every decode, a decode whose next deadline is a
+   whole TPOT beyond this batch skips it (loose tiers run in fewer batches); otherwise every
+   decode runs, so requests finish early and free their KV. Late decodes have already missed and
+   do not shrink the budget. Admitted prefills fill the rest of the budget in EDF order (chunked
+   to fit the latency model's prediction), then best-effort decodes and prefills take what is left.
 5. **KV**: admission promises only what the admitted requests' projected KV peak leaves
    (`memory.py`); best-effort work uses only blocks beyond that projection and is preempted first;
    if the projection was wrong, the newest admitted request is recompute-preempted (vLLM's rule).
@@ -87,6 +88,7 @@ class SLOsServeScheduler:
     capacity_margin: float = 0.9  # share of the modelled prefill rate admission may promise
     latency_margin: float = 0.0  # share of each batch budget kept free for prediction error (real engines)
     rate_refresh_s: float = 0.25  # how often the prefill-rate model is re-measured
+    min_batch_efficiency: float = 0.8  # batches may outgrow the tightest pace until fixed cost ≤ 20% of them
     iteration_pace_factor: float = 1.5  # KV projection: decodes take ≤ this × the observed iteration time
     tier_weights: dict[str, float] | None = None  # profit per request by tier name (default 1)
     adaptive_speculation: bool = True  # with speculation configured: per-tier lengths (False: max for all)
@@ -102,12 +104,15 @@ class SLOsServeScheduler:
     _kv_growth_blocks: int = field(default=0, repr=False)  # admitted requests' projected KV growth
     _iter_ewma_s: float = field(default=math.inf, repr=False)  # EWMA of the time between iterations
     _prev_now_s: float | None = field(default=None, repr=False)
+    _fixed_cost_s: float | None = field(default=None, repr=False)  # latency of a one-token batch
 
     def __post_init__(self) -> None:
         if self.surplus_rule not in ("more", "less"):
             raise UserError(f"slos-serve: surplus_rule must be 'more' or 'less' (got {self.surplus_rule!r})")
         if not 0 < self.capacity_margin <= 1.5:
             raise UserError(f"slos-serve: capacity_margin must be in (0, 1.5] (got {self.capacity_margin})")
+        if not 0 <= self.min_batch_efficiency < 1:
+            raise UserError(f"slos-serve: min_batch_efficiency must be in [0, 1) (got {self.min_batch_efficiency})")
         if not 0 <= self.latency_margin < 1:
             raise UserError(f"slos-serve: latency_margin must be in [0, 1) (got {self.latency_margin})")
 
@@ -279,7 +284,13 @@ class SLOsServeScheduler:
         now = view.now_s
         tpots = {s.stage.slo.tpot_s for s in adm_dec} | {s.stage.slo.tpot_s for s in adm_pre}
         if tpots:
-            budget = min(self._tier_pace_s(t, view) for t in tpots)
+            # Up to the tightest pace — or longer, within every admitted decode's slack (applied
+            # below), when the iteration's fixed cost would otherwise eat more than
+            # 1 − min_batch_efficiency of each batch (the paper's A100 fits: ~30 ms per batch).
+            if self._fixed_cost_s is None:
+                self._fixed_cost_s = view.perf.batch_latency_s([1], [0])
+            budget = max(min(self._tier_pace_s(t, view) for t in tpots),
+                         self._fixed_cost_s / (1.0 - self.min_batch_efficiency))
         elif be_dec or be_pre:
             budget = min(s.stage.slo.tpot_s for s in be_dec + be_pre)
         else:

@@ -7,10 +7,14 @@ never acted on, so it does not make a simulation non-deterministic.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from slobench.schedulers.base import BatchPlan, SchedulerView
 
 
 @dataclass
@@ -36,3 +40,18 @@ class SchedulerStats:
             out["overhead_ms"] = {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),
                                   "max": float(ms.max()), "mean": float(ms.mean())}
         return out
+
+
+class TimedSchedule:
+    """Mixin for policies: ``schedule()`` runs ``_schedule()`` and records its wall time in ``stats``."""
+
+    stats: SchedulerStats
+
+    def _schedule(self, view: SchedulerView) -> BatchPlan:
+        raise NotImplementedError
+
+    def schedule(self, view: SchedulerView) -> BatchPlan:
+        t_start = time.perf_counter()
+        plan = self._schedule(view)
+        self.stats.call_s.append(time.perf_counter() - t_start)
+        return plan

@@ -14,15 +14,14 @@ in one batch as V0 requires. ``max_num_seqs = 256`` is V0's default.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 from slobench.schedulers.base import Admission, BatchPlan, SchedulerView, SeqState
-from slobench.schedulers.overhead import SchedulerStats
+from slobench.schedulers.overhead import SchedulerStats, TimedSchedule
 
 
 @dataclass
-class VLLMv0Scheduler:
+class VLLMv0Scheduler(TimedSchedule):
     """Prefill-first whole-prompt batching with recompute preemption."""
 
     max_num_batched_tokens: int = 16384
@@ -30,11 +29,8 @@ class VLLMv0Scheduler:
     name: str = "vllm-v0"
     stats: SchedulerStats = field(default_factory=SchedulerStats, repr=False, compare=False)
 
-    def schedule(self, view: SchedulerView) -> BatchPlan:
-        t_start = time.perf_counter()
-        plan = self._prefill_batch(view) or self._decode_batch(view)
-        self.stats.call_s.append(time.perf_counter() - t_start)
-        return plan
+    def _schedule(self, view: SchedulerView) -> BatchPlan:
+        return self._prefill_batch(view) or self._decode_batch(view)
 
     def _prefill_batch(self, view: SchedulerView) -> BatchPlan | None:
         plan = BatchPlan()

@@ -19,11 +19,10 @@ see vLLM PR #17885) 2048 and 256. `vllm_defaults()` picks them.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 from slobench.schedulers.base import Admission, BatchPlan, SchedulerView, SeqState
-from slobench.schedulers.overhead import SchedulerStats
+from slobench.schedulers.overhead import SchedulerStats, TimedSchedule
 
 _LARGE_GPU_BYTES = 70 * 2**30
 
@@ -36,7 +35,7 @@ def vllm_defaults(gpu_memory_bytes: float | None, gpu_name: str = "") -> dict[st
 
 
 @dataclass
-class VLLMScheduler:
+class VLLMScheduler(TimedSchedule):
     """vLLM V1 default policy: running first, FCFS, chunked prefill, recompute preemption."""
 
     max_num_batched_tokens: int = 8192
@@ -48,12 +47,6 @@ class VLLMScheduler:
     def token_budget(self, view: SchedulerView) -> int:
         """Tokens this iteration may process; vLLM's is the fixed ``max_num_batched_tokens``."""
         return self.max_num_batched_tokens
-
-    def schedule(self, view: SchedulerView) -> BatchPlan:
-        t_start = time.perf_counter()
-        plan = self._schedule(view)
-        self.stats.call_s.append(time.perf_counter() - t_start)
-        return plan
 
     def _schedule(self, view: SchedulerView) -> BatchPlan:
         plan = BatchPlan()

@@ -33,7 +33,6 @@ set), no I/O, imports no engine: the vLLM adapter runs this same object.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -42,7 +41,7 @@ import numpy as np
 from slobench.errors import UserError
 from slobench.schedulers.base import Admission, BatchPlan, SchedulerView, SeqState
 from slobench.schedulers.batching import BatchDraft
-from slobench.schedulers.overhead import SchedulerStats
+from slobench.schedulers.overhead import SchedulerStats, TimedSchedule
 from slobench.schedulers.slos_serve.admission import Candidate, plan_admission
 from slobench.schedulers.slos_serve.memory import projected_peak_blocks
 from slobench.schedulers.slos_serve.rate_model import PrefillRateModel, make_tier
@@ -75,7 +74,7 @@ def _deadline(seq: SeqState) -> float:
 
 
 @dataclass
-class SLOsServeScheduler:
+class SLOsServeScheduler(TimedSchedule):
     """The `slos-serve` policy. Options are documented on each field; defaults follow the paper."""
 
     best_effort: bool = True  # False: reject what cannot be admitted instead of serving it best-effort
@@ -117,12 +116,6 @@ class SLOsServeScheduler:
             raise UserError(f"slos-serve: latency_margin must be in [0, 1) (got {self.latency_margin})")
 
     # ------------------------------------------------------------------------------------------
-    def schedule(self, view: SchedulerView) -> BatchPlan:
-        t_start = time.perf_counter()
-        plan = self._schedule(view)
-        self.stats.call_s.append(time.perf_counter() - t_start)
-        return plan
-
     def _schedule(self, view: SchedulerView) -> BatchPlan:
         now = view.now_s
         if self._prev_now_s is not None and view.running and now > self._prev_now_s:

@@ -283,44 +283,36 @@ def capacity_search(
         return (rate_of(max(lows)) if lows and best is not None else None,
                 rate_of(min(highs)) if highs else None)
 
+    def nearest(anchor: int, sign: int, confident: Callable[[RatePoint], bool]) -> None:
+        """Probe until the grid point nearest ``anchor`` on one side (sign −1: at or below it, +1: at
+        or above it) where ``confident`` holds is known: step away by doublings, then bisect.
+
+        Works in mirrored coordinates x = sign·k, where both sides become "the smallest x ≥ anchor
+        with the property", so the lower and upper bounds share this one loop.
+        """
+        edge = sign * (k_min if sign < 0 else k_max)
+        xs = {sign * k: p for k, p in cache.items() if sign * k >= sign * anchor}
+        found = min((x for x, p in xs.items() if confident(p)), default=None)
+        near = max((x for x, p in xs.items() if found is None or x < found and not confident(p)), default=None)
+        while found is None and near is not None and n < max_probes:  # nothing confident yet: step on
+            x = min(near + m, edge)
+            if confident(probe_k(sign * x)):
+                found = x
+            elif x == edge:
+                break
+            else:
+                near = x
+        while found is not None and near is not None and found - near > 1 and n < max_probes:
+            mid = (near + found) // 2
+            if confident(probe_k(sign * mid)):
+                found = mid
+            else:
+                near = mid
+
     def refine(best: int, fail: int) -> None:
         """Bisect (on the grid) for the highest confident pass ≤ best and lowest confident fail ≥ fail."""
-        ok_ks = [k for k, p in cache.items() if k <= best and p.confident_pass(target)]
-        lo = max(ok_ks) if ok_ks else None
-        hi = min([k for k, p in cache.items() if (lo is None or k > lo) and k <= best
-                  and not p.confident_pass(target)], default=None)
-        while lo is None and hi is not None and n < max_probes:  # nothing confident yet: step down
-            k = max(hi - m, k_min)
-            if probe_k(k).confident_pass(target):
-                lo = k
-            elif k == k_min:
-                break
-            else:
-                hi = k
-        while lo is not None and hi is not None and hi - lo > 1 and n < max_probes:
-            mid = (lo + hi) // 2
-            if probe_k(mid).confident_pass(target):
-                lo = mid
-            else:
-                hi = mid
-        bad_ks = [k for k, p in cache.items() if k >= fail and p.confident_fail(target)]
-        hi = min(bad_ks) if bad_ks else None
-        lo = max([k for k, p in cache.items() if k >= fail and (hi is None or k < hi)
-                  and not p.confident_fail(target)], default=None)
-        while hi is None and lo is not None and n < max_probes:  # nothing confident yet: step up
-            k = min(lo + m, k_max)
-            if probe_k(k).confident_fail(target):
-                hi = k
-            elif k == k_max:
-                break
-            else:
-                lo = k
-        while lo is not None and hi is not None and hi - lo > 1 and n < max_probes:
-            mid = (lo + hi) // 2
-            if probe_k(mid).confident_fail(target):
-                hi = mid
-            else:
-                lo = mid
+        nearest(best, -1, lambda p: p.confident_pass(target))
+        nearest(fail, +1, lambda p: p.confident_fail(target))
 
     def done(status: Status, message: str, best: int | None, fail: int | None) -> CapacityResult:
         points = [cache[k] for k in sorted(cache)]

@@ -230,3 +230,12 @@ def test_sim_path_imports_no_torch_vllm_or_ray(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "results")], capture_output=True, text=True,
                          timeout=120, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("args", [["run", "--rate", "abc"], ["run", "--nosuch-flag"], ["compare", "--target", "x"]])
+def test_unparsable_flags_are_one_red_line(args: list[str]) -> None:
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), res.output
+    assert "╭" not in res.output and "Traceback" not in res.output

@@ -176,6 +176,24 @@ def test_compare_vllm_quick_writes_report(stock: VLLMServer, adapter: VLLMServer
     assert stock.alive() and adapter.alive()
 
 
+def test_rejection_and_best_effort_reach_the_records(tiny: Path, tmp_path: Path) -> None:
+    """Admission control inside vLLM is visible to the client: rejected streams end with 0 tokens and
+    are recorded as rejected; best-effort requests are served and labelled."""
+    wl = tiny_workload(tmp_path / "wl")
+    r = runner.invoke(app, ["run", "--engine", "vllm", "--model", str(tiny), "-w", str(wl), "-n", "10", "--rate", "5",
+                            "--scheduler", "slobench.engines.testing:RejectEvenPolicy", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(x) for x in next((tmp_path / "o").glob("*/requests.jsonl")).read_text().splitlines()]
+    assert len(rows) == 10
+    for row in rows:
+        if row["admission"] == "rejected":
+            assert row["status"] == "rejected" and not row["token_times_s"] and "admission control" in row["error"]
+        else:
+            assert row["admission"] == "best_effort" and row["status"] == "finished"
+            assert len(row["token_times_s"]) == row["output_tokens"]
+    assert sum(row["admission"] == "rejected" for row in rows) == 5
+
+
 def test_nonexistent_model_is_one_line(tmp_path: Path) -> None:
     r = runner.invoke(app, ["run", "--engine", "vllm", "--model", "/nonexistent/model", "-n", "10",
                             "--out", str(tmp_path)])

@@ -29,6 +29,18 @@ class _SlobenchGroup(TyperGroup):
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]: finished records were kept in the results folder")
             raise typer.Exit(130) from None
+        except Exception as exc:
+            # A flag that does not parse (`--rate abc`): one red line, like every other input error.
+            # Typer vendors its own click, so its exception classes are recognised by name.
+            if type(exc).__name__ in _USAGE_ERRORS and hasattr(exc, "format_message"):
+                err_console.print(f"[bold red]error:[/] {escape(exc.format_message())} (see --help)",
+                                  highlight=False, soft_wrap=True)
+                raise typer.Exit(2) from None
+            raise
+
+
+_USAGE_ERRORS = {"BadParameter", "MissingParameter", "NoSuchOption", "BadOptionUsage", "BadArgumentUsage",
+                 "UsageError"}
 
 
 app = typer.Typer(

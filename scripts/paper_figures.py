@@ -22,8 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from slobench.cli.compare import (
     QUICK_REQUESTS,
@@ -69,18 +68,9 @@ class PaperExperiment(BaseModel):
 
 def load_experiment(path: Path) -> PaperExperiment:
     """Read and validate the experiment file; every problem is one UserError line naming the field."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found") from None
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    try:
-        return PaperExperiment.model_validate(raw or {})
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "file"
-        raise UserError(f"{path}: {loc}: {err['msg']}") from None
+    from slobench.yaml_files import load_yaml_model
+
+    return load_yaml_model(path, PaperExperiment)
 
 
 def sections(exp: PaperExperiment, root: Path, quick: bool) -> list[tuple[str, list[SearchSpec], bool]]:

@@ -28,7 +28,7 @@ from typing import Annotated, Any
 
 import pandas as pd
 import typer
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -708,20 +708,10 @@ GRID_AXES = {"model": "model", "hardware": "hardware", "replicas": "replicas", "
 
 def load_grid(path: Path) -> SweepGrid:
     """Read and validate a sweep YAML; any problem becomes one UserError line."""
-    import yaml
 
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found") from None
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    try:
-        return SweepGrid.model_validate(raw or {})
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "file"
-        raise UserError(f"{path}: {loc}: {err['msg']}") from None
+    from slobench.yaml_files import load_yaml_model
+
+    return load_yaml_model(path, SweepGrid)
 
 
 def _workload_with(workload: str, overrides: dict[str, Any], out_dir: Path) -> str:

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
@@ -45,8 +46,10 @@ def spawn(cmd: list[str], *, env: dict[str, str], log_path: Path, cwd: str | Non
         log.close()  # the child holds its own descriptor
 
 
-def _ppid_map() -> dict[int, int]:
-    out: dict[int, int] = {}
+def _proc_stat_fields() -> Iterator[tuple[int, list[str]]]:
+    """(pid, the fields of /proc/<pid>/stat after the command name) for every process we can read."""
+    if not os.path.isdir("/proc"):
+        return
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -55,10 +58,11 @@ def _ppid_map() -> dict[int, int]:
         except OSError:
             continue
         # Field 2 (comm) may contain spaces/parentheses: split after its closing ')'.
-        rest = stat[stat.rfind(")") + 2:].split()
-        if len(rest) >= 2:
-            out[int(entry)] = int(rest[1])
-    return out
+        yield int(entry), stat[stat.rfind(")") + 2:].split()
+
+
+def _ppid_map() -> dict[int, int]:
+    return {pid: int(rest[1]) for pid, rest in _proc_stat_fields() if len(rest) >= 2}
 
 
 def descendants(pid: int) -> list[int]:
@@ -80,20 +84,7 @@ def descendants(pid: int) -> list[int]:
 
 def pids_in_group(pgid: int) -> list[int]:
     """Live processes whose process group is ``pgid`` (zombies excluded)."""
-    out: list[int] = []
-    if not os.path.isdir("/proc"):
-        return out
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        rest = stat[stat.rfind(")") + 2:].split()
-        if len(rest) >= 3 and rest[0] != "Z" and int(rest[2]) == pgid:
-            out.append(int(entry))
-    return out
+    return [pid for pid, rest in _proc_stat_fields() if len(rest) >= 3 and rest[0] != "Z" and int(rest[2]) == pgid]
 
 
 def alive(pids: list[int]) -> list[int]:

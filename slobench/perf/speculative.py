@@ -13,6 +13,8 @@ accepted draft count is min(Geometric, s) and the tokens emitted per verify are
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from slobench.errors import UserError
@@ -31,6 +33,17 @@ def expected_tokens(alpha: float, steps: int) -> float:
     if alpha >= 1.0:
         return float(steps + 1)
     return (1.0 - alpha ** (steps + 1)) / (1.0 - alpha)
+
+
+def tokens_per_verify(alpha: float | None, steps: int) -> int:
+    """Tokens a verify step can be counted on for when pacing a request: floor(E(steps)), at least 1.
+
+    SLOs-Serve paces a speculating tier by the tokens it gets in (almost) every verify, so a tier
+    verifying every ``tokens_per_verify·TPOT`` seconds keeps its per-token deadlines. 1 without drafts.
+    """
+    if not steps or not alpha:
+        return 1
+    return max(1, math.floor(expected_tokens(alpha, steps)))
 
 
 def expected_accepted(alpha: float, steps: int) -> float:

@@ -39,6 +39,7 @@ from typing import Literal
 import numpy as np
 
 from slobench.errors import UserError
+from slobench.perf.speculative import tokens_per_verify
 from slobench.schedulers.base import Admission, BatchPlan, SchedulerView, SeqState
 from slobench.schedulers.batching import BatchDraft
 from slobench.schedulers.overhead import SchedulerStats, TimedSchedule
@@ -48,24 +49,22 @@ from slobench.schedulers.slos_serve.rate_model import PrefillRateModel, make_tie
 from slobench.schedulers.slos_serve.speculation import choose_spec_lengths
 
 
-def _final_tokens(seq: SeqState) -> int:
-    """Context the request will hold at the end of its current stage and any continuation stages."""
-    total = seq.num_tokens + seq.remaining_output
+def _rest_of_turn(seq: SeqState) -> tuple[int, float]:
+    """(context at the end of this stage and its continuation stages, seconds those tokens take at
+    their own TPOT paces) — a reasoning answer continues the thinking context at its own pace."""
+    tokens = seq.num_tokens + seq.remaining_output
+    seconds = seq.remaining_output * seq.stage.slo.tpot_s
     for st in seq.req.stages[seq.stage_idx + 1:]:
         if not st.is_continuation:
             break
-        total += st.output_tokens
-    return total
+        tokens += st.output_tokens
+        seconds += st.output_tokens * st.slo.tpot_s
+    return tokens, seconds
 
 
-def _remaining_decode_s(seq: SeqState) -> float:
-    """Time the rest of this stage and its continuation stages take at their own TPOT paces."""
-    total = seq.remaining_output * seq.stage.slo.tpot_s
-    for st in seq.req.stages[seq.stage_idx + 1:]:
-        if not st.is_continuation:
-            break
-        total += st.output_tokens * st.slo.tpot_s
-    return total
+def _tpot_key(seq: SeqState) -> float:
+    """The TPOT tier a sequence's current stage belongs to (rounded so float noise never splits a tier)."""
+    return round(seq.stage.slo.tpot_s, 6)
 
 
 def _deadline(seq: SeqState) -> float:
@@ -151,6 +150,9 @@ class SLOsServeScheduler(TimedSchedule):
                 if seq.req_id in admitted:
                     plan.admission[seq.req_id] = Admission.ADMITTED
                     adm_pre.append(seq)
+                    # Never pending again (later stages arrive admitted): keep the caches small.
+                    self._seen.discard(seq.req_id)
+                    self._zero_load_ttft.pop((seq.req_id, seq.stage_idx), None)
         self._build_batch(view, plan, adm_dec, adm_pre, be_dec, be_pre)
         return plan
 
@@ -176,8 +178,6 @@ class SLOsServeScheduler(TimedSchedule):
         return keep
 
     # -- step 3 ---------------------------------------------------------------------------------
-    def _tiers(self, view: SchedulerView, seqs: list[SeqState]) -> list[float]:
-        return sorted({round(s.stage.slo.tpot_s, 6) for s in seqs})
 
     def _refresh_models(self, view: SchedulerView, tpots: list[float], adm_dec: list[SeqState],
                         ctx_hint: dict[float, int]) -> None:
@@ -186,7 +186,7 @@ class SLOsServeScheduler(TimedSchedule):
         if self._rate is not None and key == self._rate_key and view.now_s - self._rate_at_s < self.rate_refresh_s:
             return
         tier_of = {t: i for i, t in enumerate(tpots)}
-        decodes = [(tier_of[round(s.stage.slo.tpot_s, 6)], s.num_computed) for s in adm_dec]
+        decodes = [(tier_of[_tpot_key(s)], s.num_computed) for s in adm_dec]
         spec = view.spec
         if spec is not None and spec.alpha and spec.max_draft > 0:
             lengths = (choose_spec_lengths(view.perf, tpots, decodes, spec.alpha, spec.max_draft)
@@ -201,7 +201,7 @@ class SLOsServeScheduler(TimedSchedule):
             ctx = sum(ctxs) / len(ctxs) if ctxs else ctx_hint.get(t, 1024)
             tiers.append(make_tier(t, lengths[i], alpha, int(ctx)))
         model = PrefillRateModel(view.perf, tiers, margin=self.capacity_margin)
-        q = [1 + self._spec.get(round(s.stage.slo.tpot_s, 6), 0) for s in adm_dec]
+        q = [1 + self._spec.get(_tpot_key(s), 0) for s in adm_dec]
         model.refresh(q, [s.num_computed for s in adm_dec], max(q, default=1) - 1)
         self._rate, self._rate_key, self._rate_at_s = model, key, view.now_s
         self.stats.count("rate_model_refreshes")
@@ -212,25 +212,25 @@ class SLOsServeScheduler(TimedSchedule):
         self._last_plan_s = now
         self.stats.count("plans")
         candidates = sorted(pending, key=lambda s: (s.ttft_deadline_s, s.req_id))[: self.max_candidates]
-        tpots = self._tiers(view, adm_dec + adm_pre + candidates)
+        tpots = sorted({_tpot_key(s) for s in adm_dec + adm_pre + candidates})
         ctx_hint: dict[float, int] = {}
         for s in candidates:
-            ctx_hint.setdefault(round(s.stage.slo.tpot_s, 6), s.num_tokens + s.remaining_output // 2)
+            ctx_hint.setdefault(_tpot_key(s), s.num_tokens + s.remaining_output // 2)
         self._refresh_models(view, tpots, adm_dec, ctx_hint)
         assert self._rate is not None
         tier_of = {t: i for i, t in enumerate(tpots)}
         base = [0] * len(tpots)
         for s in adm_dec:
-            base[tier_of[round(s.stage.slo.tpot_s, 6)]] += 1
+            base[tier_of[_tpot_key(s)]] += 1
         bs = view.block_size
         # Candidates may use what the admitted requests' projected KV peak leaves; best-effort
         # blocks do not count (they are preempted first).
         kv_free = view.total_kv_blocks - self._update_kv_reserve(view, adm_dec + adm_pre)
         weights = self.tier_weights or {}
-        reqs = [Candidate(s.req_id, _deadline(s), s.pending_tokens, tier_of[round(s.stage.slo.tpot_s, 6)], 0,
+        reqs = [Candidate(s.req_id, _deadline(s), s.pending_tokens, tier_of[_tpot_key(s)], 0,
                           committed=True) for s in adm_pre]
-        reqs += [Candidate(s.req_id, s.ttft_deadline_s, s.pending_tokens, tier_of[round(s.stage.slo.tpot_s, 6)],
-                           max(0, math.ceil(_final_tokens(s) / bs) - s.kv_blocks), weights.get(s.tier, 1.0))
+        reqs += [Candidate(s.req_id, s.ttft_deadline_s, s.pending_tokens, tier_of[_tpot_key(s)],
+                           max(0, math.ceil(_rest_of_turn(s)[0] / bs) - s.kv_blocks), weights.get(s.tier, 1.0))
                  for s in candidates]
         result = plan_admission(reqs, self._rate.rate, tuple(base), now, kv_free, beam_width=self.beam_width,
                                 max_transitions=self.dp_max_transitions, time_limit_s=self.dp_time_limit_s,
@@ -242,17 +242,16 @@ class SLOsServeScheduler(TimedSchedule):
 
     def _update_kv_reserve(self, view: SchedulerView, admitted: list[SeqState]) -> int:
         """Projected KV peak of the admitted requests; remembers how far above today's use it lies."""
-        peak = projected_peak_blocks(
-            np.fromiter((s.num_tokens for s in admitted), float, len(admitted)),
-            np.fromiter((_final_tokens(s) for s in admitted), float, len(admitted)),
-            # Seconds per token from now on: the SLO pace over what is left (a reasoning answer may
-            # decode slower than its thinking), or the replica's observed iteration pace when that is
-            # faster — decodes run every iteration unless prefill needs their slot, and projecting
-            # them at SLO pace would overstate their lifetimes (and so the KV peak) several-fold.
-            np.fromiter((min(_remaining_decode_s(s) / max(1, _final_tokens(s) - s.num_tokens),
-                             self.iteration_pace_factor * self._iter_ewma_s) for s in admitted),
-                        float, len(admitted)),
-            view.block_size)
+        rest = [_rest_of_turn(s) for s in admitted]
+        final = np.array([tokens for tokens, _ in rest], dtype=float)
+        ctx = np.fromiter((s.num_tokens for s in admitted), float, len(admitted))
+        # Seconds per token from now on: the SLO pace over what is left (a reasoning answer may decode
+        # slower than its thinking), or the replica's observed iteration pace when that is faster —
+        # decodes run every iteration unless prefill needs their slot, and projecting them at SLO pace
+        # would overstate their lifetimes (and so the KV peak) several-fold.
+        seconds = np.array([sec for _, sec in rest], dtype=float)
+        pace = np.minimum(seconds / np.maximum(1.0, final - ctx), self.iteration_pace_factor * self._iter_ewma_s)
+        peak = projected_peak_blocks(ctx, final, pace, view.block_size)
         self._kv_growth_blocks = max(0, peak - sum(s.kv_blocks for s in admitted))
         return peak
 
@@ -260,17 +259,14 @@ class SLOsServeScheduler(TimedSchedule):
     def _spec_len(self, seq: SeqState, view: SchedulerView) -> int:
         if view.spec is None:
             return 0
-        s = self._spec.get(round(seq.stage.slo.tpot_s, 6), 0 if self.adaptive_speculation else view.spec.max_draft)
+        s = self._spec.get(_tpot_key(seq), 0 if self.adaptive_speculation else view.spec.max_draft)
         return max(0, min(s, seq.remaining_output - 1))
 
     def _tier_pace_s(self, tpot_s: float, view: SchedulerView) -> float:
         """Longest gap between verifies that keeps a tier on pace: floor(E(s))·TPOT (TPOT without drafts)."""
-        s = self._spec.get(round(tpot_s, 6), 0) if view.spec is not None else 0
-        if s:
-            from slobench.perf.speculative import expected_tokens
-
-            return max(1, math.floor(expected_tokens(view.spec.alpha, s))) * tpot_s
-        return tpot_s
+        if view.spec is None:
+            return tpot_s
+        return tokens_per_verify(view.spec.alpha, self._spec.get(round(tpot_s, 6), 0)) * tpot_s
 
     def _build_batch(self, view: SchedulerView, plan: BatchPlan, adm_dec: list[SeqState], adm_pre: list[SeqState],
                      be_dec: list[SeqState], be_pre: list[SeqState]) -> None:

@@ -21,12 +21,11 @@ piecewise-linear T(n, s); here the latency model may be any `LatencyModel`):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from slobench.perf.base import LatencyModel
-from slobench.perf.speculative import expected_tokens
+from slobench.perf.speculative import tokens_per_verify
 from slobench.schedulers.batching import BatchDraft
 
 FD_DECODES = 8  # finite-difference step: decodes added to measure the marginal cost
@@ -48,8 +47,7 @@ class Tier:
 
 
 def make_tier(tpot_s: float, spec_len: int, alpha: float | None, ctx_tokens: int) -> Tier:
-    per_verify = max(1, math.floor(expected_tokens(alpha, spec_len))) if spec_len and alpha else 1
-    return Tier(tpot_s, spec_len if alpha else 0, per_verify, max(1, int(ctx_tokens)))
+    return Tier(tpot_s, spec_len if alpha else 0, tokens_per_verify(alpha, spec_len), max(1, int(ctx_tokens)))
 
 
 @dataclass

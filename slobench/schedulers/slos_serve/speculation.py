@@ -15,11 +15,10 @@ floor, as the authors do, so a tier is paced by tokens it gets in (almost) every
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 from slobench.perf.base import LatencyModel
-from slobench.perf.speculative import expected_tokens
+from slobench.perf.speculative import tokens_per_verify
 from slobench.schedulers.batching import BatchDraft
 
 
@@ -32,7 +31,7 @@ def choose_spec_lengths(perf: LatencyModel, tier_tpots: Sequence[float], decodes
     n = len(tier_tpots)
     if n == 0 or max_draft <= 0:
         return [0] * n
-    per_verify = [max(1, math.floor(expected_tokens(alpha, s))) for s in range(max_draft + 1)]
+    per_verify = [tokens_per_verify(alpha, s) for s in range(max_draft + 1)]
     present = sorted({t for t, _ in decodes})
     best: tuple[float, list[int]] = (-1.0, [0] * n)
     for b in present or range(n):

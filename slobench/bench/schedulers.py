@@ -54,22 +54,42 @@ def _probe(workload: str, scheduler: str, num_requests: int, run_kwargs: dict[st
     return probe
 
 
+def _capacity_row(wl: str, sched: str, num_requests: int, target: float, rel_tol: float, seeds: tuple[int, ...],
+                  run_kwargs: dict[str, Any]) -> CapacityRow:
+    t0 = time.perf_counter()
+    res = capacity_search(_probe(wl, sched, num_requests, run_kwargs), target=target, rel_tol=rel_tol,
+                          seeds=seeds, rate_start=1.0)
+    return CapacityRow(wl, sched, res.capacity_rps, res.status, len(res.probes), time.perf_counter() - t0)
+
+
 def capacity_table(workloads: Sequence[str], schedulers: Sequence[str], *, num_requests: int = 600,
                    target: float = 0.9, rel_tol: float = 0.02, seeds: Sequence[int] = (0,),
                    run_kwargs: dict[str, Any] | None = None,  # + "scheduler_options_for": {name: opts}
-                   on_row: Callable[[CapacityRow], None] | None = None) -> list[CapacityRow]:
-    """Capacity of each scheduler on each workload (same seeds and rate grid for all)."""
-    rows = []
-    for wl in workloads:
-        for sched in schedulers:
-            t0 = time.perf_counter()
-            res = capacity_search(_probe(wl, sched, num_requests, run_kwargs or {}), target=target, rel_tol=rel_tol,
-                                  seeds=tuple(seeds), rate_start=1.0)
-            row = CapacityRow(wl, sched, res.capacity_rps, res.status, len(res.probes), time.perf_counter() - t0)
-            rows.append(row)
+                   on_row: Callable[[CapacityRow], None] | None = None, jobs: int = 1) -> list[CapacityRow]:
+    """Capacity of each scheduler on each workload (same seeds and rate grid for all).
+
+    With ``jobs > 1`` the (workload, scheduler) searches run in that many processes; every search is
+    seeded, so the table is the same either way, only faster on a many-core machine.
+    """
+    tasks = [(wl, sched, num_requests, target, rel_tol, tuple(seeds), run_kwargs or {})
+             for wl in workloads for sched in schedulers]
+    if jobs <= 1 or len(tasks) == 1:
+        rows = []
+        for task in tasks:
+            rows.append(_capacity_row(*task))
             if on_row is not None:
-                on_row(row)
-    return rows
+                on_row(rows[-1])
+        return rows
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(min(jobs, len(tasks))) as pool:
+        futures = {pool.submit(_capacity_row, *task): i for i, task in enumerate(tasks)}
+        done: dict[int, CapacityRow] = {}
+        for fut in as_completed(futures):
+            done[futures[fut]] = fut.result()
+            if on_row is not None:
+                on_row(done[futures[fut]])
+    return [done[i] for i in range(len(tasks))]
 
 
 def ratios(rows: Sequence[CapacityRow], subject: str, baseline: str) -> tuple[dict[str, float], float]:

@@ -37,6 +37,9 @@ def bench_schedulers(
     target: Annotated[float, typer.Option("--target", min=0.01, max=1.0)] = 0.9,
     slos_opt: Annotated[list[str] | None, typer.Option(
         "--slos-serve-opt", help="KEY=VALUE option for slos-serve, e.g. surplus_rule=less; repeatable.")] = None,
+    seed: Annotated[list[int] | None, typer.Option(
+        "--seed", help="Workload seed; repeat to pool seeds in every probe (default 0).")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Capacity searches run in parallel.")] = 1,
     overhead_only: Annotated[bool, typer.Option("--overhead-only", help="Skip capacities.")] = False,
     out: Annotated[Path | None, typer.Option("--out", help="Also write the table as CSV here.")] = None,
 ) -> None:
@@ -65,9 +68,12 @@ def bench_schedulers(
             setup += ", slos-serve " + ", ".join(f"{k}={v}" for k, v in opts.items())
         with console.status("capacity searches…") as status:
             rows = capacity_table(wls, scheds, num_requests=num_requests, target=target, run_kwargs=kwargs,
+                                  seeds=tuple(dict.fromkeys(seed or [0])), jobs=jobs,
                                   on_row=lambda r: status.update(f"{r.workload} × {r.scheduler}: {_fmt(r.capacity_rps)}"
                                                                  f" req/s ({r.probes} probes, {r.wall_s:.0f} s)"))
-        t = Table(title=f"Capacity (req/s) at {target:.0%} attainment — {setup}, {num_requests} requests/probe",
+        seeds_txt = ", ".join(str(x) for x in dict.fromkeys(seed or [0]))
+        t = Table(title=f"Capacity (req/s) at {target:.0%} attainment — {setup}, {num_requests} requests/probe, "
+                        f"seed {seeds_txt}",
                   caption=f"÷ X: capacity of {'slos-serve' if 'slos-serve' in scheds else scheds[-1]} divided by X's",
                   header_style="bold")
         t.add_column("workload")

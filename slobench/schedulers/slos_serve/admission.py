@@ -10,12 +10,13 @@ Model. Requests are processed in deadline (EDF) order, the order in which the ba
 prefills them. Between consecutive deadlines the replica prefills at rate ρ(n), where n counts the
 decodes per TPOT tier (`rate_model.PrefillRateModel`); a request admitted at step j adds its tier
 to n from then on. A request j is admissible when the prefill *surplus* accumulated up to its
-deadline covers its prompt. Batches of length L(n) start on a grid from now and the first token
-appears only at the end of the batch holding the last chunk, so the capacity after the last grid
-point before the deadline, ``ρ·(d_j − g_j)`` with ``g_j = now + ⌊(d_j − now)/L⌋·L``, does not count
-for j (when the deadline is less than one batch away, one shortened batch ``g_j = d_j`` is allowed):
+deadline covers its prompt. A first token appears only at the end of the batch holding the last
+chunk, but the batch builder ends a batch at the most urgent prefill's deadline whenever that
+prefill can finish in it (`policy.py`, step 4), so batches re-align on deadlines and the whole
+interval up to ``d_j`` counts; what the extra, shorter batches cost in fixed overhead is what
+the rate model's ``margin`` absorbs:
 
-    S_j = S_{j−1} + ρ(n)·(d_j − d_{j−1});   admit j  ⇔  S_j − ρ(n)·(d_j − g_j) ≥ p_j,  M + m_j ≤ M_free,  ρ(n + e_t) > 0
+    S_j = S_{j−1} + ρ(n)·(d_j − d_{j−1});   admit j  ⇔  S_j ≥ p_j,  M + m_j ≤ M_free,  ρ(n + e_t) > 0
 
 then ``S ← (S_j − p_j)·(1 − (ρ(n) − ρ(n+e_t))/ρ(n))``: under EDF a request with surplus left
 finishes its prefill ``(S_j − p_j)/ρ`` early and decodes during that time, which the plain window
@@ -43,7 +44,6 @@ it so both can be measured (see docs/slos-serve.md for the measured difference).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -123,12 +123,6 @@ def plan_admission(
     return AdmissionResult(greedy.admitted, True, greedy.transitions)
 
 
-def _usable_s(deadline_s: float, now_s: float, batch_s: float) -> float:
-    """Time before the deadline whose prefill still yields a first token by then (see module doc)."""
-    ahead = deadline_s - now_s
-    return ahead if ahead < batch_s else math.floor(ahead / batch_s + 1e-9) * batch_s
-
-
 def _bumped(counts: tuple[int, ...], tier: int) -> tuple[int, ...]:
     return counts[:tier] + (counts[tier] + 1,) + counts[tier + 1:]
 
@@ -184,14 +178,13 @@ def _run(reqs: Sequence[Candidate], rate: RateFn, base_counts: tuple[int, ...], 
         t_prev = max(t_prev, c.deadline_s)
         nxt: dict[tuple[int, ...], list[_State]] = {}
         for counts, states in layer.items():
-            r, L = rho(counts)
+            r, _ = rho(counts)
             bumped = _bumped(counts, c.tier)
             r2, _ = rho(bumped)
-            lost = r * max(0.0, c.deadline_s - now_s - _usable_s(c.deadline_s, now_s, L))
             for profit, surplus, mem, node in states:
                 transitions += 1
                 s1 = surplus + r * dt
-                fits = s1 - lost >= c.prefill_tokens and mem + c.kv_blocks <= kv_free and r2 > 0
+                fits = s1 >= c.prefill_tokens and mem + c.kv_blocks <= kv_free and r2 > 0
                 if c.committed and not fits and s1 < baseline[c.key] - 1e-6:
                     continue  # this state's admissions would make an admitted request late
                 if c.committed or fits:

@@ -33,6 +33,7 @@ set), no I/O, imports no engine: the vLLM adapter runs this same object.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -90,6 +91,8 @@ class SLOsServeScheduler(TimedSchedule):
     iteration_pace_factor: float = 1.5  # KV projection: decodes take ≤ this × the observed iteration time
     tier_weights: dict[str, float] | None = None  # profit per request by tier name (default 1)
     adaptive_speculation: bool = True  # with speculation configured: per-tier lengths (False: max for all)
+    arrival_slack_quantile: float | None = 0.1  # cap batches at this quantile of recent arrivals' TTFT slack
+    arrival_window: int = 64  # arrivals the slack quantile is taken over
     name: str = "slos-serve"
     stats: SchedulerStats = field(default_factory=SchedulerStats, repr=False, compare=False)
     _seen: set[int] = field(default_factory=set, repr=False)
@@ -103,6 +106,9 @@ class SLOsServeScheduler(TimedSchedule):
     _iter_ewma_s: float = field(default=math.inf, repr=False)  # EWMA of the time between iterations
     _prev_now_s: float | None = field(default=None, repr=False)
     _fixed_cost_s: float | None = field(default=None, repr=False)  # latency of a one-token batch
+    _arrival_slack_s: deque = field(default_factory=deque, repr=False)  # recent arrivals' TTFT slack
+    _arrival_cap_cache: float | None = field(default=None, repr=False)
+    _noted: set = field(default_factory=set, repr=False)  # committed new stages whose slack is recorded
 
     def __post_init__(self) -> None:
         if self.surplus_rule not in ("more", "less"):
@@ -142,6 +148,8 @@ class SLOsServeScheduler(TimedSchedule):
                 adm_pre.append(seq)
 
         pending = self._expire(view, pending, plan, be_pre)
+        if self.arrival_slack_quantile is not None:
+            self._note_committed_arrivals(view, adm_pre)
         new_arrivals = any(s.req_id not in self._seen for s in pending)
         if pending and (new_arrivals or now - self._last_plan_s >= self.replan_interval_s):
             self._seen.update(s.req_id for s in pending)
@@ -162,8 +170,10 @@ class SLOsServeScheduler(TimedSchedule):
         keep: list[SeqState] = []
         for seq in pending:
             key = (seq.req_id, seq.stage_idx)
-            if key not in self._zero_load_ttft:
+            if key not in self._zero_load_ttft:  # first sight of this stage
                 self._zero_load_ttft[key] = view.perf.prefill_latency_s(max(1, seq.pending_tokens))
+                if self.arrival_slack_quantile is not None:
+                    self._note_slack(seq, self._zero_load_ttft[key])
             if view.now_s + self._zero_load_ttft[key] <= seq.ttft_deadline_s:
                 keep.append(seq)
                 continue
@@ -176,6 +186,36 @@ class SLOsServeScheduler(TimedSchedule):
                 plan.admission[seq.req_id] = Admission.REJECTED
                 self.stats.count("rejected")
         return keep
+
+    def _note_slack(self, seq: SeqState, zero_load_ttft_s: float) -> None:
+        """Remember how long a new stage could wait and still make its TTFT on an idle replica."""
+        self._arrival_slack_s.append(max(0.0, seq.stage.slo.ttft_s - zero_load_ttft_s))
+        if len(self._arrival_slack_s) > self.arrival_window:
+            self._arrival_slack_s.popleft()
+        self._arrival_cap_cache = None
+
+    def _note_committed_arrivals(self, view: SchedulerView, adm_pre: list[SeqState]) -> None:
+        """New stages of admitted requests (a tool call's next round) arrive committed, never pending:
+        note their slack here (`_expire` notes pending stages)."""
+        for seq in adm_pre:
+            if seq.stage_idx == 0 or seq.stage_out or seq.stage.is_continuation:
+                continue
+            key = (seq.req_id, seq.stage_idx)
+            if key not in self._noted:
+                self._noted.add(key)
+                self._note_slack(seq, view.perf.prefill_latency_s(max(1, seq.pending_tokens)))
+        if len(self._noted) > 256:  # forget stages that are no longer waiting for their first token
+            self._noted = {(q.req_id, q.stage_idx) for q in adm_pre}
+
+    def _arrival_cap_s(self) -> float:
+        """Longest batch that lets most arrivals still start in time: a request arriving during a
+        batch waits for its end, so batches longer than the slack of short-TTFT arrivals lose them."""
+        if self.arrival_slack_quantile is None or not self._arrival_slack_s:
+            return math.inf
+        if self._arrival_cap_cache is None:
+            self._arrival_cap_cache = float(np.quantile(np.fromiter(self._arrival_slack_s, float),
+                                                        self.arrival_slack_quantile))
+        return self._arrival_cap_cache
 
     # -- step 3 ---------------------------------------------------------------------------------
 
@@ -278,8 +318,8 @@ class SLOsServeScheduler(TimedSchedule):
             # 1 − min_batch_efficiency of each batch (the paper's A100 fits: ~30 ms per batch).
             if self._fixed_cost_s is None:
                 self._fixed_cost_s = view.perf.batch_latency_s([1], [0])
-            budget = max(min(self._tier_pace_s(t, view) for t in tpots),
-                         self._fixed_cost_s / (1.0 - self.min_batch_efficiency))
+            floor = self._fixed_cost_s / (1.0 - self.min_batch_efficiency)
+            budget = max(min(min(self._tier_pace_s(t, view) for t in tpots), self._arrival_cap_s()), floor)
         elif be_dec or be_pre:
             budget = min(s.stage.slo.tpot_s for s in be_dec + be_pre)
         else:

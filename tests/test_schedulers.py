@@ -192,6 +192,22 @@ def test_burst_keeps_admitted_requests_on_slo_while_baseline_collapses() -> None
     assert slos_req["met"].sum() >= 2 * base_req["met"].sum()
 
 
+def test_arrival_cap_keeps_short_ttft_arrivals_behind_long_prefills() -> None:
+    """Long loose-TPOT prompts make long batches; 50 ms-TTFT chat turns arriving mid-batch would wait
+    for the batch to end and be lost before admission sees them. Capping batches at the slack of
+    recent arrivals keeps them, without hurting the long requests."""
+    rng = np.random.default_rng(3)
+    reqs = [_request(i, 0.25 * i, 7000, 40, 0.2) for i in range(40)]
+    reqs += [_request(100 + j, float(rng.uniform(0.5, 10.0)), int(rng.integers(100, 400)), 30, 0.2)
+             for j in range(80)]
+    capped = request_metrics(_run(reqs, "slos-serve"))
+    uncapped = request_metrics(_run(reqs, "slos-serve", arrival_slack_quantile=None))
+    short = capped["request_id"] >= 100
+    assert capped.loc[short, "met"].mean() >= 0.9  # measured 97.5%
+    assert capped.loc[short, "met"].mean() >= uncapped.loc[short, "met"].mean() + 0.3  # uncapped: 37.5%
+    assert capped.loc[~short, "met"].all()
+
+
 def test_rejection_mode_rejects_instead_of_best_effort() -> None:
     reqs = [_request(j, rng_t, 3000, 50, 0.05) for j, rng_t in enumerate(np.linspace(0, 0.5, 120))]
     stages = _run(reqs, "slos-serve", best_effort=False)
@@ -290,6 +306,25 @@ def _new(i: int, prompt: int, tpot: float = 0.05) -> SeqState:
     return SeqState(req=_request(i, 9.99, prompt, 50, tpot), stage_start_s=9.99, num_tokens=prompt)
 
 
+def test_decodes_do_not_skip_for_best_effort_prefill_that_has_no_kv() -> None:
+    """KV full, admitted decodes far ahead of their deadlines, best-effort prompts waiting: skipping the
+    decodes would buy prefill that cannot get a block, and the replica would idle (seen on reasoning)."""
+    running = []
+    for i in range(10):
+        req = _request(i, 0.0, 1000, 2000, 0.05)
+        seq = SeqState(req=req, stage_start_s=0.0, num_tokens=1500, num_computed=1499, stage_out=500,
+                       first_token_s=9.0, admission=Admission.ADMITTED)
+        seq.kv_blocks = math.ceil(1500 / BS)
+        running.append(seq)
+    waiting = [_new(100 + j, 3000) for j in range(5)]
+    for seq in waiting:
+        seq.admission = Admission.BEST_EFFORT
+    view = _view(running, waiting, free=sum(s.kv_blocks for s in running))
+    assert view.free_kv_blocks == 0 and all(s.next_token_deadline_s - view.now_s > 10 for s in running)
+    plan = make_scheduler("slos-serve").schedule(view)
+    assert sorted(plan.num_scheduled) == list(range(10))
+
+
 def test_vllm_v0_runs_whole_prompts_before_any_decode() -> None:
     plan = make_scheduler("vllm-v0").schedule(_view([_decoding(0), _decoding(1)], [_new(2, 6000), _new(3, 3000)]))
     assert plan.num_scheduled == {2: 6000, 3: 3000}
@@ -339,8 +374,22 @@ def test_bench_schedulers_cli_prints_capacities_ratios_and_overhead() -> None:
     from slobench.cli import app
 
     res = CliRunner().invoke(app, ["bench", "schedulers", "--workloads", "coding", "--schedulers", "vllm,slos-serve",
-                                   "-n", "60"])
+                                   "-n", "60", "--seed", "0", "--seed", "1"])
     assert res.exit_code == 0, res.output
     assert "÷ vllm" in res.output and "geomean" in res.output and "re-planning" in res.output
+    assert "seed 0, 1" in res.output and "coding × slos-serve:" in res.output
     bad = CliRunner().invoke(app, ["bench", "schedulers", "--schedulers", "nosuch"])
     assert bad.exit_code == 2 and "unknown 'nosuch'" in bad.output
+
+
+def test_capacity_table_is_the_same_in_parallel_and_pools_seeds() -> None:
+    """`--jobs` only changes the wall time; pooled seeds are what every probe runs."""
+    from slobench.bench.schedulers import capacity_table
+
+    kw = {"num_requests": 60, "seeds": (0, 1)}
+    serial = capacity_table(["coding"], ["vllm", "slos-serve"], **kw)
+    parallel = capacity_table(["coding"], ["vllm", "slos-serve"], jobs=2, **kw)
+    assert [(r.scheduler, r.capacity_rps, r.probes) for r in serial] == \
+        [(r.scheduler, r.capacity_rps, r.probes) for r in parallel]
+    one_seed = capacity_table(["coding"], ["vllm"], num_requests=60, seeds=(0,))
+    assert one_seed[0].capacity_rps is not None and serial[0].capacity_rps is not None

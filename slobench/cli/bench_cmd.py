@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from slobench.errors import UserError
@@ -47,7 +48,7 @@ def bench_schedulers(
 
     Example: slobench bench schedulers --workloads coding,chatbot -n 600
     """
-    from slobench.bench.schedulers import capacity_table, overhead, ratios
+    from slobench.bench.schedulers import CapacityRow, capacity_table, overhead, ratios
     from slobench.schedulers.registry import scheduler_names
 
     wls = [w.strip() for w in workloads.split(",") if w.strip()]
@@ -66,11 +67,17 @@ def bench_schedulers(
         if opts:
             kwargs["scheduler_options_for"] = {"slos-serve": opts}
             setup += ", slos-serve " + ", ".join(f"{k}={v}" for k, v in opts.items())
-        with console.status("capacity searches…") as status:
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console, transient=True) as progress:
+            task = progress.add_task("capacity searches", total=len(wls) * len(scheds))
+
+            def on_row(r: CapacityRow) -> None:
+                progress.console.print(f"{r.workload} × {r.scheduler}: {_fmt(r.capacity_rps)} req/s "
+                                       f"({r.status}, {r.probes} probes, {r.wall_s:.0f} s)")
+                progress.advance(task)
+
             rows = capacity_table(wls, scheds, num_requests=num_requests, target=target, run_kwargs=kwargs,
-                                  seeds=tuple(dict.fromkeys(seed or [0])), jobs=jobs,
-                                  on_row=lambda r: status.update(f"{r.workload} × {r.scheduler}: {_fmt(r.capacity_rps)}"
-                                                                 f" req/s ({r.probes} probes, {r.wall_s:.0f} s)"))
+                                  seeds=tuple(dict.fromkeys(seed or [0])), jobs=jobs, on_row=on_row)
         seeds_txt = ", ".join(str(x) for x in dict.fromkeys(seed or [0]))
         t = Table(title=f"Capacity (req/s) at {target:.0%} attainment — {setup}, {num_requests} requests/probe, "
                         f"seed {seeds_txt}",

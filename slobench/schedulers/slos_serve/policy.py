@@ -15,8 +15,11 @@ Every `schedule()` call (one per engine iteration):
    uses (`rate_model.py`) are refreshed here too.
 4. **Batch**: the iteration's time budget ``L`` is the smallest slack to the next per-token
    deadline among admitted decodes (token n is due at ``t0 + (n−1)·TPOT``), capped by the
-   tightest tier pace present — or, where a batch's fixed cost is large (the paper's A100 fits:
-   ~30 ms), by the length at which that cost is ≤ 1 − ``min_batch_efficiency`` of the batch.
+   tightest tier pace present and by the ``arrival_slack_quantile`` of recent arrivals' TTFT slack
+   (deadline minus zero-load prefill): a request arriving mid-batch waits for the batch to end,
+   so batches longer than the slack of short-TTFT arrivals would lose them before admission even
+   sees them. Neither cap goes below the length at which the batch's fixed cost is ≤ 1 −
+   ``min_batch_efficiency`` of it (the paper's A100 fits have ~30 ms fixed costs).
    When waiting prefill would not fit beside every decode, a decode whose next deadline is a
    whole TPOT beyond this batch skips it (loose tiers run in fewer batches); otherwise every
    decode runs, so requests finish early and free their KV. Late decodes have already missed and
@@ -71,6 +74,26 @@ def _tpot_key(seq: SeqState) -> float:
 def _deadline(seq: SeqState) -> float:
     """EDF key: TTFT deadline before the first token, else the next per-token deadline (recompute)."""
     return seq.next_token_deadline_s
+
+
+def _age_key(seq: SeqState) -> tuple[float, int]:
+    """Older requests sort first; preemption takes the newest."""
+    return seq.req.arrival_s, seq.req.id
+
+
+def _pop_victim(victims: list[SeqState], asking: SeqState, best_effort_ids: set[int]) -> SeqState | None:
+    """The preemption victim for ``asking`` (``victims``: admitted oldest→newest, then best-effort
+    oldest→newest): the newest best-effort sequence, else — only for a sequence that already holds
+    KV — the newest admitted one newer than it (vLLM's rule). None when nothing may be taken."""
+    for j in range(len(victims) - 1, -1, -1):
+        v = victims[j]
+        if v is asking:
+            continue
+        if v.req.id in best_effort_ids or (asking.kv_blocks > 0 and _age_key(v) > _age_key(asking)):
+            return victims.pop(j)
+        if v.req.id not in best_effort_ids:
+            return None  # admitted victims are ordered by age: no newer one is left
+    return None
 
 
 @dataclass
@@ -347,7 +370,11 @@ class SLOsServeScheduler(TimedSchedule):
             draft.add(1 + k, seq.num_computed)
         draft.spec_steps = max(spec_ks, default=0)
         order: list[tuple[SeqState, int, int]] = [(seq, 1, k) for seq, k in zip(adm_dec, spec_ks, strict=True)]
-        demand = sum(s.pending_tokens for s in adm_pre) + sum(s.pending_tokens for s in be_pre)
+        # Prefill the batch could actually run: best-effort prompts only as far as KV beyond the admitted
+        # requests' projected growth holds them (decodes skipping for prefill that then finds no
+        # blocks would idle the replica: reasoning at a KV-full moment scheduled nothing at all).
+        be_room = max(0, view.free_kv_blocks - self._kv_growth_blocks) * view.block_size
+        demand = sum(s.pending_tokens for s in adm_pre) + min(be_room, sum(s.pending_tokens for s in be_pre))
         if demand and draft.max_tokens_within(limit, 0, demand) < demand:
             draft = BatchDraft(view.perf)
             order = []
@@ -403,7 +430,9 @@ class SLOsServeScheduler(TimedSchedule):
         recomputed again and again, burning the capacity it was meant to use up. Admitted work that
         finds no free block preempts best-effort sequences (newest first) and, as a last resort when
         the projection was wrong, the newest admitted ones (vLLM's rule), so a misjudged peak
-        degrades service instead of deadlocking the replica.
+        degrades service instead of deadlocking the replica. As in vLLM, only sequences that already
+        hold KV may displace admitted ones: a preempted request waiting to recompute its context
+        would otherwise take the blocks of a newer running one, which then recomputes in turn.
         """
         bs = view.block_size
         needs = [max(0, -(-(seq.num_computed + n + k) // bs) - seq.kv_blocks) for seq, n, k in order]
@@ -416,9 +445,8 @@ class SLOsServeScheduler(TimedSchedule):
                     plan.spec_tokens[seq.req.id] = k
             return True
         be_ids = {s.req.id for s in best_effort}
-        newest_last = lambda s: (s.req.arrival_s, s.req.id)  # noqa: E731
-        victims = sorted((s for s in view.running if s.req.id not in be_ids and s.kv_blocks > 0), key=newest_last)
-        victims += sorted((s for s in view.running if s.req.id in be_ids and s.kv_blocks > 0), key=newest_last)
+        victims = sorted((s for s in view.running if s.req.id not in be_ids and s.kv_blocks > 0), key=_age_key)
+        victims += sorted((s for s in view.running if s.req.id in be_ids and s.kv_blocks > 0), key=_age_key)
         preempted: set[int] = set()
         taken: dict[int, int] = {}  # blocks newly given to each scheduled sequence
         for i, ((seq, n, k), need) in enumerate(zip(order, needs, strict=True)):
@@ -429,10 +457,10 @@ class SLOsServeScheduler(TimedSchedule):
                 if need > free - self._kv_growth_blocks:
                     continue  # no headroom beyond the admitted requests' growth
             else:
-                while need > free and victims:
-                    v = victims.pop()
-                    if v is seq or (v.req.id not in be_ids and newest_last(v) < newest_last(seq)):
-                        continue  # never preempt an admitted request older than the one asking
+                while need > free:
+                    v = _pop_victim(victims, seq, be_ids)
+                    if v is None:
+                        break
                     if v.req.id not in be_ids:
                         self.stats.count("admitted_preemptions")
                     preempted.add(v.req.id)

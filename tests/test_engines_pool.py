@@ -160,11 +160,17 @@ PROGRAM = textwrap.dedent('''
 ''')
 
 
+def _default_sigint() -> None:
+    """Ctrl-C as in a terminal: a shell's background job inherits SIGINT ignored, and Python then never
+    raises KeyboardInterrupt (CI launched with `&` would fail these tests for that reason alone)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["sigint", "sigterm", "sigkill"])
 def test_killing_slobench_leaves_no_server(fake_python: Path, tmp_path: Path, sig: signal.Signals) -> None:
     """Ctrl-C and kill stop the server through the session; kill -9 through the parent-death signal."""
     proc = subprocess.Popen([sys.executable, "-c", PROGRAM, str(fake_python), str(tmp_path)],
-                            stdout=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     try:
         tree = json.loads(proc.stdout.readline())
         proc.send_signal(sig)

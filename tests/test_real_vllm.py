@@ -232,13 +232,19 @@ def _wait_for_records(root: Path, n: int, timeout_s: float) -> Path:
     raise AssertionError(f"no {n} records under {root} within {timeout_s} s")
 
 
+def _default_sigint() -> None:
+    """Ctrl-C as in a terminal: a shell's background job inherits SIGINT ignored, and Python then never
+    raises KeyboardInterrupt (CI launched with `&` would fail this test for that reason alone)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_mid_run_keeps_records_and_no_process(tiny: Path, tmp_path: Path) -> None:
     """A separate slobench process with its own server; SIGINT mid-run."""
     wl = tiny_workload(tmp_path / "wl")
     cmd = [sys.executable, "-c", "from slobench.cli import main; main()", "run", "--engine", "vllm",
            "--model", str(tiny), "-w", str(wl), "-n", "60", "--rate", "2", "--out", str(tmp_path / "out")]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=os.environ | {"HF_HUB_OFFLINE": "1"})
+                            env=os.environ | {"HF_HUB_OFFLINE": "1"}, preexec_fn=_default_sigint)
     try:
         jsonl = _wait_for_records(tmp_path / "out", 3, 300)
         log = next(jsonl.parent.glob("vllm-server-*.log"))

@@ -380,6 +380,12 @@ def test_bench_schedulers_cli_prints_capacities_ratios_and_overhead() -> None:
     assert "seed 0, 1" in res.output and "coding × slos-serve:" in res.output
     bad = CliRunner().invoke(app, ["bench", "schedulers", "--schedulers", "nosuch"])
     assert bad.exit_code == 2 and "unknown 'nosuch'" in bad.output
+    spec = CliRunner().invoke(app, ["bench", "schedulers", "--workloads", "coding", "--schedulers",
+                                    "vllm", "-n", "60", "--spec-alpha", "0.7"])
+    assert spec.exit_code == 0, spec.output
+    assert "speculation α=0.7 k≤4" in spec.output
+    bad_alpha = CliRunner().invoke(app, ["bench", "schedulers", "--spec-alpha", "1.5"])
+    assert bad_alpha.exit_code == 2 and "--spec-alpha" in bad_alpha.output
 
 
 def test_capacity_table_is_the_same_in_parallel_and_pools_seeds() -> None:

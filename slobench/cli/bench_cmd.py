@@ -38,6 +38,11 @@ def bench_schedulers(
     target: Annotated[float, typer.Option("--target", min=0.01, max=1.0)] = 0.9,
     slos_opt: Annotated[list[str] | None, typer.Option(
         "--slos-serve-opt", help="KEY=VALUE option for slos-serve, e.g. surplus_rule=less; repeatable.")] = None,
+    spec_alpha: Annotated[float | None, typer.Option(
+        "--spec-alpha", min=0.01, max=0.99, help="Give the engine a draft model with this acceptance rate "
+        "(every policy that speculates uses it; sarathi does not).")] = None,
+    spec_max_draft: Annotated[int, typer.Option("--spec-max-draft", min=1, max=10,
+                                                help="Most draft tokens per step.")] = 4,
     seed: Annotated[list[int] | None, typer.Option(
         "--seed", help="Workload seed; repeat to pool seeds in every probe (default 0).")] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Capacity searches run in parallel.")] = 1,
@@ -63,6 +68,9 @@ def bench_schedulers(
             load_spec(w)  # fail fast, one line, on a bad name
         kwargs: dict = {"profile": profile} if profile else {"hardware": hardware, "model": model}
         setup = profile or f"{model} on {hardware}"
+        if spec_alpha is not None:
+            kwargs |= {"spec_alpha": spec_alpha, "spec_max_draft": spec_max_draft}
+            setup += f", speculation α={spec_alpha} k≤{spec_max_draft}"
         opts = _parse_opts(slos_opt or [])
         if opts:
             kwargs["scheduler_options_for"] = {"slos-serve": opts}

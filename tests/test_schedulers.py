@@ -244,6 +244,29 @@ def _flat_rate(rate_tps: float, batch_s: float = 0.05):  # noqa: ANN202
     return lambda counts: (rate_tps, batch_s)
 
 
+def test_decode_only_batches_draft_for_speed_when_memory_bound() -> None:
+    """No prefill waiting, 128 long-context decodes (memory-bound): drafting decodes faster, so the
+    batch speculates although every tier keeps its TPOT without drafts (the per-tier rule's answer)."""
+    running = []
+    for i in range(128):
+        req = _request(i, 0.0, 3000, 4000, 0.05)
+        seq = SeqState(req=req, stage_start_s=0.0, num_tokens=3500, num_computed=3499, stage_out=500,
+                       first_token_s=9.0, admission=Admission.ADMITTED)
+        seq.kv_blocks = math.ceil(3500 / BS)
+        running.append(seq)
+    view = _view(running, [], free=200_000)
+    view.spec = SpecConfig(max_draft=4, alpha=0.7)
+    plan = make_scheduler("slos-serve").schedule(view)
+    ks = {plan.spec_tokens.get(s.req_id, 0) for s in running}
+    assert len(ks) == 1 and ks.pop() > 0
+    assert plan.predicted_latency_s is not None and plan.predicted_latency_s <= plan.budget_s + 1e-9
+    # With a long prompt waiting, the decodes make room for it instead (the authors' rule).
+    view.waiting = [_new(1000, 6000)]
+    view.waiting[0].admission = Admission.ADMITTED
+    plan = make_scheduler("slos-serve").schedule(view)
+    assert 1000 in plan.num_scheduled
+
+
 def test_dp_beats_greedy_edf_when_an_early_big_request_blocks_small_ones() -> None:
     # 1000 tokens/s; deadlines 1.0 s (900 tokens), 1.1 s (400), 1.2 s (400). Greedy EDF admits the
     # first and then nothing fits; the DP declines it and admits the other two.

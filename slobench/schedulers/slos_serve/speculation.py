@@ -9,6 +9,10 @@ enumerate a *bottleneck* tier b and its length s_b; that fixes the verify interv
 tokens per second, P(U)/U. s = 0 everywhere (no speculation) is always a candidate, so when
 drafting does not pay (compute-bound, low α) the policy turns it off.
 
+The policy uses these lengths when prefill is waiting; a decode-only batch takes the single length
+with the most expected tokens per second instead (`policy.SLOsServeScheduler._fastest_spec`), since
+there the prefill room this rule maximises is worth nothing.
+
 E(s) = (1 − α^(s+1))/(1 − α) counts the bonus token (see `slobench.perf.speculative`); we use its
 floor, as the authors do, so a tier is paced by tokens it gets in (almost) every verify.
 """

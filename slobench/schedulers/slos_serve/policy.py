@@ -115,7 +115,7 @@ class SLOsServeScheduler(TimedSchedule):
     min_batch_efficiency: float = 0.8  # batches may outgrow the tightest pace until fixed cost ≤ 20% of them
     iteration_pace_factor: float = 1.5  # KV projection: decodes take ≤ this × the observed iteration time
     tier_weights: dict[str, float] | None = None  # profit per request by tier name (default 1)
-    adaptive_speculation: bool = True  # with speculation configured: per-tier lengths (False: max for all)
+    adaptive_speculation: bool = True  # with a draft model: lengths chosen per batch (False: the max, always)
     arrival_slack_quantile: float | None = 0.1  # cap batches at this quantile of recent arrivals' TTFT slack
     arrival_window: int = 64  # arrivals the slack quantile is taken over
     name: str = "slos-serve"
@@ -392,7 +392,7 @@ class SLOsServeScheduler(TimedSchedule):
         demand = sum(s.pending_tokens for s in adm_pre) + min(be_room, sum(s.pending_tokens for s in be_pre))
         if view.spec is None:
             spec_ks = [0] * len(adm_dec)
-        elif demand:  # prefill waits: the per-tier lengths that leave it the most room
+        elif demand or not self.adaptive_speculation:  # per-tier lengths (most prefill room), or fixed max
             spec_ks = [self._spec_len(seq, view) for seq in adm_dec]
         else:  # a decode-only batch: the length that decodes fastest
             spec_ks = self._fastest_spec(view, adm_dec, limit)

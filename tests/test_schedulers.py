@@ -247,13 +247,7 @@ def _flat_rate(rate_tps: float, batch_s: float = 0.05):  # noqa: ANN202
 def test_decode_only_batches_draft_for_speed_when_memory_bound() -> None:
     """No prefill waiting, 128 long-context decodes (memory-bound): drafting decodes faster, so the
     batch speculates although every tier keeps its TPOT without drafts (the per-tier rule's answer)."""
-    running = []
-    for i in range(128):
-        req = _request(i, 0.0, 3000, 4000, 0.05)
-        seq = SeqState(req=req, stage_start_s=0.0, num_tokens=3500, num_computed=3499, stage_out=500,
-                       first_token_s=9.0, admission=Admission.ADMITTED)
-        seq.kv_blocks = math.ceil(3500 / BS)
-        running.append(seq)
+    running = [_decoding(i, prompt=3000, out=4000, done=500) for i in range(128)]
     view = _view(running, [], free=200_000)
     view.spec = SpecConfig(max_draft=4, alpha=0.7)
     plan = make_scheduler("slos-serve").schedule(view)
@@ -317,11 +311,12 @@ def _view(running: list[SeqState], waiting: list[SeqState], free: int = 100_000)
                          free_kv_blocks=free - sum(s.kv_blocks for s in running), perf=PERF)
 
 
-def _decoding(i: int, tpot: float = 0.05) -> SeqState:
-    req = _request(i, 9.0, 1000, 100, tpot)
-    s = SeqState(req=req, stage_start_s=9.0, num_tokens=1010, num_computed=1009, stage_out=10, first_token_s=9.1,
-                 admission=Admission.ADMITTED)
-    s.kv_blocks = math.ceil(1009 / BS)
+def _decoding(i: int, tpot: float = 0.05, prompt: int = 1000, out: int = 100, done: int = 10) -> SeqState:
+    """An admitted request that arrived at 9.0 s, got its first token at 9.1 s and has decoded ``done``."""
+    req = _request(i, 9.0, prompt, out, tpot)
+    s = SeqState(req=req, stage_start_s=9.0, num_tokens=prompt + done, num_computed=prompt + done - 1,
+                 stage_out=done, first_token_s=9.1, admission=Admission.ADMITTED)
+    s.kv_blocks = math.ceil(s.num_computed / BS)
     return s
 
 
@@ -332,13 +327,7 @@ def _new(i: int, prompt: int, tpot: float = 0.05) -> SeqState:
 def test_decodes_do_not_skip_for_best_effort_prefill_that_has_no_kv() -> None:
     """KV full, admitted decodes far ahead of their deadlines, best-effort prompts waiting: skipping the
     decodes would buy prefill that cannot get a block, and the replica would idle (seen on reasoning)."""
-    running = []
-    for i in range(10):
-        req = _request(i, 0.0, 1000, 2000, 0.05)
-        seq = SeqState(req=req, stage_start_s=0.0, num_tokens=1500, num_computed=1499, stage_out=500,
-                       first_token_s=9.0, admission=Admission.ADMITTED)
-        seq.kv_blocks = math.ceil(1500 / BS)
-        running.append(seq)
+    running = [_decoding(i, prompt=1000, out=2000, done=500) for i in range(10)]
     waiting = [_new(100 + j, 3000) for j in range(5)]
     for seq in waiting:
         seq.admission = Admission.BEST_EFFORT

@@ -12,7 +12,7 @@ N=${N:-400}
 TPOT_S=${TPOT_S:-0.002}
 PORT=${PORT:-18765}
 OUT=$(mktemp -d)
-python -m slobench.engines.mock_server --port "$PORT" --tpot-s "$TPOT_S" > "$OUT/mock.log" 2>&1 &
+python -m slobench.testing.mock_server --port "$PORT" --tpot-s "$TPOT_S" > "$OUT/mock.log" 2>&1 &
 MOCK=$!
 trap 'kill $MOCK 2>/dev/null || true' EXIT
 sleep 2

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from slobench.engines.vllm_tiny_model import build_tiny_llama
+from slobench.testing.tiny_model import build_tiny_llama
 
 
 def main() -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slobench.capacity import (
+from slobench.capacity.search import (
     ProbeResult,
     ValidityLimits,
     capacity_search,
     check_validity,
-    wilson_interval,
 )
+from slobench.metrics.stats import wilson_interval
 
 N = 2000
 
@@ -188,7 +188,7 @@ def test_refine_interval_tightens_without_moving_capacity() -> None:
 
 def test_probe_row_round_trips_to_the_same_probe() -> None:
     """A saved row must rebuild the exact ProbeResult (that is how `slobench resume` skips probes)."""
-    from slobench.capacity import make_probe
+    from slobench.capacity.search import make_probe
 
     res = ProbeResult(180, 200, offered_rate_rps=4.0, achieved_rate_rps=2.5, client_lag_s=0.2, tail_s=3.0,
                       unfinished=0)

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-import slobench.runner as runner
+import slobench.cluster.run as runner
 from slobench.cli import app
 from slobench.metrics.records import StageRecord, records_frame
 

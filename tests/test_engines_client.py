@@ -17,10 +17,10 @@ import pytest
 from typer.testing import CliRunner
 
 from slobench.cli import app
-from slobench.engines.client import run_load
 from slobench.engines.errors import EngineError
-from slobench.engines.mock_server import MockServer
-from slobench.engines.openai_protocol import Endpoint
+from slobench.engines.openai.client import run_load
+from slobench.engines.openai.protocol import Endpoint
+from slobench.testing.mock_server import MockServer
 from slobench.workloads.model import SLO, Request, Stage, Workload
 
 runner = CliRunner()

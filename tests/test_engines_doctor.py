@@ -7,10 +7,10 @@ from typer.testing import CliRunner
 
 from slobench.cli import app
 from slobench.cli.doctor import check_engines
-from slobench.engines import vllm_support
 from slobench.engines.errors import EngineError
-from slobench.engines.mock_server import MockServer
-from slobench.engines.vllm_support import VLLMInfo, parse_version, version_supported
+from slobench.engines.vllm import support as vllm_support
+from slobench.engines.vllm.support import VLLMInfo, parse_version, version_supported
+from slobench.testing.mock_server import MockServer
 
 
 def test_version_gate() -> None:

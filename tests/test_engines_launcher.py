@@ -9,7 +9,7 @@ import pytest
 
 from slobench.engines.errors import EngineError
 from slobench.engines.options import EngineOptions
-from slobench.engines.vllm import ADAPTER_CLS, ServerSpec, build_command, check_model_arg
+from slobench.engines.vllm.launcher import ADAPTER_CLS, ServerSpec, build_command, check_model_arg
 
 
 def _cmd(policy: str | None = None, cpu: bool = True, tp: int = 1, **opts: object) -> list[str]:

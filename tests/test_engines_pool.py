@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from slobench.engines import procs
 from slobench.engines.errors import EngineError
 from slobench.engines.options import EngineOptions
-from slobench.engines.pool import EnginePool, engine_session, get_pool
-from slobench.engines.vllm import ServerSpec, VLLMServer
+from slobench.engines.vllm import procs
+from slobench.engines.vllm.launcher import ServerSpec, VLLMServer
+from slobench.engines.vllm.pool import EnginePool, engine_session, get_pool
 
 FAKE = textwrap.dedent('''
     import http.server, os, signal, subprocess, sys, threading
@@ -147,9 +147,9 @@ def test_port_in_use_is_refused_before_launch(fake_python: Path, tmp_path: Path)
 PROGRAM = textwrap.dedent('''
     import json, sys, time
     from slobench.engines.options import EngineOptions
-    from slobench.engines.pool import engine_session, get_pool
-    from slobench.engines.vllm import ServerSpec
-    from slobench.engines import procs
+    from slobench.engines.vllm.pool import engine_session, get_pool
+    from slobench.engines.vllm.launcher import ServerSpec
+    from slobench.engines.vllm import procs
     spec = ServerSpec(model="/m", options=EngineOptions(python=sys.argv[1]).server_fields())
     with engine_session(sys.argv[2]):
         srv = get_pool().acquire(spec, cpu_build=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from slobench.engines.testing import require_vllm_or_skip  # noqa: E402
+from slobench.testing.kit import require_vllm_or_skip  # noqa: E402
 
 require_vllm_or_skip()
 
@@ -74,7 +74,7 @@ class PreemptFirstPolicy(ChunkPolicy):
 
 @pytest.fixture(scope="module")
 def tiny() -> Path:
-    from slobench.engines.testing import tiny_model_dir
+    from slobench.testing.kit import tiny_model_dir
 
     return tiny_model_dir()
 
@@ -97,15 +97,15 @@ def _scheduler(tiny: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, poli
     from vllm.v1.kv_cache_interface import FullAttentionSpec, KVCacheConfig, KVCacheGroupSpec
     from vllm.v1.structured_output import StructuredOutputManager
 
-    from slobench.engines.vllm_scheduler import SLOsServeScheduler
+    from slobench.engines.vllm.adapter import PolicySchedulerAdapter
 
     monkeypatch.setenv("SLOBENCH_POLICY", f"{POLICY}:{policy}")
     monkeypatch.setenv("SLOBENCH_SCHED_EVENTS", str(tmp_path / "events.jsonl"))
     vc = _config(tiny, async_scheduling)
     kv = KVCacheConfig(num_blocks=512, kv_cache_tensors=[], kv_cache_groups=[KVCacheGroupSpec(
         ["layer"], FullAttentionSpec(block_size=16, num_kv_heads=1, head_size=64, dtype=torch.float32))])
-    return SLOsServeScheduler(vllm_config=vc, kv_cache_config=kv, structured_output_manager=StructuredOutputManager(vc),
-                              block_size=16, log_stats=False)
+    return PolicySchedulerAdapter(vllm_config=vc, kv_cache_config=kv,
+                                  structured_output_manager=StructuredOutputManager(vc), block_size=16, log_stats=False)
 
 
 def _request(i: int, prompt: int, outs: list[int]):  # noqa: ANN202
@@ -149,10 +149,10 @@ def _drive(sched, steps: int, async_mode: bool) -> list[dict[str, int]]:  # noqa
 @pytest.mark.parametrize("async_mode", [False, True], ids=["sync", "async"])
 def test_plan_token_counts_applied_exactly(tiny: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                            async_mode: bool) -> None:
-    from slobench.engines.vllm_scheduler import SLOsServeAsyncScheduler, SLOsServeSyncScheduler
+    from slobench.engines.vllm.adapter import PolicyAsyncScheduler, PolicySyncScheduler
 
     sched = _scheduler(tiny, monkeypatch, tmp_path, "ChunkPolicy", async_mode)
-    assert isinstance(sched, SLOsServeAsyncScheduler if async_mode else SLOsServeSyncScheduler)
+    assert isinstance(sched, PolicyAsyncScheduler if async_mode else PolicySyncScheduler)
     for i, p in enumerate([40, 100, 20]):
         sched.add_request(_request(i, p, [3]))
     got = _drive(sched, 40, async_mode)
@@ -173,7 +173,7 @@ def test_rejected_request_is_finished_with_a_reason(tiny: Path, monkeypatch: pyt
                                                     tmp_path: Path) -> None:
     from vllm.v1.engine import FinishReason
 
-    from slobench.engines.vllm_scheduler import REJECT_REASON
+    from slobench.engines.vllm.adapter import REJECT_REASON
 
     sched = _scheduler(tiny, monkeypatch, tmp_path, "RejectSecondPolicy", False)
     for i in range(3):
@@ -220,9 +220,9 @@ def test_stage_split_tracked_for_reasoning(tiny: Path, monkeypatch: pytest.Monke
 
 
 def test_factory_matches_vllm_choice() -> None:
-    from slobench.engines.vllm_scheduler import SLOsServeAsyncScheduler, SLOsServeSyncScheduler, variant_for
+    from slobench.engines.vllm.adapter import PolicyAsyncScheduler, PolicySyncScheduler, variant_for
 
-    assert variant_for(True) is SLOsServeAsyncScheduler and variant_for(False) is SLOsServeSyncScheduler
+    assert variant_for(True) is PolicyAsyncScheduler and variant_for(False) is PolicySyncScheduler
     from vllm.v1.core.sched.async_scheduler import AsyncScheduler
 
-    assert issubclass(SLOsServeAsyncScheduler, AsyncScheduler)
+    assert issubclass(PolicyAsyncScheduler, AsyncScheduler)

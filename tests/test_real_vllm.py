@@ -20,21 +20,21 @@ from pathlib import Path
 
 import pytest
 
-from slobench.engines.testing import require_vllm_or_skip  # noqa: E402
+from slobench.testing.kit import require_vllm_or_skip  # noqa: E402
 
 require_vllm_or_skip()
 
 from typer.testing import CliRunner  # noqa: E402
 
 from slobench.cli import app  # noqa: E402
-from slobench.engines import procs  # noqa: E402
-from slobench.engines.client import run_load  # noqa: E402
-from slobench.engines.openai_protocol import Endpoint  # noqa: E402
+from slobench.engines.openai.client import run_load  # noqa: E402
+from slobench.engines.openai.protocol import Endpoint  # noqa: E402
 from slobench.engines.options import EngineOptions  # noqa: E402
-from slobench.engines.pool import get_pool  # noqa: E402
-from slobench.engines.sched_events import EventReader  # noqa: E402
-from slobench.engines.testing import pids_serving_port, tiny_model_dir, tiny_workload  # noqa: E402
-from slobench.engines.vllm import ServerSpec, VLLMServer  # noqa: E402
+from slobench.engines.vllm import procs  # noqa: E402
+from slobench.engines.vllm.events import EventReader  # noqa: E402
+from slobench.engines.vllm.launcher import ServerSpec, VLLMServer  # noqa: E402
+from slobench.engines.vllm.pool import get_pool  # noqa: E402
+from slobench.testing.kit import pids_serving_port, tiny_model_dir, tiny_workload  # noqa: E402
 from slobench.workloads.model import SLO, Request, Stage, Workload  # noqa: E402
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -140,7 +140,7 @@ def test_slos_serve_class_loaded_and_called(adapter: VLLMServer) -> None:
     assert {r.admission for r in res.records} <= {"admitted", "best_effort"}
     assert len(events.admissions) >= 5  # one decision per HTTP request, keyed by slobench id
     log = adapter.log_path.read_text()
-    assert "slobench.engines.vllm_scheduler.SLOsServeScheduler" in log
+    assert "slobench.engines.vllm.adapter.PolicySchedulerAdapter" in log
     assert f"slobench scheduler adapter loaded: policy={POLICY} variant=sync" in log
 
 
@@ -181,7 +181,7 @@ def test_rejection_and_best_effort_reach_the_records(tiny: Path, tmp_path: Path)
     are recorded as rejected; best-effort requests are served and labelled."""
     wl = tiny_workload(tmp_path / "wl")
     r = runner.invoke(app, ["run", "--engine", "vllm", "--model", str(tiny), "-w", str(wl), "-n", "10", "--rate", "5",
-                            "--scheduler", "slobench.engines.testing:RejectEvenPolicy", "--out", str(tmp_path / "o")])
+                            "--scheduler", "slobench.testing.kit:RejectEvenPolicy", "--out", str(tmp_path / "o")])
     assert r.exit_code == 0, r.output
     rows = [json.loads(x) for x in next((tmp_path / "o").glob("*/requests.jsonl")).read_text().splitlines()]
     assert len(rows) == 10

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from slobench.capacity import ProbeResult, capacity_search
+from slobench.capacity.search import ProbeResult, capacity_search
 from slobench.metrics.records import StageRecord, records_frame
 from slobench.report.figures import (
     attainment_vs_rate,

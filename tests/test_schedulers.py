@@ -163,7 +163,7 @@ def test_running_decodes_keep_tpot_when_unloaded() -> None:
 
 
 def _coding_summary(name: str, rate: float) -> dict:
-    from slobench.runner import run_once, validate_config
+    from slobench.cluster.run import run_once, validate_config
 
     return run_once(validate_config(workload="coding", scheduler=name, rate_rps=rate, num_requests=300)).summary
 
@@ -217,7 +217,7 @@ def test_rejection_mode_rejects_instead_of_best_effort() -> None:
 
 
 def test_slos_serve_is_deterministic() -> None:
-    from slobench.runner import run_once, validate_config
+    from slobench.cluster.run import run_once, validate_config
 
     cfg = validate_config(workload="mixed", scheduler="slos-serve", rate_rps=6.0, num_requests=200, seed=3)
     a, b = run_once(cfg).records, run_once(cfg).records
@@ -361,7 +361,7 @@ def test_vllm_uses_its_token_budget_and_chunks() -> None:
 
 
 def test_summary_reports_overhead() -> None:
-    from slobench.runner import run_once, validate_config
+    from slobench.cluster.run import run_once, validate_config
 
     s = run_once(validate_config(workload="chatbot", scheduler="slos-serve", rate_rps=2.0, num_requests=60)).summary
     ov = s["scheduler_stats"]["overhead_ms"]
@@ -402,7 +402,7 @@ def test_bench_schedulers_cli_prints_capacities_ratios_and_overhead() -> None:
 
 def test_capacity_table_is_the_same_in_parallel_and_pools_seeds() -> None:
     """`--jobs` only changes the wall time; pooled seeds are what every probe runs."""
-    from slobench.bench.schedulers import capacity_table
+    from slobench.capacity.bench import capacity_table
 
     kw = {"num_requests": 60, "seeds": (0, 1)}
     serial = capacity_table(["coding"], ["vllm", "slos-serve"], **kw)

@@ -53,7 +53,7 @@ def bench_schedulers(
 
     Example: slobench bench schedulers --workloads coding,chatbot -n 600
     """
-    from slobench.bench.schedulers import CapacityRow, capacity_table, overhead, ratios
+    from slobench.capacity.bench import CapacityRow, capacity_table, overhead, ratios
     from slobench.schedulers.registry import scheduler_names
 
     wls = [w.strip() for w in workloads.split(",") if w.strip()]

@@ -1,7 +1,7 @@
 """`slobench compare | capacity | sweep | report | resume`: capacity searches and the reports built on them.
 
-Thin: options are parsed and validated here; the search is `slobench.capacity`, each probe is
-`slobench.runner.run_once`, files and figures are `slobench.report`. A command is first turned
+Thin: options are parsed and validated here; the search is `slobench.capacity.search`, each probe is
+`slobench.cluster.run.run_once`, files and figures are `slobench.report`. A command is first turned
 into a `Plan` (the searches to run and how), saved in manifest.json; every finished probe is
 saved at once (its row in probes.csv, its records in parts/), so Ctrl-C keeps what finished,
 `slobench report DIR` can draw it and `slobench resume DIR` replays the plan, reusing the saved
@@ -33,7 +33,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from slobench.capacity import CapacityResult, Probe, ProbeResult, ValidityLimits, capacity_search, make_probe
+from slobench.capacity.search import CapacityResult, Probe, ProbeResult, ValidityLimits, capacity_search, make_probe
 from slobench.errors import UserError
 from slobench.report.results import probe_key
 
@@ -271,7 +271,7 @@ def run_search(
     progress: SearchProgress | None = None,
 ) -> CapacityResult | None:
     """Run one capacity search (or a fixed rate grid when ``settings.rates`` is set), collecting its rows."""
-    from slobench import runner
+    from slobench.cluster import run as runner
 
     def probe(rate: float, seed: int) -> ProbeResult:
         key = probe_key(spec.label, spec.scheduler, rate, seed)
@@ -395,7 +395,7 @@ def execute(plan: Plan, collector: Collector) -> int:
 
     Ctrl-C saves what finished, prints the resume and re-report commands, and re-raises.
     """
-    from slobench.engines.pool import engine_session  # real engines: launched servers stop with the command
+    from slobench.engines.vllm.pool import engine_session  # real engines: launched servers stop with the command
 
     interrupted = False
     try:
@@ -432,7 +432,7 @@ def _check_schedulers(names: Sequence[str]) -> None:
 
 def _preflight(specs: Sequence[SearchSpec]) -> None:
     """Validate every distinct run setting (flags, workload, hardware/model/profile) before probing."""
-    from slobench import runner
+    from slobench.cluster import run as runner
     from slobench.workloads import load_spec
 
     _check_schedulers(list(dict.fromkeys(s.scheduler for s in specs)))

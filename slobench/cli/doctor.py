@@ -28,7 +28,7 @@ class EngineCheck:
 
 def check_engines(url: str | None = None) -> list[EngineCheck]:
     """One row per engine: usable here or not, and why."""
-    from slobench.engines.vllm_support import SUPPORTED_TEXT, vllm_info
+    from slobench.engines.vllm.support import SUPPORTED_TEXT, vllm_info
 
     rows = [EngineCheck("sim", True, "built in: discrete-event simulator with roofline latency models")]
     info = vllm_info()

@@ -16,8 +16,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from slobench.cli import app
+from slobench.cluster.run import RunConfig, run_once, validate_config
 from slobench.errors import UserError
-from slobench.runner import RunConfig, run_once, validate_config
 
 console = Console()
 bench_app = typer.Typer(help="Benchmarks of slobench itself (simulator speed, scheduler overhead).\n\n"
@@ -104,7 +104,7 @@ def _check_inputs(cfg: RunConfig) -> None:
 
     load_spec(cfg.workload)
     if cfg.engine == "sim":
-        from slobench.runner import build_latency_model
+        from slobench.cluster.run import build_latency_model
         from slobench.schedulers.registry import make_scheduler
 
         build_latency_model(cfg)
@@ -133,7 +133,7 @@ def run_with_progress(cfg: RunConfig, out: Path, *, name: str):  # noqa: ANN201
                 progress.update(task, completed=done, total=total)
 
         try:
-            from slobench.engines.pool import engine_session  # real engines: servers stop when the run ends
+            from slobench.engines.vllm.pool import engine_session  # real engines: servers stop when the run ends
 
             with engine_session(run_dir):
                 return run_once(cfg, run_dir=run_dir, on_progress=update)

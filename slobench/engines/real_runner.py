@@ -27,8 +27,8 @@ from slobench.metrics.attainment import summarize
 from slobench.metrics.records import StageRecord, records_frame
 
 if TYPE_CHECKING:
-    from slobench.engines.openai_protocol import Endpoint
-    from slobench.runner import RunConfig, RunResult
+    from slobench.cluster.run import RunConfig, RunResult
+    from slobench.engines.openai.protocol import Endpoint
 
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 
@@ -65,7 +65,7 @@ def _api_key(opts: EngineOptions) -> str | None:
 
 
 def _server_spec(cfg: RunConfig, opts: EngineOptions):  # noqa: ANN202 - ServerSpec
-    from slobench.engines.vllm import ServerSpec
+    from slobench.engines.vllm.launcher import ServerSpec
 
     # The stock vLLM scheduler *is* the baseline: "vllm" runs vLLM untouched; any other policy
     # (slos-serve, sarathi, …) runs inside vLLM through the adapter class.
@@ -75,9 +75,9 @@ def _server_spec(cfg: RunConfig, opts: EngineOptions):  # noqa: ANN202 - ServerS
 
 
 def _vllm_target(cfg: RunConfig, opts: EngineOptions, run_dir: Path | None) -> Target:
-    from slobench.engines.openai_protocol import Endpoint
-    from slobench.engines.pool import get_pool
-    from slobench.engines.vllm_support import require_vllm
+    from slobench.engines.openai.protocol import Endpoint
+    from slobench.engines.vllm.pool import get_pool
+    from slobench.engines.vllm.support import require_vllm
 
     info = require_vllm() if opts.python is None else None
     spec = _server_spec(cfg, opts)
@@ -106,7 +106,7 @@ def normalize_url(url: str) -> str:
 def _openai_target(cfg: RunConfig, opts: EngineOptions) -> Target:
     import httpx
 
-    from slobench.engines.openai_protocol import Endpoint
+    from slobench.engines.openai.protocol import Endpoint
 
     if not cfg.url:
         raise UserError("--url is required with --engine openai (e.g. --url http://127.0.0.1:8000/v1)")
@@ -149,7 +149,7 @@ def _records_path(cfg: RunConfig, run_dir: Path | None) -> Path | None:
     """Where this run's records stream: its results folder, else the engine session's folder."""
     if run_dir is not None:
         return run_dir
-    from slobench.engines.pool import get_pool
+    from slobench.engines.vllm.pool import get_pool
 
     root = get_pool().log_dir
     if root is None:
@@ -164,7 +164,7 @@ def _scheduler_stats(events_path: Path | None) -> dict[str, Any] | None:
     """The adapter's last statistics (schedule() calls, overhead, plan deviations)."""
     if events_path is None:
         return None
-    from slobench.engines.sched_events import EventReader
+    from slobench.engines.vllm.events import EventReader
 
     reader = EventReader(events_path)
     stats = reader.last("stats")
@@ -185,10 +185,10 @@ def run_real(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> RunResult:
     """One run on a real engine; records stream to ``run_dir/requests.jsonl`` as stages finish."""
-    from slobench.engines.client import run_load
-    from slobench.engines.sched_events import EventReader
+    from slobench.cluster.run import RunResult, build_latency_model, build_workload
+    from slobench.engines.openai.client import run_load
+    from slobench.engines.vllm.events import EventReader
     from slobench.report.results import RecordSink, write_json
-    from slobench.runner import RunResult, build_latency_model, build_workload
 
     t_start = time.perf_counter()
     opts = validate_engine_options(cfg.engine_options)
@@ -196,7 +196,7 @@ def run_real(
         raise UserError(f"--replicas {cfg.replicas}: real engines run one replica; use --replicas 1 "
                         "(multi-replica runs are simulator-only for now)")
     if cfg.engine == "vllm":
-        from slobench.engines.vllm import check_model_arg
+        from slobench.engines.vllm.launcher import check_model_arg
 
         check_model_arg(cfg.model)  # before the latency model reads the folder's config.json
     perf = build_latency_model(cfg)  # turns slowdown TTFT targets into seconds, as in the simulator

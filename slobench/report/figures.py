@@ -19,8 +19,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from slobench.capacity import wilson_interval
 from slobench.metrics.attainment import stage_metrics
+from slobench.metrics.stats import wilson_interval
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf"]
 

@@ -36,7 +36,7 @@ def tiny_model_dir() -> Path:
     if pre and (Path(pre) / "config.json").exists():
         _TINY = Path(pre)
         return _TINY
-    from slobench.engines.vllm_tiny_model import build_tiny_llama
+    from slobench.testing.tiny_model import build_tiny_llama
 
     _TINY = build_tiny_llama(Path(tempfile.mkdtemp(prefix="slobench-tiny-")) / "tiny-llama")
     return _TINY
@@ -91,7 +91,7 @@ def pids_serving_port(port: int) -> list[int]:
 class RejectEvenPolicy:
     """Test double for the adapter: vLLM's default policy, except that requests with an even
     (adapter-assigned, arrival-ordered) id are rejected and odd ones are served as best-effort.
-    Load it in vLLM with ``--scheduler slobench.engines.testing:RejectEvenPolicy``."""
+    Load it in vLLM with ``--scheduler slobench.testing.kit:RejectEvenPolicy``."""
 
     name = "reject-even"
 

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from scipy.stats import norm
+from slobench.metrics.stats import wilson_interval
 
 Status = Literal["ok", "below_range", "above_range", "max_probes"]
 
@@ -63,25 +63,6 @@ class ValidityLimits:
     max_client_lag_s: float = 1.0
     max_tail_s: float = 20.0
     allow_unfinished: bool = False
-
-
-def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion.
-
-    With p̂ = k/n and z the two-sided normal quantile,
-    ``centre = (p̂ + z²/2n) / (1 + z²/n)`` and
-    ``half = z·sqrt(p̂(1−p̂)/n + z²/4n²) / (1 + z²/n)``.
-    Chosen over the normal (Wald) interval because attainment sits near 1 where Wald collapses
-    to zero width; Wilson stays inside [0, 1] and is honest for small n.
-    """
-    if trials <= 0:
-        return 0.0, 1.0
-    z = float(norm.ppf(0.5 + confidence / 2))
-    p = successes / trials
-    denom = 1 + z * z / trials
-    centre = (p + z * z / (2 * trials)) / denom
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def check_validity(result: ProbeResult, limits: ValidityLimits) -> str | None:

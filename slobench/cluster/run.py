@@ -150,7 +150,7 @@ def run_once(
     iterations: list[pd.DataFrame] = []
     stats = None
     try:
-        from slobench.cluster.router import split_round_robin
+        from slobench.schedulers.routers.round_robin import split_round_robin
 
         parts = split_round_robin(workload, cfg.replicas)
         done = 0

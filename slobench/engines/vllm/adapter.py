@@ -1,7 +1,7 @@
 """slobench's scheduling policies inside vLLM: a V1 scheduler class for ``--scheduler-cls``.
 
 Loaded by vLLM's engine-core process as
-``--scheduler-cls slobench.engines.vllm_scheduler.SLOsServeScheduler``. Every ``schedule()`` call:
+``--scheduler-cls slobench.engines.vllm.adapter.PolicySchedulerAdapter``. Every ``schedule()`` call:
 
 1. builds a `SchedulerView` (the same record the simulator builds) from vLLM's request objects:
    ``num_tokens`` = prompt + sampled + in-flight (async placeholders) tokens, ``num_computed`` =
@@ -34,7 +34,7 @@ scheduling), so the policy sees the whole prompt as pending and vLLM computes on
 part. Speculative drafts exist only where vLLM's proposer made them: the plan can cut drafts,
 never add them. With vLLM's ``priority`` policy queues cannot be reordered (use the default fcfs).
 
-Both vLLM schedulers are covered: `SLOsServeScheduler` is a factory that returns the synchronous
+Both vLLM schedulers are covered: `PolicySchedulerAdapter` is a factory that returns the synchronous
 variant (subclass of ``Scheduler``; vLLM's CPU build) or the ``AsyncScheduler`` variant (GPU builds'
 default) matching ``scheduler_config.async_scheduling``, so a GPU user keeps async scheduling.
 """
@@ -60,8 +60,8 @@ from vllm.v1.engine import EngineCoreOutput, EngineCoreOutputs, FinishReason
 from vllm.v1.request import Request as VRequest
 from vllm.v1.request import RequestStatus
 
-from slobench.engines.sched_events import EventWriter
-from slobench.engines.vllm_support import SUPPORTED_TEXT, version_supported
+from slobench.engines.vllm.events import EventWriter
+from slobench.engines.vllm.support import SUPPORTED_TEXT, version_supported
 from slobench.errors import UserError
 from slobench.schedulers.base import Admission, BatchPlan, SchedulerView, SeqState, SpecConfig
 from slobench.workloads.model import SLO, Request, Stage
@@ -138,7 +138,7 @@ def _as_list(value: Any) -> list[Any] | None:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-class _SLOsServeMixin:
+class _PolicyAdapterMixin:
     """The adapter; mixed into vLLM's ``Scheduler`` or ``AsyncScheduler`` (see module docstring)."""
 
     variant = "sync"
@@ -407,13 +407,13 @@ class _SLOsServeMixin:
         super().shutdown()
 
 
-class SLOsServeSyncScheduler(_SLOsServeMixin, Scheduler):
+class PolicySyncScheduler(_PolicyAdapterMixin, Scheduler):
     """The adapter on vLLM's synchronous ``Scheduler`` (CPU builds; async scheduling off)."""
 
     variant = "sync"
 
 
-class SLOsServeAsyncScheduler(_SLOsServeMixin, AsyncScheduler):
+class PolicyAsyncScheduler(_PolicyAdapterMixin, AsyncScheduler):
     """The adapter on vLLM's ``AsyncScheduler`` (GPU builds' default: scheduling overlaps execution)."""
 
     variant = "async"
@@ -421,10 +421,10 @@ class SLOsServeAsyncScheduler(_SLOsServeMixin, AsyncScheduler):
 
 def variant_for(async_scheduling: bool | None) -> type[Scheduler]:
     """The adapter class vLLM would pair with its own choice of scheduler."""
-    return SLOsServeAsyncScheduler if async_scheduling else SLOsServeSyncScheduler
+    return PolicyAsyncScheduler if async_scheduling else PolicySyncScheduler
 
 
-class SLOsServeScheduler:
+class PolicySchedulerAdapter:
     """What ``--scheduler-cls`` names: builds the sync or async variant to match vLLM's config.
 
     vLLM decides ``async_scheduling`` from the platform and options before it instantiates the

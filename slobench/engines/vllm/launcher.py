@@ -6,10 +6,10 @@ stay untouched, and the benchmark process never imports torch. One `VLLMServer` 
 a free port (or the one asked for, checked first), the server log captured in the results
 folder, a health wait with a timeout, and a teardown that kills the whole process tree (see
 `procs.kill_tree`) on success, error and Ctrl-C. Servers are reused across the probes of a
-capacity search by `slobench.engines.pool`.
+capacity search by `slobench.engines.vllm.pool`.
 
 Scheduler: ``policy=None`` runs vLLM's stock scheduler, untouched (the baseline). Any other
-policy name loads `slobench.engines.vllm_scheduler.SLOsServeScheduler` through vLLM's
+policy name loads `slobench.engines.vllm.adapter.PolicySchedulerAdapter` through vLLM's
 ``--scheduler-cls``; the policy, latency model and events file reach that class through
 ``SLOBENCH_*`` environment variables (it runs inside vLLM's engine-core process).
 """
@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slobench.engines import procs
 from slobench.engines.errors import EngineError
 from slobench.engines.options import EngineOptions
+from slobench.engines.vllm import procs
 
 HOST = "127.0.0.1"
-ADAPTER_CLS = "slobench.engines.vllm_scheduler.SLOsServeScheduler"
+ADAPTER_CLS = "slobench.engines.vllm.adapter.PolicySchedulerAdapter"
 CPU_KV_CACHE_BYTES = 1 << 30  # vLLM's CPU build cannot size its KV cache by itself (FIELD-NOTES)
 
 

@@ -32,8 +32,8 @@ import httpx
 import numpy as np
 
 from slobench.engines.errors import EngineError
-from slobench.engines.openai_protocol import Endpoint, HTTPFailure, stream_generation
-from slobench.engines.prompts import PromptSynth
+from slobench.engines.openai.prompts import PromptSynth
+from slobench.engines.openai.protocol import Endpoint, HTTPFailure, stream_generation
 from slobench.metrics.records import StageRecord
 from slobench.workloads.model import Request, Workload
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from slobench.engines.errors import EngineError
-from slobench.engines.vllm import ServerSpec, VLLMServer
+from slobench.engines.vllm.launcher import ServerSpec, VLLMServer
 
 
 class EnginePool:

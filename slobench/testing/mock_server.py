@@ -6,7 +6,7 @@ Why: the load generator must be shown not to be the bottleneck, and the ``--engi
 ``max_tokens`` tokens: the first after ``ttft_s``, then one every ``tpot_s`` (vLLM's chunk format:
 ``token_ids`` when asked, continuous usage, a final usage chunk, ``[DONE]``). Raw asyncio, one
 connection per request, no dependencies. Run it in a thread (`MockServer`) or as
-``python -m slobench.engines.mock_server --port 8000``.
+``python -m slobench.testing.mock_server --port 8000``.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Two measurements the SLOs-Serve issue asks for, kept out of the unit tests (perf
 live in benchmarks):
 
 * `capacity_table`: for each workload and policy, the highest rate with ≥ target joint attainment
-  (`slobench.capacity.capacity_search` over `slobench.runner.run_once`, the same seeds for every
+  (`slobench.capacity.search.capacity_search` over `slobench.cluster.run.run_once`, the same seeds for every
   policy), plus each policy's ratio to every baseline and the geometric mean over workloads.
 * `overhead`: wall time of one `schedule()` call of `slos-serve` on a synthetic replica with
   ``running`` decoding requests and ``waiting`` new requests spread over three TPOT tiers — the
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from slobench.capacity import ProbeResult, capacity_search
+from slobench.capacity.search import ProbeResult, capacity_search
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class CapacityRow:
 
 def _probe(workload: str, scheduler: str, num_requests: int, run_kwargs: dict[str, Any]
            ) -> Callable[[float, int], ProbeResult]:
-    from slobench.runner import run_once, validate_config
+    from slobench.cluster.run import run_once, validate_config
 
     kwargs = dict(run_kwargs)
     per_scheduler = kwargs.pop("scheduler_options_for", {})

@@ -1,0 +1,1 @@
+"""Capacity: the pure search, experiment plans, their execution, the probe store and benchmarks."""

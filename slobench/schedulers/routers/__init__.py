@@ -1,0 +1,1 @@
+"""Pure routing policies across replicas (the simulator's replica loop calls them)."""

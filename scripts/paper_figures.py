@@ -24,20 +24,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from slobench.cli.compare import (
-    QUICK_REQUESTS,
-    Collector,
-    Plan,
-    SearchSettings,
-    SearchSpec,
-    _preflight,
-    _workload_with,
-    execute,
-)
+from slobench.capacity.execute import execute, write_plan_manifest
+from slobench.capacity.plan import QUICK_REQUESTS, Plan, SearchSettings, SearchSpec, preflight, workload_variant
+from slobench.capacity.search import CapacityResult, Probe
+from slobench.capacity.store import Collector
 from slobench.errors import UserError
 from slobench.report.html import write_report
 from slobench.report.rebuild import build_figures, caption_for, load_results
-from slobench.report.results import new_run_dir, write_manifest
+from slobench.report.results import new_run_dir
 
 
 class Axis(BaseModel):
@@ -90,7 +84,7 @@ def sections(exp: PaperExperiment, root: Path, quick: bool) -> list[tuple[str, l
             for v in axis.values:
                 value: float | int = int(v) if axis_name == "replicas" else v
                 kw = base | ({"replicas": value, "workload": axis.workload} if axis_name == "replicas" else
-                             {"workload": _workload_with(axis.workload, {axis_name: value}, root / axis_name)})
+                             {"workload": workload_variant(axis.workload, {axis_name: value}, root / axis_name)})
                 specs += [SearchSpec(f"{axis.workload} {axis_name}={value:g}", s, kw,
                                      extra={"base_workload": axis.workload, axis_name: value})
                           for s in exp.schedulers]
@@ -101,20 +95,49 @@ def sections(exp: PaperExperiment, root: Path, quick: bool) -> list[tuple[str, l
     return out
 
 
+class PrintProgress:
+    """Plain progress lines (a `slobench.capacity.execute.SearchObserver`): one per probe and per search."""
+
+    def __init__(self) -> None:
+        self.label = ""
+
+    def start_search(self, spec: SearchSpec, index: int, total: int) -> None:
+        self.label = f"[{index}/{total}] {spec.label} × {spec.scheduler}"
+
+    def start_probe(self, rate_rps: float, seed: int) -> None:
+        pass
+
+    def requests(self, done: int, total: int) -> None:
+        pass
+
+    def finished(self, probe: Probe, cached: bool) -> None:
+        mark = "" if probe.valid else f" INVALID ({probe.reason})"
+        note = " (saved, not rerun)" if cached else ""
+        print(f"  {self.label}: {probe.rate_rps:.3g} req/s seed {probe.seed} → {probe.attainment:.1%} "
+              f"[{probe.ci_low:.1%}, {probe.ci_high:.1%}]{mark}{note}", flush=True)
+
+    def finished_search(self, spec: SearchSpec, result: CapacityResult | None) -> None:
+        if result is not None:
+            print(f"{self.label}: {result.message}", flush=True)
+
+
 def run_section(name: str, specs: list[SearchSpec], settings: SearchSettings, root: Path, scaling: bool) -> Path:
-    """Run (or resume) one section in ``root/name``; return its results folder."""
+    """Run (or resume) one section in ``root/name``; return its results folder (Ctrl-C: saved, re-raised)."""
     out = root / name
     plan = Plan("paper", f"paper figures: {name}", specs, settings, scaling=scaling, strict=False)
     resuming = (out / "manifest.json").exists()
     out.mkdir(parents=True, exist_ok=True)
     if not resuming:
-        write_manifest(out, command=sys.argv, config={"section": name}, seed=settings.seeds[0],
-                       extra={"plan": plan.to_dict()})
+        write_plan_manifest(out, plan, {"section": name})
     collector = Collector(out, settings.target, plan.title)
     if resuming:
         print(f"{name}: resuming, {collector.load_previous()} saved probes reused")
     t0 = time.perf_counter()
-    execute(plan, collector)
+    outcome = execute(plan, collector, PrintProgress())
+    if outcome.interrupted:
+        raise KeyboardInterrupt
+    for n in outcome.notices:
+        print(n)
     print(f"{name}: {out / 'report.html'} ({time.perf_counter() - t0:.1f} s)")
     return out
 
@@ -164,7 +187,7 @@ def main(argv: list[str]) -> int:
         done: list[Path] = []
         for name, specs, scaling in todo:
             try:
-                _preflight(specs)
+                preflight(specs)
             except UserError as exc:
                 print(f"skipped {name}: {exc}")
                 continue

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 import slobench.cluster.run as runner
 from slobench.cli import app
 from slobench.metrics.records import StageRecord, records_frame
+from slobench.report.summary import RunSummary
 
 KNEES = {"vllm": 3.0, "slos-serve": 6.6}
 
@@ -33,8 +34,9 @@ def _fake_run_once(cfg, **_: object) -> SimpleNamespace:
             request_id=i, stage_idx=0, stage_name="main", num_stages=1, app="coding", tier="t", arrival_s=start,
             stage_start_s=start, prompt_tokens=50, output_tokens=5, ttft_slo_s=0.4, tpot_slo_s=0.05,
             token_times_s=list(first + 0.03 * np.arange(5)), status="finished"))
-    summary = {"num_requests": n, "num_met": met, "attainment": met / n, "num_finished": n,
-               "status_counts": {"finished": n}, "offered_rate_rps": cfg.rate_rps}
+    summary = RunSummary(num_requests=n, num_met=met, attainment=met / n, num_finished=n, attainment_ttft=met / n,
+                         attainment_tpot=1.0, attainment_admitted_only=met / n, goodput_rps=att * cfg.rate_rps,
+                         status_counts={"finished": n}, offered_rate_rps=cfg.rate_rps)
     iters = pd.DataFrame({"time_s": np.arange(10) * 0.02, "prefill_tokens": np.arange(10) * 10,
                           "decode_tokens": np.full(10, 8), "latency_s": np.full(10, 0.02),
                           "budget_s": np.full(10, 0.05)})

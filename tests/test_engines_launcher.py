@@ -9,11 +9,20 @@ import pytest
 
 from slobench.engines.errors import EngineError
 from slobench.engines.options import EngineOptions
-from slobench.engines.vllm.launcher import ADAPTER_CLS, ServerSpec, build_command, check_model_arg
+from slobench.engines.vllm.launcher import (
+    ADAPTER_CLS,
+    POLICY_ENV,
+    ServerSpec,
+    VLLMServer,
+    build_command,
+    check_model_arg,
+)
+from slobench.schedulers.spec import PolicySpec
 
 
 def _cmd(policy: str | None = None, cpu: bool = True, tp: int = 1, **opts: object) -> list[str]:
-    spec = ServerSpec(model="/m", policy=policy, tp=tp, options=EngineOptions(**opts).server_fields())
+    spec = ServerSpec(model="/m", policy=PolicySpec(name=policy) if policy else None, tp=tp,
+                      options=EngineOptions(**opts).server_fields())
     return build_command(spec, 4321, cpu_build=cpu)
 
 
@@ -47,6 +56,25 @@ def test_spec_key_separates_configurations() -> None:
     b = ServerSpec(model="/m", policy=None, options=EngineOptions(max_num_seqs=8).server_fields())
     c = ServerSpec(model="/m", policy=None, options=EngineOptions(api="chat").server_fields())
     assert a.key() != b.key() and a.key() == c.key()  # client-only options share the server
+    p1 = ServerSpec(model="/m", policy=PolicySpec(name="slos-serve"))
+    p2 = ServerSpec(model="/m", policy=PolicySpec(name="slos-serve", options={"capacity_margin": 0.8}))
+    assert len({a.key(), p1.key(), p2.key()}) == 3  # the policy's options make a different server
+
+
+def test_server_env_carries_the_whole_policy_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The adapter runs in vLLM's process: the run's PolicySpec reaches it whole, as one JSON variable."""
+    monkeypatch.setenv("SLOBENCH_POLICY_OPTIONS", "{\"stale\": 1}")  # a leftover of an older launcher
+    policy = PolicySpec(name="slobench.testing.policies:Fcfs", options={"token_budget": 7}, draft={"alpha": 0.6})
+    srv = VLLMServer(ServerSpec(model="/m", policy=policy, hardware="H200", perf_model="/m", profile="p"),
+                     log_dir=tmp_path, cpu_build=True)
+    srv.events_path = tmp_path / "events.jsonl"
+    env = srv._env()
+    assert PolicySpec.model_validate_json(env[POLICY_ENV]) == policy
+    assert env["SLOBENCH_HARDWARE"] == "H200" and env["SLOBENCH_PROFILE"] == "p"
+    assert "SLOBENCH_POLICY_OPTIONS" not in env
+    monkeypatch.setenv(POLICY_ENV, env[POLICY_ENV])
+    stock = VLLMServer(ServerSpec(model="/m"), log_dir=tmp_path, cpu_build=True)._env()
+    assert POLICY_ENV not in stock  # the stock server never sees a policy
 
 
 def test_model_checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,7 +20,9 @@ require_vllm_or_skip()
 
 pytestmark = pytest.mark.vllm
 
+from slobench.engines.vllm.launcher import POLICY_ENV  # noqa: E402
 from slobench.schedulers.base import Admission, BatchPlan, SchedulerView  # noqa: E402
+from slobench.schedulers.spec import PolicySpec  # noqa: E402
 
 POLICY = "tests.test_engines_vllm_adapter"
 
@@ -92,14 +94,18 @@ def _config(tiny: Path, async_scheduling: bool = False):  # noqa: ANN202
     return vc
 
 
-def _scheduler(tiny: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, policy: str, async_scheduling: bool):
+def _scheduler(tiny: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, policy: str | PolicySpec,
+               async_scheduling: bool):
+    """The adapter as vLLM builds it, with the policy spec the launcher would pass (a name here: a class
+    of this module)."""
     import torch
     from vllm.v1.kv_cache_interface import FullAttentionSpec, KVCacheConfig, KVCacheGroupSpec
     from vllm.v1.structured_output import StructuredOutputManager
 
     from slobench.engines.vllm.adapter import PolicySchedulerAdapter
 
-    monkeypatch.setenv("SLOBENCH_POLICY", f"{POLICY}:{policy}")
+    spec = policy if isinstance(policy, PolicySpec) else PolicySpec(name=f"{POLICY}:{policy}")
+    monkeypatch.setenv(POLICY_ENV, spec.model_dump_json())
     monkeypatch.setenv("SLOBENCH_SCHED_EVENTS", str(tmp_path / "events.jsonl"))
     vc = _config(tiny, async_scheduling)
     kv = KVCacheConfig(num_blocks=512, kv_cache_tensors=[], kv_cache_groups=[KVCacheGroupSpec(
@@ -201,7 +207,7 @@ def test_planned_preemption(tiny: Path, monkeypatch: pytest.MonkeyPatch, tmp_pat
     out = sched.schedule()  # 4th step: the plan preempts q0
     assert "q0" in out.preempted_req_ids and "q0" not in out.num_scheduled_tokens
     assert q0.status == RequestStatus.PREEMPTED and q0.num_computed_tokens == 0 and q0 in list(sched.waiting)
-    assert sched._stats.preempted_by_plan == 1
+    assert sched._stats.counters["preempted_by_plan"] == 1
 
 
 def test_stage_split_tracked_for_reasoning(tiny: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -226,3 +232,42 @@ def test_factory_matches_vllm_choice() -> None:
     from vllm.v1.core.sched.async_scheduler import AsyncScheduler
 
     assert issubclass(PolicyAsyncScheduler, AsyncScheduler)
+
+
+def test_policy_options_given_once_reach_the_adapter(tiny: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     tmp_path: Path) -> None:
+    """The run's PolicySpec, as the launcher passes it, builds the policy inside vLLM with its options
+    (through the registry function the simulator uses), and the plan it makes is what vLLM schedules."""
+    from slobench.testing.policies import Fcfs
+
+    spec = PolicySpec(name="slobench.testing.policies:Fcfs", options={"token_budget": 7, "max_seqs": 2},
+                      draft={"alpha": 0.55})
+    sched = _scheduler(tiny, monkeypatch, tmp_path, spec, False)
+    assert isinstance(sched._policy, Fcfs) and (sched._policy.token_budget, sched._policy.max_seqs) == (7, 2)
+    for i in range(3):
+        sched.add_request(_request(i, 20, [2]))
+    got = _drive(sched, 12, False)
+    assert got[0] == {"q0": 7} and all(sum(step.values()) <= 7 for step in got)
+    stats = sched.stats_dict()
+    assert stats["calls"] == 12 and stats["unplanned_tokens"] == 0 and stats["scheduled_tokens"] > 0
+    assert {"p50", "p99"} <= set(stats["overhead_ms"]) and {"p50", "p99"} <= set(stats["policy_ms"])
+    assert stats["policy"]["calls"] == 12  # the policy's own SchedulerStats, the same type
+    loaded = json.loads((tmp_path / "events.jsonl").read_text().splitlines()[0])
+    assert loaded["policy"] == spec.name and loaded["options"] == {"token_budget": 7, "max_seqs": 2}
+
+
+@pytest.mark.parametrize(("options", "budget"), [({}, 256), ({"max_num_batched_tokens": 100}, 100)])
+def test_registry_policy_gets_vllm_limits_unless_its_options_say_otherwise(
+        tiny: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, options: dict, budget: int) -> None:
+    sched = _scheduler(tiny, monkeypatch, tmp_path, PolicySpec(name="vllm", options=options), False)
+    assert sched._policy.max_num_batched_tokens == budget and sched._policy.max_num_seqs == 16
+
+
+def test_stats_window_is_bounded(tiny: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from slobench.engines.vllm import adapter
+
+    monkeypatch.setattr(adapter, "STATS_WINDOW", 8)
+    sched = _scheduler(tiny, monkeypatch, tmp_path, "ChunkPolicy", False)
+    sched.add_request(_request(0, 10, [40]))
+    _drive(sched, 45, False)
+    assert sched._stats.calls == 45 and len(sched._stats.call_s) <= 16 and len(sched._policy_time.call_s) <= 16

@@ -34,6 +34,7 @@ from slobench.engines.vllm import procs  # noqa: E402
 from slobench.engines.vllm.events import EventReader  # noqa: E402
 from slobench.engines.vllm.launcher import ServerSpec, VLLMServer  # noqa: E402
 from slobench.engines.vllm.pool import get_pool  # noqa: E402
+from slobench.schedulers.spec import PolicySpec  # noqa: E402
 from slobench.testing.kit import pids_serving_port, tiny_model_dir, tiny_workload  # noqa: E402
 from slobench.workloads.model import SLO, Request, Stage, Workload  # noqa: E402
 
@@ -77,8 +78,8 @@ def _pool(logs: Path):
 
 def _spec(tiny: Path, policy: str | None) -> ServerSpec:
     """Exactly the spec `slobench run/compare --engine vllm --model <tiny>` builds (so the CLI reuses it)."""
-    return ServerSpec(model=str(tiny), policy=policy, options=EngineOptions().server_fields(),
-                      hardware="H100-SXM", perf_model=str(tiny))
+    return ServerSpec(model=str(tiny), policy=PolicySpec(name=policy) if policy else None,
+                      options=EngineOptions().server_fields(), hardware="H100-SXM", perf_model=str(tiny))
 
 
 @pytest.fixture(scope="module")
@@ -178,11 +179,16 @@ def test_compare_vllm_quick_writes_report(stock: VLLMServer, adapter: VLLMServer
 
 def test_rejection_and_best_effort_reach_the_records(tiny: Path, tmp_path: Path) -> None:
     """Admission control inside vLLM is visible to the client: rejected streams end with 0 tokens and
-    are recorded as rejected; best-effort requests are served and labelled."""
+    are recorded as rejected; best-effort requests are served and labelled. The policy's options, given
+    once on the command line, reach it inside vLLM (its `loaded` event echoes them into the summary)."""
     wl = tiny_workload(tmp_path / "wl")
     r = runner.invoke(app, ["run", "--engine", "vllm", "--model", str(tiny), "-w", str(wl), "-n", "10", "--rate", "5",
-                            "--scheduler", "slobench.testing.kit:RejectEvenPolicy", "--out", str(tmp_path / "o")])
+                            "--scheduler", "slobench.testing.policies:RejectEvenPolicy",
+                            "--scheduler-options", '{"parity": 1}', "--out", str(tmp_path / "o")])
     assert r.exit_code == 0, r.output
+    summary = json.loads(next((tmp_path / "o").glob("*/summary.json")).read_text())
+    assert summary["scheduler_stats"]["loaded"]["options"] == {"parity": 1}
+    assert summary["scheduler_stats"]["rejected"] == 5
     rows = [json.loads(x) for x in next((tmp_path / "o").glob("*/requests.jsonl")).read_text().splitlines()]
     assert len(rows) == 10
     for row in rows:

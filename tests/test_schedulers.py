@@ -17,6 +17,7 @@ from slobench.engines.sim import SimConfig, simulate
 from slobench.metrics.attainment import request_metrics, stage_metrics
 from slobench.metrics.records import records_frame
 from slobench.perf import get_latency_model
+from slobench.report.summary import RunSummary
 from slobench.schedulers.base import Admission, SchedulerView, SeqState, SpecConfig
 from slobench.schedulers.registry import make_scheduler
 from slobench.schedulers.slos_serve.admission import Candidate, plan_admission
@@ -162,7 +163,7 @@ def test_running_decodes_keep_tpot_when_unloaded() -> None:
     assert stages["met_tpot"].all() and stages["met"].all()
 
 
-def _coding_summary(name: str, rate: float) -> dict:
+def _coding_summary(name: str, rate: float) -> RunSummary:
     from slobench.cluster.run import run_once, validate_config
 
     return run_once(validate_config(workload="coding", scheduler=name, rate_rps=rate, num_requests=300)).summary
@@ -171,8 +172,8 @@ def _coding_summary(name: str, rate: float) -> dict:
 def test_low_load_slos_serve_attains_at_least_the_baseline() -> None:
     slos = _coding_summary("slos-serve", 1.0)
     for base in ("vllm", "sarathi"):
-        assert slos["attainment"] >= _coding_summary(base, 1.0)["attainment"]
-    assert slos["attainment"] >= 0.97
+        assert slos.attainment >= _coding_summary(base, 1.0).attainment
+    assert slos.attainment >= 0.97
 
 
 def test_burst_keeps_admitted_requests_on_slo_while_baseline_collapses() -> None:
@@ -364,7 +365,7 @@ def test_summary_reports_overhead() -> None:
     from slobench.cluster.run import run_once, validate_config
 
     s = run_once(validate_config(workload="chatbot", scheduler="slos-serve", rate_rps=2.0, num_requests=60)).summary
-    ov = s["scheduler_stats"]["overhead_ms"]
+    ov = s.scheduler_stats["overhead_ms"]
     assert 0 < ov["p50"] <= ov["p99"]
 
 

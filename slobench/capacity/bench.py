@@ -4,8 +4,8 @@ Two measurements the SLOs-Serve issue asks for, kept out of the unit tests (perf
 live in benchmarks):
 
 * `capacity_table`: for each workload and policy, the highest rate with ≥ target joint attainment
-  (`slobench.capacity.search.capacity_search` over `slobench.cluster.run.run_once`, the same seeds for every
-  policy), plus each policy's ratio to every baseline and the geometric mean over workloads.
+  (`slobench.capacity.execute.run_search`, the search and probe adapter `compare` uses, the same seeds for
+  every policy), plus each policy's ratio to every baseline and the geometric mean over workloads.
 * `overhead`: wall time of one `schedule()` call of `slos-serve` on a synthetic replica with
   ``running`` decoding requests and ``waiting`` new requests spread over three TPOT tiers — the
   worst case, where every call re-plans (a fresh policy each trial, so every waiting request is new).
@@ -16,59 +16,68 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from slobench.capacity.search import ProbeResult, capacity_search
+from slobench.capacity.execute import run_search
+from slobench.capacity.plan import SearchSettings, SearchSpec
+from slobench.capacity.search import CapacityResult
 
 
 @dataclass(frozen=True)
-class CapacityRow:
+class BenchRow:
+    """One (workload, policy) capacity of the benchmark table; ``result`` keeps the search's probes."""
+
     workload: str
     scheduler: str
     capacity_rps: float | None
     status: str
     probes: int
     wall_s: float
+    result: CapacityResult | None = field(default=None, repr=False, compare=False)
+
+    def as_row(self) -> dict[str, Any]:
+        """The CSV row of ``bench schedulers --out`` (without the probes)."""
+        return {"workload": self.workload, "scheduler": self.scheduler, "capacity_rps": self.capacity_rps,
+                "status": self.status, "probes": self.probes, "wall_s": self.wall_s}
 
 
-def _probe(workload: str, scheduler: str, num_requests: int, run_kwargs: dict[str, Any]
-           ) -> Callable[[float, int], ProbeResult]:
-    from slobench.cluster.run import run_once, validate_config
+def bench_spec(workload: str, scheduler: str, num_requests: int, run_kwargs: dict[str, Any]) -> SearchSpec:
+    """The search of one (workload, policy) cell: ``run_kwargs`` plus its own ``scheduler_options``.
 
+    ``run_kwargs["scheduler_options_for"]`` maps a policy name to its options (``--slos-serve-opt``).
+    """
     kwargs = dict(run_kwargs)
     per_scheduler = kwargs.pop("scheduler_options_for", {})
     if scheduler in per_scheduler:
         kwargs["scheduler_options"] = per_scheduler[scheduler]
+    return SearchSpec(workload, scheduler, kwargs | {"workload": workload, "num_requests": num_requests})
 
-    def probe(rate: float, seed: int) -> ProbeResult:
-        cfg = validate_config(workload=workload, scheduler=scheduler, rate_rps=rate, seed=seed,
-                              num_requests=num_requests, **kwargs)
-        s = run_once(cfg).summary
-        counts = s.get("status_counts", {})
-        return ProbeResult(num_met=int(s["num_met"]), num_requests=int(s["num_requests"]),
-                           unfinished=int(counts.get("unfinished", 0)))
 
-    return probe
+def bench_settings(target: float, rel_tol: float, seeds: Sequence[int]) -> SearchSettings:
+    """The benchmark's search: from 1 req/s on the default rate range, no interval refinement."""
+    return SearchSettings(target=target, seeds=list(seeds), rel_tol=rel_tol, rate_start=1.0, refine_interval=False)
 
 
 def _capacity_row(wl: str, sched: str, num_requests: int, target: float, rel_tol: float, seeds: tuple[int, ...],
-                  run_kwargs: dict[str, Any]) -> CapacityRow:
+                  run_kwargs: dict[str, Any]) -> BenchRow:
     t0 = time.perf_counter()
-    res = capacity_search(_probe(wl, sched, num_requests, run_kwargs), target=target, rel_tol=rel_tol,
-                          seeds=seeds, rate_start=1.0)
-    return CapacityRow(wl, sched, res.capacity_rps, res.status, len(res.probes), time.perf_counter() - t0)
+    res = run_search(bench_spec(wl, sched, num_requests, run_kwargs), bench_settings(target, rel_tol, seeds))
+    assert res is not None  # a search, not a rate grid
+    return BenchRow(wl, sched, res.capacity_rps, res.status, len(res.probes), time.perf_counter() - t0, res)
 
 
 def capacity_table(workloads: Sequence[str], schedulers: Sequence[str], *, num_requests: int = 600,
                    target: float = 0.9, rel_tol: float = 0.02, seeds: Sequence[int] = (0,),
                    run_kwargs: dict[str, Any] | None = None,  # + "scheduler_options_for": {name: opts}
-                   on_row: Callable[[CapacityRow], None] | None = None, jobs: int = 1) -> list[CapacityRow]:
+                   on_row: Callable[[BenchRow], None] | None = None, jobs: int = 1) -> list[BenchRow]:
     """Capacity of each scheduler on each workload (same seeds and rate grid for all).
 
-    With ``jobs > 1`` the (workload, scheduler) searches run in that many processes; every search is
+    Every search is `slobench.capacity.execute.run_search` without a results folder, so each probe
+    goes through the same `probe_result` adapter and validity checks as `compare`'s. With
+    ``jobs > 1`` the (workload, scheduler) searches run in that many processes; every search is
     seeded, so the table is the same either way, only faster on a many-core machine.
     """
     tasks = [(wl, sched, num_requests, target, rel_tol, tuple(seeds), run_kwargs or {})
@@ -84,7 +93,7 @@ def capacity_table(workloads: Sequence[str], schedulers: Sequence[str], *, num_r
 
     with ProcessPoolExecutor(min(jobs, len(tasks))) as pool:
         futures = {pool.submit(_capacity_row, *task): i for i, task in enumerate(tasks)}
-        done: dict[int, CapacityRow] = {}
+        done: dict[int, BenchRow] = {}
         for fut in as_completed(futures):
             done[futures[fut]] = fut.result()
             if on_row is not None:
@@ -92,7 +101,7 @@ def capacity_table(workloads: Sequence[str], schedulers: Sequence[str], *, num_r
     return [done[i] for i in range(len(tasks))]
 
 
-def ratios(rows: Sequence[CapacityRow], subject: str, baseline: str) -> tuple[dict[str, float], float]:
+def ratios(rows: Sequence[BenchRow], subject: str, baseline: str) -> tuple[dict[str, float], float]:
     """Per-workload capacity ratio subject/baseline and its geometric mean (NaN where undefined)."""
     cap = {(r.workload, r.scheduler): r.capacity_rps for r in rows}
     out: dict[str, float] = {}

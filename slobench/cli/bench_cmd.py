@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import math
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
+from slobench.cli import display
 from slobench.errors import UserError
 
-# The capacity table is wide (a column per policy and per ratio): when the output is not a terminal
-# (a log file, CI), rich would assume 80 columns and truncate the headers.
-console = Console() if sys.stdout.isatty() else Console(width=160)
+console = display.wide_console
 
 ALL_WORKLOADS = "chatbot,coding,reasoning,toolcalling,summarization,mixed"
-BASELINES = ("vllm", "vllm-v0", "sarathi")
-
-
-def _fmt(x: float | None) -> str:
-    return "–" if x is None or not math.isfinite(x) else f"{x:.3g}"
 
 
 def bench_schedulers(
@@ -53,7 +42,7 @@ def bench_schedulers(
 
     Example: slobench bench schedulers --workloads coding,chatbot -n 600
     """
-    from slobench.capacity.bench import CapacityRow, capacity_table, overhead, ratios
+    from slobench.capacity.bench import BenchRow, capacity_table, overhead
     from slobench.schedulers.registry import scheduler_names
 
     wls = [w.strip() for w in workloads.split(",") if w.strip()]
@@ -75,43 +64,21 @@ def bench_schedulers(
         if opts:
             kwargs["scheduler_options_for"] = {"slos-serve": opts}
             setup += ", slos-serve " + ", ".join(f"{k}={v}" for k, v in opts.items())
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console, transient=True) as progress:
-            task = progress.add_task("capacity searches", total=len(wls) * len(scheds))
-
-            def on_row(r: CapacityRow) -> None:
-                progress.console.print(f"{r.workload} × {r.scheduler}: {_fmt(r.capacity_rps)} req/s "
-                                       f"({r.status}, {r.probes} probes, {r.wall_s:.0f} s)")
+        seeds = tuple(dict.fromkeys(seed or [0]))
+        progress, task = display.bench_progress(len(wls) * len(scheds))
+        with progress:
+            def on_row(r: BenchRow) -> None:
+                progress.console.print(display.bench_row_line(r))
                 progress.advance(task)
 
             rows = capacity_table(wls, scheds, num_requests=num_requests, target=target, run_kwargs=kwargs,
-                                  seeds=tuple(dict.fromkeys(seed or [0])), jobs=jobs, on_row=on_row)
-        seeds_txt = ", ".join(str(x) for x in dict.fromkeys(seed or [0]))
-        t = Table(title=f"Capacity (req/s) at {target:.0%} attainment — {setup}, {num_requests} requests/probe, "
-                        f"seed {seeds_txt}",
-                  caption=f"÷ X: capacity of {'slos-serve' if 'slos-serve' in scheds else scheds[-1]} divided by X's",
-                  header_style="bold")
-        t.add_column("workload")
-        for s in scheds:
-            t.add_column(s, justify="right")
-        base = [b for b in BASELINES if b in scheds]
-        subject = "slos-serve" if "slos-serve" in scheds else scheds[-1]
-        per = {b: ratios(rows, subject, b) for b in base if b != subject}
-        for b in per:
-            t.add_column(f"÷ {b}", justify="right")
-        cap = {(r.workload, r.scheduler): r for r in rows}
-        for w in wls:
-            cells = []
-            for s in scheds:
-                r = cap[(w, s)]
-                cells.append(_fmt(r.capacity_rps) + ("" if r.status == "ok" else f" ({r.status})"))
-            t.add_row(w, *cells, *[f"{per[b][0][w]:.2f}×" for b in per])
-        t.add_row("[bold]geomean[/]", *[""] * len(scheds), *[f"[bold]{per[b][1]:.2f}×[/]" for b in per])
-        console.print(t)
+                                  seeds=seeds, jobs=jobs, on_row=on_row)
+        console.print(display.bench_table(rows, wls, scheds, target=target, setup=setup, num_requests=num_requests,
+                                          seeds=seeds))
         if out is not None:
             import pandas as pd
 
-            pd.DataFrame([r.__dict__ for r in rows]).to_csv(out, index=False)
+            pd.DataFrame([r.as_row() for r in rows]).to_csv(out, index=False)
             console.print(f"written: {out}")
     o = overhead()
     console.print(f"slos-serve schedule() with 256 running + 256 waiting in 3 tiers: re-planning call "

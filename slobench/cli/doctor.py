@@ -55,7 +55,7 @@ def check_engines(url: str | None = None) -> list[EngineCheck]:
 def _probe_url(url: str) -> EngineCheck:
     import httpx
 
-    from slobench.engines.real_runner import normalize_url
+    from slobench.engines.openai.engine import normalize_url
     from slobench.errors import UserError
 
     try:

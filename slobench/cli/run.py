@@ -18,6 +18,7 @@ from rich.table import Table
 from slobench.cli import app
 from slobench.cluster.run import RunConfig, run_once, validate_config
 from slobench.errors import UserError
+from slobench.report.summary import RunSummary
 
 console = Console()
 bench_app = typer.Typer(help="Benchmarks of slobench itself (simulator speed, scheduler overhead).\n\n"
@@ -29,27 +30,25 @@ def _fmt_ms(v: float | None) -> str:
     return "–" if v is None or v != v else f"{v * 1e3:.1f}"
 
 
-def summary_table(summary: dict[str, Any], title: str) -> Table:
+def summary_table(summary: RunSummary, title: str) -> Table:
     """The run summary as a rich table: counts, attainment (overall/stage/tier), latency percentiles."""
     t = Table(title=title, show_header=True, header_style="bold")
     t.add_column("metric")
     t.add_column("value", justify="right")
-    t.add_row("requests sent / finished", f"{summary['num_requests']} / {summary['num_finished']}")
-    t.add_row("SLO attainment (joint, all arrivals)", f"{summary['attainment']:.1%}")
-    t.add_row("  TTFT-only / TPOT-only", f"{summary['attainment_ttft']:.1%} / {summary['attainment_tpot']:.1%}")
-    t.add_row("  best-effort counted as miss", f"{summary['attainment_admitted_only']:.1%}")
-    for name, st in summary.get("per_stage", {}).items():
-        t.add_row(f"  stage '{name}'", f"{st['attainment']:.1%} of {st['num']}")
-    for name, st in summary.get("per_tier", {}).items():
-        t.add_row(f"  tier '{name}'", f"{st['attainment']:.1%} of {st['num']}")
-    t.add_row("goodput (req/s meeting SLO)", f"{summary['goodput_rps']:.2f}")
-    for key, label in (("ttft_s", "TTFT ms"), ("tpot_s", "TPOT ms"), ("itl_s", "ITL ms")):
-        p = summary[key]
-        t.add_row(f"{label} p50/p90/p99", f"{_fmt_ms(p['p50'])} / {_fmt_ms(p['p90'])} / {_fmt_ms(p['p99'])}")
-    adm = summary.get("admission_counts", {})
-    if adm:
-        t.add_row("admission", ", ".join(f"{k}={v}" for k, v in adm.items()))
-    ov = summary.get("scheduler_stats", {}).get("overhead_ms")
+    t.add_row("requests sent / finished", f"{summary.num_requests} / {summary.num_finished}")
+    t.add_row("SLO attainment (joint, all arrivals)", f"{summary.attainment:.1%}")
+    t.add_row("  TTFT-only / TPOT-only", f"{summary.attainment_ttft:.1%} / {summary.attainment_tpot:.1%}")
+    t.add_row("  best-effort counted as miss", f"{summary.attainment_admitted_only:.1%}")
+    for name, st in summary.per_stage.items():
+        t.add_row(f"  stage '{name}'", f"{st.attainment:.1%} of {st.num}")
+    for name, tier in summary.per_tier.items():
+        t.add_row(f"  tier '{name}'", f"{tier.attainment:.1%} of {tier.num}")
+    t.add_row("goodput (req/s meeting SLO)", f"{summary.goodput_rps:.2f}")
+    for p, label in ((summary.ttft_s, "TTFT ms"), (summary.tpot_s, "TPOT ms"), (summary.itl_s, "ITL ms")):
+        t.add_row(f"{label} p50/p90/p99", f"{_fmt_ms(p.p50)} / {_fmt_ms(p.p90)} / {_fmt_ms(p.p99)}")
+    if summary.admission_counts:
+        t.add_row("admission", ", ".join(f"{k}={v}" for k, v in summary.admission_counts.items()))
+    ov = (summary.scheduler_stats or {}).get("overhead_ms")
     if ov:
         p50, p99 = ov.get("p50", float("nan")), ov.get("p99", float("nan"))
         t.add_row("schedule() overhead ms p50/p99", f"{p50:.3f} / {p99:.3f}")
@@ -59,7 +58,8 @@ def summary_table(summary: dict[str, Any], title: str) -> Table:
 @app.command("run")
 def run_cmd(
     workload: Annotated[str, typer.Option("--workload", "-w", help="Shipped workload name or YAML path.")] = "chatbot",
-    scheduler: Annotated[str, typer.Option("--scheduler", "-s", help="vllm | vllm-v0 | sarathi | slos-serve")] = "vllm",
+    scheduler: Annotated[str, typer.Option("--scheduler", "-s", help="vllm | vllm-v0 | sarathi | slos-serve, or "
+                                           "package.module:Class of your own policy")] = "vllm",
     rate: Annotated[float | None, typer.Option("--rate", help="Mean arrival rate, req/s (default: spec's).")] = None,
     duration: Annotated[float | None, typer.Option("--duration", help="Seconds of arrivals to generate.")] = None,
     num_requests: Annotated[int | None, typer.Option("--num-requests", "-n", help="Number of requests.")] = None,
@@ -69,8 +69,12 @@ def run_cmd(
                                        "local model folder (or hub id) to serve.")] = "Llama-3.1-8B",
     tp: Annotated[int, typer.Option(help="Tensor-parallel degree.")] = 1,
     profile: Annotated[str | None, typer.Option(help="Named latency profile, e.g. paper:opt-13b-h100.")] = None,
-    replicas: Annotated[int, typer.Option(help="Number of replicas (round-robin routing).")] = 1,
+    replicas: Annotated[int, typer.Option(help="Number of replicas.")] = 1,
+    router: Annotated[str, typer.Option(help="How requests are placed on replicas: round-robin.")] = "round-robin",
     spec_alpha: Annotated[float | None, typer.Option(help="Speculative decoding acceptance rate.")] = None,
+    scheduler_options: Annotated[str | None, typer.Option(
+        "--scheduler-options", help='The policy\'s options as JSON, e.g. \'{"capacity_margin": 0.8}\' (every '
+        "engine: the simulator and the policy inside vLLM alike).")] = None,
     engine: Annotated[str, typer.Option(help="sim (default) | vllm | openai")] = "sim",
     out: Annotated[Path, typer.Option(help="Results root folder.")] = Path("results"),
     url: Annotated[str | None, typer.Option(help="--engine openai: server base URL, e.g. http://host:8000/v1.")]
@@ -86,14 +90,15 @@ def run_cmd(
     """
     cfg = validate_config(
         workload=workload, scheduler=scheduler, rate_rps=rate, duration_s=duration, num_requests=num_requests,
-        seed=seed, hardware=hardware, model=model, tp=tp, profile=profile, replicas=replicas,
-        spec_alpha=spec_alpha, engine=engine, url=url, engine_options=_engine_options(engine_arg, engine_config),
+        seed=seed, hardware=hardware, model=model, tp=tp, profile=profile, replicas=replicas, router=router,
+        spec_alpha=spec_alpha, scheduler_options=_json_options(scheduler_options), engine=engine, url=url,
+        engine_options=_engine_options(engine_arg, engine_config),
     )
     _check_inputs(cfg)
     result = run_with_progress(cfg, out, name=f"run-{Path(workload).stem}-{scheduler}")
-    console.print(summary_table(result.summary, f"{result.summary['workload']} × {cfg.scheduler} ({cfg.engine})"))
+    console.print(summary_table(result.summary, f"{result.summary.workload} × {cfg.scheduler} ({cfg.engine})"))
     verb = "simulated" if cfg.engine == "sim" else f"sent to {cfg.engine}"
-    console.print(f"results: [bold]{result.run_dir}[/]  ({verb} {result.summary['num_requests']} requests "
+    console.print(f"results: [bold]{result.run_dir}[/]  ({verb} {result.summary.num_requests} requests "
                   f"in {result.wall_s:.1f} s wall)")
 
 
@@ -105,10 +110,30 @@ def _check_inputs(cfg: RunConfig) -> None:
     load_spec(cfg.workload)
     if cfg.engine == "sim":
         from slobench.cluster.run import build_latency_model
-        from slobench.schedulers.registry import make_scheduler
+        from slobench.schedulers.registry import make_policy
 
         build_latency_model(cfg)
-        make_scheduler(cfg.scheduler, **cfg.scheduler_options)
+        make_policy(cfg.policy)
+    elif cfg.engine == "vllm" and cfg.policy.is_import_path:
+        from slobench.schedulers.registry import import_policy_class
+
+        import_policy_class(cfg.policy.name)  # vLLM imports it in its own process: fail here, in one line
+
+
+def _json_options(text: str | None) -> dict[str, Any]:
+    """``--scheduler-options`` JSON → a dict; anything else is one error line."""
+    import json
+
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"--scheduler-options: not valid JSON ({exc.msg}); e.g. '{{\"capacity_margin\": 0.8}}'") \
+            from None
+    if not isinstance(value, dict):
+        raise UserError(f"--scheduler-options: expected a JSON object of option: value (got {text!r})")
+    return value
 
 
 def _engine_options(pairs: list[str] | None, config: Path | None) -> dict[str, Any]:
@@ -133,7 +158,7 @@ def run_with_progress(cfg: RunConfig, out: Path, *, name: str):  # noqa: ANN201
                 progress.update(task, completed=done, total=total)
 
         try:
-            from slobench.engines.vllm.pool import engine_session  # real engines: servers stop when the run ends
+            from slobench.cluster.run import engine_session  # real engines: servers stop when the run ends
 
             with engine_session(run_dir):
                 return run_once(cfg, run_dir=run_dir, on_progress=update)
@@ -187,8 +212,8 @@ def bench_sim(
         res = run_once(cfg)
         wall = time.perf_counter() - t0
         walls.append(wall)
-        n_req, n_it = res.summary["num_requests"], len(res.iterations)
-        t.add_row(str(seed), str(n_req), str(n_it), f"{res.summary['attainment']:.1%}", f"{wall:.2f}",
+        n_req, n_it = res.summary.num_requests, len(res.iterations)
+        t.add_row(str(seed), str(n_req), str(n_it), f"{res.summary.attainment:.1%}", f"{wall:.2f}",
                   f"{n_req / wall:.0f}")
     console.print(t)
     median = statistics.median(walls)

@@ -1,28 +1,43 @@
-"""One run: workload spec × scheduler × engine → records + summary (+ results folder).
+"""One run: workload spec × policy × engine → records + summary (+ results folder). THE run seam.
 
-This is the seam the CLI, capacity search and sweeps all use, so every caller measures the same
-way. The simulator path imports no torch/vllm/ray; `engine="vllm"`/`"openai"` import their
-modules lazily.
+The CLI, capacity searches and sweeps all call `run_once`, so every caller measures the same way
+and every engine is measured the same way: `run_once` builds the latency model, the workload and
+the record sink once, picks the engine (`ENGINES`), hands it an `EngineJob`, and builds the
+`RunSummary` once from what the engine returns. Engines never write the results folder.
+
+The simulator path imports no torch/vllm/ray; the real engines are imported when picked.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from slobench.engines.base import Engine, EngineJob, OpenLoopLoad, ReplicaSet
+from slobench.engines.errors import EngineError
 from slobench.errors import UserError
 from slobench.metrics.attainment import summarize
 from slobench.metrics.records import StageRecord, records_frame
-from slobench.schedulers.base import SpecConfig
+from slobench.report.summary import RunSummary
+from slobench.schedulers.spec import PolicySpec
 
-Engine = Literal["sim", "vllm", "openai"]
+if TYPE_CHECKING:
+    from slobench.engines.vllm.pool import EnginePool
+
+EngineName = Literal["sim", "vllm", "openai"]
+
+# RunConfig's keys before the policy became one `PolicySpec`: results folders written then store them in
+# manifest.json (config, plans), and callers still pass them; `RunConfig` folds them into ``policy``.
+LEGACY_POLICY_KEYS = ("scheduler", "scheduler_options", "spec_alpha", "spec_max_draft")
 
 
 class RunConfig(BaseModel):
@@ -31,8 +46,8 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     workload: str = Field(description="shipped workload name or YAML path")
-    scheduler: str = "vllm"
-    engine: Engine = "sim"
+    policy: PolicySpec = Field(default_factory=PolicySpec, description="the scheduling policy, for every engine")
+    engine: EngineName = "sim"
     rate_rps: float | None = Field(default=None, description="mean arrival rate; None = the spec's")
     num_requests: int | None = None
     duration_s: float | None = None
@@ -42,13 +57,61 @@ class RunConfig(BaseModel):
     tp: int = 1
     profile: str | None = Field(default=None, description="named latency profile, e.g. paper:opt-13b-h100")
     replicas: int = 1
-    spec_alpha: float | None = Field(default=None, description="speculative acceptance rate; None = off")
-    spec_max_draft: int = 4
-    scheduler_options: dict[str, Any] = Field(default_factory=dict)
+    router: str = Field(default="round-robin", description="how requests are placed on replicas")
     drain_timeout_s: float = 600.0
     url: str | None = Field(default=None, description="--engine openai: the server's base URL")
     engine_options: dict[str, Any] = Field(
         default_factory=dict, description="real engines: vLLM server + client options (slobench.engines.options)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_policy(cls, data: Any) -> Any:
+        """Flat keys (scheduler, scheduler_options, spec_alpha, spec_max_draft) and the policy's engine
+        options (scheduler_options, spec_alpha) → ``policy``; the same thing given twice, differently, is
+        one UserError line."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        flat = {k: data.pop(k) for k in LEGACY_POLICY_KEYS if k in data}
+        from_engine = _pop_policy_engine_options(data)
+        if not flat and not from_engine:
+            return data
+        if "policy" in data:
+            if flat:
+                raise UserError(f"give the policy once: as policy or as {', '.join(sorted(flat))}, not both")
+            given = data["policy"]
+            policy = dict(given.model_dump() if isinstance(given, PolicySpec) else
+                          {"name": given} if isinstance(given, str) else given or {})
+        else:
+            policy = {"name": flat.get("scheduler", "vllm")}
+            if flat.get("scheduler_options"):
+                policy["options"] = flat["scheduler_options"]
+            if flat.get("spec_alpha") is not None:
+                policy["draft"] = {"alpha": flat["spec_alpha"]} | (
+                    {"max_draft": flat["spec_max_draft"]} if flat.get("spec_max_draft") is not None else {})
+        opts = from_engine.get("scheduler_options")
+        if opts:
+            if policy.get("options") and policy["options"] != opts:
+                raise UserError(f"--engine-arg scheduler_options: the policy's options are given twice, differently "
+                                f"({json.dumps(opts, default=str)} here, {json.dumps(policy['options'], default=str)} "
+                                "as the run's policy options); give them once")
+            policy["options"] = opts
+        alpha = from_engine.get("spec_alpha")
+        if alpha is not None:
+            draft = policy.get("draft")
+            have = getattr(draft, "alpha", None) if not isinstance(draft, dict) else draft.get("alpha")
+            if have is not None and have != alpha:
+                raise UserError(f"--engine-arg spec_alpha={alpha}: the draft acceptance rate is given twice, "
+                                f"differently (--spec-alpha {have}); give it once")
+            if have is None:
+                policy["draft"] = {"alpha": alpha}
+        data["policy"] = policy
+        return data
+
+    @property
+    def scheduler(self) -> str:
+        """The policy's name (``--scheduler``)."""
+        return self.policy.name
 
     @field_validator("rate_rps", "duration_s")
     @classmethod
@@ -64,12 +127,26 @@ class RunConfig(BaseModel):
             raise ValueError("must be ≥ 1")
         return v
 
-    @field_validator("spec_alpha")
+    @field_validator("router")
     @classmethod
-    def _alpha(cls, v: float | None) -> float | None:
-        if v is not None and not 0 < v < 1:
-            raise ValueError("must be in (0, 1)")
+    def _router(cls, v: str) -> str:
+        from slobench.schedulers.routers import router_names
+
+        if v.strip().lower().replace("_", "-") not in router_names():
+            raise ValueError(f"unknown router; choose one of: {', '.join(router_names())}")
         return v
+
+
+def _pop_policy_engine_options(data: dict[str, Any]) -> dict[str, Any]:
+    """Take the policy's keys out of ``data['engine_options']`` (validated: JSON parsed, range checked)."""
+    from slobench.engines.options import POLICY_KEYS, validate_engine_options
+
+    raw = data.get("engine_options")
+    if not isinstance(raw, dict) or not any(k in raw for k in POLICY_KEYS):
+        return {}
+    data["engine_options"] = {k: v for k, v in raw.items() if k not in POLICY_KEYS}
+    opts = validate_engine_options({k: raw[k] for k in POLICY_KEYS if k in raw})
+    return {"scheduler_options": opts.scheduler_options, "spec_alpha": opts.spec_alpha}
 
 
 def validate_config(**kwargs: Any) -> RunConfig:
@@ -85,14 +162,18 @@ def validate_config(**kwargs: Any) -> RunConfig:
 
 
 # RunConfig fields whose CLI flag is not the field name with dashes.
-_FLAGS = {"rate_rps": "--rate", "duration_s": "--duration"}
+_FLAGS = {
+    "rate_rps": "--rate", "duration_s": "--duration", "policy.name": "--scheduler",
+    "policy.options": "--scheduler-options", "policy.draft.alpha": "--spec-alpha",
+    "policy.draft.max_draft": "--spec-max-draft", "engine_options": "--engine-arg",
+}
 
 
 @dataclass
 class RunResult:
     config: RunConfig
     records: pd.DataFrame
-    summary: dict[str, Any]
+    summary: RunSummary
     iterations: pd.DataFrame = field(default_factory=pd.DataFrame)
     run_dir: Path | None = None
     wall_s: float = 0.0
@@ -114,6 +195,64 @@ def build_workload(cfg: RunConfig, perf: Any):  # noqa: ANN201
     )
 
 
+# --- engines: --engine NAME → a factory that configures the engine from the run's settings --------------
+def _sim_engine(cfg: RunConfig) -> Engine:
+    from slobench.engines.sim import SimEngine
+
+    return SimEngine()
+
+
+def _vllm_engine(cfg: RunConfig) -> Engine:
+    from slobench.engines.options import validate_engine_options
+    from slobench.engines.vllm.engine import VLLMEngine
+
+    return VLLMEngine(model=cfg.model, options=validate_engine_options(cfg.engine_options), hardware=cfg.hardware,
+                      tp=cfg.tp, profile=cfg.profile)
+
+
+def _openai_engine(cfg: RunConfig) -> Engine:
+    from slobench.engines.openai.engine import OpenAIEngine
+    from slobench.engines.options import validate_engine_options
+
+    return OpenAIEngine(cfg.url, validate_engine_options(cfg.engine_options))
+
+
+ENGINES: dict[str, Callable[[RunConfig], Engine]] = {
+    "sim": _sim_engine,
+    "vllm": _vllm_engine,
+    "openai": _openai_engine,
+}
+
+
+@contextlib.contextmanager
+def engine_session(log_dir: Path | None = None) -> Iterator[EnginePool]:
+    """Scope for one command: real-engine servers started inside log to ``log_dir`` and stop on exit,
+    however it exits (`slobench.engines.vllm.pool.engine_session`; imported only when entered)."""
+    from slobench.engines.vllm.pool import engine_session as pool_session
+
+    with pool_session(log_dir) as pool:
+        yield pool
+
+
+def _records_path(cfg: RunConfig, run_dir: Path | None) -> Path | None:
+    """Where this run's records stream: its results folder; a real engine without one: the engine
+    session's folder (so a capacity probe's records survive a crash); else nowhere."""
+    if run_dir is not None:
+        return run_dir
+    if cfg.engine == "sim":
+        return None
+    from slobench.engines.vllm.pool import get_pool
+
+    pool = get_pool()
+    root = pool.default_log_dir() if cfg.engine == "vllm" else pool.log_dir  # vLLM: where its server logs go
+    if root is None:
+        return None
+    rate = f"{cfg.rate_rps:g}" if cfg.rate_rps else "spec"
+    path = root / "engine-records" / f"{cfg.scheduler}-r{rate}-s{cfg.seed}-{time.strftime('%H%M%S')}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def run_once(
     cfg: RunConfig,
     *,
@@ -121,24 +260,17 @@ def run_once(
     on_record: Callable[[StageRecord], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> RunResult:
-    """Run ``cfg`` once. With ``run_dir``, records stream to ``run_dir/requests.jsonl`` as they finish."""
-    if cfg.engine != "sim":
-        from slobench.engines.real_runner import run_real  # lazy: imports the real-engine client
-
-        return run_real(cfg, run_dir=run_dir, on_record=on_record, on_progress=on_progress)
-    from slobench.engines.sim import SimConfig, simulate
-    from slobench.report.results import RecordSink, write_json
-    from slobench.schedulers.registry import make_scheduler
+    """Run ``cfg`` once. With ``run_dir``, records stream to ``run_dir/requests.jsonl`` as they finish,
+    and ``requests.parquet``, ``iterations.parquet`` (simulator) and ``summary.json`` are written at the end."""
+    from slobench.report.results import RecordSink
 
     t_start = time.perf_counter()
-    perf = build_latency_model(cfg)
+    engine = ENGINES[cfg.engine](cfg)  # real engines check their options and model before anything is built
+    perf = build_latency_model(cfg)  # real engines too: it turns slowdown TTFT targets into seconds
     workload = build_workload(cfg, perf)
-    gpu = getattr(perf, "gpu", None)
-    gpu_mem = getattr(gpu, "memory_bytes", None)
-    gpu_name = getattr(gpu, "name", "")
-    sink = RecordSink(run_dir) if run_dir is not None else None
-    records: list[StageRecord] = []
-    total = len(workload.requests)
+    out_dir = _records_path(cfg, run_dir)
+    # Real engines flush every record: a killed server or Ctrl-C keeps each finished request.
+    sink = RecordSink(out_dir, flush_every=1 if cfg.engine != "sim" else 256) if out_dir is not None else None
 
     def record(rec: StageRecord) -> None:
         if sink is not None:
@@ -146,56 +278,37 @@ def run_once(
         if on_record is not None:
             on_record(rec)
 
-    spec = SpecConfig(max_draft=cfg.spec_max_draft, alpha=cfg.spec_alpha) if cfg.spec_alpha else None
-    iterations: list[pd.DataFrame] = []
-    stats = None
+    job = EngineJob(
+        load=OpenLoopLoad(workload), policy=cfg.policy, perf=perf,
+        replicas=ReplicaSet(count=cfg.replicas, router=cfg.router), on_record=record, on_progress=on_progress,
+        seed=cfg.seed, drain_timeout_s=cfg.drain_timeout_s, log_dir=run_dir,
+    )
     try:
-        from slobench.schedulers.routers.round_robin import split_round_robin
-
-        parts = split_round_robin(workload, cfg.replicas)
-        done = 0
-        for replica, part in enumerate(parts):
-            scheduler = make_scheduler(
-                cfg.scheduler, gpu_memory_bytes=gpu_mem, gpu_name=gpu_name, **cfg.scheduler_options
-            )
-
-            def progress(n: int, base: int = done) -> None:
-                if on_progress is not None:
-                    on_progress(base + n, total)
-
-            sim = simulate(
-                part, scheduler, perf,
-                SimConfig(spec=spec, seed=cfg.seed + replica, replica=replica, drain_timeout_s=cfg.drain_timeout_s),
-                on_record=record, on_progress=progress,
-            )
-            records.extend(sim.records)
-            done += len(part.requests)
-            it = pd.DataFrame(sim.iterations.as_dict())
-            it["replica"] = replica
-            iterations.append(it)
-            replica_stats = getattr(scheduler, "stats", None)
-            if stats is None:
-                stats = replica_stats
-            elif replica_stats is not None:
-                stats.merge(replica_stats)  # one summary for all replicas of the policy
+        result = engine.run(job)
+    except EngineError as exc:
+        saved = f"; records so far: {sink.path}" if sink is not None else ""
+        raise EngineError(f"{exc}{saved}") from None
     finally:
         if sink is not None:
             sink.close()
-    df = records_frame(records)
+    df = records_frame(result.records)
     span = workload.duration_s if workload.duration_s > 0 else None
-    summary = summarize(df, duration_s=span)
-    summary.update(
+    evidence: dict[str, Any] = {}
+    if result.client is not None:
+        evidence = {"achieved_rate_rps": result.client.achieved_rate_rps,
+                    "client_lag_s": result.client.client_lag_s, "client": result.client.counters}
+    summary = RunSummary.build(
+        summarize(df, duration_s=span),
         workload=workload.name, scheduler=cfg.scheduler, engine=cfg.engine, seed=cfg.seed,
         offered_rate_rps=(len(workload.requests) - 1) / span if span else math.nan,
         wall_s=time.perf_counter() - t_start, hardware=cfg.hardware, model=cfg.model, replicas=cfg.replicas,
+        engine_info=result.info, scheduler_stats=result.scheduler_stats, **evidence,
     )
-    if stats is not None and hasattr(stats, "as_dict"):
-        summary["scheduler_stats"] = stats.as_dict()
-    iters = pd.concat(iterations, ignore_index=True) if iterations else pd.DataFrame()
+    iters = result.iterations
     if run_dir is not None:
-        assert sink is not None
-        sink.finalize()
-        write_json(run_dir / "summary.json", summary)
+        df.to_parquet(run_dir / "requests.parquet", index=False)  # the in-memory records: exact floats (the
+        # jsonl, re-read, rounds in the last digit); requests.jsonl stays as the crash-safe stream
+        summary.write(run_dir / "summary.json")
         if not iters.empty:
             iters.to_parquet(run_dir / "iterations.parquet", index=False)
     return RunResult(config=cfg, records=df, summary=summary, iterations=iters, run_dir=run_dir,

@@ -17,6 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from slobench.errors import UserError
 
+# Engine-option keys that belong to the policy: `slobench.cluster.run.RunConfig` folds them into its
+# `PolicySpec` (scheduler_options → options, spec_alpha → draft.alpha); the launcher never reads them here.
+POLICY_KEYS = ("scheduler_options", "spec_alpha")
+
 
 class EngineOptions(BaseModel):
     """Everything configurable about a real engine besides the model and the scheduler."""
@@ -39,9 +43,12 @@ class EngineOptions(BaseModel):
     port: int | None = Field(default=None, gt=0, lt=65536, description="fixed port; default: a free one")
     python: str | None = Field(default=None, description="interpreter with vllm installed; default: this one")
     startup_timeout_s: float = Field(default=600.0, gt=0)
+    # --- the policy's (kept for the documented flags): RunConfig moves them into its PolicySpec, so the
+    # policy's options are given once for every engine; both given differently is one error line ---
     scheduler_options: dict[str, Any] = Field(
-        default_factory=dict, description="options of the slobench policy inside vLLM (JSON)")
-    spec_alpha: float = Field(default=0.7, gt=0, lt=1, description="acceptance rate the policy assumes")
+        default_factory=dict, description="options of the slobench policy (JSON); = the run's policy options")
+    spec_alpha: float | None = Field(
+        default=None, gt=0, lt=1, description="draft acceptance rate the policy assumes (default 0.7)")
     # --- client (both engines) ---
     api: Literal["completions", "chat"] = "completions"
     token_prompts: bool = Field(default=True, description="send prompts as token-id lists (exact lengths)")
@@ -78,7 +85,7 @@ class EngineOptions(BaseModel):
         """The options that change the launched server (they key the engine pool)."""
         client = {"api", "token_prompts", "extensions", "served_model", "vocab_size", "api_key_env",
                   "request_timeout_s", "max_connections", "startup_timeout_s"}
-        return {k: v for k, v in self.model_dump().items() if k not in client}
+        return {k: v for k, v in self.model_dump().items() if k not in client and k not in POLICY_KEYS}
 
 
 def parse_engine_args(pairs: list[str] | None, config_file: Path | None = None) -> dict[str, Any]:

@@ -10,6 +10,10 @@ Multi-stage requests: a continuation stage (reasoning's answer) starts at the it
 emitted the previous stage's last token and keeps its KV; a stage after a tool gap frees the KV
 during the gap, and when prefix caching is on (vLLM V1's default) its earlier context counts as
 computed (a cache hit) but must be re-allocated, so only the new tokens are prefilled.
+
+`simulate` runs one replica; `SimEngine` is the `Engine` over a replica set: it routes the load
+over the replicas (`slobench.schedulers.routers`), builds one policy per replica from the job's
+`PolicySpec`, simulates each replica and merges records, iteration logs and policy statistics.
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+import pandas as pd
 
+from slobench.engines.base import EngineJob, EngineResult, open_loop_workload
 from slobench.metrics.records import StageRecord
 from slobench.perf.base import LatencyModel
 from slobench.schedulers.base import Admission, BatchPlan, Scheduler, SchedulerView, SeqState, SpecConfig
@@ -397,3 +403,57 @@ def simulate(
         finish_request(_Live(SeqState(req=r), _stage_record(r, 0, r.arrival_s, cfg.replica)), "unfinished")
         next_arrival += 1
     return SimResult(records=records, iterations=log, end_time_s=now, num_iterations=iterations)
+
+
+class SimEngine:
+    """The discrete-event simulator as an `Engine` (``--engine sim``): R replicas, each simulated in turn.
+
+    Requests are placed on replicas by the job's router before the run (`presplit`; round-robin gives
+    request i to replica i mod R); replica r simulates with seed ``job.seed + r``. Every replica gets
+    its own policy instance, built from ``job.policy``; their `SchedulerStats` are merged into one.
+    """
+
+    name = "sim"
+
+    def __init__(self, config: SimConfig | None = None) -> None:
+        self.config = config or SimConfig()  # block size, KV capacity, prefix caching (seed, replica: per job)
+
+    def run(self, job: EngineJob) -> EngineResult:
+        from slobench.schedulers.registry import make_policy
+        from slobench.schedulers.routers import make_router, presplit
+
+        workload = open_loop_workload(self.name, job)
+        gpu = getattr(job.perf, "gpu", None)
+        gpu_mem, gpu_name = getattr(gpu, "memory_bytes", None), getattr(gpu, "name", "")
+        spec = job.policy.draft.spec_config() if job.policy.draft is not None else None
+        total = len(workload.requests)
+        parts = presplit(workload, make_router(job.replicas.router), job.replicas.count)
+        records: list[StageRecord] = []
+        iterations: list[pd.DataFrame] = []
+        stats = None
+        done = 0
+        for replica, part in enumerate(parts):
+            policy = make_policy(job.policy, gpu_memory_bytes=gpu_mem, gpu_name=gpu_name)
+
+            def progress(n: int, base: int = done) -> None:
+                if job.on_progress is not None:
+                    job.on_progress(base + n, total)
+
+            cfg = replace(self.config, spec=spec, seed=job.seed + replica, replica=replica,
+                          drain_timeout_s=job.drain_timeout_s)
+            sim = simulate(part, policy, job.perf, cfg, on_record=job.on_record, on_progress=progress)
+            records.extend(sim.records)
+            done += len(part.requests)
+            it = pd.DataFrame(sim.iterations.as_dict())
+            it["replica"] = replica
+            iterations.append(it)
+            replica_stats = getattr(policy, "stats", None)
+            if stats is None:
+                stats = replica_stats
+            elif replica_stats is not None:
+                stats.merge(replica_stats)  # one summary for all replicas of the policy
+        return EngineResult(
+            records=records,
+            iterations=pd.concat(iterations, ignore_index=True) if iterations else pd.DataFrame(),
+            scheduler_stats=stats.as_dict() if stats is not None and hasattr(stats, "as_dict") else None,
+        )

@@ -3,10 +3,11 @@
 `compare`/`capacity` write their data first and then call `rebuild_report` too, so a report made
 right after a run and one rebuilt later (or after Ctrl-C) come from the same files and code.
 
-Files read (all optional except probes.csv):
-- ``probes.csv``: workload, scheduler, rate_rps, seed, attainment, ci_low, ci_high, num_met,
-  num_requests, valid, reason;
-- ``summary.json``: ``target``, ``capacities`` (list of rows), optional ``scaling`` rows, ``title``;
+Files read (all optional except probes.csv), through the typed models of `slobench.report.probes`
+(files written before those models, without ``schema_version``, read as version 1):
+- ``probes.csv``: `ProbeRow` per line (workload, scheduler, rate_rps, seed, attainment, ci_low,
+  ci_high, num_met, num_requests, valid, reason, the validity evidence, grid values);
+- ``summary.json``: `ExperimentSummary` (``target``, ``capacities`` rows, ``scaling`` rows, ``title``);
 - ``requests.parquet``: stage records with workload/scheduler/rate_rps/seed columns;
 - ``iterations.parquet``: batch composition with the same columns;
   (both also from ``parts/*.parquet``: per-probe files a killed run left before consolidation).
@@ -15,7 +16,6 @@ Files read (all optional except probes.csv):
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +23,7 @@ import plotly.graph_objects as go
 
 from slobench.report.figures import report_figures, slug
 from slobench.report.html import write_report
+from slobench.report.probes import ExperimentSummary, probes_frame, read_probe_rows
 from slobench.report.results import PROBE_KEY, probe_key, read_probe_frames
 
 PROBE_COLUMNS = ["workload", "scheduler", "rate_rps", "seed", "attainment", "ci_low", "ci_high",
@@ -41,15 +42,9 @@ def load_results(results_dir: Path, *, all_records: bool = False) -> dict[str, o
     probes_path = results_dir / "probes.csv"
     if not probes_path.exists():
         raise FileNotFoundError(f"{probes_path} not found: is {results_dir} a slobench results folder?")
-    probes = pd.read_csv(probes_path, keep_default_na=False, na_values=[""])
-    if "reason" in probes:
-        probes["reason"] = probes["reason"].astype(object).where(probes["reason"].notna(), "").astype(str)
-    if "valid" in probes:
-        probes["valid"] = probes["valid"].astype(str).str.lower().isin(["true", "1"])
-    summary: dict = {}
-    if (results_dir / "summary.json").exists():
-        summary = json.loads((results_dir / "summary.json").read_text())
-    capacities = pd.DataFrame(summary.get("capacities") or [], columns=None)
+    probes = probes_frame(read_probe_rows(probes_path))  # any version; typed by `ProbeRow`
+    summary = ExperimentSummary.read(results_dir / "summary.json")  # missing → empty
+    capacities = pd.DataFrame([c.model_dump() for c in summary.capacities])
     if capacities.empty:
         capacities = pd.DataFrame(columns=CAPACITY_COLUMNS)
     keys = None
@@ -59,7 +54,7 @@ def load_results(results_dir: Path, *, all_records: bool = False) -> dict[str, o
     # Consolidated files plus per-probe parts a killed run may have left (see report.results).
     stages = read_probe_frames(results_dir, "requests", keys=keys)
     iterations = read_probe_frames(results_dir, "iterations", keys=keys)
-    scaling = pd.DataFrame(summary.get("scaling") or [])
+    scaling = pd.DataFrame([r.model_dump() for r in summary.scaling])
     return {"probes": probes, "capacities": capacities, "stages": stages, "iterations": iterations,
             "scaling": scaling, "summary": summary}
 
@@ -125,7 +120,7 @@ def build_figures(data: dict[str, object]) -> dict[str, go.Figure]:
     """The figure set for loaded results (see `load_results`)."""
     summary = data["summary"]
     capacities = data["capacities"]
-    target = float(summary.get("target", 0.9)) if isinstance(summary, dict) else 0.9
+    target = summary.target if isinstance(summary, ExperimentSummary) else 0.9
     stages = _at_capacity(data["stages"], capacities)
     iterations = _at_capacity(data["iterations"], capacities)
     figs = report_figures(data["probes"], capacities, target=target, stages=None, iterations=iterations,
@@ -165,9 +160,9 @@ def caption_for(name: str) -> str:
 
 
 def _intro_html(results_dir: Path, data: dict[str, object]) -> str:
-    summary = data["summary"] if isinstance(data["summary"], dict) else {}
+    summary = data["summary"]
     intro = capacity_table_html(data["capacities"])
-    if summary.get("complete") is False:
+    if isinstance(summary, ExperimentSummary) and not summary.complete:
         d = html.escape(str(results_dir))
         intro = (f'<p class="warn">Partial results: this run was interrupted. Continue it with '
                  f"<code>slobench resume {d}</code>.</p>") + intro
@@ -180,7 +175,7 @@ def rebuild_report(results_dir: Path, *, png: bool = True) -> tuple[Path, list[s
     data = load_results(results_dir)
     figs = build_figures(data)
     summary = data["summary"]
-    title = summary.get("title") if isinstance(summary, dict) else None
+    title = summary.title if isinstance(summary, ExperimentSummary) else None
     return write_report(results_dir, figs, title=title or f"slobench: {results_dir.name}",
                         intro_html=_intro_html(results_dir, data), captions={n: caption_for(n) for n in figs},
                         png=png)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import subprocess
 import sys
+import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -72,7 +74,7 @@ def write_manifest(run_dir: Path, *, command: list[str] | str, config: dict[str,
         "git_sha": _git_sha(),
         "host": {"platform": platform.platform(), "machine": platform.machine(), "processor": platform.processor()},
     } | (extra or {})
-    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    write_json(run_dir / "manifest.json", manifest)
 
 
 def _clean(obj: Any) -> Any:
@@ -83,11 +85,23 @@ def _clean(obj: Any) -> Any:
         return {str(k): _clean(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_clean(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item) and not isinstance(obj, str):  # numpy scalars
+        return _clean(obj.item())
     return obj
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(_clean(data), indent=2, default=str))
+    """Write JSON atomically (a temp file in the same folder, then a rename): a reader, or a kill
+    mid-write, never sees a torn file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(_clean(data), fh, indent=2, default=str)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 class RecordSink:

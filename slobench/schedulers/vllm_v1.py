@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from slobench.schedulers.base import Admission, BatchPlan, SchedulerView, SeqState
-from slobench.schedulers.overhead import SchedulerStats, TimedSchedule
+from slobench.schedulers.stats import SchedulerStats, TimedSchedule
 
 _LARGE_GPU_BYTES = 70 * 2**30
 

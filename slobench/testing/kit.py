@@ -86,30 +86,3 @@ def pids_serving_port(port: int) -> list[int]:
             if a == b"--port" and b == str(port).encode():
                 out.append(int(entry))
     return out
-
-
-class RejectEvenPolicy:
-    """Test double for the adapter: vLLM's default policy, except that requests with an even
-    (adapter-assigned, arrival-ordered) id are rejected and odd ones are served as best-effort.
-    Load it in vLLM with ``--scheduler slobench.testing.kit:RejectEvenPolicy``."""
-
-    name = "reject-even"
-
-    def __init__(self) -> None:
-        from slobench.schedulers.registry import make_scheduler
-
-        self.inner = make_scheduler("vllm")
-
-    def schedule(self, view):  # noqa: ANN001, ANN201 - SchedulerView -> BatchPlan
-        from slobench.schedulers.base import Admission
-
-        plan = self.inner.schedule(view)
-        for s in view.waiting:
-            if s.admission is not Admission.PENDING:
-                continue
-            if s.req_id % 2 == 0:
-                plan.admission[s.req_id] = Admission.REJECTED
-                plan.num_scheduled.pop(s.req_id, None)
-            elif s.req_id in plan.num_scheduled:
-                plan.admission[s.req_id] = Admission.BEST_EFFORT
-        return plan

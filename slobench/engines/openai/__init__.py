@@ -1,1 +1,1 @@
-"""Any OpenAI-compatible endpoint: the streaming load generator, the wire protocol and prompt synthesis."""
+"""Any OpenAI-compatible endpoint: the engine, the streaming load generator, the wire protocol and prompt synthesis."""

@@ -8,8 +8,10 @@ Loaded by vLLM's engine-core process as
    vLLM's ``num_computed_tokens``; per-stage SLOs, tier and stage lengths from the request's
    ``sampling_params.extra_args`` (sent by the load generator as ``vllm_xargs``); free/total KV
    blocks from vLLM's block pool; the latency model named by ``SLOBENCH_*`` environment variables;
-2. asks the policy (``SLOBENCH_POLICY``, default ``slos-serve``; any name of the registry, or
-   ``package.module:Class`` for a policy of your own) for a `BatchPlan`;
+2. asks the policy for a `BatchPlan`. The policy is the run's `PolicySpec` (name, options, draft
+   acceptance rate), which the launcher passes whole as JSON in ``SLOBENCH_POLICY_SPEC`` (default:
+   ``slos-serve`` with its defaults); it is built by `slobench.schedulers.registry.make_policy`, the
+   function the simulator uses, offered vLLM's real ``max_num_batched_tokens``/``max_num_seqs``;
 3. applies the plan to vLLM, then lets vLLM's own ``schedule()`` build the batch:
    - *rejected* requests are finished (``FINISHED_ABORTED``, stop reason "slobench: rejected by
      admission control") and their streams closed in the next ``update_from_output``;
@@ -21,7 +23,8 @@ Loaded by vLLM's engine-core process as
    The result is the plan's exact per-request counts unless vLLM cannot honour them (see
    deviations), so KV allocation, prefix caching, speculative bookkeeping, structured output and
    async scheduling all stay vLLM's own, correct code.
-4. records admission decisions and schedule() statistics in the events file (`sched_events`).
+4. records admission decisions and schedule() statistics (one `SchedulerStats`, the type every
+   policy uses, with a bounded window of recent call times) in the events file (`sched_events`).
    When a plan schedules nothing while requests wait, ``schedule()`` sleeps 1 ms so vLLM's engine
    loop does not spin a core re-asking.
 
@@ -42,9 +45,7 @@ default) matching ``scheduler_config.async_scheduling``, so a GPU user keeps asy
 from __future__ import annotations
 
 import bisect
-import importlib
 import itertools
-import json
 import math
 import os
 import time
@@ -53,6 +54,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import vllm
+from pydantic import ValidationError
 from vllm.logger import init_logger
 from vllm.v1.core.sched.async_scheduler import AsyncScheduler
 from vllm.v1.core.sched.scheduler import Scheduler
@@ -61,9 +63,12 @@ from vllm.v1.request import Request as VRequest
 from vllm.v1.request import RequestStatus
 
 from slobench.engines.vllm.events import EventWriter
+from slobench.engines.vllm.launcher import POLICY_ENV
 from slobench.engines.vllm.support import SUPPORTED_TEXT, version_supported
 from slobench.errors import UserError
 from slobench.schedulers.base import Admission, BatchPlan, SchedulerView, SeqState, SpecConfig
+from slobench.schedulers.spec import PolicySpec
+from slobench.schedulers.stats import SchedulerStats
 from slobench.workloads.model import SLO, Request, Stage
 
 logger = init_logger(f"vllm.{__name__}")  # under "vllm": its handler writes to the server log
@@ -80,6 +85,19 @@ DEFAULT_TTFT_S = 10.0  # requests sent without slobench SLOs (e.g. curl): loose,
 DEFAULT_TPOT_S = 1.0
 STATS_EVERY_S = 2.0
 IDLE_SLEEP_S = 0.001  # pause when the plan schedules nothing (the simulator re-asks after 5 ms)
+STATS_WINDOW = 4096  # recent schedule() call times kept for percentiles (sorting them stays < 1 ms)
+DEFAULT_POLICY = "slos-serve"  # when no spec is given (vLLM launched by hand with --scheduler-cls)
+DEFAULT_DRAFT_ALPHA = 0.7  # acceptance rate the policy assumes for vLLM's drafts when the spec has no draft
+# The adapter's counters (always present in its stats, 0 included): plan vs what vLLM scheduled.
+COUNTERS = (
+    "planned_tokens",  # tokens the plans asked for (num_scheduled + spec_tokens of requests vLLM holds)
+    "scheduled_tokens",  # tokens vLLM scheduled
+    "short_tokens",  # planned but not scheduled (budget, KV, max_num_seqs)
+    "unplanned_tokens",  # scheduled without a plan entry: must stay 0
+    "preempted_by_plan",  # preemptions the plan asked for
+    "preempted_by_vllm",  # preemptions vLLM made itself (failed KV allocation)
+    "rejected",  # requests finished by admission control
+)
 
 
 def _env(name: str, default: str = "") -> str:
@@ -99,37 +117,17 @@ class _Track:
     admission: Admission = Admission.PENDING
 
 
-class _Stats:
-    """schedule() calls, overhead and how far vLLM's batch departed from the plan."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self.policy_ms: deque[float] = deque(maxlen=4096)  # recent calls; sorting them stays < 1 ms
-        self.total_ms: deque[float] = deque(maxlen=4096)  # recent calls; sorting them stays < 1 ms
-        self.planned_tokens = 0
-        self.scheduled_tokens = 0
-        self.short_tokens = 0  # planned but not scheduled (budget, KV, max_num_seqs)
-        self.unplanned_tokens = 0  # scheduled without a plan entry: must stay 0
-        self.preempted_by_plan = 0
-        self.preempted_by_vllm = 0
-        self.rejected = 0
-        self.last_write = 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        def pct(values: deque[float], q: float) -> float:
-            if not values:
-                return math.nan
-            s = sorted(values)
-            return s[min(len(s) - 1, int(q * (len(s) - 1) + 0.5))]
-
-        return {
-            "calls": self.calls, "planned_tokens": self.planned_tokens, "scheduled_tokens": self.scheduled_tokens,
-            "short_tokens": self.short_tokens, "unplanned_tokens": self.unplanned_tokens,
-            "preempted_by_plan": self.preempted_by_plan, "preempted_by_vllm": self.preempted_by_vllm,
-            "rejected": self.rejected,
-            "policy_ms_p50": pct(self.policy_ms, 0.5), "policy_ms_p99": pct(self.policy_ms, 0.99),
-            "overhead_ms_p50": pct(self.total_ms, 0.5), "overhead_ms_p99": pct(self.total_ms, 0.99),
-        }
+def policy_spec_from_env() -> PolicySpec:
+    """The run's policy spec from ``SLOBENCH_POLICY_SPEC`` (set by the launcher); unset: slos-serve."""
+    raw = _env(POLICY_ENV)
+    if not raw:
+        return PolicySpec(name=DEFAULT_POLICY)
+    try:
+        return PolicySpec.model_validate_json(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise UserError(f"{POLICY_ENV}: not a policy spec ({'.'.join(map(str, err['loc']))}: {err['msg']}); "
+                        'give JSON like {"name": "slos-serve", "options": {}}') from None
 
 
 def _as_list(value: Any) -> list[Any] | None:
@@ -150,42 +148,43 @@ class _PolicyAdapterMixin:
     # ---- set-up -------------------------------------------------------------------------------
     def _slob_init(self) -> None:
         from slobench.perf import get_latency_model
-        from slobench.schedulers.registry import make_scheduler
+        from slobench.schedulers.registry import make_policy
 
         sc = self.scheduler_config
-        self._policy_name = _env("SLOBENCH_POLICY", "slos-serve")
+        spec = policy_spec_from_env()
+        self._policy_spec = spec
+        self._policy_name = spec.name
         model = _env("SLOBENCH_PERF_MODEL") or self.vllm_config.model_config.model
         self._perf = get_latency_model(hardware=_env("SLOBENCH_HARDWARE", "H100-SXM"), model=model,
                                        tp=int(_env("SLOBENCH_TP", "1")), profile=_env("SLOBENCH_PROFILE") or None)
-        opts = json.loads(_env("SLOBENCH_POLICY_OPTIONS", "{}") or "{}")
         gpu = getattr(self._perf, "gpu", None)
-        ctx = {"gpu_memory_bytes": getattr(gpu, "memory_bytes", None), "gpu_name": getattr(gpu, "name", "")}
-        # Tell budget-based policies vLLM's real limits; policies that take no such options get only theirs.
+        # Offer budget-based policies vLLM's real limits; the spec's own options win, and policies that
+        # take no such options get only theirs.
         limits = {"max_num_batched_tokens": sc.max_num_batched_tokens, "max_num_seqs": sc.max_num_seqs}
-        if ":" in self._policy_name:  # "package.module:Class": a user's own policy (tests use this too)
-            mod_name, _, cls_name = self._policy_name.partition(":")
-            factory = getattr(importlib.import_module(mod_name), cls_name)
-            self._policy = factory(**opts)
-        else:
-            try:
-                self._policy = make_scheduler(self._policy_name, **ctx, **(limits | opts))
-            except UserError:
-                self._policy = make_scheduler(self._policy_name, **ctx, **opts)
-        self._spec = (SpecConfig(max_draft=self.num_spec_tokens, alpha=float(_env("SLOBENCH_SPEC_ALPHA", "0.7")))
-                      if self.num_spec_tokens else None)
+        self._policy = make_policy(spec, gpu_memory_bytes=getattr(gpu, "memory_bytes", None),
+                                   gpu_name=getattr(gpu, "name", ""), offered=limits)
+        policy_stats = getattr(self._policy, "stats", None)
+        if isinstance(policy_stats, SchedulerStats) and policy_stats.window is None:
+            policy_stats.window = STATS_WINDOW  # a server runs for days: keep the policy's own timings bounded too
+        # vLLM's drafts are its own (speculative_config); the spec's draft says what acceptance to assume.
+        alpha = spec.draft.alpha if spec.draft is not None else DEFAULT_DRAFT_ALPHA
+        self._spec = SpecConfig(max_draft=self.num_spec_tokens, alpha=alpha) if self.num_spec_tokens else None
         self._tracks: dict[str, _Track] = {}
         self._by_iid: dict[int, str] = {}
         self._next_iid = 0
         self._caps: dict[str, int] | None = None
         self._rejected_out: list[tuple[int, str]] = []
-        self._stats = _Stats()
+        self._stats = SchedulerStats(window=STATS_WINDOW, counters=dict.fromkeys(COUNTERS, 0))  # whole calls
+        self._policy_time = SchedulerStats(window=STATS_WINDOW)  # the policy's schedule() alone
+        self._stats_written_s = 0.0
         self._events = EventWriter(_env("SLOBENCH_SCHED_EVENTS") or None)
         if self.policy.value != "fcfs":
             logger.warning("slobench adapter: vLLM scheduling policy %s cannot be reordered; use fcfs",
                            self.policy.value)
-        self._events.write("loaded", policy=self._policy_name, variant=self.variant, vllm=vllm.__version__,
-                           cls=type(self).__name__, perf=repr(self._perf), max_num_batched_tokens=
-                           sc.max_num_batched_tokens, max_num_seqs=sc.max_num_seqs)
+        self._events.write("loaded", policy=self._policy_name, options=spec.options,
+                           draft_alpha=self._spec.alpha if self._spec else None, variant=self.variant,
+                           vllm=vllm.__version__, cls=type(self).__name__, perf=repr(self._perf),
+                           max_num_batched_tokens=sc.max_num_batched_tokens, max_num_seqs=sc.max_num_seqs)
         logger.info("slobench scheduler adapter loaded: policy=%s variant=%s (vllm %s)", self._policy_name,
                     self.variant, vllm.__version__)
 
@@ -262,7 +261,7 @@ class _PolicyAdapterMixin:
             for r in self.finish_requests(reject, RequestStatus.FINISHED_ABORTED):
                 r.stop_reason = REJECT_REASON
                 self._rejected_out.append((r.client_index, r.request_id))
-                self._stats.rejected += 1
+                self._stats.count("rejected")
 
     def _apply_preemptions(self, plan: BatchPlan) -> int:
         applied = 0
@@ -274,7 +273,7 @@ class _PolicyAdapterMixin:
             self.running.remove(req)
             self._preempt_request(req, time.monotonic())
             applied += 1
-        self._stats.preempted_by_plan += applied
+        self._stats.count("preempted_by_plan", applied)
         return applied
 
     @staticmethod
@@ -307,7 +306,7 @@ class _PolicyAdapterMixin:
         view = self._view(now)
         t_pol = time.perf_counter()
         plan = self._policy.schedule(view)
-        policy_ms = (time.perf_counter() - t_pol) * 1e3
+        policy_s = time.perf_counter() - t_pol
         self._apply_admission(plan)
         applied = self._apply_preemptions(plan)
         caps: dict[str, int] = {}
@@ -332,27 +331,26 @@ class _PolicyAdapterMixin:
             # The policy holds every request back (e.g. pacing decodes to their deadlines): vLLM's
             # engine loop would call schedule() again at once and spin a core; yield it briefly.
             time.sleep(IDLE_SLEEP_S)
-        self._stats.calls += 1
-        self._stats.policy_ms.append(policy_ms)
-        self._stats.total_ms.append((time.perf_counter() - t_start) * 1e3)
-        if time.time() - self._stats.last_write > STATS_EVERY_S:
+        self._policy_time.record_call(policy_s)
+        self._stats.record_call(time.perf_counter() - t_start)
+        if time.time() - self._stats_written_s > STATS_EVERY_S:
             self._write_stats()
         return out
 
     def _account(self, caps: dict[str, int], out: Any, preempted_by_plan: int) -> None:
         got = out.num_scheduled_tokens
-        self._stats.planned_tokens += sum(caps.values())
-        self._stats.scheduled_tokens += sum(got.values())
-        for rid, cap in caps.items():
-            self._stats.short_tokens += max(cap - got.get(rid, 0), 0)
+        count = self._stats.count
+        count("planned_tokens", sum(caps.values()))
+        count("scheduled_tokens", sum(got.values()))
+        count("short_tokens", sum(max(cap - got.get(rid, 0), 0) for rid, cap in caps.items()))
         for rid, n in got.items():
             if rid not in caps:
-                self._stats.unplanned_tokens += n
+                count("unplanned_tokens", n)
             tr = self._tracks.get(rid)
             if tr is not None and tr.admission is Admission.PENDING:
                 tr.admission = Admission.ADMITTED
                 self._events.write("admission", id=tr.sid, decision=Admission.ADMITTED.value)
-        self._stats.preempted_by_vllm += max(len(out.preempted_req_ids or ()) - preempted_by_plan, 0)
+        count("preempted_by_vllm", max(len(out.preempted_req_ids or ()) - preempted_by_plan, 0))
 
     def update_from_output(self, scheduler_output: Any, model_runner_output: Any):  # noqa: ANN201
         outputs = super().update_from_output(scheduler_output, model_runner_output)
@@ -397,9 +395,21 @@ class _PolicyAdapterMixin:
             for rid in [rid for rid in self._tracks if rid not in self.requests]:
                 self._forget(rid)
 
+    def stats_dict(self) -> dict[str, Any]:
+        """The ``stats`` event: calls, the counters above, ``overhead_ms`` (whole schedule() call: view +
+        policy + vLLM's own batch building) and ``policy_ms`` (the policy alone), each {p50, p99, max, mean}
+        over the last `STATS_WINDOW` calls, and the policy's own statistics (``policy``) when it keeps any."""
+        out = self._stats.as_dict()
+        if "overhead_ms" in (pol := self._policy_time.as_dict()):
+            out["policy_ms"] = pol["overhead_ms"]
+        own = getattr(self._policy, "stats", None)
+        if isinstance(own, SchedulerStats):
+            out["policy"] = own.as_dict()
+        return out
+
     def _write_stats(self) -> None:
-        self._stats.last_write = time.time()
-        self._events.write("stats", **self._stats.as_dict())
+        self._stats_written_s = time.time()
+        self._events.write("stats", **self.stats_dict())
 
     def shutdown(self) -> None:
         self._write_stats()

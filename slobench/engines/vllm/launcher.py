@@ -8,10 +8,11 @@ folder, a health wait with a timeout, and a teardown that kills the whole proces
 `procs.kill_tree`) on success, error and Ctrl-C. Servers are reused across the probes of a
 capacity search by `slobench.engines.vllm.pool`.
 
-Scheduler: ``policy=None`` runs vLLM's stock scheduler, untouched (the baseline). Any other
-policy name loads `slobench.engines.vllm.adapter.PolicySchedulerAdapter` through vLLM's
-``--scheduler-cls``; the policy, latency model and events file reach that class through
-``SLOBENCH_*`` environment variables (it runs inside vLLM's engine-core process).
+Scheduler: ``policy=None`` runs vLLM's stock scheduler, untouched (the baseline). A `PolicySpec`
+loads `slobench.engines.vllm.adapter.PolicySchedulerAdapter` through vLLM's ``--scheduler-cls``;
+that class runs inside vLLM's engine-core process, so the whole spec (name, options, draft model)
+reaches it as one JSON environment variable, ``SLOBENCH_POLICY_SPEC``, and the latency model and
+events file as the other ``SLOBENCH_*`` variables below.
 """
 
 from __future__ import annotations
@@ -27,10 +28,15 @@ from typing import Any
 from slobench.engines.errors import EngineError
 from slobench.engines.options import EngineOptions
 from slobench.engines.vllm import procs
+from slobench.schedulers.spec import PolicySpec
 
 HOST = "127.0.0.1"
 ADAPTER_CLS = "slobench.engines.vllm.adapter.PolicySchedulerAdapter"
 CPU_KV_CACHE_BYTES = 1 << 30  # vLLM's CPU build cannot size its KV cache by itself (FIELD-NOTES)
+POLICY_ENV = "SLOBENCH_POLICY_SPEC"  # PolicySpec.model_dump_json(): what the adapter builds its policy from
+# Variables the launcher owns: cleared for a stock server, so none leaks in from the caller's environment.
+_ADAPTER_ENV = (POLICY_ENV, "SLOBENCH_POLICY", "SLOBENCH_POLICY_OPTIONS", "SLOBENCH_SPEC_ALPHA", "SLOBENCH_HARDWARE",
+                "SLOBENCH_PERF_MODEL", "SLOBENCH_TP", "SLOBENCH_PROFILE", "SLOBENCH_SCHED_EVENTS")
 
 
 def check_model_arg(model: str) -> None:
@@ -59,7 +65,7 @@ class ServerSpec:
     """Everything that makes two launches different; equal specs share one running server."""
 
     model: str
-    policy: str | None = None  # None: vLLM's stock scheduler
+    policy: PolicySpec | None = field(default=None, hash=False)  # None: vLLM's stock scheduler
     tp: int = 1
     options: dict[str, Any] = field(default_factory=dict, hash=False)  # EngineOptions.server_fields()
     hardware: str = "H100-SXM"  # latency model the in-vLLM policy plans with
@@ -67,14 +73,15 @@ class ServerSpec:
     profile: str | None = None
 
     def key(self) -> str:
-        data = {"model": self.model, "policy": self.policy, "tp": self.tp, "options": self.options}
+        policy = self.policy.model_dump() if self.policy is not None else None
+        data = {"model": self.model, "policy": policy, "tp": self.tp, "options": self.options}
         if self.policy is not None:
             data |= {"hardware": self.hardware, "perf_model": self.perf_model, "profile": self.profile}
         return json.dumps(data, sort_keys=True, default=str)
 
     @property
     def label(self) -> str:
-        return self.policy or "stock"
+        return self.policy.name if self.policy is not None else "stock"
 
 
 def build_command(spec: ServerSpec, port: int, *, cpu_build: bool) -> list[str]:
@@ -138,19 +145,15 @@ class VLLMServer:
         return self.spec.model
 
     def _env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.pop("SLOBENCH_POLICY", None)
+        env = {k: v for k, v in os.environ.items() if k not in _ADAPTER_ENV}
         if self.spec.policy is not None:
-            o = EngineOptions.model_validate(self.spec.options)
             assert self.events_path is not None
             env.update({
-                "SLOBENCH_POLICY": self.spec.policy,
+                POLICY_ENV: self.spec.policy.model_dump_json(),
                 "SLOBENCH_HARDWARE": self.spec.hardware,
                 "SLOBENCH_PERF_MODEL": self.spec.perf_model or self.spec.model,
                 "SLOBENCH_TP": str(self.spec.tp),
                 "SLOBENCH_PROFILE": self.spec.profile or "",
-                "SLOBENCH_POLICY_OPTIONS": json.dumps(o.scheduler_options),
-                "SLOBENCH_SPEC_ALPHA": str(o.spec_alpha),
                 "SLOBENCH_SCHED_EVENTS": str(self.events_path),
             })
         return env

@@ -31,7 +31,8 @@ class EnginePool:
         self.log_dir: Path | None = None
         self._lock = threading.Lock()
 
-    def _default_log_dir(self) -> Path:
+    def default_log_dir(self) -> Path:
+        """The session's log folder; outside any `engine_session`, a temporary folder made on first use."""
         if self.log_dir is None:
             self.log_dir = Path(tempfile.mkdtemp(prefix="slobench-engines-"))
         return self.log_dir
@@ -51,7 +52,7 @@ class EnginePool:
             while len(self.servers) >= self.max_servers:
                 _, old = next(iter(self.servers.items()))
                 self.stop(old)
-            srv = VLLMServer(spec, log_dir=log_dir or self._default_log_dir(), cpu_build=cpu_build,
+            srv = VLLMServer(spec, log_dir=log_dir or self.default_log_dir(), cpu_build=cpu_build,
                              startup_timeout_s=startup_timeout_s)
             srv.start()
             self.servers[key] = srv

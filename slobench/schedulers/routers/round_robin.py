@@ -1,14 +1,29 @@
-"""Routing requests across replicas.
+"""Round-robin routing: request i (in arrival order) goes to replica i mod R.
 
-`split_round_robin` is the baseline router for independent simulated replicas: request i goes
-to replica i mod R (the same first choice SLOs-Serve's router makes before a decline is passed on).
+The baseline router for independent replicas (and the same first choice SLOs-Serve's router makes
+before a decline is passed on).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
-from slobench.workloads.model import Workload
+from slobench.schedulers.routers.base import ReplicaLoad
+from slobench.workloads.model import Request, Workload
+
+
+@dataclass
+class RoundRobinRouter:
+    """Cycles through the replicas; ignores their load."""
+
+    name: str = "round-robin"
+    _next: int = 0
+
+    def route(self, req: Request, replicas: Sequence[ReplicaLoad]) -> int:
+        i = self._next % len(replicas)
+        self._next += 1
+        return i
 
 
 def split_round_robin(workload: Workload, replicas: int) -> list[Workload]:

@@ -48,11 +48,11 @@ from slobench.errors import UserError
 from slobench.perf.speculative import expected_tokens, tokens_per_verify
 from slobench.schedulers.base import Admission, BatchPlan, SchedulerView, SeqState
 from slobench.schedulers.batching import BatchDraft
-from slobench.schedulers.overhead import SchedulerStats, TimedSchedule
 from slobench.schedulers.slos_serve.admission import Candidate, plan_admission
 from slobench.schedulers.slos_serve.memory import projected_peak_blocks
 from slobench.schedulers.slos_serve.rate_model import PrefillRateModel, make_tier
 from slobench.schedulers.slos_serve.speculation import choose_spec_lengths
+from slobench.schedulers.stats import SchedulerStats, TimedSchedule
 
 
 def _rest_of_turn(seq: SeqState) -> tuple[int, float]:

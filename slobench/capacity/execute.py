@@ -1,0 +1,286 @@
+"""Run a `Plan`: every search's probes through `slobench.cluster.run.run_once`, saved as they finish.
+
+This is the one place where a run becomes a probe: `probe_result` turns a `RunResult` into the
+`ProbeResult` the search judges (counts plus the validity evidence: offered and achieved rate,
+client lag, tail, unfinished requests), for `compare`, `capacity`, `sweep`, `bench schedulers` and
+the paper-figure script alike, so the same setup gives the same capacity whichever command ran it.
+
+Progress goes to a `SearchObserver` (the CLI's is a rich live display; `NullObserver` ignores it);
+nothing here prints. `execute` returns an `ExecuteOutcome` (exit code, interrupted flag, the
+searches without a capacity, the report) for the caller to show.
+
+Exit codes: 0 done; 1 no probe finished; 3 (`EXIT_NO_CAPACITY`) a strict plan finished but at least
+one search found no capacity inside the rate range or hit the probe limit (its row shows a bound;
+results and report are written); 130 interrupted (finished probes kept).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import pandas as pd
+
+from slobench.capacity.plan import Plan, SearchSettings, SearchSpec, preflight
+from slobench.capacity.search import CapacityResult, Probe, ProbeResult, ValidityLimits, capacity_search, make_probe
+from slobench.capacity.store import Collector
+from slobench.errors import UserError
+from slobench.report.probes import CapacityRow, ScalingRow
+from slobench.report.results import probe_key
+
+EXIT_NO_CAPACITY = 3
+EXIT_INTERRUPTED = 130
+
+
+class SearchObserver(Protocol):
+    """What `run_search` / `execute` report while they run (all calls in the calling thread)."""
+
+    def start_search(self, spec: SearchSpec, index: int, total: int) -> None:
+        """Search ``index`` (1-based) of ``total`` begins."""
+
+    def start_probe(self, rate_rps: float, seed: int) -> None:
+        """A probe is about to run (not called for a probe replayed from a saved row)."""
+
+    def requests(self, done: int, total: int) -> None:
+        """Requests finished so far in the running probe."""
+
+    def finished(self, probe: Probe, cached: bool) -> None:
+        """A probe was judged; ``cached``: replayed from the results folder, not rerun."""
+
+    def finished_search(self, spec: SearchSpec, result: CapacityResult | None) -> None:
+        """A search ended (``result`` None for a fixed rate grid)."""
+
+
+class NullObserver:
+    """Ignores every progress call (library use, tests, worker processes)."""
+
+    def start_search(self, spec: SearchSpec, index: int, total: int) -> None:
+        pass
+
+    def start_probe(self, rate_rps: float, seed: int) -> None:
+        pass
+
+    def requests(self, done: int, total: int) -> None:
+        pass
+
+    def finished(self, probe: Probe, cached: bool) -> None:
+        pass
+
+    def finished_search(self, spec: SearchSpec, result: CapacityResult | None) -> None:
+        pass
+
+
+def probe_result(res: Any, rate: float) -> ProbeResult:
+    """THE RunResult → ProbeResult adapter: counts plus the validity evidence the search judges.
+
+    - counts: ``num_met`` / ``num_requests`` of the run's summary (requests, not stages);
+    - ``unfinished``: requests with a stage unfinished or timed out at the horizon;
+    - ``tail_s``: how long the run kept going after the last SLO deadline of any stage;
+    - ``offered_rate_rps``: the rate asked for; ``achieved_rate_rps``: the load generator's
+      realised rate on real engines, the generated arrivals' rate on the simulator;
+    - ``client_lag_s``: how far a real engine's load generator fell behind its schedule.
+    """
+    s = res.summary
+    df = res.records
+    if len(df) and {"status", "request_id"} <= set(df.columns):  # count requests, not stages
+        unfinished = int(df.loc[df["status"].isin(["unfinished", "timeout"]), "request_id"].nunique())
+    else:
+        counts = s.status_counts or {}  # per stage
+        unfinished = int(counts.get("unfinished", 0)) + int(counts.get("timeout", 0))
+    tail = None
+    if len(df):
+        from slobench.metrics.attainment import stage_metrics
+
+        st = stage_metrics(df)
+        if st["last_token_s"].notna().any():
+            # Tail = how long the run kept going after the last SLO deadline of any stage. Measured
+            # from deadlines, not arrivals, so long (reasoning) outputs at light load are not "tail".
+            last_due = st["stage_start_s"] + st["ttft_slo_s"] + (st["output_tokens"] - 1).clip(lower=0) * st[
+                "tpot_slo_s"]
+            tail = float(st["last_token_s"].max() - last_due.max())
+    achieved = s.achieved_rate_rps if s.achieved_rate_rps is not None else s.offered_rate_rps
+    achieved = None if achieved is None or not math.isfinite(float(achieved)) else float(achieved)
+    lag = s.client_lag_s
+    return ProbeResult(
+        num_met=int(s.num_met), num_requests=int(s.num_requests), offered_rate_rps=rate, achieved_rate_rps=achieved,
+        client_lag_s=None if lag is None else float(lag), tail_s=tail, unfinished=unfinished,
+    )
+
+
+def run_search(
+    spec: SearchSpec,
+    settings: SearchSettings,
+    *,
+    store: Collector | None = None,
+    observer: SearchObserver | None = None,
+) -> CapacityResult | None:
+    """Run one capacity search (or a fixed rate grid when ``settings.rates`` is set; returns None then).
+
+    With a ``store`` every probe is saved as it finishes, saved probes are replayed instead of rerun,
+    and the search's capacity row is added; without one nothing is written (`bench schedulers`).
+    """
+    from slobench.cluster import run as cluster_run  # the module: tests replace run_once on it
+
+    obs = observer if observer is not None else NullObserver()
+    on_progress = None if isinstance(obs, NullObserver) else obs.requests
+
+    def probe(rate: float, seed: int) -> ProbeResult:
+        key = probe_key(spec.label, spec.scheduler, rate, seed)
+        if store is not None:
+            cached = store.cached_result(key)
+            if cached is not None:
+                return cached
+        obs.start_probe(rate, seed)
+        res = cluster_run.run_once(spec.config(rate, seed), on_progress=on_progress)
+        if store is not None:
+            tags = {"workload": spec.label, "scheduler": spec.scheduler, "rate_rps": rate, "seed": seed} | spec.extra
+            recs = res.records.assign(**tags)
+            it = res.iterations.assign(**tags) if len(res.iterations) else pd.DataFrame()
+            store.stash(key, recs, it)
+        return probe_result(res, rate)
+
+    def on_probe(p: Probe) -> None:
+        cached = store.add_probe(spec, p) if store is not None else False
+        obs.finished(p, cached)
+
+    if settings.rates is not None:  # rate grid: every rate, every seed, no search
+        for rate in settings.rates:
+            for seed in settings.seeds:
+                on_probe(make_probe(float(rate), seed, probe(float(rate), seed), ValidityLimits()))
+        obs.finished_search(spec, None)
+        return None
+    result = capacity_search(
+        probe, target=settings.target, rate_start=settings.rate_start, rate_lo=settings.rate_lo,
+        rate_hi=settings.rate_hi, rel_tol=settings.rel_tol, seeds=tuple(settings.seeds),
+        refine_interval=settings.refine_interval, progress=on_probe)
+    if store is not None:
+        store.add_capacity(spec, result)
+    obs.finished_search(spec, result)
+    return result
+
+
+@dataclass
+class ExecuteOutcome:
+    """What `execute` did, for the caller to show (see the module docstring for ``exit_code``)."""
+
+    exit_code: int
+    out_dir: Path
+    interrupted: bool = False
+    capacities: list[CapacityRow] = field(default_factory=list)
+    bad: list[CapacityRow] = field(default_factory=list)  # searches with no capacity inside the range
+    num_probes: int = 0  # probes finished (or replayed) in this session
+    num_saved: int = 0  # probes saved in the folder, earlier sessions' included
+    report: Path | None = None  # report.html (None when interrupted or nothing finished)
+    notices: list[str] = field(default_factory=list)  # the report's one-line notices (e.g. PNGs skipped)
+    wall_s: float = 0.0
+
+
+def _finish(plan: Plan, store: Collector, interrupted: bool) -> ExecuteOutcome:
+    """Save, draw the report; the outcome (exit code, what to show)."""
+    from slobench.report.rebuild import rebuild_report
+
+    store.complete = not interrupted
+    if plan.scaling and store.capacities:
+        store.scaling = [ScalingRow(scheduler=c.scheduler, replicas=c.grid["replicas"], capacity_rps=c.capacity_rps)
+                         for c in store.capacities if "replicas" in c.grid]
+    store.save(final=True)
+    out = ExecuteOutcome(0, store.out_dir, interrupted=interrupted, capacities=list(store.capacities),
+                         bad=[c for c in store.capacities if c.status != "ok"], num_probes=len(store.probe_rows),
+                         num_saved=store.num_saved)
+    if interrupted:
+        out.exit_code = EXIT_INTERRUPTED
+    elif not store.probe_rows:
+        out.exit_code = 1
+    else:
+        out.report, out.notices = rebuild_report(store.out_dir)
+        out.exit_code = EXIT_NO_CAPACITY if plan.strict and out.bad else 0
+    out.wall_s = time.perf_counter() - store.started
+    return out
+
+
+def execute(plan: Plan, store: Collector, observer: SearchObserver | None = None) -> ExecuteOutcome:
+    """Run every search of ``plan``, saving as probes finish; save and draw the report; return the outcome.
+
+    Ctrl-C: what finished is saved and the outcome says ``interrupted`` (exit code 130). Any other
+    error: what finished is saved (final save, parts folded in) and the error propagates.
+    """
+    from slobench.cluster import run as cluster_run
+
+    obs = observer if observer is not None else NullObserver()
+    interrupted = False
+    try:
+        with cluster_run.engine_session(store.out_dir):  # real engines: launched servers stop with the command
+            for i, spec in enumerate(plan.specs, start=1):
+                obs.start_search(spec, i, len(plan.specs))
+                run_search(spec, plan.search, store=store, observer=obs)
+    except KeyboardInterrupt:
+        interrupted = True
+    except Exception:
+        store.save(final=True)  # keep finished probes; the error itself is the caller's to show
+        raise
+    return _finish(plan, store, interrupted)
+
+
+def write_plan_manifest(out_dir: Path, plan: Plan, config: dict[str, Any]) -> None:
+    """manifest.json of a plan's results folder: command, config and the plan (what resume replays)."""
+    from slobench.report.results import write_manifest
+
+    seeds = plan.search.seeds
+    write_manifest(out_dir, command=sys.argv, config=config, seed=seeds[0] if seeds else None,
+                   extra={"plan": plan.to_dict()})
+
+
+def start(plan: Plan, out: Path, name: str, config: dict[str, Any]) -> Collector:
+    """Make the results folder ``out/<stamp>-<name>``, write the manifest (with the plan), return its store."""
+    from slobench.report.results import new_run_dir
+
+    path = new_run_dir(name, root=out)
+    write_plan_manifest(path, plan, {"name": name} | config)
+    return Collector(path, plan.search.target, plan.title)
+
+
+def open_resume(results_dir: Path, *, kind: str | None = None) -> tuple[Plan, Collector]:
+    """The plan saved in ``results_dir`` and its store with the saved probes loaded (``len(store.previous)``
+    of them can be reused); checks the plan again and records the resume in the manifest."""
+    results_dir = Path(results_dir)
+    manifest_path = results_dir / "manifest.json"
+    if not results_dir.is_dir():
+        raise UserError(f"{results_dir}: not a folder; give a results folder written by compare/capacity/sweep")
+    if not manifest_path.exists():
+        raise UserError(f"{manifest_path} not found: is {results_dir} a slobench results folder?")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{manifest_path}: unreadable ({exc}); cannot resume, start a new run") from None
+    if "plan" not in manifest:
+        raise UserError(f"{manifest_path}: no saved plan (written by `slobench run` or an older slobench); "
+                        "cannot resume, start a new run")
+    try:
+        plan = Plan.from_dict(manifest["plan"])
+    except (KeyError, TypeError) as exc:
+        raise UserError(f"{manifest_path}: saved plan not understood ({exc}); cannot resume, start a new run") \
+            from None
+    if kind is not None and plan.kind != kind:
+        raise UserError(f"{results_dir} holds a `{plan.kind}` run; resume it with: slobench resume {results_dir}")
+    preflight(plan.specs)
+    manifest.setdefault("resumed", []).append({"at": datetime.now().isoformat(timespec="seconds"),
+                                               "command": " ".join(sys.argv)})
+    from slobench.report.results import write_json
+
+    write_json(manifest_path, manifest)
+    store = Collector(results_dir, plan.search.target, plan.title)
+    store.load_previous()
+    return plan, store
+
+
+def resume_run(results_dir: Path, *, kind: str | None = None,
+               observer: SearchObserver | None = None) -> ExecuteOutcome:
+    """Continue the plan saved in ``results_dir``; saved probes are reused, the rest run."""
+    plan, store = open_resume(results_dir, kind=kind)
+    return execute(plan, store, observer)

@@ -1,0 +1,262 @@
+"""Experiment plans: which capacity searches (or rate grids) to run, and how every one of them probes.
+
+A `Plan` is what `compare`, `capacity`, `sweep`, `bench schedulers` and the paper-figure script all
+turn their input into before anything runs. It is saved in manifest.json (``plan``), so
+`slobench resume` replays exactly the same searches. Each `SearchSpec` is a `RunConfig` template:
+its ``run_kwargs`` are the flat `slobench.cluster.run.validate_config` keys of every probe but the
+rate and seed, which the search chooses (`SearchSpec.config`). `preflight` validates every distinct
+setting before the first probe, so a typo costs one line, not a half-finished results folder.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from slobench.errors import UserError
+
+if TYPE_CHECKING:
+    from slobench.cluster.run import RunConfig
+
+QUICK_REQUESTS = 200
+DEFAULT_REQUESTS = 600
+
+
+@dataclass
+class SearchSpec:
+    """One capacity search (or rate grid) to run: a label plus the run settings it varies.
+
+    ``label`` is the ``workload`` column of every output row and, with the scheduler, identifies
+    the search inside a results folder (sweeps put the grid values into it). ``run_kwargs`` are the
+    `validate_config` keys shared by every probe (the workload, engine, hardware, num_requests …);
+    saved as they are in manifest.json, so results folders of any slobench version resume.
+    """
+
+    label: str
+    scheduler: str
+    run_kwargs: dict[str, Any]
+    extra: dict[str, Any] = field(default_factory=dict)  # grid values, copied to every output row
+
+    def config(self, rate_rps: float, seed: int) -> RunConfig:
+        """The validated `RunConfig` of this search's probe at ``rate_rps`` with ``seed``."""
+        from slobench.cluster import run as cluster_run
+
+        return cluster_run.validate_config(scheduler=self.scheduler, rate_rps=rate_rps, seed=seed, **self.run_kwargs)
+
+
+@dataclass
+class SearchSettings:
+    """How every search of a plan probes: the same target, seeds and rate grid for all engines."""
+
+    target: float = 0.9
+    seeds: list[int] = field(default_factory=lambda: [0])
+    rel_tol: float = 0.02
+    rate_start: float = 1.0
+    rate_lo: float = 0.05
+    rate_hi: float = 1024.0
+    rates: list[float] | None = None  # a fixed rate grid instead of a search (sweep)
+    refine_interval: bool = False
+
+
+@dataclass
+class Plan:
+    """Everything needed to run, or resume, a compare/capacity/sweep; stored in manifest.json."""
+
+    kind: str  # compare | capacity | sweep | paper | bench
+    title: str
+    specs: list[SearchSpec]
+    search: SearchSettings
+    scaling: bool = False  # capacities per replica count → replica-scaling figure
+    strict: bool = True  # exit EXIT_NO_CAPACITY when a search has no capacity in range
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Plan:
+        return cls(kind=d["kind"], title=d["title"], specs=[SearchSpec(**s) for s in d["specs"]],
+                   search=SearchSettings(**d["search"]), scaling=d.get("scaling", False),
+                   strict=d.get("strict", True))
+
+
+def workload_arg(workload: str) -> str:
+    """A YAML path is stored absolute, so a resume from another folder finds it; names stay names."""
+    p = Path(workload)
+    return str(p.resolve()) if p.suffix in (".yaml", ".yml") and p.exists() else workload
+
+
+def run_kwargs(*, hardware: str, model: str, tp: int, profile: str | None, replicas: int, engine: str,
+               num_requests: int | None, quick: bool, url: str | None = None,
+               engine_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The `SearchSpec.run_kwargs` of a compare/capacity command (without the workload)."""
+    n = num_requests or (QUICK_REQUESTS if quick else DEFAULT_REQUESTS)
+    kw: dict[str, Any] = {"hardware": hardware, "model": model, "tp": tp, "replicas": replicas, "engine": engine,
+                          "num_requests": n}
+    if profile:
+        kw["profile"] = profile
+    if url:  # real engines only (sim plans stay as they were)
+        kw["url"] = url
+    if engine_options:
+        kw["engine_options"] = engine_options
+    return kw
+
+
+def setup_text(kw: dict[str, Any]) -> str:
+    """The setup in a title: "H100-SXM, Llama-3.1-8B, sim" or "profile paper:…"."""
+    if kw.get("profile"):
+        return f"profile {kw['profile']}"
+    tp = f" TP{kw['tp']}" if kw.get("tp", 1) > 1 else ""
+    reps = f" ×{kw['replicas']} replicas" if kw.get("replicas", 1) > 1 else ""
+    return f"{kw['hardware']}, {kw['model']}{tp}{reps}, {kw['engine']}"
+
+
+def search_settings(target: float, seeds: Sequence[int], quick: bool, rate_start: float, rate_min: float,
+                    rate_max: float, refine_interval: bool | None) -> SearchSettings:
+    """Settings of a compare/capacity command: ``quick`` = 5% grid and no interval refinement."""
+    if not rate_min < rate_max:
+        raise UserError(f"--rate-min {rate_min:g} must be below --rate-max {rate_max:g}")
+    refine = not quick if refine_interval is None else refine_interval
+    return SearchSettings(target=target, seeds=list(seeds), rel_tol=0.05 if quick else 0.02, rate_start=rate_start,
+                          rate_lo=rate_min, rate_hi=rate_max, refine_interval=refine)
+
+
+def check_schedulers(names: Sequence[str]) -> None:
+    """Unknown, unimportable or not-yet-available policies (registry names or ``module:Class``) fail
+    before any probe runs, in one line."""
+    from slobench.schedulers.registry import make_policy, scheduler_names
+
+    for name in names:
+        try:
+            make_policy(name)
+        except ImportError as exc:
+            raise UserError(f"scheduler {name!r} is not available in this build ({exc}); choose from "
+                            f"{', '.join(scheduler_names())}") from None
+
+
+def preflight(specs: Sequence[SearchSpec]) -> None:
+    """Validate every distinct run setting (flags, workload, hardware/model/profile) before probing."""
+    from slobench.cluster import run as cluster_run
+    from slobench.workloads import load_spec
+
+    check_schedulers(list(dict.fromkeys(s.scheduler for s in specs)))
+    seen: set[str] = set()
+    for spec in specs:
+        sig = json.dumps(spec.run_kwargs, sort_keys=True, default=str)
+        if sig in seen:
+            continue
+        seen.add(sig)
+        cfg = spec.config(1.0, 0)
+        load_spec(cfg.workload)
+        if cfg.engine == "sim":
+            cluster_run.build_latency_model(cfg)
+
+
+# --- sweeps ---------------------------------------------------------------------------------------
+
+# Grid axis → RunConfig field it sets. slo_scale / burstiness_cv go through the workload overrides.
+GRID_AXES = {"model": "model", "hardware": "hardware", "replicas": "replicas", "tp": "tp", "profile": "profile",
+             "slo_scale": None, "burstiness_cv": None}
+
+
+class SweepGrid(BaseModel):
+    """A sweep file: fixed settings plus lists to take the Cartesian product of.
+
+    ``rates`` given → every rate is probed (attainment curves); omitted → a capacity search per point.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    workload: list[str] = Field(min_length=1)
+    schedulers: list[str] = Field(default_factory=lambda: ["vllm", "slos-serve"], min_length=1)
+    rates: list[float] | None = None
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    target: float = Field(default=0.9, gt=0, le=1)
+    num_requests: int = Field(default=DEFAULT_REQUESTS, ge=10)
+    rel_tol: float = Field(default=0.02, gt=0, lt=1)
+    rate_start: float = Field(default=1.0, gt=0)
+    rate_min: float = Field(default=0.05, gt=0)
+    rate_max: float = Field(default=1024.0, gt=0)
+    engine: str = "sim"
+    hardware: str = "H100-SXM"
+    model: str = "Llama-3.1-8B"
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+
+    @field_validator("workload", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("rates")
+    @classmethod
+    def _positive_rates(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and (not v or any(not (r > 0) for r in v)):
+            raise ValueError("rates must be a non-empty list of positive numbers")
+        return v
+
+    @field_validator("grid")
+    @classmethod
+    def _known_axes(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        unknown = set(v) - set(GRID_AXES)
+        if unknown:
+            raise ValueError(f"unknown grid axis {sorted(unknown)}; known: {sorted(GRID_AXES)}")
+        for k, vals in v.items():
+            if not isinstance(vals, list) or not vals:
+                raise ValueError(f"grid.{k} must be a non-empty list")
+        return v
+
+    def settings(self, *, quick: bool) -> SearchSettings:
+        """How the sweep probes (``quick``: a 5% grid)."""
+        return SearchSettings(target=self.target, seeds=self.seeds, rel_tol=0.05 if quick else self.rel_tol,
+                              rate_start=self.rate_start, rate_lo=self.rate_min, rate_hi=self.rate_max,
+                              rates=self.rates)
+
+
+def load_grid(path: Path) -> SweepGrid:
+    """Read and validate a sweep YAML; any problem becomes one UserError line."""
+    from slobench.yaml_files import load_yaml_model
+
+    grid = load_yaml_model(path, SweepGrid)
+    if not grid.rate_min < grid.rate_max:
+        raise UserError(f"{path}: rate_min {grid.rate_min:g} must be below rate_max {grid.rate_max:g}")
+    return grid
+
+
+def workload_variant(workload: str, overrides: dict[str, Any], out_dir: Path) -> str:
+    """A workload variant with SLOs scaled / burstiness changed, written under ``out_dir/workloads``."""
+    if not overrides:
+        return workload_arg(workload)
+    try:
+        from slobench.workloads import apply_overrides, load_spec
+    except ImportError:
+        raise UserError(f"grid axes {sorted(overrides)} need workload overrides, not available in this build") \
+            from None
+    spec = apply_overrides(load_spec(workload), **overrides)
+    tag = "-".join(f"{k}{v}" for k, v in overrides.items())
+    path = out_dir / "workloads" / f"{Path(workload).stem}-{tag}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    spec.to_yaml(path)
+    return str(path.resolve())
+
+
+def sweep_specs(g: SweepGrid, out_dir: Path, *, quick: bool) -> list[SearchSpec]:
+    """One search per (workload, grid point, scheduler); grid values go into the label and the rows."""
+    axes = list(g.grid)
+    specs: list[SearchSpec] = []
+    for wl in g.workload:
+        for values in itertools.product(*(g.grid[a] for a in axes)) if axes else [()]:
+            point = dict(zip(axes, values, strict=True))
+            run_kw: dict[str, Any] = {"engine": g.engine, "hardware": g.hardware, "model": g.model,
+                                      "num_requests": QUICK_REQUESTS if quick else g.num_requests}
+            run_kw |= {GRID_AXES[a]: v for a, v in point.items() if GRID_AXES[a]}
+            overrides = {a: v for a, v in point.items() if GRID_AXES[a] is None}
+            run_kw["workload"] = workload_variant(wl, overrides, out_dir)
+            label = " ".join([Path(wl).stem, *(f"{a}={v}" for a, v in point.items())])
+            specs += [SearchSpec(label, s, run_kw, extra={"base_workload": Path(wl).stem} | point)
+                      for s in g.schedulers]
+    return specs

@@ -1,0 +1,195 @@
+"""What the capacity commands show: rich tables, the live search progress, the closing lines.
+
+`SearchProgress` implements `slobench.capacity.execute.SearchObserver` (a line per finished probe,
+a bar of requests done for the running one); `print_outcome` turns an `ExecuteOutcome` into the
+table and lines `compare` / `capacity` / `sweep` / `resume` print. `bench schedulers` has its own
+wide table (`bench_table`).
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from slobench.capacity.bench import BenchRow, ratios
+from slobench.capacity.execute import ExecuteOutcome
+from slobench.capacity.plan import Plan, SearchSpec
+from slobench.capacity.search import CapacityResult, Probe
+from slobench.report.probes import CapacityRow
+
+console = Console()
+# The bench table is wide (a column per policy and per ratio): when the output is not a terminal
+# (a log file, CI), rich would assume 80 columns and truncate the headers.
+wide_console = Console() if sys.stdout.isatty() else Console(width=160)
+
+BASELINES = ("vllm", "vllm-v0", "sarathi")
+
+
+class SearchProgress:
+    """Live rich display: a line per finished probe, a bar (requests done) for the one running."""
+
+    def __init__(self, out: Console | None = None) -> None:
+        self.label = ""
+        self.prog = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                             TimeElapsedColumn(), console=out or console, transient=True)
+        self.task = self.prog.add_task("starting", total=None)
+        self.probes = 0
+
+    def __enter__(self) -> SearchProgress:
+        self.prog.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.prog.__exit__(*exc)  # type: ignore[arg-type]
+
+    def start_search(self, spec: SearchSpec, index: int, total: int) -> None:
+        self.probes = 0
+        self.label = f"[{index}/{total}] {spec.label} × {spec.scheduler}"
+        self.prog.update(self.task, description=f"{self.label}: starting", total=None, completed=0)
+
+    def start_probe(self, rate_rps: float, seed: int) -> None:
+        self.prog.update(self.task, description=f"{self.label}: probe {self.probes + 1} at {rate_rps:.3g} req/s "
+                         f"seed {seed}", total=None, completed=0)
+
+    def requests(self, done: int, total: int) -> None:
+        self.prog.update(self.task, completed=done, total=total)
+
+    def finished(self, probe: Probe, cached: bool) -> None:
+        self.probes += 1
+        p = probe
+        mark = "" if p.valid else f" [red]INVALID[/] ({p.reason})"
+        note = " [dim](saved, not rerun)[/]" if cached else ""
+        self.prog.console.print(f"  {self.label}: {p.rate_rps:.3g} req/s seed {p.seed} → {p.attainment:.1%} "
+                                f"[{p.ci_low:.1%}, {p.ci_high:.1%}]{mark}{note}", highlight=False, soft_wrap=True)
+
+    def finished_search(self, spec: SearchSpec, result: CapacityResult | None) -> None:
+        pass
+
+
+def _fmt_capacity(row: CapacityRow) -> str:
+    cap, status = row.capacity_rps, row.status
+    if status == "below_range":
+        lo = row.min_rate_rps
+        return f"< {lo:.3g}" if lo is not None else "–"
+    if cap is None:
+        return "–"
+    return f"≥ {cap:.3g}" if status in ("above_range", "max_probes") and row.upper_rps is None else f"{cap:.3g}"
+
+
+def capacity_table(capacities: Sequence[CapacityRow], title: str = "Capacity") -> Table:
+    """Rich table: workload, scheduler, capacity, its interval, ratio vs the first scheduler, status."""
+    first = capacities[0].scheduler if capacities else ""
+    t = Table(title=title, header_style="bold", caption=f"req/s at the target attainment; interval = [highest "
+              f"confident pass, lowest confident fail); ratio vs {first}")
+    for col, just in (("workload", "left"), ("scheduler", "left"), ("capacity", "right"), ("interval", "right"),
+                      ("ratio", "right"), ("status", "left")):
+        t.add_column(col, justify=just)
+    base: dict[str, CapacityRow] = {}
+    for row in capacities:
+        base.setdefault(row.workload, row)
+    for row in capacities:
+        b = base[row.workload]
+        ok = row.status == "ok" and b.status == "ok" and b.capacity_rps
+        ratio = f"{row.capacity_rps / b.capacity_rps:.2f}×" if ok else "–"  # type: ignore[operator]
+        lo, hi = row.lower_rps, row.upper_rps
+        interval = f"[{'–' if lo is None else f'{lo:.3g}'}, {'–' if hi is None else f'{hi:.3g}'})"
+        t.add_row(row.workload, row.scheduler, _fmt_capacity(row), interval, ratio,
+                  row.status if row.status == "ok" else f"[yellow]{row.status}[/]")
+    return t
+
+
+def _hint(status: str) -> str:
+    return {"below_range": " (try --rate-min lower, a looser --target, or looser SLOs)",
+            "above_range": " (try a higher --rate-max)",
+            "max_probes": " (probe limit reached; narrow --rate-min/--rate-max)"}.get(status, "")
+
+
+def commands(out_dir: Path) -> str:
+    """The resume and re-report command lines of a results folder."""
+    d = shlex.quote(str(out_dir))
+    return f"  resume:    slobench resume {d}\n  re-report: slobench report {d}"
+
+
+def print_failed(out_dir: Path) -> None:
+    console.print(f"[yellow]failed[/]: finished probes kept in {out_dir}\n{commands(out_dir)}",
+                  highlight=False, soft_wrap=True)
+
+
+def print_resuming(kind: str, results_dir: Path, reused: int) -> None:
+    console.print(f"resuming {kind} in {results_dir}: {reused} saved probes reused", highlight=False, soft_wrap=True)
+
+
+def print_notices(notices: Sequence[str]) -> None:
+    for n in notices:
+        console.print(n, style="dim", markup=False, highlight=False, soft_wrap=True)
+
+
+def print_outcome(plan: Plan, out: ExecuteOutcome) -> None:
+    """The capacity table, then: the interrupted lines, or each search without a capacity, the report."""
+    if out.capacities:
+        console.print(capacity_table(out.capacities, title=plan.title))
+    if out.interrupted:
+        console.print(f"[yellow]interrupted[/]: {out.num_saved} finished probes (with their records) saved in "
+                      f"{out.out_dir}\n{commands(out.out_dir)}", highlight=False, soft_wrap=True)
+        return
+    if out.num_probes == 0:
+        console.print(f"[yellow]no probe finished[/]; results folder: {out.out_dir}")
+        return
+    for c in out.bad:
+        console.print(f"[yellow]{c.workload} × {c.scheduler}[/]: {c.message}{_hint(c.status)}",
+                      highlight=False, soft_wrap=True)
+    print_notices(out.notices)
+    console.print(f"report: {out.report}", highlight=False, soft_wrap=True)
+    console.print(f"[dim]{out.num_probes} probes in {out.wall_s:.1f} s; results: {out.out_dir}[/]",
+                  highlight=False, soft_wrap=True)
+
+
+# --- bench schedulers ------------------------------------------------------------------------------
+
+def fmt_rate(x: float | None) -> str:
+    return "–" if x is None or not math.isfinite(x) else f"{x:.3g}"
+
+
+def bench_progress(total: int) -> tuple[Progress, int]:
+    """The bench's progress bar (one step per finished search) and its task id."""
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=wide_console, transient=True)
+    return progress, progress.add_task("capacity searches", total=total)
+
+
+def bench_row_line(r: BenchRow) -> str:
+    return f"{r.workload} × {r.scheduler}: {fmt_rate(r.capacity_rps)} req/s ({r.status}, {r.probes} probes, " \
+           f"{r.wall_s:.0f} s)"
+
+
+def bench_table(rows: Sequence[BenchRow], workloads: Sequence[str], schedulers: Sequence[str], *, target: float,
+                setup: str, num_requests: int, seeds: Sequence[int]) -> Table:
+    """Capacity per workload (a column per policy) and the subject's ratio to every baseline, with geomeans."""
+    seeds_txt = ", ".join(str(x) for x in seeds)
+    subject = "slos-serve" if "slos-serve" in schedulers else schedulers[-1]
+    t = Table(title=f"Capacity (req/s) at {target:.0%} attainment — {setup}, {num_requests} requests/probe, "
+                    f"seed {seeds_txt}",
+              caption=f"÷ X: capacity of {subject} divided by X's", header_style="bold")
+    t.add_column("workload")
+    for s in schedulers:
+        t.add_column(s, justify="right")
+    base = [b for b in BASELINES if b in schedulers]
+    per = {b: ratios(rows, subject, b) for b in base if b != subject}
+    for b in per:
+        t.add_column(f"÷ {b}", justify="right")
+    cap = {(r.workload, r.scheduler): r for r in rows}
+    for w in workloads:
+        cells = []
+        for s in schedulers:
+            r = cap[(w, s)]
+            cells.append(fmt_rate(r.capacity_rps) + ("" if r.status == "ok" else f" ({r.status})"))
+        t.add_row(w, *cells, *[f"{per[b][0][w]:.2f}×" for b in per])
+    t.add_row("[bold]geomean[/]", *[""] * len(schedulers), *[f"[bold]{per[b][1]:.2f}×[/]" for b in per])
+    return t

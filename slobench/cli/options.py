@@ -1,0 +1,44 @@
+"""Typer options shared by the capacity commands (`compare`, `capacity`, `sweep`), declared once.
+
+Each alias is an ``Annotated`` type: a command's signature names the alias and its default, e.g.
+``target: TargetOpt = 0.9``, so the flag, its help and its limits are the same in every command.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+WorkloadOpt = Annotated[list[str], typer.Option(
+    "--workload", "-w", help="Workload name or YAML path; repeat it or give a comma-separated list.")]
+OneWorkloadOpt = Annotated[str, typer.Option("--workload", "-w", help="Workload name or YAML path.")]
+SchedulersOpt = Annotated[str, typer.Option("--schedulers", help="Comma-separated; ratios are vs the first.")]
+SchedulerOpt = Annotated[str, typer.Option("--scheduler", "-s", help="Scheduler name.")]
+TargetOpt = Annotated[float, typer.Option("--target", help="Attainment target in (0, 1].", min=0.01, max=1.0)]
+HardwareOpt = Annotated[str, typer.Option("--hardware", help="GPU spec name, e.g. H100-SXM.")]
+ModelOpt = Annotated[str, typer.Option("--model", help="Model spec name, e.g. Llama-3.1-8B; real engines: the local "
+                                      "model folder (or hub id) to serve.")]
+TpOpt = Annotated[int, typer.Option("--tp", min=1, help="Tensor-parallel degree (roofline model).")]
+ProfileOpt = Annotated[str | None, typer.Option(
+    "--profile", help="Named latency profile, e.g. paper:opt-13b-a100-tp2 (overrides --hardware/--model/--tp).")]
+ReplicasOpt = Annotated[int, typer.Option("--replicas", min=1, help="Replicas behind the router.")]
+SeedOpt = Annotated[list[int], typer.Option("--seed", help="Seed(s); the same for every scheduler. Repeatable.")]
+QuickOpt = Annotated[bool, typer.Option("--quick", help="200 requests per probe, 5% grid: a first look in seconds.")]
+EngineOpt = Annotated[str, typer.Option("--engine", help="sim (default) | vllm | openai")]
+UrlOpt = Annotated[str | None, typer.Option("--url", help="--engine openai: server base URL, e.g. http://host:8000/v1.")]
+EngineArgOpt = Annotated[list[str] | None, typer.Option(
+    "--engine-arg", help="Real-engine option KEY=VALUE (repeatable), e.g. max_num_seqs=64; see docs/real-engines.md.")]
+EngineConfigOpt = Annotated[Path | None, typer.Option("--engine-config", help="YAML file of real-engine options.")]
+OutOpt = Annotated[Path, typer.Option("--out", help="Results root; a timestamped folder is made inside.")]
+RequestsOpt = Annotated[int | None, typer.Option("--num-requests", min=10, help="Requests per probe.")]
+StartOpt = Annotated[float, typer.Option("--rate-start", min=0.001, help="First rate probed (req/s).")]
+RateMinOpt = Annotated[float, typer.Option("--rate-min", min=0.0001, help="Lowest rate the search may probe.")]
+RateMaxOpt = Annotated[float, typer.Option("--rate-max", min=0.001, help="Highest rate the search may probe.")]
+RefineOpt = Annotated[bool | None, typer.Option(
+    "--refine-interval/--no-refine-interval",
+    help="Extra probes (≈ +50%) tightening the capacity's interval to grid neighbours. Default: on; off with --quick.")]
+ResumeOpt = Annotated[Path | None, typer.Option(
+    "--resume", help="Continue an interrupted run in this results folder with its saved settings.")]
+GridOpt = Annotated[Path | None, typer.Option("--grid", help="Sweep YAML (workload, schedulers, rates?, grid: {...}).")]

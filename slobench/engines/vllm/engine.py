@@ -1,0 +1,111 @@
+"""``--engine vllm``: a launched vLLM server (stock, or with a slobench policy inside) as an `Engine`.
+
+The stock vLLM scheduler *is* the baseline: policy ``vllm`` runs vLLM untouched; any other policy
+(``slos-serve``, ``sarathi``, ``package.module:Class`` …) runs inside vLLM through the adapter
+class, which gets the job's whole `PolicySpec` (name, options, draft acceptance rate) from the
+launcher. Servers come from the process-wide pool (`slobench.engines.vllm.pool`), so a capacity
+search reuses one server across its probes. The load is driven by the shared load generator
+(`slobench.engines.openai.engine.run_target`); the adapter's statistics come from its events file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from slobench.engines.base import EngineJob, EngineResult, open_loop_workload
+from slobench.engines.openai.engine import Target, refuse_replicas, run_target
+from slobench.engines.options import EngineOptions
+from slobench.engines.vllm.launcher import ServerSpec, check_model_arg
+from slobench.errors import UserError
+from slobench.schedulers.spec import PolicySpec
+
+STOCK = "vllm"  # the policy name that means "vLLM's own scheduler, untouched"
+
+
+def _vocab_size(model_dir: str) -> int | None:
+    try:
+        cfg = json.loads((Path(model_dir).expanduser() / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    cfg = {**cfg, **cfg.get("text_config", {})} if isinstance(cfg.get("text_config"), dict) else cfg
+    v = cfg.get("vocab_size")
+    return int(v) if isinstance(v, int) and v > 8 else None
+
+
+def server_policy(policy: PolicySpec) -> PolicySpec | None:
+    """The policy to load inside vLLM; None = the stock scheduler. Stock vLLM takes no slobench options:
+    its settings are server flags (``--engine-arg max_num_batched_tokens=…``), so options are refused."""
+    if policy.name.strip().lower() != STOCK:
+        return policy
+    if policy.options:
+        raise UserError(f"--scheduler vllm on --engine vllm runs vLLM's own scheduler, which takes no slobench "
+                        f"policy options (got {sorted(policy.options)}); give its settings as --engine-arg "
+                        "(e.g. max_num_batched_tokens=2048, max_num_seqs=64)")
+    return None
+
+
+def scheduler_stats(events_path: Path | None) -> dict[str, Any] | None:
+    """The adapter's last statistics (schedule() calls, overhead, plan deviations) and its ``loaded`` line."""
+    if events_path is None:
+        return None
+    from slobench.engines.vllm.events import EventReader
+
+    reader = EventReader(events_path)
+    stats = reader.last("stats")
+    loaded = reader.last("loaded")
+    if stats is None and loaded is None:
+        return None
+    stats = {k: v for k, v in (stats or {}).items() if k not in ("event", "t")}
+    return {"loaded": loaded, **stats}
+
+
+class VLLMEngine:
+    """vLLM's OpenAI-compatible server, launched on 127.0.0.1 for ``model`` (a local folder or hub id).
+
+    ``hardware``/``profile`` name the latency model the in-vLLM policy plans with (the model's
+    ``config.json`` gives its shape); ``options`` are the server and client options."""
+
+    name = "vllm"
+
+    def __init__(self, *, model: str, options: EngineOptions, hardware: str = "H100-SXM", tp: int = 1,
+                 profile: str | None = None) -> None:
+        check_model_arg(model)  # before the latency model reads the folder's config.json
+        self.model, self.options, self.hardware, self.tp, self.profile = model, options, hardware, tp, profile
+
+    def server_spec(self, policy: PolicySpec) -> ServerSpec:
+        """The launch for ``policy`` (equal specs share one running server)."""
+        return ServerSpec(model=self.model, policy=server_policy(policy), tp=self.tp,
+                          options=self.options.server_fields(), hardware=self.hardware, perf_model=self.model,
+                          profile=self.profile)
+
+    def target(self, policy: PolicySpec, log_dir: Path | None) -> Target:
+        """A healthy server for ``policy`` (reused from the pool or launched) and its endpoint."""
+        from slobench.engines.openai.protocol import Endpoint
+        from slobench.engines.vllm.pool import get_pool
+        from slobench.engines.vllm.support import require_vllm
+
+        opts = self.options
+        info = require_vllm() if opts.python is None else None
+        spec = self.server_spec(policy)
+        srv = get_pool().acquire(spec, cpu_build=info is not None and info.build == "cpu",
+                                 startup_timeout_s=opts.startup_timeout_s, log_dir=log_dir)
+        ep = Endpoint(base_url=srv.base_url, model=opts.served_model or srv.served_model, api=opts.api,
+                      token_prompts=opts.token_prompts, extensions=opts.extensions, timeout_s=opts.request_timeout_s)
+        return Target(
+            endpoint=ep, vocab_size=opts.vocab_size or _vocab_size(self.model), health_check=srv.check_alive,
+            events_path=srv.events_path if spec.policy is not None else None,
+            info={"server_url": srv.base_url, "server_pid": srv.proc.pid, "server_log": str(srv.log_path),
+                  "server_startup_s": srv.startup_s, "vllm": info.version if info else None,
+                  "vllm_build": info.build if info else None,
+                  "scheduler_impl": spec.policy.name if spec.policy is not None else "vllm (stock)"},
+        )
+
+    def run(self, job: EngineJob) -> EngineResult:
+        refuse_replicas(job)
+        open_loop_workload(self.name, job)  # refuse other loads before launching anything
+        target = self.target(job.policy, job.log_dir)
+        result = run_target(self.name, job, target, self.options)
+        result.scheduler_stats = scheduler_stats(target.events_path)
+        return result

@@ -1,0 +1,240 @@
+"""Typed, versioned rows of a capacity results folder: ``probes.csv`` and ``summary.json``.
+
+`slobench.capacity.store` writes these files and `slobench.report.rebuild` reads them, both through
+the models here, so a writer and its readers cannot drift apart. The models sit in `report` (below
+`capacity`) because the report layer reads them and must not import `capacity`.
+
+Versions (``schema_version``): 1 = the files written before these models (no ``schema_version``
+column or key; they read as version 1, and optional columns missing from them take their defaults);
+2 = these models. A file of a newer version than this slobench knows is refused in one line.
+
+- `ProbeRow`: one probe (one seeded run at one rate) as one row of probes.csv. Its columns are the
+  probe's identity, its counts and Wilson interval, its validity and the evidence the validity was
+  judged on (so a resumed search can replay it without rerunning); a sweep adds its grid values.
+- `CapacityRow`: one capacity search's outcome, one row of summary.json's ``capacities``.
+- `ScalingRow`: one (scheduler, replica count) capacity, summary.json's ``scaling``.
+- `ExperimentSummary`: the whole summary.json of a compare / capacity / sweep / paper section.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from slobench.errors import UserError
+from slobench.report.results import write_json
+
+PROBES_VERSION = 2
+SUMMARY_VERSION = 2
+
+# Columns every probes.csv has had; the evidence columns (offered_rate_rps …) came later and default.
+REQUIRED_PROBE_COLUMNS = ("workload", "scheduler", "rate_rps", "seed", "attainment", "ci_low", "ci_high",
+                          "num_met", "num_requests", "valid")
+
+
+def _none_if_nan(v: Any) -> Any:
+    """CSV and JSON hold "no value" as an empty cell / null / NaN; the models hold None."""
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+
+
+class ProbeRow(BaseModel):
+    """One probe: one seeded run at one rate, as the search judged it. One row of probes.csv.
+
+    Extra columns (a sweep's grid values, ``base_workload``) are kept as they are.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    workload: str  # the search's label (a sweep puts its grid values in it); with scheduler, the search's id
+    scheduler: str
+    rate_rps: float  # the rate asked for (a point of the search's geometric grid), req/s
+    seed: int  # workload seed
+    attainment: float  # num_met / num_requests
+    ci_low: float  # Wilson interval of attainment (95%)
+    ci_high: float
+    num_met: int  # requests meeting every stage's SLO
+    num_requests: int  # all arrivals (best-effort, rejected, unfinished count as misses)
+    valid: bool  # False: the run cannot be trusted (reason says why); counts as a miss
+    reason: str = ""  # why INVALID; empty when valid
+    # Validity evidence (None: the engine does not measure it, e.g. client lag on the simulator).
+    offered_rate_rps: float | None = None  # the rate asked for
+    achieved_rate_rps: float | None = None  # the arrival rate realised (generated on sim, sent on real engines)
+    client_lag_s: float | None = None  # how far the load generator fell behind its schedule
+    tail_s: float | None = None  # last token − last SLO deadline of any stage
+    unfinished: int = 0  # requests not finished at the horizon
+    schema_version: int = 1  # rows without the column are version 1; the store writes PROBES_VERSION
+
+    _nan = field_validator("offered_rate_rps", "achieved_rate_rps", "client_lag_s", "tail_s",
+                           mode="before")(lambda cls, v: _none_if_nan(v))
+
+    @field_validator("reason", mode="before")
+    @classmethod
+    def _reason(cls, v: Any) -> str:
+        v = _none_if_nan(v)
+        return "" if v is None else str(v)
+
+    @field_validator("workload", "scheduler", mode="before")
+    @classmethod
+    def _text(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
+
+    @field_validator("unfinished", mode="before")
+    @classmethod
+    def _count(cls, v: Any) -> Any:
+        v = _none_if_nan(v)
+        return 0 if v is None or v == "" else v
+
+    @property
+    def key(self) -> tuple[str, str, float, int]:
+        """The probe's identity inside a results folder (see `slobench.report.results.probe_key`)."""
+        from slobench.report.results import probe_key
+
+        return probe_key(self.workload, self.scheduler, self.rate_rps, self.seed)
+
+    def to_row(self) -> dict[str, Any]:
+        """The CSV row: today's columns in their order, then extra (grid) columns, then schema_version."""
+        row = self.model_dump(exclude={"schema_version"})
+        return row | {"schema_version": self.schema_version}
+
+
+class CapacityRow(BaseModel):
+    """One capacity search's outcome (one row of summary.json's ``capacities``); grid values ride along."""
+
+    model_config = ConfigDict(extra="allow")
+
+    workload: str
+    scheduler: str
+    capacity_rps: float | None = None  # highest passing grid rate; None when even the lowest rate missed
+    lower_rps: float | None = None  # highest confidently passing rate ≤ capacity (None: none that clear)
+    upper_rps: float | None = None  # lowest confidently failing rate > capacity
+    status: str = "ok"  # ok | below_range | above_range | max_probes
+    message: str = ""
+    min_rate_rps: float | None = None  # lowest rate probed (the bound shown for below_range)
+    num_rates: int | None = None
+    num_probes: int | None = None
+
+    _nan = field_validator("capacity_rps", "lower_rps", "upper_rps", "min_rate_rps",
+                           mode="before")(lambda cls, v: _none_if_nan(v))
+
+    @property
+    def grid(self) -> dict[str, Any]:
+        """The extra (grid) values of a sweep's search, e.g. ``{"replicas": 2}``."""
+        return dict(self.model_extra or {})
+
+
+class ScalingRow(BaseModel):
+    """Capacity of one scheduler with ``replicas`` replicas (the replica-scaling figure)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    scheduler: str
+    replicas: int
+    capacity_rps: float | None = None
+
+    _nan = field_validator("capacity_rps", mode="before")(lambda cls, v: _none_if_nan(v))
+
+
+class ExperimentSummary(BaseModel):
+    """summary.json of a compare / capacity / sweep: the searches' capacities and the run's state."""
+
+    model_config = ConfigDict(extra="allow")
+
+    schema_version: int = 1  # files without the key are version 1; the store writes SUMMARY_VERSION
+    title: str = ""
+    target: float = 0.9  # attainment target of every search
+    complete: bool = True  # False: interrupted (partial results; `slobench resume` continues)
+    capacities: list[CapacityRow] = Field(default_factory=list)
+    scaling: list[ScalingRow] = Field(default_factory=list)
+    wall_s: float = 0.0
+
+    def write(self, path: Path) -> None:
+        """Write summary.json atomically (temp file in the same folder, then a rename)."""
+        write_json(path, self.model_dump(mode="python"))
+
+    @classmethod
+    def read(cls, path: Path) -> ExperimentSummary:
+        """Read summary.json; a missing file is an empty summary, a broken or foreign one is one UserError line."""
+        path = Path(path)
+        if not path.exists():
+            return cls()
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UserError(f"{path}: unreadable ({exc}); rerun the command that wrote it") from None
+        if not isinstance(data, dict):
+            raise UserError(f"{path}: not a capacity summary (expected a JSON object)")
+        _check_version(path, data.get("schema_version", 1), SUMMARY_VERSION)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise UserError(f"{path}: not a capacity summary ({_first_error(exc)})") from None
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+
+
+def _check_version(path: Path, version: Any, known: int) -> None:
+    try:
+        v = int(version)
+    except (TypeError, ValueError):
+        raise UserError(f"{path}: schema_version {version!r} is not a number") from None
+    if v > known:
+        raise UserError(f"{path}: written by a newer slobench (version {v} > {known}); upgrade slobench to read it")
+
+
+def read_probe_rows(path: Path) -> list[ProbeRow]:
+    """Every row of a probes.csv (any version); missing file or empty table → []; a bad row → one UserError line."""
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return []
+    try:
+        df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    except pd.errors.EmptyDataError:
+        return []
+    missing = [c for c in REQUIRED_PROBE_COLUMNS if c not in df]
+    if missing:
+        raise UserError(f"{path}: columns {', '.join(missing)} missing; not a probes table of slobench")
+    if "schema_version" in df and len(df):
+        _check_version(path, pd.to_numeric(df["schema_version"], errors="coerce").fillna(1).max(), PROBES_VERSION)
+    if "valid" in df:  # read_csv types a True/False column as bool, but a file of one kind may come back as text
+        df["valid"] = df["valid"].astype(str).str.lower().isin(["true", "1"])
+    rows = []
+    for i, rec in enumerate(df.to_dict("records"), start=2):
+        if rec.get("schema_version") is None or (isinstance(rec.get("schema_version"), float)
+                                                 and math.isnan(rec["schema_version"])):
+            rec.pop("schema_version", None)
+        try:
+            rows.append(ProbeRow.model_validate(rec))
+        except ValidationError as exc:
+            raise UserError(f"{path}: line {i}: {_first_error(exc)}") from None
+    return rows
+
+
+def probes_frame(rows: Sequence[ProbeRow]) -> pd.DataFrame:
+    """The rows as the tidy table figures and pandas users read (probes.csv's columns)."""
+    if not rows:
+        return pd.DataFrame(columns=[*REQUIRED_PROBE_COLUMNS, "reason"])
+    return pd.DataFrame([r.to_row() for r in rows])
+
+
+def write_probe_rows(path: Path, rows: Sequence[ProbeRow]) -> None:
+    """Write probes.csv atomically: a temp file in the same folder, then a rename (a kill never tears it)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        pd.DataFrame([r.to_row() for r in rows]).to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

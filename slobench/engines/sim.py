@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from slobench.engines.base import EngineJob, EngineResult, open_loop_workload
-from slobench.metrics.records import StageRecord
+from slobench.metrics.records import StageRecord, Status
 from slobench.perf.base import LatencyModel
 from slobench.schedulers.base import Admission, BatchPlan, Scheduler, SchedulerView, SeqState, SpecConfig
 from slobench.workloads.model import Request, Workload
@@ -114,7 +114,7 @@ def _stage_record(req: Request, idx: int, start_s: float, replica: int) -> Stage
         request_id=req.id, stage_idx=idx, stage_name=st.name, num_stages=len(req.stages), app=req.app,
         tier=req.tier, arrival_s=req.arrival_s, stage_start_s=start_s, prompt_tokens=st.prompt_tokens,
         output_tokens=st.output_tokens, ttft_slo_s=st.slo.ttft_s, tpot_slo_s=st.slo.tpot_s,
-        admission="pending", status="unfinished", replica=replica,
+        admission=Admission.PENDING, status=Status.UNFINISHED, replica=replica,
     )
 
 
@@ -180,17 +180,17 @@ def simulate(
         if on_record is not None:
             on_record(rec)
 
-    def finish_request(live: _Live, status: str) -> None:
+    def finish_request(live: _Live, status: Status) -> None:
         nonlocal finished_requests
         live.done = True
         live.where = _ELSEWHERE
-        live.record.status = status if live.record.status == "unfinished" else live.record.status
+        live.record.status = status if live.record.status is Status.UNFINISHED else live.record.status
         emit(live.record)
         req = live.seq.req
         for j in range(live.seq.stage_idx + 1, len(req.stages)):  # stages never reached
             rec = _stage_record(req, j, float("nan"), cfg.replica)
             rec.admission = live.record.admission
-            rec.status = "rejected" if status == "rejected" else "unfinished"
+            rec.status = Status.REJECTED if status is Status.REJECTED else Status.UNFINISHED
             emit(rec)
         by_id.pop(req.id, None)
         finished_requests += 1
@@ -253,14 +253,14 @@ def simulate(
                 if lv is None:
                     continue
                 lv.seq.admission = decision
-                lv.record.admission = decision.value
+                lv.record.admission = decision
                 if decision is Admission.REJECTED:
                     rejected.add(rid)
             if rejected:
                 for s in [s for s in waiting + running if s.req.id in rejected]:
                     free_blocks += s.kv_blocks
                     s.kv_blocks = 0
-                    finish_request(by_id[s.req.id], "rejected")
+                    finish_request(by_id[s.req.id], Status.REJECTED)
                 waiting = [s for s in waiting if s.req.id not in rejected]
                 running = [s for s in running if s.req.id not in rejected]
 
@@ -324,7 +324,7 @@ def simulate(
                 running.append(lv.seq)
                 if lv.seq.admission is pending_adm:
                     lv.seq.admission = admitted
-                    lv.record.admission = admitted.value
+                    lv.record.admission = admitted
         if from_stats is None:
             latency = perf.batch_latency_s(np.array(q_list, dtype=np.int64), np.array(ctx_list, dtype=np.int64), max_k)
         else:
@@ -364,14 +364,14 @@ def simulate(
         # 5. Stage and request completions.
         for lv in ended:
             seq = lv.seq
-            lv.record.status = "finished"
+            lv.record.status = Status.FINISHED
             req = seq.req
             nxt_idx = seq.stage_idx + 1
             if nxt_idx >= len(req.stages):
                 free_blocks += seq.kv_blocks
                 seq.kv_blocks = 0
                 _remove_identity(running, seq)
-                finish_request(lv, "finished")
+                finish_request(lv, Status.FINISHED)
                 continue
             emit(lv.record)
             nxt_stage = req.stages[nxt_idx]
@@ -380,7 +380,7 @@ def simulate(
             seq.first_token_s = None
             lv.out_target = nxt_stage.output_tokens
             lv.record = _stage_record(req, nxt_idx, now, cfg.replica)
-            lv.record.admission = seq.admission.value
+            lv.record.admission = seq.admission
             if nxt_stage.is_continuation:
                 seq.stage_start_s = now
                 continue
@@ -397,10 +397,10 @@ def simulate(
     # Horizon reached or nothing left: whatever is still in flight is unfinished.
     leftovers = [by_id[s.req.id] for s in waiting] + [by_id[s.req.id] for s in running] + [lv for _, _, lv in gap_heap]
     for lv in sorted(leftovers, key=lambda lv: lv.seq.req_id):
-        finish_request(lv, "unfinished")
+        finish_request(lv, Status.UNFINISHED)
     while next_arrival < n_reqs:  # never arrived before the horizon (cannot happen unless drain < 0)
         r = reqs[next_arrival]
-        finish_request(_Live(SeqState(req=r), _stage_record(r, 0, r.arrival_s, cfg.replica)), "unfinished")
+        finish_request(_Live(SeqState(req=r), _stage_record(r, 0, r.arrival_s, cfg.replica)), Status.UNFINISHED)
         next_arrival += 1
     return SimResult(records=records, iterations=log, end_time_s=now, num_iterations=iterations)
 

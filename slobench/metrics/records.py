@@ -8,10 +8,42 @@ way for every engine. Timestamps are seconds on the run's clock (0 = start of th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 
 import pandas as pd
 
-STATUSES = ("finished", "failed", "timeout", "rejected", "unfinished")
+
+class _StrEnum(str, Enum):
+    """A str whose value is the word written to files (``str()``/f-strings give the value, as 3.11's
+    StrEnum does; the package supports 3.10)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+class Status(_StrEnum):
+    """How a stage ended. Every status but FINISHED is a miss."""
+
+    FINISHED = "finished"  # every expected token arrived
+    FAILED = "failed"  # the engine answered with an error (HTTP error, broken stream)
+    TIMEOUT = "timeout"  # a real engine's request exceeded its timeout
+    REJECTED = "rejected"  # admission control refused it (never served)
+    UNFINISHED = "unfinished"  # still running when the run ended (drain timeout)
+
+
+class Admission(_StrEnum):
+    """What admission control decided for a request (baselines admit everything)."""
+
+    PENDING = "pending"  # not decided yet
+    ADMITTED = "admitted"  # the policy committed to its SLOs
+    BEST_EFFORT = "best_effort"  # served with leftover capacity, no promise
+    REJECTED = "rejected"  # refused
+
+
+STATUSES = tuple(s.value for s in Status)
 
 
 @dataclass(slots=True)
@@ -29,8 +61,8 @@ class StageRecord:
     ttft_slo_s: float
     tpot_slo_s: float
     token_times_s: list[float] = field(default_factory=list)
-    admission: str = "admitted"
-    status: str = "finished"
+    admission: Admission = Admission.ADMITTED
+    status: Status = Status.FINISHED
     error: str | None = None
     replica: int = 0
     num_preemptions: int = 0
@@ -40,6 +72,7 @@ class StageRecord:
         every field is immutable except the token list, which is copied)."""
         row = {name: getattr(self, name) for name in _FIELDS}
         row["token_times_s"] = list(self.token_times_s)
+        row["admission"], row["status"] = str(self.admission), str(self.status)
         return row
 
 
@@ -56,4 +89,6 @@ def records_frame(records: list[StageRecord]) -> pd.DataFrame:
         return pd.DataFrame(columns=list(_FIELDS))
     cols = {name: [getattr(r, name) for r in records] for name in _FIELDS}
     cols["token_times_s"] = [list(t) for t in cols["token_times_s"]]
+    for name in ("admission", "status"):  # frames and files hold the plain words
+        cols[name] = [str(v) for v in cols[name]]
     return pd.DataFrame(cols)

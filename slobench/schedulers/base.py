@@ -13,20 +13,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Protocol
 
+from slobench.metrics.records import Admission
 from slobench.perf.base import LatencyModel
 from slobench.workloads.model import Request, Stage
-
-
-class Admission(str, Enum):
-    """What admission control decided for a request (baselines admit everything)."""
-
-    PENDING = "pending"
-    ADMITTED = "admitted"
-    BEST_EFFORT = "best_effort"
-    REJECTED = "rejected"
 
 
 @dataclass(slots=True)

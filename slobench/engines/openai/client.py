@@ -34,12 +34,12 @@ import numpy as np
 from slobench.engines.errors import EngineError
 from slobench.engines.openai.prompts import PromptSynth
 from slobench.engines.openai.protocol import Endpoint, HTTPFailure, stream_generation
-from slobench.metrics.records import StageRecord
+from slobench.metrics.records import Admission, StageRecord, Status
 from slobench.workloads.model import Request, Workload
 
 # What the caller may plug in: a lookup of the server's admission decision for a request id
 # (SLOs-Serve adapter's events file) and a health check that raises EngineError when the server is gone.
-AdmissionLookup = Callable[[str], str | None]
+AdmissionLookup = Callable[[str], Admission | None]
 HealthCheck = Callable[[], None]
 
 
@@ -95,7 +95,7 @@ def _record(req: Request, idx: int, start_s: float) -> StageRecord:
         request_id=req.id, stage_idx=idx, stage_name=st.name, num_stages=len(req.stages), app=req.app,
         tier=req.tier, arrival_s=req.arrival_s, stage_start_s=start_s, prompt_tokens=st.prompt_tokens,
         output_tokens=st.output_tokens, ttft_slo_s=st.slo.ttft_s, tpot_slo_s=st.slo.tpot_s,
-        admission="admitted", status="unfinished",
+        admission=Admission.ADMITTED, status=Status.UNFINISHED,
     )
 
 
@@ -221,7 +221,7 @@ class LoadGenerator:
                         recs[k].token_times_s.append(t)
                         state["seen"] += 1
                         if state["seen"] >= bounds[k] and k + 1 < len(recs):
-                            recs[k].status = "finished"
+                            recs[k].status = Status.FINISHED
                             recs[k + 1].stage_start_s = t  # the answer starts at the last think token
                             self._emit(pending.pop(group[k]))
                             state["cur"] = k + 1
@@ -241,14 +241,14 @@ class LoadGenerator:
                     self.stats.prompt_tokens_sent += len(prompt)
                     self.stats.prompt_tokens_reported += int(gen.prompt_tokens)
                 if gen.num_tokens < total_out:
-                    status = "rejected" if admission == "rejected" else "failed"
-                    why = ("rejected by the server's admission control" if status == "rejected" else
+                    status = Status.REJECTED if admission == Admission.REJECTED else Status.FAILED
+                    why = ("rejected by the server's admission control" if status is Status.REJECTED else
                            f"server returned {gen.num_tokens} of {total_out} tokens "
                            f"(finish_reason={gen.finish_reason})")
                     self._close(req, pending, status, why, admission)
                     return
                 last = pending.pop(group[-1])
-                last.status = "finished"
+                last.status = Status.FINISHED
                 self._emit(last)
                 if gen.token_ids is not None and len(gen.token_ids) == total_out:
                     context.extend(gen.token_ids)
@@ -258,7 +258,7 @@ class LoadGenerator:
                 start_s = last.token_times_s[-1] if last.token_times_s else self.now()
         except HTTPFailure as exc:
             self.stats.http_errors += 1
-            self._close(req, pending, "failed", str(exc), None)
+            self._close(req, pending, Status.FAILED, str(exc), None)
             if 400 <= exc.status < 500:
                 # A 4xx is a configuration problem (model name, context length, auth): every other
                 # request will fail the same way, so stop the run with the server's own words.
@@ -267,7 +267,7 @@ class LoadGenerator:
             return
         except (httpx.TransportError, httpx.StreamError) as exc:
             self.stats.transport_errors += 1
-            self._close(req, pending, "failed", f"{type(exc).__name__}: {exc}", None)
+            self._close(req, pending, Status.FAILED, f"{type(exc).__name__}: {exc}", None)
             if self.health_check is not None:
                 try:
                     await asyncio.to_thread(self.health_check)
@@ -275,14 +275,14 @@ class LoadGenerator:
                     self._fail(dead)
             return
         except asyncio.CancelledError:
-            self._close(req, pending, "unfinished", None, None)
+            self._close(req, pending, Status.UNFINISHED, None, None)
             raise
         finally:
             if not pending:
                 self._finish_request()
 
-    def _close(self, req: Request, pending: dict[int, StageRecord], status: str, error: str | None,
-               admission: str | None) -> None:
+    def _close(self, req: Request, pending: dict[int, StageRecord], status: Status, error: str | None,
+               admission: Admission | None) -> None:
         """Emit every not-yet-emitted stage of ``req`` with ``status`` (stages never reached included)."""
         for idx in sorted(pending):
             rec = pending[idx]

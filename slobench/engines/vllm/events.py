@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from slobench.metrics.records import Admission
+
 
 class EventWriter:
     """Append-only, line-buffered, flushed per call: a crash loses at most the event being written."""
@@ -40,7 +42,7 @@ class EventReader:
         self.path = Path(path) if path else None
         self._offset = 0
         self._partial = ""
-        self.admissions: dict[str, str] = {}
+        self.admissions: dict[str, Admission] = {}
         self.latest: dict[str, dict[str, Any]] = {}
         self.count: dict[str, int] = {}
 
@@ -66,9 +68,12 @@ class EventReader:
             self.count[name] = self.count.get(name, 0) + 1
             self.latest[name] = ev
             if name == "admission":
-                self.admissions[str(ev.get("id"))] = str(ev.get("decision"))
+                try:
+                    self.admissions[str(ev.get("id"))] = Admission(str(ev.get("decision")))
+                except ValueError:  # a decision this version does not know: no decision, not a crash
+                    continue
 
-    def admission(self, request_id: str) -> str | None:
+    def admission(self, request_id: str) -> Admission | None:
         """The server's latest admission decision for ``request_id`` (None: no decision seen)."""
         self.poll()
         return self.admissions.get(request_id)

@@ -18,10 +18,7 @@ column or key; they read as version 1, and optional columns missing from them ta
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +27,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from slobench.errors import UserError
-from slobench.report.results import write_json
+from slobench.report.results import atomic_target, check_version, first_error, read_json_model, write_json
 
 PROBES_VERSION = 2
 SUMMARY_VERSION = 2
@@ -162,34 +159,9 @@ class ExperimentSummary(BaseModel):
     @classmethod
     def read(cls, path: Path) -> ExperimentSummary:
         """Read summary.json; a missing file is an empty summary, a broken or foreign one is one UserError line."""
-        path = Path(path)
-        if not path.exists():
+        if not Path(path).exists():
             return cls()
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise UserError(f"{path}: unreadable ({exc}); rerun the command that wrote it") from None
-        if not isinstance(data, dict):
-            raise UserError(f"{path}: not a capacity summary (expected a JSON object)")
-        _check_version(path, data.get("schema_version", 1), SUMMARY_VERSION)
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise UserError(f"{path}: not a capacity summary ({_first_error(exc)})") from None
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
-
-
-def _check_version(path: Path, version: Any, known: int) -> None:
-    try:
-        v = int(version)
-    except (TypeError, ValueError):
-        raise UserError(f"{path}: schema_version {version!r} is not a number") from None
-    if v > known:
-        raise UserError(f"{path}: written by a newer slobench (version {v} > {known}); upgrade slobench to read it")
+        return read_json_model(path, cls, what="capacity summary", version=SUMMARY_VERSION)
 
 
 def read_probe_rows(path: Path) -> list[ProbeRow]:
@@ -205,7 +177,7 @@ def read_probe_rows(path: Path) -> list[ProbeRow]:
     if missing:
         raise UserError(f"{path}: columns {', '.join(missing)} missing; not a probes table of slobench")
     if "schema_version" in df and len(df):
-        _check_version(path, pd.to_numeric(df["schema_version"], errors="coerce").fillna(1).max(), PROBES_VERSION)
+        check_version(path, pd.to_numeric(df["schema_version"], errors="coerce").fillna(1).max(), PROBES_VERSION)
     if "valid" in df:  # read_csv types a True/False column as bool, but a file of one kind may come back as text
         df["valid"] = df["valid"].astype(str).str.lower().isin(["true", "1"])
     rows = []
@@ -216,7 +188,7 @@ def read_probe_rows(path: Path) -> list[ProbeRow]:
         try:
             rows.append(ProbeRow.model_validate(rec))
         except ValidationError as exc:
-            raise UserError(f"{path}: line {i}: {_first_error(exc)}") from None
+            raise UserError(f"{path}: line {i}: {first_error(exc)}") from None
     return rows
 
 
@@ -228,13 +200,6 @@ def probes_frame(rows: Sequence[ProbeRow]) -> pd.DataFrame:
 
 
 def write_probe_rows(path: Path, rows: Sequence[ProbeRow]) -> None:
-    """Write probes.csv atomically: a temp file in the same folder, then a rename (a kill never tears it)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
+    """Write probes.csv atomically (`atomic_target`: a kill never tears it)."""
+    with atomic_target(path) as tmp:
         pd.DataFrame([r.to_row() for r in rows]).to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -14,12 +14,16 @@ import platform
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
+from pydantic import BaseModel, ValidationError
 
+from slobench.errors import UserError
 from slobench.metrics.records import StageRecord
 
 DEFAULT_ROOT = Path("results")
@@ -90,18 +94,62 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON atomically (a temp file in the same folder, then a rename): a reader, or a kill
-    mid-write, never sees a torn file."""
+@contextmanager
+def atomic_target(path: Path) -> Iterator[Path]:
+    """A temporary path in ``path``'s folder that replaces ``path`` (one rename) when the block ends
+    without error, and is removed when it raises: a reader, or a kill mid-write, never sees a torn file."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(_clean(data), fh, indent=2, default=str)
+        yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON atomically (NaN → null)."""
+    with atomic_target(path) as tmp:
+        tmp.write_text(json.dumps(_clean(data), indent=2, default=str))
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_json_model(path: Path, model: type[M], *, what: str, version: int) -> M:
+    """Read a versioned JSON file through its model: a missing, torn or foreign file, or one written by a
+    newer slobench (``schema_version`` above ``version``), is one UserError line naming the file."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: not found; is this a slobench results folder?") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: unreadable ({exc}); rerun the command that wrote it") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: not a {what} (expected a JSON object)")
+    check_version(path, data.get("schema_version", 1), version)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise UserError(f"{path}: not a {what} ({first_error(exc)}); rerun the command that wrote it") from None
+
+
+def first_error(exc: ValidationError) -> str:
+    """The first validation error as 'field.path: message'."""
+    err = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+
+
+def check_version(path: Path, version: Any, known: int) -> None:
+    """Refuse, in one line, a file whose schema version is not a number or is newer than ``known``."""
+    try:
+        v = int(version)
+    except (TypeError, ValueError):
+        raise UserError(f"{path}: schema_version {version!r} is not a number") from None
+    if v > known:
+        raise UserError(f"{path}: written by a newer slobench (version {v} > {known}); upgrade slobench to read it")
 
 
 class RecordSink:
@@ -170,14 +218,11 @@ def _part_path(run_dir: Path, kind: FrameKind, key: tuple[str, str, float, int])
 
 
 def _write_atomic(df: pd.DataFrame, path: Path) -> None:
-    """Write to a temporary name and rename, so a kill mid-write never leaves a broken file."""
-    import os
-
-    tmp = path.with_name(path.name + ".tmp")
-    # zstd: token timestamps (list<double>) compress ≈ 3.6× better than with the default snappy
-    # (129 → 36 MB for a reasoning-heavy sweep) and read back faster.
-    df.to_parquet(tmp, index=False, compression="zstd")
-    os.replace(tmp, path)
+    """Write a frame through `atomic_target`, so a kill mid-write never leaves a broken file."""
+    with atomic_target(path) as tmp:
+        # zstd: token timestamps (list<double>) compress ≈ 3.6× better than with the default snappy
+        # (129 → 36 MB for a reasoning-heavy sweep) and read back faster.
+        df.to_parquet(tmp, index=False, compression="zstd")
 
 
 def write_probe_part(run_dir: Path, kind: FrameKind, key: tuple[str, str, float, int], df: pd.DataFrame) -> None:

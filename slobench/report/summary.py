@@ -13,15 +13,13 @@ version 1 and validates, since its keys are this model's field names); 2 = this 
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from slobench.errors import UserError
-from slobench.report.results import write_json
+from slobench.report.results import read_json_model, write_json
 
 SUMMARY_VERSION = 2
 
@@ -134,24 +132,5 @@ class RunSummary(BaseModel):
 
     @classmethod
     def read(cls, path: Path) -> RunSummary:
-        """Read a run's ``summary.json``; a missing, empty, torn or foreign file is one UserError line."""
-        try:
-            data = json.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise UserError(f"{path}: not found; is this a results folder of `slobench run`?") from None
-        except (OSError, json.JSONDecodeError) as exc:
-            raise UserError(f"{path}: unreadable ({exc}); rerun the command that wrote it") from None
-        if not isinstance(data, dict):
-            raise UserError(f"{path}: not a run summary (expected a JSON object)")
-        version = data.get("schema_version", 1)
-        if isinstance(version, int) and version > SUMMARY_VERSION:
-            raise UserError(f"{path}: written by a newer slobench (summary version {version} > {SUMMARY_VERSION}); "
-                            "upgrade slobench to read it")
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"])
-            raise UserError(f"{path}: not a run summary ({where}: {err['msg']}); rerun the command that wrote it") \
-                from None
-
+        """Read a run's ``summary.json``; a missing, torn, foreign or newer file is one UserError line."""
+        return read_json_model(path, cls, what="run summary", version=SUMMARY_VERSION)

@@ -256,8 +256,14 @@ def open_resume(results_dir: Path, *, kind: str | None = None) -> tuple[Plan, Co
         raise UserError(f"{manifest_path} not found: is {results_dir} a slobench results folder?")
     try:
         manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UserError(f"{manifest_path}: unreadable ({exc}); cannot resume, start a new run") from None
+    if not isinstance(manifest, dict):
+        raise UserError(f"{manifest_path}: not a slobench manifest (expected a JSON object); cannot resume, "
+                        "start a new run")
+    if "plan" not in manifest and (results_dir / "requests.jsonl").exists():
+        raise UserError(f"{results_dir} holds a single `slobench run`, which cannot be resumed; summarise the "
+                        f"records it kept with: slobench report {results_dir}")
     if "plan" not in manifest:
         raise UserError(f"{manifest_path}: no saved plan (written by `slobench run` or an older slobench); "
                         "cannot resume, start a new run")
@@ -269,10 +275,11 @@ def open_resume(results_dir: Path, *, kind: str | None = None) -> tuple[Plan, Co
     if kind is not None and plan.kind != kind:
         raise UserError(f"{results_dir} holds a `{plan.kind}` run; resume it with: slobench resume {results_dir}")
     preflight(plan.specs)
+    from slobench.report.results import check_parquet_files, write_json
+
+    check_parquet_files(results_dir)  # a torn file found now, not after every saved probe is replayed
     manifest.setdefault("resumed", []).append({"at": datetime.now().isoformat(timespec="seconds"),
                                                "command": " ".join(sys.argv)})
-    from slobench.report.results import write_json
-
     write_json(manifest_path, manifest)
     store = Collector(results_dir, plan.search.target, plan.title)
     store.load_previous()

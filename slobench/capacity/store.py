@@ -84,6 +84,7 @@ class Collector:
         path = self.out_dir / "probes.csv"
         if not path.exists() or path.stat().st_size == 0:
             return 0
+        rows = read_probe_rows(path)  # first: a torn or foreign file is named as such, not as an old one
         try:
             missing = _evidence_columns_missing(path)
         except pd.errors.EmptyDataError:
@@ -91,7 +92,7 @@ class Collector:
         if missing:
             raise UserError(f"{path}: cannot resume, columns {', '.join(missing)} missing (written by an older "
                             "slobench); start a new run")
-        for row in read_probe_rows(path):
+        for row in rows:
             self.previous[row.key] = row
         return len(self.previous)
 

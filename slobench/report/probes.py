@@ -173,6 +173,12 @@ def read_probe_rows(path: Path) -> list[ProbeRow]:
         df = pd.read_csv(path, keep_default_na=False, na_values=[""])
     except pd.errors.EmptyDataError:
         return []
+    # probes.csv is written whole and atomically, so a last line without its newline means the file was cut
+    # short afterwards (a copy or a full disk); say so instead of naming the field the cut happened to hit.
+    torn = not path.read_bytes().endswith(b"\n")
+    if torn and len(df) == 0:
+        raise UserError(f"{path}: cut short inside its header line; the file is truncated, rerun the command that "
+                        "wrote it")
     missing = [c for c in REQUIRED_PROBE_COLUMNS if c not in df]
     if missing:
         raise UserError(f"{path}: columns {', '.join(missing)} missing; not a probes table of slobench")
@@ -188,6 +194,9 @@ def read_probe_rows(path: Path) -> list[ProbeRow]:
         try:
             rows.append(ProbeRow.model_validate(rec))
         except ValidationError as exc:
+            if torn and i == len(df) + 1:
+                raise UserError(f"{path}: line {i} is cut short (the file is truncated: {first_error(exc)}); "
+                                "delete that line to keep the probes before it") from None
             raise UserError(f"{path}: line {i}: {first_error(exc)}") from None
     return rows
 

@@ -30,17 +30,31 @@ DEFAULT_ROOT = Path("results")
 
 
 def new_run_dir(name: str, root: Path | None = None) -> Path:
-    """Create a fresh ``<root>/<YYYYmmdd-HHMMSS>-<name>`` folder (suffixes -2, -3 on collisions)."""
-    root = DEFAULT_ROOT if root is None else root
+    """Create a fresh ``<root>/<YYYYmmdd-HHMMSS>-<name>`` folder (suffixes -2, -3 on collisions).
+
+    Created atomically: ``mkdir`` without ``exist_ok`` either makes the folder or fails, so two
+    commands started in the same second (or a loser of any race) take the next suffix instead of
+    sharing, or crashing on, one folder. A root that is a file or cannot be written is one UserError.
+    """
+    root = DEFAULT_ROOT if root is None else Path(root)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in name)[:60]
     base = root / f"{stamp}-{safe}"
-    path, i = base, 1
-    while path.exists():
-        i += 1
-        path = base.with_name(f"{base.name}-{i}")
-    path.mkdir(parents=True)
-    return path
+    if root.exists() and not root.is_dir():
+        raise UserError(f"--out {root}: is a file, not a folder; give a folder for the results")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        for i in range(1, 1000):
+            path = base if i == 1 else base.with_name(f"{base.name}-{i}")
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:
+                continue
+    except OSError as exc:
+        raise UserError(f"--out {root}: cannot create a results folder there "
+                        f"({exc.strerror or type(exc).__name__}); give a writable folder") from None
+    raise UserError(f"--out {root}: 999 folders named {base.name}-N already exist; give another --out")
 
 
 def _git_sha() -> str | None:
@@ -184,14 +198,61 @@ class RecordSink:
         return df
 
 
+def read_parquet(path: Path, **kwargs: Any) -> pd.DataFrame:
+    """``pd.read_parquet`` where a torn or foreign file is one UserError naming it, not a pyarrow traceback."""
+    read_parquet_schema(path)
+    return pd.read_parquet(path, **kwargs)
+
+
+def check_parquet_files(run_dir: Path) -> None:
+    """Refuse, in one UserError line, a results folder whose parquet files (or parts) are torn."""
+    run_dir = Path(run_dir)
+    for path in sorted([*run_dir.glob("*.parquet"), *(run_dir / "parts").glob("*.parquet")]):
+        read_parquet_schema(path)
+
+
+def read_parquet_schema(path: Path) -> None:
+    """Read only a parquet file's footer; a missing or torn footer is one UserError naming the file."""
+    import pyarrow.parquet as pq
+
+    try:
+        pq.read_metadata(path)  # the footer: a file cut short by a kill or a copy has none
+    except Exception as exc:  # pyarrow.ArrowInvalid / OSError: a truncated or non-parquet file
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path}: not a readable parquet file ({text}); it was cut short or overwritten, "
+                        "rerun the command that wrote it") from None
+
+
+def read_jsonl_records(path: Path) -> pd.DataFrame:
+    """Rows of a streamed ``requests.jsonl``; a last line torn by a kill is dropped (it was never a
+    finished record), a broken line before it is one UserError naming the line."""
+    lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
+    rows = []
+    for i, line in enumerate(lines, 1):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            if i == len(lines):
+                break
+            raise UserError(f"{path}: line {i} is not a JSON record ({exc.msg}); the file was edited or "
+                            "overwritten") from None
+    if not rows:
+        from slobench.metrics.records import records_frame
+
+        return records_frame([])
+    return pd.DataFrame.from_records(rows)
+
+
 def load_records(run_dir: Path) -> pd.DataFrame:
-    """Stage records of a run: requests.parquet if present, else the streamed requests.jsonl."""
+    """Stage records of a run: requests.parquet if present, else the streamed requests.jsonl.
+
+    A jsonl cut mid-line by a kill keeps its complete lines (the last, torn one is dropped)."""
     pq = run_dir / "requests.parquet"
     if pq.exists():
-        return pd.read_parquet(pq)
+        return read_parquet(pq)
     js = run_dir / "requests.jsonl"
     if js.exists() and js.stat().st_size:
-        return pd.read_json(js, lines=True)
+        return read_jsonl_records(js)
     from slobench.metrics.records import records_frame
 
     return records_frame([])
@@ -241,13 +302,13 @@ def _key_filter(keys: set[tuple[str, str, float, int]]) -> list[list[tuple[str, 
 
 def _read_main(path: Path, keys: set[tuple[str, str, float, int]] | None) -> pd.DataFrame:
     if keys is None:
-        return pd.read_parquet(path)
+        return read_parquet(path)
     if not keys:
-        return pd.read_parquet(path).iloc[0:0]
+        return read_parquet(path).iloc[0:0]
     try:
-        return pd.read_parquet(path, filters=_key_filter(keys))
+        return read_parquet(path, filters=_key_filter(keys))
     except (KeyError, ValueError, TypeError):  # a file without the key columns: read it whole
-        return pd.read_parquet(path)
+        return read_parquet(path)
 
 
 def _frames_by_key(run_dir: Path, kind: FrameKind, keys: set[tuple[str, str, float, int]] | None = None,
@@ -268,7 +329,7 @@ def _frames_by_key(run_dir: Path, kind: FrameKind, keys: set[tuple[str, str, flo
         for path in sorted(parts.glob(f"{kind}-*.parquet")):
             if wanted is not None and path not in wanted:
                 continue
-            df = pd.read_parquet(path)
+            df = read_parquet(path)
             if len(df):
                 frames[probe_key(*(df[c].iloc[0] for c in PROBE_KEY))] = df
     return frames

@@ -94,6 +94,10 @@ def _arrival_times(spec: WorkloadSpec, rng: np.random.Generator, rate: float, n:
     if ts.size < 2:
         raise UserError(f"arrival.trace: {trace} has fewer than 2 timestamps; it cannot set a rate")
     times, rows = arr.trace_replay(rng, ts, rate, n, a.random_start)
+    if times.size > 1 and times[-1] == 0:
+        raise UserError(f"arrival.trace: the {times.size} rows of {trace} replayed from row {int(rows[0]) + 1} all "
+                        "share one timestamp, so every request would arrive at t = 0; ask for more requests "
+                        "than the tie, or set random_start: false")
     return times, rows, trace, int(ts.size)
 
 

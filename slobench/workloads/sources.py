@@ -256,7 +256,26 @@ def load_timestamps(path: Path, column: str, origin: str = "arrival") -> np.ndar
         raise UserError(f"{origin}.timestamp_column: column '{column}' of {path} has an empty cell (row {row}); "
                         "every row needs a time")
     try:
-        return _timestamps_to_s(df[column])
+        ts = _timestamps_to_s(df[column])
     except (ValueError, TypeError) as exc:
         raise UserError(f"{origin}.timestamp_column: column '{column}' of {path} holds neither numbers (seconds) "
                         f"nor datetimes ({_first_line(exc)})") from None
+    return check_timestamps(ts, f"{origin}.timestamp_column: column '{column}' of {path}")
+
+
+def check_timestamps(ts: np.ndarray, where: str) -> np.ndarray:
+    """Arrival times a replay can scale to a rate: finite, and not all the same.
+
+    An ``inf`` would put every later arrival at infinity (the simulator never reaches it and loops);
+    equal times have no span to stretch, so every request would arrive at t = 0 whatever the rate.
+    ``where`` names the file and column (``arrival.timestamp_column: column 't' of x.csv``).
+    """
+    bad = np.flatnonzero(~np.isfinite(ts))
+    if bad.size:
+        raise UserError(f"{where} has a non-finite time {ts[bad[0]]} at row {bad[0] + 1} ({bad.size} such rows); "
+                        "every row needs a finite time")
+    if ts.size > 1 and ts.min() == ts.max():
+        raise UserError(f"{where}: all {ts.size} timestamps are equal ({ts[0]:g}), so a replay would send every "
+                        "request at t = 0 at any rate; give distinct times, or use arrival.process: poisson "
+                        "(or gamma/bursts) with this file as lengths only")
+    return ts

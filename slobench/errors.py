@@ -8,3 +8,11 @@ bad thing and the fix: ``UserError("workloads/x.yaml: slo.tpot_ms must be > 0 (g
 
 class UserError(Exception):
     """A problem with user input (flag, file, field) that the user can fix."""
+
+
+class InputWarning(UserWarning):
+    """An input slobench accepts but changes (clips long requests, sends a 0-token count as 1).
+
+    Raised with `warnings.warn`; the CLI prints each distinct one once per command as one yellow
+    ``warning:`` line, and a script sees an ordinary Python warning.
+    """

@@ -71,3 +71,89 @@ def test_a_replayed_window_inside_a_tie_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="all share one timestamp"):
         generate(load_spec(spec), perf=None, seed=0, num_requests=3)
     assert generate(load_spec(spec), perf=None, seed=0, num_requests=7).requests[-1].arrival_s > 0
+
+
+# --- 2. max_context and zero token counts ------------------------------------------------------------
+
+
+def _warning_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("warning:")]
+
+
+def test_default_max_context_clipping_is_warned_once_with_counts(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long-context file used to lose most of its input tokens to the default 8192 without a word."""
+    monkeypatch.chdir(tmp_path)
+    rows = [(i, 20_000, 100) for i in range(6)] + [(i + 6, 1_000, 100) for i in range(4)]
+    spec = _trace_spec(tmp_path, rows, arrival={"process": "poisson"}, num_requests=8)
+    res = runner.invoke(app, ["run", "--workload", str(spec), "--rate", "0.5"])
+    assert res.exit_code == 0, res.output
+    [line] = _warning_lines(res.output)  # once, although the run reads the file twice (check, then generate)
+    assert "6 of 10 rows" in line and "max_context 8192 (the default)" in line
+    lost = 6 * (20_000 - 8191)
+    assert f"{lost:,} of {6 * 20_000 + 4 * 1_000:,} input tokens" in line
+    assert "set apps.0.lengths.max_context (the longest row needs 20,100)" in line
+    # A spec that sets its limit chose to clip: no warning.
+    spec = _trace_spec(tmp_path, rows, arrival={"process": "poisson"}, lengths={"max_context": 8192},
+                       num_requests=8)
+    res = runner.invoke(app, ["run", "--workload", str(spec), "--rate", "0.5"])
+    assert res.exit_code == 0 and _warning_lines(res.output) == [], res.output
+
+
+def test_zero_token_counts_are_warned_with_their_row_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    spec = _trace_spec(tmp_path, [(0, 0, 10), (1, 100, 0), (2, 0, 0), (3, 100, 10)], arrival={"process": "poisson"},
+                       num_requests=5)
+    res = runner.invoke(app, ["run", "--workload", str(spec), "--rate", "1"])
+    assert res.exit_code == 0, res.output
+    [line] = _warning_lines(res.output)
+    assert "3 of 4 rows" in line and "column 'in': 2, column 'out': 2" in line and "sent as 1 token" in line
+
+
+def test_library_callers_get_a_python_warning(tmp_path: Path) -> None:
+    from slobench.errors import InputWarning
+
+    spec = _trace_spec(tmp_path, [(0, 0, 10), (1, 100, 5)], arrival={"process": "poisson"}, num_requests=4)
+    with pytest.warns(InputWarning, match="1 of 2 rows"):
+        wl = generate(load_spec(spec), perf=None, seed=0)
+    assert min(r.stages[0].prompt_tokens for r in wl.requests) >= 1
+
+
+def test_capacity_search_shows_each_warning_once(tmp_path: Path) -> None:
+    rows = [(i, 12_000, 0) for i in range(5)]
+    spec = _trace_spec(tmp_path, rows, arrival={"process": "poisson"}, num_requests=10)
+    res = runner.invoke(app, ["capacity", "--workload", str(spec), "--scheduler", "vllm", "--quick",
+                              "--num-requests", "10", "--rate-max", "4", "--out", str(tmp_path / "out")])
+    assert res.exit_code in (0, 3), res.output
+    warned = _warning_lines(res.output)
+    assert len(warned) == 2 and len(set(warned)) == 2, res.output  # clipping + zero counts, not once per probe
+
+
+# --- 5. a user's file is parsed once per process -----------------------------------------------------
+
+
+def test_user_files_are_parsed_once_until_they_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import slobench.workloads.sources as sources
+
+    calls = {"lengths": 0, "timestamps": 0}
+    real_file, real_ts = sources._read_file, sources._read_timestamps
+
+    def count_file(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        calls["lengths"] += 1
+        return real_file(*a, **k)
+
+    def count_ts(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        calls["timestamps"] += 1
+        return real_ts(*a, **k)
+
+    monkeypatch.setattr(sources, "_read_file", count_file)
+    monkeypatch.setattr(sources, "_read_timestamps", count_ts)
+    spec = load_spec(_trace_spec(tmp_path, [(t, 100 + t, 10) for t in range(20)]))
+    first = [generate(spec, perf=None, seed=s, rate_rps=r) for s, r in ((0, 1.0), (1, 2.0), (0, 4.0))]
+    assert calls == {"lengths": 1, "timestamps": 1}
+    assert first[0].requests[0].stages == generate(spec, perf=None, seed=0, rate_rps=1.0).requests[0].stages
+    # Other columns of the same file, or the file rewritten: read again.
+    (tmp_path / "trace.csv").write_text("t,in,out\n" + "".join(f"{t},{7 + t},3\n" for t in range(21)))
+    wl = generate(spec, perf=None, seed=0, rate_rps=1.0)
+    assert calls == {"lengths": 2, "timestamps": 2}
+    assert {r.stages[0].output_tokens for r in wl.requests} == {3}

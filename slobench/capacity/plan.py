@@ -143,6 +143,7 @@ def preflight(specs: Sequence[SearchSpec]) -> None:
     """Validate every distinct run setting (flags, workload, hardware/model/profile) before probing."""
     from slobench.cluster import run as cluster_run
     from slobench.workloads import load_spec
+    from slobench.workloads.generate import check_sources
 
     check_schedulers(list(dict.fromkeys(s.scheduler for s in specs)))
     seen: set[str] = set()
@@ -152,7 +153,7 @@ def preflight(specs: Sequence[SearchSpec]) -> None:
             continue
         seen.add(sig)
         cfg = spec.config(1.0, 0)
-        load_spec(cfg.workload)
+        check_sources(load_spec(cfg.workload))  # reads (and caches) trace files: bad ones fail before probing
         if cfg.engine == "sim":
             cluster_run.build_latency_model(cfg)
 

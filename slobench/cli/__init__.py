@@ -6,21 +6,46 @@ Every user-input problem surfaces as `UserError` and is printed as one red line 
 
 from __future__ import annotations
 
+import warnings
+
 import click
 import typer
 from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from slobench.errors import UserError
+from slobench.errors import InputWarning, UserError
 
 err_console = Console(stderr=True)
+
+
+class _WarningPrinter:
+    """Shows each distinct `InputWarning` once per command as one yellow line; other warnings as Python does."""
+
+    def __init__(self, fallback) -> None:  # noqa: ANN001
+        self.seen: set[str] = set()
+        self.fallback = fallback
+
+    def __call__(self, message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+        if not issubclass(category, InputWarning):
+            self.fallback(message, category, filename, lineno, file, line)
+            return
+        text = str(message)
+        if text not in self.seen:  # a capacity search generates the workload once per probe
+            self.seen.add(text)
+            err_console.print(f"[bold yellow]warning:[/] {escape(text)}", highlight=False, soft_wrap=True)
 
 
 class _SlobenchGroup(TyperGroup):
     """Root group: turns `UserError` into one red line + exit 2 for every (sub)command."""
 
     def invoke(self, ctx: click.Context):  # noqa: ANN201
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", InputWarning)
+            warnings.showwarning = _WarningPrinter(warnings.showwarning)
+            return self._invoke(ctx)
+
+    def _invoke(self, ctx: click.Context):  # noqa: ANN202
         try:
             return super().invoke(ctx)
         except UserError as exc:

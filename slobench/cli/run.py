@@ -106,8 +106,9 @@ def _check_inputs(cfg: RunConfig) -> None:
     """Fail on a bad workload, scheduler or GPU/model name *before* a results folder and a progress
     bar exist, so a typo gives one error line and leaves no empty run folder behind."""
     from slobench.workloads import load_spec
+    from slobench.workloads.generate import check_sources
 
-    load_spec(cfg.workload)
+    check_sources(load_spec(cfg.workload))  # trace files too: their errors and warnings come before the bar
     if cfg.engine == "sim":
         from slobench.cluster.run import build_latency_model
         from slobench.schedulers.registry import make_policy

@@ -8,12 +8,13 @@ lengths — capacity probes at different rates then compare the same requests.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from slobench.errors import UserError
+from slobench.errors import InputWarning, UserError
 from slobench.perf.base import LatencyModel
 from slobench.workloads import arrivals as arr
 from slobench.workloads.model import SLO, Request, Stage, Workload
@@ -29,6 +30,46 @@ def load_lengths(app: AppSpec, index: int = 0) -> LengthTable:
     return load_file(Path(ls.path or ""), prompt_col=ls.prompt_tokens_column, output_col=ls.output_tokens_column,
                      text_col=ls.text_column, tokenizer=ls.tokenizer, answer_col=ls.answer_tokens_column,
                      output_tokens=ls.output_tokens, origin=f"apps.{index}.lengths")
+
+
+def warn_if_clipped(app: AppSpec, table: LengthTable, index: int = 0) -> None:
+    """An `InputWarning` when the *default* ``max_context`` clips rows of the app's length source.
+
+    A spec that sets ``max_context`` chose its limit (the shipped specs do); the default 8192 applied
+    to a user's long-context file used to cut its requests silently. Counts are over the source's rows
+    (what a draw can pick), so the line is the same for every probe of a search and is shown once.
+    """
+    if "max_context" in app.lengths.model_fields_set or app.name == "toolcalling":
+        return
+    mc = app.lengths.max_context
+    prompt = table.prompt.astype(np.int64)
+    out = table.output.astype(np.int64) + (table.answer.astype(np.int64) if table.answer is not None else 0)
+    kept_prompt = np.clip(prompt, 1, mc - 1)  # as clip_stages: prompts are cut only when nothing else fits
+    lost_in = np.maximum(0, prompt - kept_prompt)
+    lost_out = np.maximum(0, out - np.maximum(1, mc - kept_prompt))
+    clipped = (lost_in > 0) | (lost_out > 0)
+    if not clipped.any():
+        return
+    total_in = int(prompt.sum())
+    share = lost_in.sum() / max(total_in, 1)
+    pct = f"{share:.0%}" if share >= 0.01 or share == 0 else "<1%"
+    source = app.lengths.path or app.lengths.trace
+    warnings.warn(
+        f"apps.{index}.lengths: {int(clipped.sum()):,} of {len(table):,} rows of {source} are longer than "
+        f"max_context {mc} (the default) and are clipped when drawn: {int(lost_in.sum()):,} of {total_in:,} input "
+        f"tokens ({pct}) and {int(lost_out.sum()):,} output tokens cut; set "
+        f"apps.{index}.lengths.max_context (the longest row needs {int((prompt + out).max()):,}) to keep them, "
+        "or to a value at or below the model's context to clip on purpose", InputWarning, stacklevel=2)
+
+
+def check_sources(spec: WorkloadSpec) -> None:
+    """Read every length source and arrival trace the spec names (each read is cached), so a bad file fails
+    and its warnings are shown before a run starts, not inside its first probe."""
+    for k, app in enumerate(spec.apps):
+        warn_if_clipped(app, load_lengths(app, k), k)
+    a = spec.arrival
+    if a.process == "trace" and str(a.trace) not in SHIPPED_TRACES:
+        load_timestamps(Path(str(a.trace)), a.timestamp_column)
 
 
 def clip_stages(pairs: list[tuple[int, int]], max_context: int) -> list[tuple[int, int]]:
@@ -213,6 +254,7 @@ def generate(spec: WorkloadSpec | str | Path, *, perf: LatencyModel | None, seed
         if who.size == 0:
             continue
         table = load_lengths(app, k)
+        warn_if_clipped(app, table, k)
         build: Callable[[int], tuple[tuple[Stage, ...], str | None]]
         if app.name == "toolcalling":
             groups = table.groups()

@@ -16,6 +16,8 @@ import json
 import logging
 import os
 import re
+import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -23,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from slobench.errors import UserError
+from slobench.errors import InputWarning, UserError
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 TRACE_DIR = DATA_DIR / "traces"
@@ -169,16 +171,60 @@ def _tokenize_counts(texts: list[str], tokenizer: str | None, origin: str) -> np
     return np.array([len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]], dtype=np.int64)
 
 
+# Parsed user files, keyed by (resolved path, mtime, size, what was read from it): a capacity search
+# generates its workload once per probe, and parsing a 100k-row file costs seconds each time. A file
+# changed on disk has a new key. Bounded, so a long-lived process holding many traces stays small.
+_FILE_CACHE: OrderedDict[tuple, object] = OrderedDict()
+_FILE_CACHE_SIZE = 8
+
+
+def _cached(path: Path, what: tuple, read):  # noqa: ANN001, ANN202
+    """``read()``, or its earlier result for the same file contents and ``what`` (errors are not cached)."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size, *what)
+    if key in _FILE_CACHE:
+        _FILE_CACHE.move_to_end(key)
+        return _FILE_CACHE[key]
+    value = read()
+    _FILE_CACHE[key] = value
+    while len(_FILE_CACHE) > _FILE_CACHE_SIZE:
+        _FILE_CACHE.popitem(last=False)
+    return value
+
+
 def load_file(path: Path, *, prompt_col: str | None, output_col: str | None, text_col: str | None,
               tokenizer: str | None, answer_col: str | None = None, output_tokens: int | None = None,
               origin: str = "lengths") -> LengthTable:
-    """Any local CSV/JSON(L)/parquet via `datasets`, offline; columns mapped by the spec.
+    """Any local CSV/JSON(L)/parquet via `datasets`, offline; columns mapped by the spec (parsed once per
+    process for the same file contents and columns).
 
     ``origin`` is the spec field that named the file (``apps.0.lengths``): every error about the
-    file or a column starts with it, so the user knows which YAML entry to fix.
+    file or a column starts with it, so the user knows which YAML entry to fix. Token counts of 0 are
+    accepted and sent as 1 token (a request needs one), with an `InputWarning` counting those rows.
     """
     if not path.exists():
         raise UserError(f"{origin}.path: file {path} not found; give an existing CSV/JSON/JSONL/parquet path")
+    cols = (prompt_col, output_col, text_col, tokenizer, answer_col, output_tokens)
+    table = _cached(path, ("lengths", *cols), lambda: _read_file(
+        path, prompt_col=prompt_col, output_col=output_col, text_col=text_col, tokenizer=tokenizer,
+        answer_col=answer_col, output_tokens=output_tokens, origin=origin))
+    zeros = [(f"'{c}'", int(np.count_nonzero(v == 0))) for c, v in
+             ((prompt_col, table.prompt), (output_col, table.output), (answer_col, table.answer))
+             if c is not None and v is not None]
+    zeros = [(c, n) for c, n in zeros if n]
+    if zeros:
+        rows = int(np.count_nonzero((table.prompt == 0) | (table.output == 0)
+                                    | ((table.answer == 0) if table.answer is not None else False)))
+        where = ", ".join(f"column {c}: {n}" for c, n in zeros)
+        warnings.warn(f"{origin}: {rows:,} of {len(table):,} rows of {path} have a token count of 0 ({where}); each "
+                      "such count is sent as 1 token (a request needs at least one); drop those rows to leave "
+                      "them out", InputWarning, stacklevel=2)
+    return table
+
+
+def _read_file(path: Path, *, prompt_col: str | None, output_col: str | None, text_col: str | None,
+               tokenizer: str | None, answer_col: str | None, output_tokens: int | None,
+               origin: str) -> LengthTable:
     fmt = _infer_format(path)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -239,9 +285,14 @@ def load_file(path: Path, *, prompt_col: str | None, output_col: str | None, tex
 
 
 def load_timestamps(path: Path, column: str, origin: str = "arrival") -> np.ndarray:
-    """Arrival timestamps (seconds, or datetimes) from a user CSV/JSON/parquet column."""
+    """Arrival timestamps (seconds, or datetimes) from a user CSV/JSON/parquet column (read once per process
+    for the same file contents)."""
     if not path.exists():
         raise UserError(f"{origin}.trace: file {path} not found; give a shipped trace name or an existing file")
+    return _cached(path, ("timestamps", column), lambda: _read_timestamps(path, column, origin))
+
+
+def _read_timestamps(path: Path, column: str, origin: str) -> np.ndarray:
     fmt = _infer_format(path)
     read = {"csv": pd.read_csv, "json": lambda p: pd.read_json(p, lines=str(p).endswith((".jsonl", ".jsonl.gz"))),
             "parquet": pd.read_parquet}[fmt]

@@ -165,3 +165,80 @@ def test_empty_summary_is_one_line_on_report(tmp_path: Path, fake_engine: None, 
     d = _copy(capacity_dir, tmp_path)
     (d / "summary.json").write_text("")
     one_error_line(runner.invoke(app, ["report", str(d), "--no-png"]), "summary.json: unreadable")
+
+
+# --- a `slobench run` folder: report summarises it, resume says why not ------------------------------
+
+
+@pytest.fixture
+def interrupted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A `slobench run` stopped by Ctrl-C after 30 of 200 requests: only manifest.json + requests.jsonl."""
+    import slobench.cli.run as run_mod
+
+    monkeypatch.chdir(tmp_path)
+    real_run_once = run_mod.run_once
+
+    def interrupted_run_once(cfg, *, run_dir=None, on_record=None, on_progress=None):  # noqa: ANN001, ANN202
+        def progress(done: int, total: int) -> None:
+            if done >= 30:
+                raise KeyboardInterrupt
+
+        return real_run_once(cfg, run_dir=run_dir, on_record=on_record, on_progress=progress)
+
+    monkeypatch.setattr(run_mod, "run_once", interrupted_run_once)
+    res = runner.invoke(app, ["run", "-w", "chatbot", "-n", "200", "--rate", "4"])
+    assert res.exit_code == 130, res.output
+    monkeypatch.setattr(run_mod, "run_once", real_run_once)
+    [run_dir] = list((tmp_path / "results").iterdir())
+    assert sorted(p.name for p in run_dir.iterdir()) == ["manifest.json", "requests.jsonl"]
+    return run_dir
+
+
+def test_report_summarises_an_interrupted_run(interrupted_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    import slobench.cli.run as run_mod
+    from slobench.report.summary import RunSummary
+
+    monkeypatch.setattr(run_mod.console, "width", 200)
+    # A kill mid-write leaves a torn last line: it is dropped, the complete records count.
+    with (interrupted_run / "requests.jsonl").open("a") as fh:
+        fh.write('{"request_id": 31, "stage')
+    res = runner.invoke(app, ["report", str(interrupted_run)])
+    assert res.exit_code == 0, res.output
+    assert "requests sent / finished" in res.output and "30 / 30" in res.output and "chatbot × vllm" in res.output
+    assert "interrupted: 30 of 200 requests have records" in res.output
+    summary = RunSummary.read(interrupted_run / "summary.json")
+    assert summary.num_requests == 30 and summary.workload == "chatbot" and summary.scheduler == "vllm"
+    assert summary.offered_rate_rps == pytest.approx(4.0, rel=0.3)  # from the regenerated workload
+    assert json.loads((interrupted_run / "summary.json").read_text())["rebuilt_from_records"] is True
+    # A second report reads the summary it wrote.
+    res = runner.invoke(app, ["report", str(interrupted_run)])
+    assert res.exit_code == 0 and "30 / 30" in res.output and "summary:" not in res.output, res.output
+
+
+def test_report_on_a_run_whose_spec_is_gone_says_goodput_span_is_unknown(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["run", "-w", "chatbot", "-n", "20", "--rate", "4"])
+    assert res.exit_code == 0, res.output
+    [run_dir] = list((tmp_path / "results").iterdir())
+    (run_dir / "summary.json").unlink()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest["config"]["workload"] = "gone/mine.yaml"
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    res = runner.invoke(app, ["report", str(run_dir)])
+    assert res.exit_code == 0, res.output
+    assert "duration is unknown" in res.output and "span of the recorded arrivals" in res.output
+
+
+def test_resume_on_a_run_folder_points_to_report(interrupted_run: Path) -> None:
+    line = one_error_line(runner.invoke(app, ["resume", str(interrupted_run)]), "cannot be resumed")
+    assert f"slobench report {interrupted_run}" in line
+
+
+def test_report_on_an_empty_run_is_one_line(interrupted_run: Path) -> None:
+    (interrupted_run / "requests.jsonl").write_text("")
+    one_error_line(runner.invoke(app, ["report", str(interrupted_run)]), "kept no finished records")

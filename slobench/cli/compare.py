@@ -231,24 +231,44 @@ def resume_cmd(
 
 
 def report_cmd(
-    results_dir: Annotated[Path, typer.Argument(help="A results folder written by compare/capacity/sweep.")],
+    results_dir: Annotated[Path, typer.Argument(help="A results folder written by compare/capacity/sweep, or by "
+                                                "run (its summary table, also when the run was interrupted).")],
     png: Annotated[bool, typer.Option("--png/--no-png", help="Also write figures/*.png (needs kaleido + Chromium).")]
     = True,
 ) -> None:
-    """Redraw figures and report.html from a results folder, without rerunning.
+    """Redraw figures and report.html from a results folder, without rerunning; a `run` folder: its summary.
 
     Example: slobench report results/20260101-120000-compare-coding
     """
+    from slobench.cluster.run import is_run_dir
     from slobench.report.rebuild import rebuild_report
 
     if not results_dir.is_dir():
         raise UserError(f"{results_dir}: not a folder")
+    if is_run_dir(results_dir):
+        _report_run(results_dir)
+        return
     try:
         report, notices = rebuild_report(results_dir, png=png)
     except FileNotFoundError as exc:
         raise UserError(str(exc)) from None
     display.print_notices(notices)
     display.console.print(f"report: {report}", highlight=False, soft_wrap=True)
+
+
+def _report_run(run_dir: Path) -> None:
+    """A `slobench run` folder, finished or interrupted: its summary table (built from the kept records
+    and written as summary.json when the run did not finish)."""
+    from slobench.cli.run import summary_table
+    from slobench.cluster.run import summarize_run_dir
+
+    got = summarize_run_dir(run_dir)
+    s = got.summary
+    display.console.print(summary_table(s, f"{s.workload} × {s.scheduler} ({s.engine})"))
+    for note in got.notes:
+        display.console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+    if got.written is not None:
+        display.console.print(f"summary: {got.written}", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

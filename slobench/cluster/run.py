@@ -14,6 +14,7 @@ import contextlib
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from slobench.engines.base import Engine, EngineJob, OpenLoopLoad, ReplicaSet
 from slobench.engines.errors import EngineError
-from slobench.errors import UserError
+from slobench.errors import InputWarning, UserError
 from slobench.metrics.attainment import summarize
 from slobench.metrics.records import StageRecord, records_frame
 from slobench.report.summary import RunSummary
@@ -313,3 +314,87 @@ def run_once(
             iters.to_parquet(run_dir / "iterations.parquet", index=False)
     return RunResult(config=cfg, records=df, summary=summary, iterations=iters, run_dir=run_dir,
                      wall_s=time.perf_counter() - t_start)
+
+
+# --- a `slobench run` folder read back ------------------------------------------------------------------
+
+
+def is_run_dir(path: Path) -> bool:
+    """Was ``path`` written by `slobench run` (a manifest without a capacity plan, and stage records)?"""
+    path = Path(path)
+    manifest = path / "manifest.json"
+    if not manifest.is_file() or (path / "probes.csv").exists():
+        return False
+    if not ((path / "requests.jsonl").exists() or (path / "requests.parquet").exists()):
+        return False
+    try:
+        data = json.loads(manifest.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return True  # records but an unreadable manifest: `summarize_run_dir` says what is wrong
+    return isinstance(data, dict) and "plan" not in data
+
+
+@dataclass
+class RunDirSummary:
+    summary: RunSummary
+    notes: list[str]  # what the summary could not know, one line each
+    written: Path | None  # summary.json when it was (re)written from the records; None when it was read
+
+
+def summarize_run_dir(run_dir: Path) -> RunDirSummary:
+    """The summary of a `slobench run` folder: its summary.json when the run finished, else one built from
+    the records it kept (an interrupted run leaves manifest.json + requests.jsonl) and written as summary.json.
+
+    The run's workload is generated again from the manifest (same spec, seed and size give the same
+    arrivals) to know how many requests were sent and over how many seconds; when that fails (the spec
+    file moved), goodput divides by the span of the recorded arrivals, and a note says so.
+    """
+    from slobench.report.results import load_records
+
+    run_dir = Path(run_dir)
+    summary_path = run_dir / "summary.json"
+    if summary_path.exists():
+        return RunDirSummary(RunSummary.read(summary_path), [], None)
+    manifest_path = run_dir / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{manifest_path}: unreadable ({exc}); the run's settings are lost") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("config"), dict):
+        raise UserError(f"{manifest_path}: no run settings (`config`); not a `slobench run` folder")
+    try:
+        cfg = validate_config(**manifest["config"])
+    except UserError as exc:
+        raise UserError(f"{manifest_path}: config not understood ({exc})") from None
+    df = load_records(run_dir)
+    if df.empty:
+        raise UserError(f"{run_dir}: the run kept no finished records (requests.jsonl is empty); nothing to "
+                        "summarise")
+    notes: list[str] = []
+    span: float | None = None
+    sent: int | None = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", InputWarning)  # the run showed them; this only counts its requests
+            workload = build_workload(cfg, build_latency_model(cfg))
+        span = workload.duration_s if workload.duration_s > 0 else None
+        sent = len(workload.requests)
+    except (UserError, OSError) as exc:
+        notes.append(f"the run's workload could not be generated again ({exc}), so its duration is unknown: "
+                     "goodput divides by the span of the recorded arrivals")
+    recorded = int(df["request_id"].nunique())
+    if sent is not None and recorded < sent:
+        notes.append(f"interrupted: {recorded} of {sent} requests have records; attainment and latencies are over "
+                     f"those {recorded} (the rest had not finished when the run stopped)")
+    elif sent is None:
+        notes.append(f"records of {recorded} requests; if the run was interrupted, requests that had not finished "
+                     "are not counted")
+    summary = RunSummary.build(
+        summarize(df, duration_s=span),
+        workload=Path(cfg.workload).stem if cfg.workload.endswith((".yaml", ".yml")) else cfg.workload,
+        scheduler=cfg.scheduler, engine=cfg.engine, seed=cfg.seed, hardware=cfg.hardware, model=cfg.model,
+        replicas=cfg.replicas, offered_rate_rps=(sent - 1) / span if span and sent else math.nan,
+        rebuilt_from_records=True, notes=notes,
+    )
+    summary.write(summary_path)
+    return RunDirSummary(summary, notes, summary_path)

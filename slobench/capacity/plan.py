@@ -91,6 +91,24 @@ def workload_arg(workload: str) -> str:
     return str(p.resolve()) if p.suffix in (".yaml", ".yml") and p.exists() else workload
 
 
+def workload_labels(workloads: Sequence[str]) -> list[str]:
+    """The name each workload argument is shown and stored under (the ``workload`` column of every row):
+    a shipped name as given; a YAML path as its spec's ``name`` (else the file stem), not the path, which
+    tables truncate. Labels identify searches, so names that would collide keep their arguments."""
+    from slobench.workloads import load_spec
+
+    def name(wl: str) -> str:
+        if Path(wl).suffix not in (".yaml", ".yml"):
+            return wl
+        try:
+            return load_spec(wl).name or Path(wl).stem
+        except UserError:  # reported by the preflight, with the file's own message
+            return Path(wl).stem
+
+    names = [name(wl) for wl in workloads]
+    return [n if names.count(n) == 1 else wl for n, wl in zip(names, workloads, strict=True)]
+
+
 def run_kwargs(*, hardware: str, model: str, tp: int, profile: str | None, replicas: int, engine: str,
                num_requests: int | None, quick: bool, url: str | None = None,
                engine_options: dict[str, Any] | None = None) -> dict[str, Any]:

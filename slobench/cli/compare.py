@@ -30,6 +30,7 @@ from slobench.capacity.plan import (
     setup_text,
     sweep_specs,
     workload_arg,
+    workload_labels,
 )
 from slobench.capacity.store import Collector
 from slobench.cli import display
@@ -144,10 +145,11 @@ def compare_cmd(
     kw = run_kwargs(hardware=hardware, model=model, tp=tp, profile=profile, replicas=replicas, engine=engine,
                     num_requests=num_requests, quick=quick, url=url,
                     engine_options=_engine_options(engine_arg, engine_config))
-    specs = [SearchSpec(wl, s, kw | {"workload": workload_arg(wl)}) for wl in workloads for s in scheds]
+    labels = dict(zip(workloads, workload_labels(workloads), strict=True))
+    specs = [SearchSpec(labels[wl], s, kw | {"workload": workload_arg(wl)}) for wl in workloads for s in scheds]
     settings = search_settings(target, seed, quick, rate_start, rate_min, rate_max, refine_interval)
     preflight(specs)
-    title = f"slobench compare: {', '.join(workloads)} ({setup_text(kw)})"
+    title = f"slobench compare: {', '.join(labels.values())} ({setup_text(kw)})"
     plan = Plan("compare", title, specs, settings)
     name = "compare-" + "-".join(Path(w).stem for w in workloads)
     config = {"workloads": workloads, "schedulers": scheds, "target": target, "seeds": seed, "quick": quick} | kw
@@ -186,10 +188,11 @@ def capacity_cmd(
     kw = run_kwargs(hardware=hardware, model=model, tp=tp, profile=profile, replicas=replicas, engine=engine,
                     num_requests=num_requests, quick=quick, url=url,
                     engine_options=_engine_options(engine_arg, engine_config))
-    specs = [SearchSpec(workload, scheduler, kw | {"workload": workload_arg(workload)})]
+    [label] = workload_labels([workload])
+    specs = [SearchSpec(label, scheduler, kw | {"workload": workload_arg(workload)})]
     settings = search_settings(target, seed, quick, rate_start, rate_min, rate_max, refine_interval)
     preflight(specs)
-    plan = Plan("capacity", f"slobench capacity: {workload} × {scheduler} ({setup_text(kw)})", specs, settings)
+    plan = Plan("capacity", f"slobench capacity: {label} × {scheduler} ({setup_text(kw)})", specs, settings)
     config = {"workload": workload, "scheduler": scheduler, "target": target, "seeds": seed, "quick": quick} | kw
     _run(plan, start(plan, out, f"capacity-{Path(workload).stem}-{scheduler}", config))
 

@@ -84,12 +84,14 @@ def _fmt_capacity(row: CapacityRow) -> str:
 
 
 def capacity_table(capacities: Sequence[CapacityRow], title: str = "Capacity") -> Table:
-    """Rich table: workload, scheduler, capacity, its interval, ratio vs the first scheduler, status."""
+    """Rich table: workload, scheduler, capacity, its interval, ratio vs the first scheduler (when there are
+    several), status."""
     first = capacities[0].scheduler if capacities else ""
-    t = Table(title=title, header_style="bold", caption=f"req/s at the target attainment; interval = [highest "
-              f"confident pass, lowest confident fail); ratio vs {first}")
+    compared = len({row.scheduler for row in capacities}) > 1  # one scheduler: a ratio would be 1.00× throughout
+    caption = "req/s at the target attainment; interval = [highest confident pass, lowest confident fail)"
+    t = Table(title=title, header_style="bold", caption=caption + (f"; ratio vs {first}" if compared else ""))
     for col, just in (("workload", "left"), ("scheduler", "left"), ("capacity", "right"), ("interval", "right"),
-                      ("ratio", "right"), ("status", "left")):
+                      *((("ratio", "right"),) if compared else ()), ("status", "left")):
         t.add_column(col, justify=just)
     base: dict[str, CapacityRow] = {}
     for row in capacities:
@@ -100,7 +102,7 @@ def capacity_table(capacities: Sequence[CapacityRow], title: str = "Capacity") -
         ratio = f"{row.capacity_rps / b.capacity_rps:.2f}×" if ok else "–"  # type: ignore[operator]
         lo, hi = row.lower_rps, row.upper_rps
         interval = f"[{'–' if lo is None else f'{lo:.3g}'}, {'–' if hi is None else f'{hi:.3g}'})"
-        t.add_row(row.workload, row.scheduler, _fmt_capacity(row), interval, ratio,
+        t.add_row(row.workload, row.scheduler, _fmt_capacity(row), interval, *([ratio] if compared else []),
                   row.status if row.status == "ok" else f"[yellow]{row.status}[/]")
     return t
 

@@ -90,6 +90,7 @@ def capacity_bars(capacities: pd.DataFrame, *, title: str = "") -> go.Figure:
     if not len(capacities):
         return fig.update_layout(title=title or "Capacity")
     schedulers = list(dict.fromkeys(capacities["scheduler"]))
+    compared = len(schedulers) > 1  # one scheduler: no ratio to show (it would read "1.00×" everywhere)
     base = capacities[capacities["scheduler"] == schedulers[0]].set_index("workload")["capacity_rps"]
     for i, sched in enumerate(schedulers):
         grp = capacities[capacities["scheduler"] == sched]
@@ -99,14 +100,16 @@ def capacity_bars(capacities: pd.DataFrame, *, title: str = "") -> go.Figure:
         labels = []
         for wl, cap in zip(grp["workload"], caps, strict=True):
             b = base.get(wl)
-            labels.append(f"{cap:.3g} ({cap / b:.2f}×)" if _ok(b) and b > 0 and cap > 0 else f"{cap:.3g}")
+            ratio = compared and _ok(b) and b > 0 and cap > 0
+            labels.append(f"{cap:.3g} ({cap / b:.2f}×)" if ratio else f"{cap:.3g}")
         fig.add_trace(go.Bar(
             x=grp["workload"], y=caps, name=str(sched), text=labels, textposition="outside",
             marker_color=_colour(i),
             error_y={"type": "data", "symmetric": False, "array": (hi - caps).clip(lower=0),
                      "arrayminus": (caps - lo).clip(lower=0)},
         ))
-    fig.update_layout(barmode="group", title=title or f"Capacity (ratio vs {schedulers[0]})",
+    default_title = f"Capacity (ratio vs {schedulers[0]})" if compared else f"Capacity of {schedulers[0]}"
+    fig.update_layout(barmode="group", title=title or default_title,
                       xaxis_title="workload", yaxis_title="capacity (req/s)", template="plotly_white")
     return fig
 
@@ -117,10 +120,15 @@ def _ecdf(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def latency_cdfs(stages: pd.DataFrame, *, title: str = "") -> go.Figure:
-    """CDFs of TTFT and TPOT divided by each stage's own SLO (SLOs differ per request; 1.0 = the SLO)."""
+    """CDFs of TTFT and mean TPOT divided by each stage's own SLO (SLOs differ per request; 1.0 = the SLO).
+
+    The TPOT panel is the stage's *mean* time per output token, not the TPOT check: attainment gives
+    every token a deadline (``slobench.metrics.attainment``), so a stage whose first token came early
+    can sit right of 1.0 and still meet every deadline, and one long stall can miss left of it.
+    """
     if "ttft_s" not in stages.columns and len(stages):
         stages = stage_metrics(stages)
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("TTFT / TTFT SLO", "TPOT / TPOT SLO"))
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("TTFT / TTFT SLO", "mean TPOT / TPOT SLO"))
     group_col = "scheduler" if "scheduler" in stages.columns else None
     groups = stages.groupby(group_col, sort=False) if group_col else [("run", stages)]
     for i, (name, grp) in enumerate(groups):
@@ -137,7 +145,8 @@ def latency_cdfs(stages: pd.DataFrame, *, title: str = "") -> go.Figure:
 
 
 def batch_timeline(iterations: pd.DataFrame, *, title: str = "", max_points: int = 5000) -> go.Figure:
-    """Per-iteration prefill vs decode tokens (top) and iteration latency vs the policy's budget (bottom).
+    """Per-iteration prefill and decode tokens, as two lines (top), and iteration latency vs the policy's
+    budget (bottom).
 
     In the simulator ``latency_s`` *is* the perf model's prediction; real engines may log a measured
     ``latency_s`` next to ``predicted_latency_s``, and both are drawn. Policies without a budget
@@ -150,10 +159,12 @@ def batch_timeline(iterations: pd.DataFrame, *, title: str = "", max_points: int
                         subplot_titles=("tokens per iteration", "iteration latency vs budget"))
     if len(it):
         t = it["time_s"]
+        # Each kind on its own axis from 0, not stacked: stacked areas put decode on top of prefill, so a
+        # batch of 8k prefill + 64 decode tokens read as 8k decode tokens.
         for col, colour in (("prefill_tokens", _colour(0)), ("decode_tokens", _colour(2))):
             if col in it:
-                fig.add_trace(go.Scatter(x=t, y=it[col], mode="lines", stackgroup="tokens",
-                                         name=col.replace("_", " "), line={"color": colour}), row=1, col=1)
+                fig.add_trace(go.Scatter(x=t, y=it[col], mode="lines", name=col.replace("_", " "),
+                                         line={"color": colour}), row=1, col=1)
         if "latency_s" in it:
             fig.add_trace(go.Scatter(x=t, y=it["latency_s"] * 1e3, mode="lines", name="iteration latency (ms)",
                                      line={"color": _colour(1)}), row=2, col=1)

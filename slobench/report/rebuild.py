@@ -81,7 +81,8 @@ def _num(v: object) -> float | None:
 
 
 def capacity_table_html(capacities: pd.DataFrame) -> str:
-    """HTML table: workload, scheduler, capacity, interval [lower, upper), ratio vs first scheduler, status, note.
+    """HTML table: workload, scheduler, capacity, interval [lower, upper), ratio vs first scheduler (when there are
+    several), status, note.
 
     Same conventions as the CLI table: ``< x`` when even the lowest rate missed, ``≥ x`` when the
     highest rate still passed, ``–`` for a bound no probe established.
@@ -89,6 +90,7 @@ def capacity_table_html(capacities: pd.DataFrame) -> str:
     if capacities.empty:
         return ""
     first = capacities["scheduler"].iloc[0]
+    compared = capacities["scheduler"].nunique() > 1  # one scheduler: no ratio column
     base = {}
     for _, r in capacities.iterrows():
         base.setdefault(r["workload"], r)
@@ -109,10 +111,12 @@ def capacity_table_html(capacities: pd.DataFrame) -> str:
             shown = f"≥ {cap:.3g}"
         else:
             shown = f"{cap:.3g}"
-        cells = [r["workload"], r["scheduler"], shown, interval, ratio, status, r.get("message", "")]
+        cells = [r["workload"], r["scheduler"], shown, interval, *([ratio] if compared else []), status,
+                 r.get("message", "")]
         rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
-    head = "".join(f"<th>{h}</th>" for h in ("workload", "scheduler", "capacity (req/s)", "interval",
-                                              f"vs {first}", "status", "note"))
+    heads = ("workload", "scheduler", "capacity (req/s)", "interval", *([f"vs {first}"] if compared else []),
+             "status", "note")
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in heads)
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
@@ -146,9 +150,14 @@ CAPTIONS = {  # first matching prefix wins, so the more specific names come firs
     "attainment": "Pooled attainment at each probed rate with its 95% Wilson interval; dashed line = target, dotted "
                   "lines = each scheduler's capacity; crosses = INVALID probes (rate not offered, client lag or a "
                   "tail that never drained), never reported as capacity.",
-    "latency-cdf": "At each scheduler's capacity probe: every stage's TTFT and TPOT divided by its own SLO (SLOs "
-                   "differ per request); left of the dashed 1.0 line = within the SLO.",
-    "batches": "Every iteration of the capacity probe: prefill vs decode tokens, and the iteration latency "
+    "latency-cdf": "At each scheduler's capacity probe: every stage's TTFT and mean TPOT divided by its own SLO "
+                   "(SLOs differ per request). TTFT left of the dashed 1.0 line = TTFT met (5% tolerance). Mean TPOT "
+                   "is not what the TPOT SLO checks: each token has a deadline (token i due at max(start + TTFT "
+                   "SLO, first token) + i × TPOT SLO), so a stage whose first token came early can lie right of 1.0 "
+                   "and meet every deadline, and one with a long stall can lie left of 1.0 and miss. See "
+                   "docs/metrics.md.",
+    "batches": "Every iteration of the capacity probe: prefill and decode tokens (two lines, not stacked), and the "
+               "iteration latency "
                "against the time budget the policy planned for (when it sets one).",
     "replica-scaling": "Capacity with N replicas behind the router; dotted = linear scaling from one replica.",
 }
@@ -176,6 +185,8 @@ def rebuild_report(results_dir: Path, *, png: bool = True) -> tuple[Path, list[s
     figs = build_figures(data)
     summary = data["summary"]
     title = summary.title if isinstance(summary, ExperimentSummary) else None
+    captions = {n: caption_for(n) for n in figs}
+    if "capacity" in captions and data["capacities"]["scheduler"].nunique() <= 1:
+        captions["capacity"] = captions["capacity"].replace(" labels give the ratio to the first scheduler.", "")
     return write_report(results_dir, figs, title=title or f"slobench: {results_dir.name}",
-                        intro_html=_intro_html(results_dir, data), captions={n: caption_for(n) for n in figs},
-                        png=png)
+                        intro_html=_intro_html(results_dir, data), captions=captions, png=png)

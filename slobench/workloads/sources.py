@@ -323,8 +323,9 @@ def check_timestamps(ts: np.ndarray, where: str) -> np.ndarray:
     """
     bad = np.flatnonzero(~np.isfinite(ts))
     if bad.size:
-        raise UserError(f"{where} has a non-finite time {ts[bad[0]]} at row {bad[0] + 1} ({bad.size} such rows); "
-                        "every row needs a finite time")
+        more = f" ({bad.size} such rows)" if bad.size > 1 else ""
+        raise UserError(f"{where} has a non-finite time {ts[bad[0]]} at row {bad[0] + 1}{more}; every row needs a "
+                        "finite time")
     if ts.size > 1 and ts.min() == ts.max():
         raise UserError(f"{where}: all {ts.size} timestamps are equal ({ts[0]:g}), so a replay would send every "
                         "request at t = 0 at any rate; give distinct times, or use arrival.process: poisson "

@@ -93,6 +93,22 @@ def test_out_that_is_a_file_is_one_line(tmp_path: Path, fake_engine: None, comma
     assert ("is a file" in line) if where == "file" else ("cannot create a results folder" in line)
 
 
+def test_unwritable_out_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder the user may not write to (simulated: tests may run as root, who may write anywhere)."""
+    real_mkdir = Path.mkdir
+
+    def refuse(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if self.parent == tmp_path / "locked":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    (tmp_path / "locked").mkdir()
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    res = runner.invoke(app, ["run", "-w", "chatbot", "-n", "5", "--out", str(tmp_path / "locked")])
+    line = one_error_line(res, f"--out {tmp_path / 'locked'}: cannot create a results folder there")
+    assert "Permission denied" in line
+
+
 def test_new_run_dir_that_loses_a_race_takes_the_next_suffix(tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Another process creates the folder between a check and the mkdir: the loser takes `-2`, no crash."""

@@ -48,6 +48,18 @@ class VLLMScheduler(TimedSchedule):
         """Tokens this iteration may process; vLLM's is the fixed ``max_num_batched_tokens``."""
         return self.max_num_batched_tokens
 
+    def steady_decode(self, view: SchedulerView) -> bool:
+        """`slobench.schedulers.base.SteadyDecode`: nothing waits, no drafts, every running sequence decodes
+        and all of them fit the token budget, so `_schedule` gives each 1 token while KV lasts."""
+        cls = type(self)
+        if cls._schedule is not VLLMScheduler._schedule or cls.token_budget is not VLLMScheduler.token_budget:
+            return False  # a subclass plans differently (sarathi's time-derived budget)
+        if view.waiting or len(view.running) > self.max_num_batched_tokens:
+            return False
+        if view.spec is not None and (view.spec.max_draft if self.num_spec_tokens is None else self.num_spec_tokens):
+            return False
+        return all(s.num_tokens - s.num_computed == 1 and s.stage_out > 0 for s in view.running)
+
     def _schedule(self, view: SchedulerView) -> BatchPlan:
         plan = BatchPlan()
         budget = self.token_budget(view)

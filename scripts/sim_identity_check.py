@@ -50,7 +50,7 @@ def setups() -> dict[str, dict[str, Any]]:
                                              "spec_alpha": 0.7}
     # KV runs out while every running sequence decodes (long reasoning outputs on a 70B): preemptions with an
     # empty queue, and stage ends and tool gaps under memory pressure.
-    for sched in ("vllm", "vllm-v0"):
+    for sched in ("vllm", "vllm-v0", "sarathi"):
         out[f"{sched}/reasoning/kv-bound-70b"] = {"workload": "reasoning", "scheduler": sched, "num_requests": 40,
                                                   "seed": 6, "rate_rps": 5.0, "model": "Llama-3.1-70B", "tp": 2}
     out["vllm/toolcalling/kv-bound-70b"] = {"workload": "toolcalling", "scheduler": "vllm", "num_requests": 100,

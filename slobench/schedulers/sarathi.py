@@ -37,6 +37,15 @@ class SarathiScheduler(VLLMScheduler):
         tpots = [s.stage.slo.tpot_s for s in view.running] + [s.stage.slo.tpot_s for s in view.waiting]
         return min(tpots) * self.tpot_budget_fraction if tpots else None
 
+    def steady_decode(self, view: SchedulerView) -> bool:
+        """`slobench.schedulers.base.SteadyDecode`: with only decodes present, `token_budget` is their count
+        (decodes always run), so `_schedule` gives each running sequence 1 token while KV lasts."""
+        cls = type(self)
+        if (cls._schedule is not VLLMScheduler._schedule or cls.token_budget is not SarathiScheduler.token_budget
+                or cls.time_budget_s is not SarathiScheduler.time_budget_s):
+            return False
+        return bool(view.running) and self._decodes_only(view)
+
     def token_budget(self, view: SchedulerView) -> int:
         budget_s = self.time_budget_s(view)
         if budget_s is None:

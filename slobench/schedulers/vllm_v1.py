@@ -53,8 +53,12 @@ class VLLMScheduler(TimedSchedule):
         and all of them fit the token budget, so `_schedule` gives each 1 token while KV lasts."""
         cls = type(self)
         if cls._schedule is not VLLMScheduler._schedule or cls.token_budget is not VLLMScheduler.token_budget:
-            return False  # a subclass plans differently (sarathi's time-derived budget)
-        if view.waiting or len(view.running) > self.max_num_batched_tokens:
+            return False  # a subclass plans differently
+        return len(view.running) <= self.max_num_batched_tokens and self._decodes_only(view)
+
+    def _decodes_only(self, view: SchedulerView) -> bool:
+        """Nothing waits, this policy adds no drafts, and every running sequence is decoding."""
+        if view.waiting:
             return False
         if view.spec is not None and (view.spec.max_draft if self.num_spec_tokens is None else self.num_spec_tokens):
             return False

@@ -139,6 +139,14 @@ def _steady_window(running: list[SeqState], by_id: dict[int, _Live], bs: int) ->
     return new_blocks, lives
 
 
+def _timed(check: Callable[[SchedulerView], bool], view: SchedulerView, out_s: list[float]) -> bool:
+    """``check(view)``, its wall time left in ``out_s[0]`` (reported as the policy's time for skipped calls)."""
+    t0 = time.perf_counter()
+    ok = check(view)
+    out_s[0] = time.perf_counter() - t0
+    return ok
+
+
 def _stage_record(req: Request, idx: int, start_s: float, replica: int) -> StageRecord:
     st = req.stages[idx]
     return StageRecord(
@@ -210,6 +218,7 @@ def simulate(
     note_steady: Callable[[int, float], None] | None = getattr(scheduler, "note_steady_calls", None)
     if from_stats is None or note_steady is None:
         steady = None
+    check_s = [0.0]
 
     def emit(rec: StageRecord) -> None:
         records.append(rec)
@@ -262,13 +271,12 @@ def simulate(
             break
 
         # Copies, so a policy that reorders its view's lists cannot reorder the engine's queues.
-        t_view = time.perf_counter()
         view = SchedulerView(
             now_s=now, waiting=list(waiting), running=list(running),
             block_size=bs, total_kv_blocks=total_blocks, free_kv_blocks=free_blocks, perf=perf, spec=spec_cfg,
         )
-        if steady is not None and not waiting and steady(view):
-            t_check = time.perf_counter() - t_view
+        if steady is not None and not waiting and _timed(steady, view, check_s):
+            t_check = check_s[0]
             window = _steady_window(running, by_id, bs)
             if window is not None:
                 # Decode-only iterations on the policy's word (`SteadyDecode`): the same arithmetic as
@@ -362,11 +370,13 @@ def simulate(
         max_k = 0
         for rid, n in scheduled.items():
             lv = by_id.get(rid)
-            if lv is None or n <= 0 or n > lv.seq.num_tokens - lv.seq.num_computed:
+            if lv is None:
                 raise SchedulerContractError(f"{scheduler.name}: bad token count {n} for request {rid}")
-            k = spec_tokens.get(rid, 0) if spec_tokens else 0
             seq = lv.seq
             computed = seq.num_computed
+            if n <= 0 or n > seq.num_tokens - computed:
+                raise SchedulerContractError(f"{scheduler.name}: bad token count {n} for request {rid}")
+            k = spec_tokens.get(rid, 0) if spec_tokens else 0
             need = -(-(computed + n + k) // bs) - seq.kv_blocks  # = seq.blocks_for(n + k, bs) - held
             if need > free_blocks:
                 raise SchedulerContractError(
@@ -429,7 +439,8 @@ def simulate(
             if computed < seq.num_tokens:
                 continue  # mid-prefill chunk (or recompute)
             accepted = _accepted(rng, spec_cfg.alpha, k) if k and spec_cfg else 0
-            emit_n = min(1 + accepted, lv.out_target - seq.stage_out)
+            left = lv.out_target - seq.stage_out
+            emit_n = 1 + accepted if 1 + accepted < left else left
             seq.num_computed = computed + emit_n - 1
             seq.num_tokens += emit_n
             if seq.stage_out == 0:

@@ -296,3 +296,41 @@ def test_vectorised_stage_metrics_equal_the_per_row_definition() -> None:
                                           check_exact=True)
     itl = np.concatenate([np.diff(t) for t in df["token_times_s"] if len(t) > 1])
     assert summarize(df)["itl_s"]["p99"] == float(np.percentile(itl, 99))
+
+
+class _CheckedSteady:
+    """Wraps a `SteadyDecode` policy: every time it claims a steady decode, its own plan is checked."""
+
+    def __init__(self, inner) -> None:  # noqa: ANN001
+        self.inner, self.name, self.claims = inner, inner.name, 0
+
+    def schedule(self, view: SchedulerView) -> BatchPlan:
+        return self.inner.schedule(view)
+
+    def steady_decode(self, view: SchedulerView) -> bool:
+        if not self.inner.steady_decode(view):
+            return False
+        plan = self.inner._schedule(view)
+        assert list(plan.num_scheduled.items()) == [(s.req_id, 1) for s in view.running]
+        assert not plan.spec_tokens and not plan.preempted and not plan.admission and plan.budget_s is None
+        self.claims += 1
+        return True
+
+    def note_steady_calls(self, n: int, seconds: float) -> None:
+        self.inner.note_steady_calls(n, seconds)
+
+
+@pytest.mark.parametrize("policy", ["vllm", "vllm-v0", "sarathi"])
+def test_steady_decode_claims_match_the_policys_plan(policy: str) -> None:
+    """Where a policy lets the simulator skip `schedule` (decode-only stretches), its plan says the same; the
+    skipped calls are still counted, so ``calls`` equals the number of iterations."""
+    from slobench.perf import get_latency_model
+    from slobench.schedulers.registry import make_scheduler
+
+    perf = get_latency_model()
+    wl = _poisson_workload(300, rate=8.0, prompt=400, output=120, seed=3)
+    inner = make_scheduler(policy)
+    checked = _CheckedSteady(inner)
+    res = simulate(wl, checked, perf, SimConfig())
+    assert inner.stats.calls == res.num_iterations == len(res.iterations.time_s)
+    assert checked.claims > 0

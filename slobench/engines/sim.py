@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -108,6 +109,44 @@ def _remove_identity(items: list[SeqState], seq: SeqState) -> None:
     raise ValueError("sequence not in list")
 
 
+_STEADY_WINDOW = 64  # decode-only iterations planned at a time (KV growth is precomputed for them)
+
+
+def _steady_window(running: list[SeqState], by_id: dict[int, _Live], bs: int) -> tuple[list[int], list[_Live]] | None:
+    """New KV blocks per decode-only iteration for the next few, and each running sequence's `_Live`.
+
+    The window ends before the first iteration in which some sequence emits its stage's last token (stage
+    ends go through the full loop). None when that leaves fewer than two iterations, or a sequence is not
+    simply decoding (one pending token, a first token out, KV covering what is computed).
+    """
+    lives: list[_Live] = []
+    steps = _STEADY_WINDOW
+    for seq in running:
+        if seq.num_tokens - seq.num_computed != 1 or seq.stage_out == 0 or seq.kv_blocks * bs < seq.num_computed:
+            return None
+        lv = by_id[seq.req.id]
+        left = lv.out_target - seq.stage_out - 1
+        if left < steps:
+            steps = left
+            if steps < 2:
+                return None
+        lives.append(lv)
+    new_blocks = [0] * steps
+    for seq in running:
+        # Iteration j computes token num_computed + j + 1; it needs a new block when that passes kv_blocks·bs.
+        for j in range(seq.kv_blocks * bs - seq.num_computed, steps, bs):
+            new_blocks[j] += 1
+    return new_blocks, lives
+
+
+def _timed(check: Callable[[SchedulerView], bool], view: SchedulerView, out_s: list[float]) -> bool:
+    """``check(view)``, its wall time left in ``out_s[0]`` (reported as the policy's time for skipped calls)."""
+    t0 = time.perf_counter()
+    ok = check(view)
+    out_s[0] = time.perf_counter() - t0
+    return ok
+
+
 def _stage_record(req: Request, idx: int, start_s: float, replica: int) -> StageRecord:
     st = req.stages[idx]
     return StageRecord(
@@ -174,6 +213,12 @@ def simulate(
     # here as exact integers: the same numbers `batch_latency_s` derives from the arrays, without
     # building two numpy arrays per iteration (~4 µs, a fifth of an iteration's cost at small batches).
     from_stats: Callable[..., float] | None = getattr(perf, "latency_from_stats", None)
+    # Policies that say when their plan repeats (`SteadyDecode`) let decode-only stretches skip `schedule`.
+    steady: Callable[[SchedulerView], bool] | None = getattr(scheduler, "steady_decode", None)
+    note_steady: Callable[[int, float], None] | None = getattr(scheduler, "note_steady_calls", None)
+    if from_stats is None or note_steady is None:
+        steady = None
+    check_s = [0.0]
 
     def emit(rec: StageRecord) -> None:
         records.append(rec)
@@ -230,6 +275,50 @@ def simulate(
             now_s=now, waiting=list(waiting), running=list(running),
             block_size=bs, total_kv_blocks=total_blocks, free_kv_blocks=free_blocks, perf=perf, spec=spec_cfg,
         )
+        if steady is not None and not waiting and _timed(steady, view, check_s):
+            t_check = check_s[0]
+            window = _steady_window(running, by_id, bs)
+            if window is not None:
+                # Decode-only iterations on the policy's word (`SteadyDecode`): the same arithmetic as
+                # steps 3-4 below, in the same order, without a `schedule` call and a plan per iteration.
+                new_blocks, lives = window
+                n_run = len(running)
+                s_c = 0
+                for seq in running:
+                    s_c += seq.num_computed
+                t_event = min(next_arrival_s, gap_heap[0][0] if gap_heap else math.inf)
+                nows: list[float] = []
+                for j, need in enumerate(new_blocks):
+                    if j and (now >= t_event or now > horizon):
+                        break  # an arrival or tool-gap input is due (or the horizon passed): back to the loop
+                    if need > free_blocks:
+                        break  # the policy would preempt: let it
+                    free_blocks -= need
+                    latency = from_stats(float(n_run), float(s_c), float(s_c), float(n_run), n_run, 0)
+                    now += latency
+                    nows.append(now)
+                    log_latency(latency)
+                    log_kv(total_blocks - free_blocks)
+                    s_c += n_run
+                steps = len(nows)
+                if steps:
+                    log.time_s.extend(nows)
+                    log.num_seqs.extend([n_run] * steps)
+                    log.prefill_tokens.extend([0] * steps)
+                    log.decode_tokens.extend([n_run] * steps)
+                    log.budget_s.extend([math.nan] * steps)
+                    for lv in lives:
+                        seq = lv.seq
+                        first_new = seq.kv_blocks * bs - seq.num_computed  # step of its first new block
+                        if first_new < steps:
+                            seq.kv_blocks += (steps - 1 - first_new) // bs + 1
+                        seq.num_computed += steps
+                        seq.num_tokens += steps
+                        seq.stage_out += steps
+                        lv.record.token_times_s.extend(nows)
+                    iterations += steps
+                    note_steady(steps, t_check)
+                    continue
         plan: BatchPlan = scheduler.schedule(view)
 
         # 2. Apply preemptions and admission decisions.
@@ -281,11 +370,13 @@ def simulate(
         max_k = 0
         for rid, n in scheduled.items():
             lv = by_id.get(rid)
-            if lv is None or n <= 0 or n > lv.seq.num_tokens - lv.seq.num_computed:
+            if lv is None:
                 raise SchedulerContractError(f"{scheduler.name}: bad token count {n} for request {rid}")
-            k = spec_tokens.get(rid, 0) if spec_tokens else 0
             seq = lv.seq
             computed = seq.num_computed
+            if n <= 0 or n > seq.num_tokens - computed:
+                raise SchedulerContractError(f"{scheduler.name}: bad token count {n} for request {rid}")
+            k = spec_tokens.get(rid, 0) if spec_tokens else 0
             need = -(-(computed + n + k) // bs) - seq.kv_blocks  # = seq.blocks_for(n + k, bs) - held
             if need > free_blocks:
                 raise SchedulerContractError(
@@ -348,7 +439,8 @@ def simulate(
             if computed < seq.num_tokens:
                 continue  # mid-prefill chunk (or recompute)
             accepted = _accepted(rng, spec_cfg.alpha, k) if k and spec_cfg else 0
-            emit_n = min(1 + accepted, lv.out_target - seq.stage_out)
+            left = lv.out_target - seq.stage_out
+            emit_n = 1 + accepted if 1 + accepted < left else left
             seq.num_computed = computed + emit_n - 1
             seq.num_tokens += emit_n
             if seq.stage_out == 0:

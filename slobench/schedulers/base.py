@@ -131,3 +131,22 @@ class Scheduler(Protocol):
 
     def schedule(self, view: SchedulerView) -> BatchPlan:
         ...
+
+
+class SteadyDecode(Protocol):
+    """Optional, for the simulator's speed: a policy that can say its plan repeats while only decodes happen.
+
+    ``steady_decode(view)`` is True only if `schedule` would return, for ``view`` and for every view that
+    follows from it by decode-only iterations (each running sequence one more token; no arrivals, admissions,
+    preemptions or stage ends; enough free KV for the new tokens), the same kind of plan: every running
+    sequence, in queue order, 1 token; no drafts, preemptions, admissions; ``budget_s`` None. The simulator
+    then runs those iterations without calling `schedule` and reports them with ``note_steady_calls(n,
+    seconds)`` (n calls, ``seconds`` in all), so call counts stay exact. Engines that never ask (the vLLM
+    adapter) see no difference; a policy without the method is always asked with `schedule`.
+    """
+
+    def steady_decode(self, view: SchedulerView) -> bool:
+        ...
+
+    def note_steady_calls(self, n: int, seconds: float) -> None:
+        ...

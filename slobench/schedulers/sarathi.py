@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from slobench.schedulers.base import SchedulerView
+from slobench.schedulers.base import SchedulerView, SeqState
 from slobench.schedulers.batching import BatchDraft
 from slobench.schedulers.vllm_v1 import VLLMScheduler
 
@@ -37,17 +37,29 @@ class SarathiScheduler(VLLMScheduler):
         tpots = [s.stage.slo.tpot_s for s in view.running] + [s.stage.slo.tpot_s for s in view.waiting]
         return min(tpots) * self.tpot_budget_fraction if tpots else None
 
+    def steady_decode(self, view: SchedulerView) -> bool:
+        """`slobench.schedulers.base.SteadyDecode`: with only decodes present, `token_budget` is their count
+        (decodes always run), so `_schedule` gives each running sequence 1 token while KV lasts."""
+        cls = type(self)
+        if (cls._schedule is not VLLMScheduler._schedule or cls.token_budget is not SarathiScheduler.token_budget
+                or cls.time_budget_s is not SarathiScheduler.time_budget_s):
+            return False
+        return bool(view.running) and self._decodes_only(view)
+
     def token_budget(self, view: SchedulerView) -> int:
         budget_s = self.time_budget_s(view)
         if budget_s is None:
             return self.max_num_batched_tokens
-        draft = BatchDraft(view.perf)
-        tokens = 0
-        for seq in view.running:
-            if not seq.is_prefilling:
-                draft.add(1, seq.num_computed)  # decodes always run (stall-free), budget or not
-                tokens += 1
-        for seq in [s for s in view.running if s.is_prefilling] + list(view.waiting):
+        decode_ctx: list[int] = []
+        prefilling: list[SeqState] = []
+        for seq in view.running:  # seq.is_prefilling, inlined (every sequence, every iteration)
+            if seq.stage_out == 0 or seq.num_tokens - seq.num_computed > 1:
+                prefilling.append(seq)
+            else:
+                decode_ctx.append(seq.num_computed)
+        tokens = len(decode_ctx)
+        draft = BatchDraft(view.perf, [1] * tokens, decode_ctx)  # decodes always run (stall-free), budget or not
+        for seq in prefilling + list(view.waiting):
             n = draft.max_tokens_within(budget_s, seq.num_computed, min(seq.pending_tokens,
                                                                          self.max_num_batched_tokens - tokens))
             if n <= 0:

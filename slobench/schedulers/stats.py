@@ -43,6 +43,15 @@ class SchedulerStats:
         if self.window is not None and len(self.call_s) > 2 * self.window:
             del self.call_s[: -self.window]  # amortised O(1): trims once per `window` calls
 
+    def record_calls(self, n: int, seconds: float) -> None:
+        """``n`` calls that took ``seconds`` of wall time in all (each gets an equal share)."""
+        if n <= 0:
+            return
+        self.calls += n
+        self.call_s.extend([seconds / n] * n)
+        if self.window is not None and len(self.call_s) > 2 * self.window:
+            del self.call_s[: -self.window]
+
     def merge(self, other: SchedulerStats) -> None:
         """Fold another replica's stats into this one (replicas run the same policy)."""
         self.calls += other.calls
@@ -77,3 +86,7 @@ class TimedSchedule:
         plan = self._schedule(view)
         self.stats.record_call(time.perf_counter() - t_start)
         return plan
+
+    def note_steady_calls(self, n: int, seconds: float) -> None:
+        """`slobench.schedulers.base.SteadyDecode`: ``n`` iterations the engine ran on this policy's word."""
+        self.stats.record_calls(n, seconds)

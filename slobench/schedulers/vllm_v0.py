@@ -29,6 +29,16 @@ class VLLMv0Scheduler(TimedSchedule):
     name: str = "vllm-v0"
     stats: SchedulerStats = field(default_factory=SchedulerStats, repr=False, compare=False)
 
+    def steady_decode(self, view: SchedulerView) -> bool:
+        """`slobench.schedulers.base.SteadyDecode`: nothing waits (no prefill batch) and every running sequence
+        decodes, so the decode batch gives each 1 token while KV lasts."""
+        cls = type(self)
+        if cls._schedule is not VLLMv0Scheduler._schedule or cls._decode_batch is not VLLMv0Scheduler._decode_batch:
+            return False
+        if view.waiting:
+            return False
+        return all(s.num_tokens - s.num_computed == 1 and s.stage_out > 0 for s in view.running)
+
     def _schedule(self, view: SchedulerView) -> BatchPlan:
         return self._prefill_batch(view) or self._decode_batch(view)
 

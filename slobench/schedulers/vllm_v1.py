@@ -48,6 +48,22 @@ class VLLMScheduler(TimedSchedule):
         """Tokens this iteration may process; vLLM's is the fixed ``max_num_batched_tokens``."""
         return self.max_num_batched_tokens
 
+    def steady_decode(self, view: SchedulerView) -> bool:
+        """`slobench.schedulers.base.SteadyDecode`: nothing waits, no drafts, every running sequence decodes
+        and all of them fit the token budget, so `_schedule` gives each 1 token while KV lasts."""
+        cls = type(self)
+        if cls._schedule is not VLLMScheduler._schedule or cls.token_budget is not VLLMScheduler.token_budget:
+            return False  # a subclass plans differently
+        return len(view.running) <= self.max_num_batched_tokens and self._decodes_only(view)
+
+    def _decodes_only(self, view: SchedulerView) -> bool:
+        """Nothing waits, this policy adds no drafts, and every running sequence is decoding."""
+        if view.waiting:
+            return False
+        if view.spec is not None and (view.spec.max_draft if self.num_spec_tokens is None else self.num_spec_tokens):
+            return False
+        return all(s.num_tokens - s.num_computed == 1 and s.stage_out > 0 for s in view.running)
+
     def _schedule(self, view: SchedulerView) -> BatchPlan:
         plan = BatchPlan()
         budget = self.token_budget(view)
@@ -59,16 +75,26 @@ class VLLMScheduler(TimedSchedule):
         running = list(view.running)
         preempted: list[SeqState] = []
         scheduled_ids: set[int] = set()
+        num_scheduled = plan.num_scheduled
         i = 0
+        # Properties (pending_tokens, is_prefilling, blocks_for) inlined: this loop runs for every sequence of
+        # every iteration, and the simulator's speed is mostly this loop's.
         while i < len(running) and budget > 0:
             seq = running[i]
-            n = min(seq.pending_tokens, budget)
+            computed = seq.num_computed
+            pending = seq.num_tokens - computed
+            n = pending if pending < budget else budget
             if n <= 0:
                 i += 1
                 continue
-            k = min(spec_k, budget - n, max(seq.remaining_output - 1, 0)) if n == 1 and not seq.is_prefilling else 0
-            k = max(k, 0)
-            need = seq.blocks_for(n + k, bs) - seq.kv_blocks
+            k = 0
+            if spec_k and n == 1 and seq.stage_out != 0 and pending <= 1:  # a decode: drafts on top
+                left = seq.req.stages[seq.stage_idx].output_tokens - seq.stage_out - 1
+                k = min(spec_k, budget - n, left if left > 0 else 0)
+                if k < 0:
+                    k = 0
+            need = -(-(computed + n + k) // bs) - seq.kv_blocks  # = seq.blocks_for(n + k, bs) - held
+            rid = seq.req.id
             while need > free:
                 victim = running.pop()  # lowest priority: the last one in the running queue
                 if victim is seq:
@@ -82,30 +108,35 @@ class VLLMScheduler(TimedSchedule):
                 preempted.append(seq)
                 free += seq.kv_blocks
                 break
-            free -= max(need, 0)
-            plan.num_scheduled[seq.req_id] = n
+            if need > 0:
+                free -= need
+            num_scheduled[rid] = n
             if k:
-                plan.spec_tokens[seq.req_id] = k
-            scheduled_ids.add(seq.req_id)
+                plan.spec_tokens[rid] = k
+            scheduled_ids.add(rid)
             budget -= n + k
             i += 1
         plan.preempted = [s.req_id for s in preempted]
 
         if not preempted:
             num_running = len(running)
+            max_num_seqs = self.max_num_seqs
             for seq in view.waiting:
-                if budget <= 0 or num_running >= self.max_num_seqs:
+                if budget <= 0 or num_running >= max_num_seqs:
                     break
-                n = min(seq.pending_tokens, budget)
+                computed = seq.num_computed
+                pending = seq.num_tokens - computed
+                n = pending if pending < budget else budget
                 if n <= 0:
                     continue
-                need = seq.blocks_for(n, bs) - seq.kv_blocks
+                need = -(-(computed + n) // bs) - seq.kv_blocks
                 if need > free:
                     break  # FCFS: the head of the queue blocks the rest
                 free -= need
-                plan.num_scheduled[seq.req_id] = n
+                rid = seq.req.id
+                num_scheduled[rid] = n
                 if seq.admission is Admission.PENDING:
-                    plan.admission[seq.req_id] = Admission.ADMITTED
+                    plan.admission[rid] = Admission.ADMITTED
                 budget -= n
                 num_running += 1
         return plan

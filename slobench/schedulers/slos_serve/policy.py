@@ -78,6 +78,16 @@ def _deadline(seq: SeqState) -> float:
     return seq.next_token_deadline_s
 
 
+def _decode_deadline(seq: SeqState) -> float:
+    """``seq.next_token_deadline_s`` for a decoding sequence (the same arithmetic, without the property chain)."""
+    slo = seq.req.stages[seq.stage_idx].slo
+    ttft_deadline = seq.stage_start_s + slo.ttft_s
+    first = seq.first_token_s
+    if seq.stage_out == 0 or first is None:
+        return ttft_deadline
+    return (ttft_deadline if ttft_deadline > first else first) + seq.stage_out * slo.tpot_s
+
+
 def _age_key(seq: SeqState) -> tuple[float, int]:
     """Older requests sort first; preemption takes the newest."""
     return seq.req.arrival_s, seq.req.id
@@ -158,9 +168,10 @@ class SLOsServeScheduler(TimedSchedule):
         be_dec: list[SeqState] = []
         be_pre: list[SeqState] = []
         pending: list[SeqState] = []
+        best_effort = Admission.BEST_EFFORT
         for seq in view.running:
-            be = seq.admission is Admission.BEST_EFFORT
-            if seq.is_prefilling:
+            be = seq.admission is best_effort
+            if seq.stage_out == 0 or seq.num_tokens - seq.num_computed > 1:  # seq.is_prefilling, inlined
                 (be_pre if be else adm_pre).append(seq)
             else:
                 (be_dec if be else adm_dec).append(seq)
@@ -360,7 +371,7 @@ class SLOsServeScheduler(TimedSchedule):
     def _build_batch(self, view: SchedulerView, plan: BatchPlan, adm_dec: list[SeqState], adm_pre: list[SeqState],
                      be_dec: list[SeqState], be_pre: list[SeqState]) -> None:
         now = view.now_s
-        tpots = {s.stage.slo.tpot_s for s in adm_dec} | {s.stage.slo.tpot_s for s in adm_pre}
+        tpots = {s.req.stages[s.stage_idx].slo.tpot_s for s in adm_dec} | {s.stage.slo.tpot_s for s in adm_pre}
         if tpots:
             # Up to the tightest pace — or longer, within every admitted decode's slack (applied
             # below), when the iteration's fixed cost would otherwise eat more than
@@ -373,7 +384,7 @@ class SLOsServeScheduler(TimedSchedule):
             budget = min(s.stage.slo.tpot_s for s in be_dec + be_pre)
         else:
             return
-        deadlines = [s.next_token_deadline_s for s in adm_dec]
+        deadlines = [_decode_deadline(s) for s in adm_dec]
         soonest = min((d for d in deadlines if d > now), default=None)
         if soonest is not None:  # late decodes already missed: they keep pace but do not shrink the budget
             budget = min(budget, soonest - now)
@@ -401,10 +412,8 @@ class SLOsServeScheduler(TimedSchedule):
         # only when that buys prefill that would not fit otherwise: skipping stretches requests to
         # their SLO pace, and longer lives mean more concurrent contexts (KV) for nothing when no
         # prefill is waiting.
-        draft = BatchDraft(view.perf)
-        for seq, k in zip(adm_dec, spec_ks, strict=True):
-            draft.add(1 + k, seq.num_computed)
-        draft.spec_steps = max(spec_ks, default=0)
+        draft = BatchDraft(view.perf, [1 + k for k in spec_ks], [seq.num_computed for seq in adm_dec],
+                           max(spec_ks, default=0))
         order: list[tuple[SeqState, int, int]] = [(seq, 1, k) for seq, k in zip(adm_dec, spec_ks, strict=True)]
         if demand and draft.max_tokens_within(limit, 0, demand) < demand:
             draft = BatchDraft(view.perf)

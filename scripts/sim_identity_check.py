@@ -89,6 +89,9 @@ def fingerprint(kwargs: dict[str, Any]) -> dict[str, Any]:
     stats = summary.get("scheduler_stats")
     if isinstance(stats, dict):
         stats.pop("overhead_ms", None)  # wall-clock; the call count stays
+        # How many iterations the simulator ran on a steady-decode decision: a diagnostic of the shortcut
+        # itself (absent from the reference commit), not a result of the run.
+        stats.pop("steady_iterations", None)
     preemptions = int(res.records["num_preemptions"].sum()) if "num_preemptions" in res.records else 0
     return {
         "records": _digest(records), "iterations": _digest(iterations), "summary": _digest(summary),

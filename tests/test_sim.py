@@ -302,7 +302,7 @@ class _CheckedSteady:
     """Wraps a `SteadyDecode` policy: every time it claims a steady decode, its own plan is checked."""
 
     def __init__(self, inner) -> None:  # noqa: ANN001
-        self.inner, self.name, self.claims = inner, inner.name, 0
+        self.inner, self.name, self.claims, self.decisions = inner, inner.name, 0, 0
 
     def schedule(self, view: SchedulerView) -> BatchPlan:
         return self.inner.schedule(view)
@@ -317,6 +317,7 @@ class _CheckedSteady:
         return True
 
     def note_steady_calls(self, n: int, seconds: float) -> None:
+        self.decisions += 1
         self.inner.note_steady_calls(n, seconds)
 
 
@@ -334,3 +335,7 @@ def test_steady_decode_claims_match_the_policys_plan(policy: str) -> None:
     res = simulate(wl, checked, perf, SimConfig())
     assert inner.stats.calls == res.num_iterations == len(res.iterations.time_s)
     assert checked.claims > 0
+    # Overhead samples are measured decisions only: one per schedule() call and one per steady decision.
+    steady = inner.stats.counters["steady_iterations"]
+    assert 0 < steady < res.num_iterations
+    assert len(inner.stats.call_s) == inner.stats.calls - steady + checked.decisions

@@ -20,7 +20,9 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-c", "from slobench.cli import main; main()"]
+# The installed `slobench` command (beside this interpreter): the command line a user runs, as a process.
+_BESIDE = Path(sys.executable).with_name("slobench")
+CLI = [str(_BESIDE) if _BESIDE.exists() else (shutil.which("slobench") or "slobench")]
 
 HEADER = """# Bad inputs and what slobench says
 

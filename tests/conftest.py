@@ -33,3 +33,4 @@ class LinearLatency:
 @pytest.fixture
 def linear_perf() -> LinearLatency:
     return LinearLatency()
+

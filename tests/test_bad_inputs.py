@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 import slobench.cluster.run as cluster_run
 import slobench.report.results as results
 from slobench.cli import app
+from tests.run_helpers import interrupt_runs_after
 from tests.test_cli_compare import _fake_run_once, _no_real_schedulers
 
 runner = CliRunner()
@@ -193,15 +194,7 @@ def interrupted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
     monkeypatch.chdir(tmp_path)
     real_run_once = run_mod.run_once
-
-    def interrupted_run_once(cfg, *, run_dir=None, on_record=None, on_progress=None):  # noqa: ANN001, ANN202
-        def progress(done: int, total: int) -> None:
-            if done >= 30:
-                raise KeyboardInterrupt
-
-        return real_run_once(cfg, run_dir=run_dir, on_record=on_record, on_progress=progress)
-
-    monkeypatch.setattr(run_mod, "run_once", interrupted_run_once)
+    interrupt_runs_after(monkeypatch, 30)
     res = runner.invoke(app, ["run", "-w", "chatbot", "-n", "200", "--rate", "4"])
     assert res.exit_code == 130, res.output
     monkeypatch.setattr(run_mod, "run_once", real_run_once)

@@ -21,6 +21,7 @@ import slobench.cli.workloads_cmd as workloads_mod
 from slobench.cli import app
 from slobench.workloads import list_specs
 from slobench.workloads.spec import SPEC_DIR
+from tests.run_helpers import interrupt_runs_after
 
 runner = CliRunner()
 
@@ -85,18 +86,7 @@ def test_interrupted_run_keeps_finished_records_and_exits_130(tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """Ctrl-C midway (simulated: the progress callback raises KeyboardInterrupt after 30 requests)."""
     monkeypatch.chdir(tmp_path)
-    real_run_once = run_mod.run_once
-
-    def interrupted_run_once(cfg, *, run_dir=None, on_record=None, on_progress=None):  # noqa: ANN001, ANN202
-        def progress(done: int, total: int) -> None:
-            if on_progress is not None:
-                on_progress(done, total)
-            if done >= 30:
-                raise KeyboardInterrupt
-
-        return real_run_once(cfg, run_dir=run_dir, on_record=on_record, on_progress=progress)
-
-    monkeypatch.setattr(run_mod, "run_once", interrupted_run_once)
+    interrupt_runs_after(monkeypatch, 30)
     res = runner.invoke(app, ["run", "-w", "chatbot", "-n", "200", "--rate", "4"])
     assert res.exit_code == 130, res.output
     assert "interrupted" in res.output and "Traceback" not in res.output

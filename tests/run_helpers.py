@@ -1,0 +1,24 @@
+"""Helpers shared by the CLI run tests."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def interrupt_runs_after(monkeypatch: pytest.MonkeyPatch, n_requests: int) -> None:
+    """Make `slobench run` stop as Ctrl-C would once ``n_requests`` requests have finished (progress still
+    reaches the command's own callback, so its bar and messages behave as in a real interruption)."""
+    import slobench.cli.run as run_mod
+
+    real_run_once = run_mod.run_once
+
+    def interrupted_run_once(cfg, *, run_dir=None, on_record=None, on_progress=None):  # noqa: ANN001, ANN202
+        def progress(done: int, total: int) -> None:
+            if on_progress is not None:
+                on_progress(done, total)
+            if done >= n_requests:
+                raise KeyboardInterrupt
+
+        return real_run_once(cfg, run_dir=run_dir, on_record=on_record, on_progress=progress)
+
+    monkeypatch.setattr(run_mod, "run_once", interrupted_run_once)

@@ -27,6 +27,7 @@ from slobench.report.probes import (
     ExperimentSummary,
     ProbeRow,
     ScalingRow,
+    probes_frame,
     read_probe_rows,
     write_probe_rows,
 )
@@ -157,7 +158,7 @@ class Collector:
         self.summary().write(self.out_dir / "summary.json")
         if final:
             if rows:  # the same tidy table, typed, for pandas users (probes.csv stays the resume source)
-                pd.DataFrame([r.to_row() for r in rows]).to_parquet(self.out_dir / "probes.parquet", index=False)
+                probes_frame(rows).to_parquet(self.out_dir / "probes.parquet", index=False)
             order = [r.key for r in rows]
             for kind in ("requests", "iterations"):
                 consolidate_parts(self.out_dir, kind, order)

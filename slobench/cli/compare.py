@@ -15,7 +15,7 @@ and report are written); 130 interrupted (finished probes kept, resume command p
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -59,6 +59,7 @@ from slobench.cli.options import (
     TpOpt,
     UrlOpt,
     WorkloadOpt,
+    engine_options,
 )
 from slobench.errors import UserError
 
@@ -70,12 +71,6 @@ def _parse_list(value: str) -> list[str]:
     if not items:
         raise UserError(f"expected a comma-separated list, got {value!r}")
     return items
-
-
-def _engine_options(pairs: list[str] | None, config: Path | None) -> dict[str, Any]:
-    from slobench.engines.options import parse_engine_args
-
-    return parse_engine_args(pairs, config)
 
 
 def _run(plan: Plan, store: Collector) -> NoReturn:
@@ -144,7 +139,7 @@ def compare_cmd(
     scheds = _parse_list(schedulers)
     kw = run_kwargs(hardware=hardware, model=model, tp=tp, profile=profile, replicas=replicas, engine=engine,
                     num_requests=num_requests, quick=quick, url=url,
-                    engine_options=_engine_options(engine_arg, engine_config))
+                    engine_options=engine_options(engine_arg, engine_config))
     labels = dict(zip(workloads, workload_labels(workloads), strict=True))
     specs = [SearchSpec(labels[wl], s, kw | {"workload": workload_arg(wl)}) for wl in workloads for s in scheds]
     settings = search_settings(target, seed, quick, rate_start, rate_min, rate_max, refine_interval)
@@ -187,7 +182,7 @@ def capacity_cmd(
     _refuse_with_resume(ctx, resume, "capacity")
     kw = run_kwargs(hardware=hardware, model=model, tp=tp, profile=profile, replicas=replicas, engine=engine,
                     num_requests=num_requests, quick=quick, url=url,
-                    engine_options=_engine_options(engine_arg, engine_config))
+                    engine_options=engine_options(engine_arg, engine_config))
     [label] = workload_labels([workload])
     specs = [SearchSpec(label, scheduler, kw | {"workload": workload_arg(workload)})]
     settings = search_settings(target, seed, quick, rate_start, rate_min, rate_max, refine_interval)

@@ -7,7 +7,7 @@ Each alias is an ``Annotated`` type: a command's signature names the alias and i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -42,3 +42,11 @@ RefineOpt = Annotated[bool | None, typer.Option(
 ResumeOpt = Annotated[Path | None, typer.Option(
     "--resume", help="Continue an interrupted run in this results folder with its saved settings.")]
 GridOpt = Annotated[Path | None, typer.Option("--grid", help="Sweep YAML (workload, schedulers, rates?, grid: {...}).")]
+
+
+def engine_options(pairs: list[str] | None, config: Path | None) -> dict[str, Any]:
+    """``--engine-arg KEY=VALUE`` pairs and ``--engine-config FILE`` → the real engines' options (one line on
+    a bad one); shared by `run`, `compare` and `capacity`."""
+    from slobench.engines.options import parse_engine_args
+
+    return parse_engine_args(pairs, config)

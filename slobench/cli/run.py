@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from slobench.cli import app
+from slobench.cli.options import engine_options
 from slobench.cluster.run import RunConfig, run_once, validate_config
 from slobench.errors import UserError
 from slobench.report.summary import RunSummary
@@ -92,7 +93,7 @@ def run_cmd(
         workload=workload, scheduler=scheduler, rate_rps=rate, duration_s=duration, num_requests=num_requests,
         seed=seed, hardware=hardware, model=model, tp=tp, profile=profile, replicas=replicas, router=router,
         spec_alpha=spec_alpha, scheduler_options=_json_options(scheduler_options), engine=engine, url=url,
-        engine_options=_engine_options(engine_arg, engine_config),
+        engine_options=engine_options(engine_arg, engine_config),
     )
     _check_inputs(cfg)
     result = run_with_progress(cfg, out, name=f"run-{Path(workload).stem}-{scheduler}")
@@ -135,12 +136,6 @@ def _json_options(text: str | None) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise UserError(f"--scheduler-options: expected a JSON object of option: value (got {text!r})")
     return value
-
-
-def _engine_options(pairs: list[str] | None, config: Path | None) -> dict[str, Any]:
-    from slobench.engines.options import parse_engine_args
-
-    return parse_engine_args(pairs, config)
 
 
 def run_with_progress(cfg: RunConfig, out: Path, *, name: str):  # noqa: ANN201

@@ -1,7 +1,8 @@
 """Regenerate a SLOs-Serve-style figure set on the simulator into results/figures/.
 
 Sections (scripts/paper_experiment.yaml): capacity of every scheduler across the six scenarios,
-attainment vs rate per scenario, SLO-tightness sweep, burstiness sweep, replica scaling. Each
+attainment vs rate per scenario, SLO-tightness sweep, burstiness sweep, replica scaling, and the
+sensitivity of capacity and ratio to SLO scale and planning-model error. Each
 section is one results folder under results/paper-<stamp>/<section>/ (probes.csv, requests.parquet,
 summary.json, report.html), so `slobench report` redraws it and `slobench resume` continues it;
 the figures of all sections are also written to results/figures/ (one report.html embedding them
@@ -42,6 +43,15 @@ class Axis(BaseModel):
     values: list[float] = Field(min_length=1)
 
 
+class Sensitivity(BaseModel):
+    """Capacity and ratio against SLO scale and planning-model error (see `slobench sensitivity`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    workloads: list[str] = Field(min_length=1)
+    slo_scale: list[float] = Field(default_factory=lambda: [0.5, 1.0, 2.0, 4.0], min_length=1)
+    model_error: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.2], min_length=1)
+
+
 class PaperExperiment(BaseModel):
     """The experiment file; validated so a typo fails in one line before hours of probing."""
 
@@ -58,6 +68,7 @@ class PaperExperiment(BaseModel):
     slo_scale: Axis | None = None
     burstiness_cv: Axis | None = None
     replicas: Axis | None = None
+    sensitivity: Sensitivity | None = None
 
 
 def load_experiment(path: Path) -> PaperExperiment:
@@ -92,6 +103,16 @@ def sections(exp: PaperExperiment, root: Path, quick: bool) -> list[tuple[str, l
             print(f"skipped {axis_name} sweep: {exc}")
             continue
         out.append((axis_name, specs, axis_name == "replicas"))
+    if exp.sensitivity is not None:
+        from slobench.capacity.sensitivity import check_axis, points, sensitivity_specs
+
+        sens = exp.sensitivity
+        try:
+            pts = points(check_axis("slo_scale", sens.slo_scale), check_axis("truth_bias", sens.model_error))
+            out.append(("sensitivity", sensitivity_specs(sens.workloads, exp.schedulers, pts, base,
+                                                         root / "sensitivity"), False))
+        except UserError as exc:
+            print(f"skipped sensitivity: {exc}")
     return out
 
 
@@ -145,7 +166,7 @@ def run_section(name: str, specs: list[SearchSpec], settings: SearchSettings, ro
 # The paper's figures, per section (figure-name prefixes); each section's own report.html keeps the rest
 # (per-point attainment curves, latency CDFs, batch timelines).
 HEADLINE = {"scenarios": ("capacity", "attainment-"), "slo_scale": ("capacity-vs-",),
-            "burstiness_cv": ("capacity-vs-",), "replicas": ("replica-scaling",)}
+            "burstiness_cv": ("capacity-vs-",), "replicas": ("replica-scaling",), "sensitivity": ("sensitivity-",)}
 
 
 def write_figure_set(figures: Path, sections_done: list[Path], config: Path) -> tuple[Path, int]:

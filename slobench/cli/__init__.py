@@ -97,6 +97,9 @@ def _register() -> None:
         register_compare(app)
     except ImportError:  # pragma: no cover
         pass
+    from slobench.cli.sensitivity_cmd import register as register_sensitivity
+
+    register_sensitivity(app)
     try:
         from slobench.cli.doctor import register as register_doctor
 

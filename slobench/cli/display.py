@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -147,10 +148,39 @@ def print_outcome(plan: Plan, out: ExecuteOutcome) -> None:
     for c in out.bad:
         console.print(f"[yellow]{c.workload} × {c.scheduler}[/]: {c.message}{_hint(c.status)}",
                       highlight=False, soft_wrap=True)
+    if plan.kind == "sensitivity":
+        print_sensitivity(out.out_dir)
     print_notices(out.notices)
     console.print(f"report: {out.report}", highlight=False, soft_wrap=True)
     console.print(f"[dim]{out.num_probes} probes in {out.wall_s:.1f} s; results: {out.out_dir}[/]",
                   highlight=False, soft_wrap=True)
+
+
+def print_sensitivity(out_dir: Path) -> None:
+    """The sensitivity table (sensitivity.csv, written with the report): capacities and ratios per point."""
+    import pandas as pd
+
+    path = Path(out_dir) / "sensitivity.csv"
+    if not path.exists():
+        return
+    df = pd.read_csv(path)
+    table = Table(title="Sensitivity: capacity (req/s) and ratio to the first policy", box=box.SIMPLE_HEAD)
+    for col in df.columns:
+        table.add_column(col, justify="left" if col in ("workload", "axis") else "right")
+    for row in df.itertuples(index=False):
+        cells = []
+        for col, v in zip(df.columns, row, strict=True):
+            if col in ("workload", "axis"):
+                cells.append(str(v))
+            elif col == "value":
+                cells.append(f"{v:g}")
+            elif "÷" in col:
+                cells.append("–" if pd.isna(v) else f"{v:.2f}×")
+            else:
+                cells.append(fmt_rate(None if pd.isna(v) else float(v)))
+        table.add_row(*cells)
+    console.print(table)
+    console.print(f"[dim]table: {path}[/]", highlight=False, soft_wrap=True)
 
 
 # --- bench schedulers ------------------------------------------------------------------------------

@@ -24,7 +24,8 @@ import plotly.graph_objects as go
 from slobench.report.figures import report_figures, slug
 from slobench.report.html import write_report
 from slobench.report.probes import ExperimentSummary, probes_frame, read_probe_rows
-from slobench.report.results import PROBE_KEY, probe_key, read_probe_frames
+from slobench.report.results import PROBE_KEY, atomic_target, probe_key, read_probe_frames
+from slobench.report.sensitivity import is_sensitivity, sensitivity_figure, sensitivity_table
 
 PROBE_COLUMNS = ["workload", "scheduler", "rate_rps", "seed", "attainment", "ci_low", "ci_high",
                  "num_met", "num_requests", "valid", "reason"]
@@ -129,6 +130,10 @@ def build_figures(data: dict[str, object]) -> dict[str, go.Figure]:
     iterations = _at_capacity(data["iterations"], capacities)
     figs = report_figures(data["probes"], capacities, target=target, stages=None, iterations=iterations,
                           scaling=data["scaling"])
+    if is_sensitivity(capacities):  # two axes through one point: its own four-panel figure per workload
+        figs = {k: v for k, v in figs.items() if not k.startswith("capacity-vs-")}
+        for wl in dict.fromkeys(capacities["base_workload"]):
+            figs[f"sensitivity-{slug(wl)}"] = sensitivity_figure(capacities, wl)
     if not stages.empty and "workload" in stages:
         from slobench.report.figures import latency_cdfs
 
@@ -142,6 +147,10 @@ def build_figures(data: dict[str, object]) -> dict[str, go.Figure]:
 
 
 CAPTIONS = {  # first matching prefix wins, so the more specific names come first
+    "sensitivity": "Capacity of each policy (left) and its ratio to the first policy (right) as every TTFT/TPOT "
+                   "target is scaled (top; < 1 tighter, at the base model error) and as the simulated GPU runs "
+                   "slower than the policies' planning model (bottom; at the preset SLOs). A headline ratio "
+                   "holds only as far as these curves stay flat. See `slobench sensitivity --help`.",
     "capacity-vs": "Capacity against the swept parameter, one line per scheduler; error bars span the capacity's "
                    "interval [highest confident pass, lowest confident fail).",
     "capacity": "Capacity = the highest probed rate whose joint SLO attainment (every stage's TTFT and TPOT met) "
@@ -182,6 +191,10 @@ def rebuild_report(results_dir: Path, *, png: bool = True) -> tuple[Path, list[s
     """Rebuild ``figures/`` and ``report.html`` in ``results_dir``; return (report path, notices)."""
     results_dir = Path(results_dir)
     data = load_results(results_dir)
+    table = sensitivity_table(data["capacities"])
+    if not table.empty:  # the numbers behind the sensitivity figure, for scripts and papers
+        with atomic_target(results_dir / "sensitivity.csv") as tmp:
+            table.to_csv(tmp, index=False)
     figs = build_figures(data)
     summary = data["summary"]
     title = summary.title if isinstance(summary, ExperimentSummary) else None

@@ -149,7 +149,7 @@ def _interrupting(after: int):
 def test_interrupt_keeps_probes_and_prints_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _no_real_schedulers(monkeypatch)
     monkeypatch.setattr(runner, "run_once", _interrupting(2))
-    res = CliRunner().invoke(app, ["compare", "--quick", "--out", str(tmp_path)])
+    res = CliRunner().invoke(app, ["compare", "--quick", "-j", "1", "--out", str(tmp_path)])
     assert res.exit_code == 130
     run_dir = _only_dir(tmp_path)
     assert len(pd.read_csv(run_dir / "probes.csv")) == 2
@@ -170,7 +170,8 @@ def _frames(run_dir: Path) -> dict[str, pd.DataFrame]:
 def test_resume_equals_uninterrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stops: list[int]) -> None:
     """Interrupt (once or repeatedly, also while resuming), resume: the same files as one clean run."""
     _no_real_schedulers(monkeypatch)
-    args = ["compare", "--quick", "--refine-interval", "--schedulers", "vllm,slos-serve", "--seed", "0", "--seed", "1"]
+    args = ["compare", "--quick", "--refine-interval", "--schedulers", "vllm,slos-serve", "--seed", "0", "--seed", "1",
+            "-j", "1"]  # serial: the interruption counts calls in this process
     monkeypatch.setattr(runner, "run_once", _fake_run_once)
     clean = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "clean")])
     assert clean.exit_code == 0, clean.output
@@ -183,7 +184,7 @@ def test_resume_equals_uninterrupted(tmp_path: Path, monkeypatch: pytest.MonkeyP
     saved = len(pd.read_csv(run_dir / "probes.csv"))
     for after in stops[1:]:  # interrupted again while resuming: nothing saved is lost
         monkeypatch.setattr(runner, "run_once", _interrupting(after))
-        res = CliRunner().invoke(app, ["resume", str(run_dir)])
+        res = CliRunner().invoke(app, ["resume", str(run_dir), "-j", "1"])
         assert res.exit_code == 130, res.output
         now = len(pd.read_csv(run_dir / "probes.csv"))
         assert now == saved + after
@@ -195,7 +196,7 @@ def test_resume_equals_uninterrupted(tmp_path: Path, monkeypatch: pytest.MonkeyP
         return _fake_run_once(cfg, **kw)
 
     monkeypatch.setattr(runner, "run_once", counting)
-    res = CliRunner().invoke(app, ["compare", "--resume", str(run_dir)])
+    res = CliRunner().invoke(app, ["compare", "--resume", str(run_dir), "-j", "1"])
     assert res.exit_code == 0, res.output
     assert f"{saved} saved probes reused" in res.output
     assert len(ran) == len(pd.read_csv(clean_dir / "probes.csv")) - saved  # saved probes were not rerun
@@ -282,8 +283,9 @@ def test_profile_tp_and_several_workloads(tmp_path: Path, monkeypatch: pytest.Mo
         return _fake_run_once(cfg, **kw)
 
     monkeypatch.setattr(runner, "run_once", recording)
-    res = CliRunner().invoke(app, ["compare", "--quick", "--workload", "coding,chatbot", "--schedulers", "vllm",
-                                   "--profile", "paper:opt-13b-a100-tp2", "--tp", "2", "--out", str(tmp_path)])
+    res = CliRunner().invoke(app, ["compare", "--quick", "-j", "1", "--workload", "coding,chatbot",
+                                   "--schedulers", "vllm", "--profile", "paper:opt-13b-a100-tp2", "--tp", "2",
+                                   "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
     assert {c.profile for c in seen} == {"paper:opt-13b-a100-tp2"} and {c.tp for c in seen} == {2}
     assert {c.workload for c in seen} == {"coding", "chatbot"}

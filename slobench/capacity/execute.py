@@ -204,8 +204,23 @@ def _finish(plan: Plan, store: Collector, interrupted: bool) -> ExecuteOutcome:
     return out
 
 
-def execute(plan: Plan, store: Collector, observer: SearchObserver | None = None) -> ExecuteOutcome:
+def parallel_jobs(plan: Plan, jobs: int | None) -> int:
+    """Processes to run ``plan``'s searches in: ``jobs`` (None: one per CPU core), at most one per search,
+    and 1 unless every search is on the simulator (real engines share one server pool and the machine)."""
+    import os
+
+    if any(s.run_kwargs.get("engine", "sim") != "sim" for s in plan.specs):
+        return 1
+    want = (os.cpu_count() or 1) if jobs is None else jobs
+    return max(1, min(want, len(plan.specs)))
+
+
+def execute(plan: Plan, store: Collector, observer: SearchObserver | None = None,
+            jobs: int | None = 1) -> ExecuteOutcome:
     """Run every search of ``plan``, saving as probes finish; save and draw the report; return the outcome.
+
+    ``jobs``: simulator searches run in that many processes (None: one per core; see `parallel_jobs`);
+    the results are the same as a serial run's, only probes.csv's row order follows finishing order.
 
     Ctrl-C: what finished is saved and the outcome says ``interrupted`` (exit code 130). Any other
     error: what finished is saved (final save, parts folded in) and the error propagates.
@@ -216,9 +231,14 @@ def execute(plan: Plan, store: Collector, observer: SearchObserver | None = None
     interrupted = False
     try:
         with cluster_run.engine_session(store.out_dir):  # real engines: launched servers stop with the command
-            for i, spec in enumerate(plan.specs, start=1):
-                obs.start_search(spec, i, len(plan.specs))
-                run_search(spec, plan.search, store=store, observer=obs)
+            if parallel_jobs(plan, jobs) > 1:
+                from slobench.capacity.parallel import execute_parallel
+
+                execute_parallel(plan, store, obs, parallel_jobs(plan, jobs))
+            else:
+                for i, spec in enumerate(plan.specs, start=1):
+                    obs.start_search(spec, i, len(plan.specs))
+                    run_search(spec, plan.search, store=store, observer=obs)
     except KeyboardInterrupt:
         interrupted = True
     except Exception:
@@ -286,8 +306,8 @@ def open_resume(results_dir: Path, *, kind: str | None = None) -> tuple[Plan, Co
     return plan, store
 
 
-def resume_run(results_dir: Path, *, kind: str | None = None,
-               observer: SearchObserver | None = None) -> ExecuteOutcome:
+def resume_run(results_dir: Path, *, kind: str | None = None, observer: SearchObserver | None = None,
+               jobs: int | None = 1) -> ExecuteOutcome:
     """Continue the plan saved in ``results_dir``; saved probes are reused, the rest run."""
     plan, store = open_resume(results_dir, kind=kind)
-    return execute(plan, store, observer)
+    return execute(plan, store, observer, jobs)

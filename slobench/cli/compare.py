@@ -40,6 +40,7 @@ from slobench.cli.options import (
     EngineOpt,
     GridOpt,
     HardwareOpt,
+    JobsOpt,
     ModelOpt,
     OneWorkloadOpt,
     OutOpt,
@@ -73,11 +74,11 @@ def _parse_list(value: str) -> list[str]:
     return items
 
 
-def _run(plan: Plan, store: Collector) -> NoReturn:
+def _run(plan: Plan, store: Collector, jobs: int | None = None) -> NoReturn:
     """Execute with live progress, print the outcome, exit with its code (Ctrl-C: re-raised after the lines)."""
     try:
         with display.SearchProgress() as progress:
-            outcome = execute(plan, store, progress)
+            outcome = execute(plan, store, progress, jobs)
     except Exception:
         display.print_failed(store.out_dir)
         raise
@@ -87,23 +88,23 @@ def _run(plan: Plan, store: Collector) -> NoReturn:
     raise typer.Exit(outcome.exit_code)
 
 
-def _resume(results_dir: Path, *, kind: str | None = None) -> NoReturn:
+def _resume(results_dir: Path, *, kind: str | None = None, jobs: int | None = None) -> NoReturn:
     plan, store = open_resume(results_dir, kind=kind)
     display.print_resuming(plan.kind, results_dir, len(store.previous))
-    _run(plan, store)
+    _run(plan, store, jobs)
 
 
-def _refuse_with_resume(ctx: typer.Context, resume: Path | None, kind: str) -> None:
+def _refuse_with_resume(ctx: typer.Context, resume: Path | None, kind: str, jobs: int | None = None) -> None:
     """``--resume`` replays the saved settings; other flags on the same line would be silently ignored."""
     if resume is None:
         return
     # Typer vendors click, so compare the source by name rather than against click's enum.
-    given = [p.opts[0] for p in ctx.command.params if p.name != "resume" and p.name is not None
+    given = [p.opts[0] for p in ctx.command.params if p.name not in ("resume", "jobs") and p.name is not None
              and getattr(ctx.get_parameter_source(p.name), "name", "") == "COMMANDLINE"]
     if given:
         raise UserError(f"--resume continues the saved run with its saved settings; drop {', '.join(given)} "
                         "(or start a new run without --resume)")
-    _resume(resume, kind=kind)
+    _resume(resume, kind=kind, jobs=jobs)
 
 
 def compare_cmd(
@@ -126,6 +127,7 @@ def compare_cmd(
     rate_max: RateMaxOpt = 1024.0,
     refine_interval: RefineOpt = None,
     resume: ResumeOpt = None,
+    jobs: JobsOpt = None,
     url: UrlOpt = None,
     engine_arg: EngineArgOpt = None,
     engine_config: EngineConfigOpt = None,
@@ -134,7 +136,7 @@ def compare_cmd(
 
     Example: slobench compare --workload coding --workload chatbot --quick
     """
-    _refuse_with_resume(ctx, resume, "compare")
+    _refuse_with_resume(ctx, resume, "compare", jobs)
     workloads = [w for item in workload for w in _parse_list(item)]
     scheds = _parse_list(schedulers)
     kw = run_kwargs(hardware=hardware, model=model, tp=tp, profile=profile, replicas=replicas, engine=engine,
@@ -148,7 +150,7 @@ def compare_cmd(
     plan = Plan("compare", title, specs, settings)
     name = "compare-" + "-".join(Path(w).stem for w in workloads)
     config = {"workloads": workloads, "schedulers": scheds, "target": target, "seeds": seed, "quick": quick} | kw
-    _run(plan, start(plan, out, name, config))
+    _run(plan, start(plan, out, name, config), jobs)
 
 
 def capacity_cmd(
@@ -171,6 +173,7 @@ def capacity_cmd(
     rate_max: RateMaxOpt = 1024.0,
     refine_interval: RefineOpt = None,
     resume: ResumeOpt = None,
+    jobs: JobsOpt = None,
     url: UrlOpt = None,
     engine_arg: EngineArgOpt = None,
     engine_config: EngineConfigOpt = None,
@@ -179,7 +182,7 @@ def capacity_cmd(
 
     Example: slobench capacity --workload coding --scheduler slos-serve
     """
-    _refuse_with_resume(ctx, resume, "capacity")
+    _refuse_with_resume(ctx, resume, "capacity", jobs)
     kw = run_kwargs(hardware=hardware, model=model, tp=tp, profile=profile, replicas=replicas, engine=engine,
                     num_requests=num_requests, quick=quick, url=url,
                     engine_options=engine_options(engine_arg, engine_config))
@@ -189,7 +192,7 @@ def capacity_cmd(
     preflight(specs)
     plan = Plan("capacity", f"slobench capacity: {label} × {scheduler} ({setup_text(kw)})", specs, settings)
     config = {"workload": workload, "scheduler": scheduler, "target": target, "seeds": seed, "quick": quick} | kw
-    _run(plan, start(plan, out, f"capacity-{Path(workload).stem}-{scheduler}", config))
+    _run(plan, start(plan, out, f"capacity-{Path(workload).stem}-{scheduler}", config), jobs)
 
 
 def sweep_cmd(
@@ -198,12 +201,13 @@ def sweep_cmd(
     out: OutOpt = Path("results"),
     quick: QuickOpt = False,
     resume: ResumeOpt = None,
+    jobs: JobsOpt = None,
 ) -> None:
     """Probe a rate grid, or search capacity, over a parameter grid; tidy probes.csv + report.
 
     Example: slobench sweep --grid sweep.yaml   (sweep.yaml: workload: coding, grid: {slo_scale: [0.5, 1, 2]})
     """
-    _refuse_with_resume(ctx, resume, "sweep")
+    _refuse_with_resume(ctx, resume, "sweep", jobs)
     if grid is None:
         raise UserError("--grid: missing; give a sweep YAML file (or --resume RESULTS_DIR)")
     g = load_grid(grid)
@@ -215,17 +219,18 @@ def sweep_cmd(
     plan = Plan("sweep", f"slobench sweep: {grid.name}", specs, g.settings(quick=quick), scaling="replicas" in g.grid,
                 strict=False)
     write_plan_manifest(out_dir, plan, g.model_dump() | {"grid_file": str(grid), "quick": quick})
-    _run(plan, Collector(out_dir, g.target, plan.title))
+    _run(plan, Collector(out_dir, g.target, plan.title), jobs)
 
 
 def resume_cmd(
     results_dir: Annotated[Path, typer.Argument(help="The results folder of an interrupted compare/capacity/sweep.")],
+    jobs: JobsOpt = None,
 ) -> None:
     """Continue an interrupted compare, capacity or sweep: saved probes are reused, the rest run.
 
     Example: slobench resume results/20260101-120000-compare-coding
     """
-    _resume(results_dir)
+    _resume(results_dir, jobs=jobs)
 
 
 def report_cmd(

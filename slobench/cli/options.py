@@ -41,6 +41,9 @@ RefineOpt = Annotated[bool | None, typer.Option(
     help="Extra probes (≈ +50%) tightening the capacity's interval to grid neighbours. Default: on; off with --quick.")]
 ResumeOpt = Annotated[Path | None, typer.Option(
     "--resume", help="Continue an interrupted run in this results folder with its saved settings.")]
+JobsOpt = Annotated[int | None, typer.Option(
+    "--jobs", "-j", min=1, help="Simulator searches run in this many processes (default: one per CPU core); "
+    "results are the same as with -j 1.")]
 GridOpt = Annotated[Path | None, typer.Option("--grid", help="Sweep YAML (workload, schedulers, rates?, grid: {...}).")]
 
 

@@ -19,6 +19,7 @@ from slobench.capacity.sensitivity import check_axis, points, sensitivity_specs
 from slobench.cli.compare import _parse_list, _refuse_with_resume, _run
 from slobench.cli.options import (
     HardwareOpt,
+    JobsOpt,
     ModelOpt,
     OutOpt,
     ProfileOpt,
@@ -74,12 +75,13 @@ def sensitivity_cmd(
     rate_min: RateMinOpt = 0.05,
     rate_max: RateMaxOpt = 1024.0,
     resume: ResumeOpt = None,
+    jobs: JobsOpt = None,
 ) -> None:
     """Capacity and each policy's ratio to the first, against SLO scale and planning-model error (simulator).
 
     Example: slobench sensitivity --workload coding --slo-scale 0.5,1,2,4 --model-error 0,0.1,0.2 --quick
     """
-    _refuse_with_resume(ctx, resume, "sensitivity")
+    _refuse_with_resume(ctx, resume, "sensitivity", jobs)
     workloads = [w for item in workload for w in _parse_list(item)]
     scheds = _parse_list(schedulers)
     if len(scheds) < 2:
@@ -106,7 +108,7 @@ def sensitivity_cmd(
     from slobench.capacity.execute import write_plan_manifest
 
     write_plan_manifest(store.out_dir, plan, {"name": name} | config)  # now with the searches
-    _run(plan, store)
+    _run(plan, store, jobs)
 
 
 def register(app: typer.Typer) -> None:

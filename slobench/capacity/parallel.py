@@ -1,0 +1,198 @@
+"""Run a plan's capacity searches in worker processes; the parent saves every probe as it finishes.
+
+A search is sequential (each probe's rate depends on the last), but the searches of a plan are
+independent and seeded, so they can run side by side: `compare --workload coding` is two searches,
+and on a 2-core machine two processes halve its wall time. The results are the same as a serial
+run's, probe for probe; only the order of rows in probes.csv follows finishing order.
+
+Each worker runs `slobench.capacity.execute.run_search` with a relay store: saved probes of an
+earlier session are handed to it up front (so a resume replays them), and every fresh probe's
+records, its judged `Probe` and the search's outcome travel back over one queue to the parent,
+which writes them through the real `Collector` (one writer, so probes.csv and summary.json stay
+whole) and drives the observer. Workers ignore Ctrl-C: the parent catches it, stops them, saves
+what already arrived and reports the run as interrupted.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import queue as queue_mod
+import signal
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from slobench.capacity.plan import Plan, SearchSettings, SearchSpec
+from slobench.capacity.search import CapacityResult, Probe, ProbeResult
+from slobench.capacity.store import Collector, ProbeKey
+from slobench.errors import UserError
+
+_PROGRESS_EVERY_S = 0.25  # request-progress messages per worker are throttled to this
+
+
+@dataclass
+class _RelayStore:
+    """The `Collector` methods `run_search` calls, forwarded to the parent over ``q``."""
+
+    index: int
+    cached: dict[ProbeKey, ProbeResult]
+    q: Any
+
+    def cached_result(self, key: ProbeKey) -> ProbeResult | None:
+        return self.cached.get(key)
+
+    def stash(self, key: ProbeKey, stages: Any, iterations: Any) -> None:
+        self.q.put(("stash", self.index, key, stages, iterations))
+
+    def add_probe(self, spec: SearchSpec, p: Probe) -> bool:
+        self.q.put(("probe", self.index, p))
+        return False  # the parent's store decides and shows it
+
+    def add_capacity(self, spec: SearchSpec, result: CapacityResult) -> None:
+        self.q.put(("capacity", self.index, result))
+
+
+class _RelayObserver:
+    """A `SearchObserver` in the worker: probe starts and (throttled) request progress go to the parent."""
+
+    def __init__(self, index: int, q: Any) -> None:
+        self.index, self.q, self.last = index, q, 0.0
+
+    def start_search(self, spec: SearchSpec, index: int, total: int) -> None:
+        pass
+
+    def start_probe(self, rate_rps: float, seed: int) -> None:
+        self.q.put(("start_probe", self.index, rate_rps, seed))
+
+    def requests(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self.last >= _PROGRESS_EVERY_S or done == total:
+            self.last = now
+            self.q.put(("requests", self.index, done, total))
+
+    def finished(self, probe: Probe, cached: bool) -> None:
+        pass  # shown by the parent when it saves the probe
+
+    def finished_search(self, spec: SearchSpec, result: CapacityResult | None) -> None:
+        pass
+
+
+def _worker(index: int, spec: SearchSpec, settings: SearchSettings, cached: dict[ProbeKey, ProbeResult],
+            q: Any) -> None:
+    """One search in a child process; ends with ("done", i) or ("error", i, message, is_user_error)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent owns Ctrl-C
+    from slobench.capacity.execute import run_search
+
+    try:
+        run_search(spec, settings, store=_RelayStore(index, cached, q),  # type: ignore[arg-type]
+                   observer=_RelayObserver(index, q))
+    except KeyboardInterrupt:  # raised by the probe itself (tests, a policy): the run stops as on Ctrl-C
+        q.put(("interrupted", index))
+    except UserError as exc:
+        q.put(("error", index, str(exc), True))
+    except Exception:  # noqa: BLE001 - crosses the process boundary as text
+        q.put(("error", index, traceback.format_exc(), False))
+    else:
+        q.put(("done", index))
+
+
+def _saved_results(store: Collector, spec: SearchSpec) -> dict[ProbeKey, ProbeResult]:
+    """The earlier session's probes of ``spec``, as the worker's cache (not yet marked as replayed:
+    a saved probe the search does not ask for again stays in probes.csv)."""
+    keys = [k for k in store.previous if k[0] == spec.label and k[1] == spec.scheduler]
+    before = set(store.replayed)
+    out = {k: r for k in keys if (r := store.cached_result(k)) is not None}
+    store.replayed = before
+    return out
+
+
+def execute_parallel(plan: Plan, store: Collector, observer: Any, jobs: int) -> None:
+    """Run every search of ``plan`` in up to ``jobs`` processes, saving as probes arrive.
+
+    Raises KeyboardInterrupt after saving what arrived (workers stopped); a worker's `UserError` is
+    re-raised as one; any other worker failure as a RuntimeError carrying its traceback.
+    """
+    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+    q = ctx.Queue()
+    todo = list(enumerate(plan.specs))
+    total = len(plan.specs)
+    running: dict[int, Any] = {}
+    current: int | None = None
+
+    def focus(i: int) -> None:
+        nonlocal current
+        if current != i:  # the display follows whichever search just spoke
+            current = i
+            observer.start_search(plan.specs[i], i + 1, total)
+
+    def handle(msg: tuple) -> None:
+        kind, i = msg[0], msg[1]
+        spec = plan.specs[i]
+        if kind == "stash":
+            store.stash(msg[2], msg[3], msg[4])
+        elif kind == "probe":
+            p: Probe = msg[2]
+            from slobench.report.results import probe_key
+
+            key = probe_key(spec.label, spec.scheduler, p.rate_rps, p.seed)
+            if key in store.previous and key not in store._pending:
+                store.cached_result(key)  # replayed from the saved row: mark it, as a serial run does
+            focus(i)
+            observer.finished(p, store.add_probe(spec, p))
+        elif kind == "capacity":
+            store.add_capacity(spec, msg[2])
+            focus(i)
+            observer.finished_search(spec, msg[2])
+        elif kind == "start_probe":
+            focus(i)
+            observer.start_probe(msg[2], msg[3])
+        elif kind == "requests":
+            if current == i:
+                observer.requests(msg[2], msg[3])
+        elif kind == "done":
+            running.pop(i).join()
+        elif kind == "interrupted":
+            raise KeyboardInterrupt
+        elif kind == "error":
+            raise UserError(msg[2]) if msg[3] else RuntimeError(f"search {spec.label} × {spec.scheduler} failed "
+                                                                 f"in a worker process:\n{msg[2]}")
+
+    try:
+        while todo or running:
+            while todo and len(running) < jobs:
+                i, spec = todo.pop(0)
+                proc = ctx.Process(target=_worker, args=(i, spec, plan.search, _saved_results(store, spec), q),
+                                   daemon=True)
+                proc.start()
+                running[i] = proc
+                focus(i)
+            try:
+                handle(q.get(timeout=0.5))
+            except queue_mod.Empty:
+                dead = [i for i, p in running.items() if not p.is_alive() and p.exitcode not in (0, None)]
+                if dead:
+                    spec = plan.specs[dead[0]]
+                    raise RuntimeError(f"search {spec.label} × {spec.scheduler}: its worker process died "
+                                       f"(exit code {running[dead[0]].exitcode}; out of memory?)") from None
+    except BaseException:
+        for proc in running.values():
+            proc.terminate()
+        _drain(q, handle)  # what finished before the stop is saved
+        for proc in running.values():
+            proc.join(timeout=5)
+        raise
+
+
+def _drain(q: Any, handle: Any) -> None:
+    """Handle the messages already queued (saves finished probes), ignoring errors and late 'done's."""
+    while True:
+        try:
+            msg = q.get(timeout=0.2)
+        except (queue_mod.Empty, OSError, EOFError):
+            return
+        if msg[0] in ("stash", "probe", "capacity"):
+            try:
+                handle(msg)
+            except Exception:  # noqa: BLE001 - best effort while stopping
+                pass

@@ -421,3 +421,15 @@ def test_readme_bring_your_own_trace_example_runs(tmp_path: Path, monkeypatch: p
         res = runner.invoke(app, args)
         assert res.exit_code == 0, f"{line}\n{res.output}"
     assert list(Path("results").glob("*/report.html")), "compare wrote no report"
+
+
+def test_docs_describe_every_workload_yaml_field() -> None:
+    """docs/workloads.md is the YAML reference: a field added to a spec model must be documented there."""
+    from slobench.workloads import spec as s
+
+    doc = (ROOT / "docs" / "workloads.md").read_text()
+    models = (s.WorkloadSpec, s.AppSpec, s.LengthSpec, s.SLOSpec, s.ToolSpec, s.ArrivalSpec)
+    # A field is documented in a table (`field`) or in the annotated YAML block (`field:` opening a line).
+    missing = [f"{m.__name__}.{f}" for m in models for f in m.model_fields
+               if f"`{f}`" not in doc and not re.search(rf"^\s*-?\s*{f}:", doc, re.M)]
+    assert not missing, f"fields missing from docs/workloads.md: {missing}"

@@ -267,6 +267,9 @@ def open_dataset(ref: str, split: str = "train", origin: str = "lengths"):  # no
     Never downloads: a benchmark's probes must not depend on the network, and an id that is not cached
     is one line saying how to fetch it once. A `DatasetDict` (several splits) gives its ``split``.
     """
+    # Spec fields are named `apps.0.lengths.dataset`/`.split`; `workloads new` names its flags instead.
+    at_ds, at_split = ("--from-hf", "--split") if origin.startswith("--") else (f"{origin}.dataset",
+                                                                                 f"{origin}.split")
     datasets = _quiet_datasets()
     ds_logger = logging.getLogger("datasets")
     level = ds_logger.level
@@ -276,30 +279,30 @@ def open_dataset(ref: str, split: str = "train", origin: str = "lengths"):  # no
             try:
                 ds = datasets.load_from_disk(ref)
             except Exception as exc:  # a folder that is not a saved dataset
-                raise UserError(f"{origin}.dataset: cannot read folder {ref} as a saved dataset "
+                raise UserError(f"{at_ds}: cannot read folder {ref} as a saved dataset "
                                 f"({_first_line(exc)}); give a folder written by Dataset.save_to_disk") from None
             if isinstance(ds, datasets.DatasetDict):
                 if split not in ds:
-                    raise UserError(f"{origin}.split: '{split}' is not a split of {ref}; splits: {sorted(ds)}")
+                    raise UserError(f"{at_split}: '{split}' is not a split of {ref}; splits: {sorted(ds)}")
                 ds = ds[split]
         else:
             try:
                 ds = datasets.load_dataset(ref, split=split)
             except ValueError as exc:
                 if "Unknown split" in str(exc) or "split" in _first_line(exc).lower():
-                    raise UserError(f"{origin}.split: {_first_line(exc)}") from None
-                raise UserError(_not_cached(ref, split, origin, exc)) from None
+                    raise UserError(f"{at_split}: {_first_line(exc)}") from None
+                raise UserError(_not_cached(ref, split, at_ds, exc)) from None
             except Exception as exc:  # offline: not in the cache (ConnectionError, FileNotFoundError, ...)
-                raise UserError(_not_cached(ref, split, origin, exc)) from None
+                raise UserError(_not_cached(ref, split, at_ds, exc)) from None
     finally:
         ds_logger.setLevel(level)
     if len(ds) == 0:
-        raise UserError(f"{origin}.dataset: split '{split}' of {ref} has no rows")
+        raise UserError(f"{at_ds}: split '{split}' of {ref} has no rows")
     return ds
 
 
-def _not_cached(ref: str, split: str, origin: str, exc: BaseException) -> str:
-    return (f"{origin}.dataset: '{ref}' (split {split}) is not available offline ({_first_line(exc)[:120]}); "
+def _not_cached(ref: str, split: str, where: str, exc: BaseException) -> str:
+    return (f"{where}: '{ref}' (split {split}) is not available offline ({_first_line(exc)[:120]}); "
             f"download it once with: python -c \"import datasets; datasets.load_dataset('{ref}', split='{split}')\" "
             "(needs network), or give a local file or save_to_disk folder")
 

@@ -3,12 +3,14 @@ and write one for your own trace."""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated
 
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from slobench.errors import UserError
@@ -122,7 +124,7 @@ def show_cmd(
         if app.name == "toolcalling":  # clipped per round of an episode; not a per-row count
             continue
         c = clip_stats(app, load_lengths(app, k))
-        clip.add_row(app.name, app.lengths.describe(), f"{c['max_context']:,}",
+        clip.add_row(app.name, escape(app.lengths.describe()), f"{c['max_context']:,}",
                      f"{c['rows_clipped']:,} of {c['rows']:,} ({c['rows_clipped'] / max(c['rows'], 1):.1%})",
                      f"{c['input_cut']:,} of {c['input_total']:,} ({c['input_cut'] / max(c['input_total'], 1):.1%})",
                      f"{c['output_cut']:,}")
@@ -149,6 +151,10 @@ def show_cmd(
             ttft = _q([st.slo.ttft_s * 1000 for st in stages]) if stages else "-"
             slos.add_row(app.tier, kind, s.describe(), ttft, f"{s.tpot_ms:g}")
     console.print(slos)
+
+
+# Printed as given: a column or file name with [brackets] is text, not rich markup.
+_PLAIN = {"highlight": False, "markup": False}
 
 
 @workloads_app.command("new")
@@ -193,20 +199,20 @@ def new_cmd(
                      tier=tier, slo_preset=slo_preset, max_context=max_context)
     write_spec(new, target, force=force)
     cols = ", ".join(f"{role} ← {col}" for role, col in new.columns.items())
-    console.print(f"[bold green]wrote[/] {target} (validated: read as a run reads it)", highlight=False)
-    console.print(f"  lengths      {new.source}: {cols} ({new.rows:,} rows)", highlight=False)
+    console.print(f"[bold green]wrote[/] {escape(str(target))} (validated: read as a run reads it)", highlight=False)
+    console.print(f"  lengths      {new.source}: {cols} ({new.rows:,} rows)", **_PLAIN)
     if new.native_rate_rps is not None:
         unit = f"{new.time_unit or 'datetime'}{' (guessed; --time-unit to change)' if new.time_unit_guessed else ''}"
         console.print(f"  arrivals     replay of '{new.columns['timestamp']}' in {unit}: recorded rate "
-                      f"{new.native_rate_rps:.3g} req/s, time-scaled to each run's rate", highlight=False)
+                      f"{new.native_rate_rps:.3g} req/s, time-scaled to each run's rate", **_PLAIN)
     else:
-        console.print("  arrivals     Poisson", highlight=False)
+        console.print("  arrivals     Poisson", **_PLAIN)
     app = new.spec.apps[0]
-    console.print(f"  SLOs         {slo_preset} preset, tier {app.tier}: {app.slo['main'].describe()}", highlight=False)
+    console.print(f"  SLOs         {slo_preset} preset, tier {app.tier}: {app.slo['main'].describe()}", **_PLAIN)
     c = new.clipped
     cut = "nothing clipped" if not c["rows_clipped"] else \
         f"clips {c['rows_clipped']:,} rows, {c['input_cut'] / max(c['input_total'], 1):.1%} of input tokens"
-    console.print(f"  max_context  {c['max_context']:,} ({cut}; longest row {new.longest_row:,})", highlight=False)
+    console.print(f"  max_context  {c['max_context']:,} ({cut}; longest row {new.longest_row:,})", **_PLAIN)
     for note in new.notes:
-        console.print(f"  note         {note}", highlight=False)
-    console.print(f"next: slobench compare --workload {target}", highlight=False)
+        console.print(f"  note         {note}", **_PLAIN)
+    console.print(f"next: slobench compare --workload {shlex.quote(str(target))}", **_PLAIN)

@@ -10,6 +10,7 @@ is written. The CLI only parses flags and prints what `build_spec` returns.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -78,6 +79,13 @@ def guess_time_unit(values: pd.Series) -> str:
     1.7e12 ms = 1.7e15 us); relative times cannot, and are taken as seconds (``--time-unit`` overrides)."""
     top = float(np.nanmax(np.abs(values.to_numpy(dtype=float)))) if len(values) else 0.0
     return "us" if top > 1e14 else "ms" if top > 1e11 else "s"
+
+
+def _round_down(rate: float) -> float:
+    """``rate`` to 3 significant digits, never above it: a default rate rounded up past the trace's native
+    rate would be refused by ``scale: thin``."""
+    step = 10.0 ** (math.floor(math.log10(rate)) - 2)
+    return round(math.floor(rate / step * (1 + 1e-12)) * step, 12)
 
 
 @dataclass
@@ -214,7 +222,7 @@ def build_spec(name: str, out: Path, *, trace: Path | None = None, dataset: str 
         ts = trace_timestamps(spec)
         native = arr.native_rate(ts)
         _, share0 = arr.iat_quantiles(ts)
-        raw["rate_rps"] = float(f"{native:.3g}")
+        raw["rate_rps"] = _round_down(native)
         if share0 > 0.2:
             notes.append(f"{share0:.0%} of the trace's inter-arrival gaps are under 1 ms (a log in coarse ticks?): "
                          "add `jitter_s: auto` under arrival: to spread each tick's requests over it")

@@ -433,3 +433,14 @@ def test_docs_describe_every_workload_yaml_field() -> None:
     missing = [f"{m.__name__}.{f}" for m in models for f in m.model_fields
                if f"`{f}`" not in doc and not re.search(rf"^\s*-?\s*{f}:", doc, re.M)]
     assert not missing, f"fields missing from docs/workloads.md: {missing}"
+
+
+def test_a_spec_written_back_by_to_yaml_loads_again(tmp_path: Path) -> None:
+    """Sweeps write workload variants with every default spelled out; the trace-only defaults must not
+    then be refused on a Poisson or Gamma spec."""
+    from slobench.workloads import apply_overrides
+
+    for name, overrides in (("chatbot", {"burstiness_cv": 2.0}), ("coding-bursty", {"slo_scale": 2.0})):
+        spec = apply_overrides(load_spec(name), **overrides)
+        spec.to_yaml(tmp_path / f"{name}.yaml")
+        assert load_spec(tmp_path / f"{name}.yaml") == spec

@@ -184,7 +184,9 @@ class ArrivalSpec(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> ArrivalSpec:
-        trace_only = [f for f in ("jitter_s", "rate", "scale", "timestamp_unit") if f in self.model_fields_set]
+        # Non-default values only: a spec written back by `to_yaml` carries every default explicitly.
+        defaults = {"jitter_s": None, "rate": "scaled", "scale": "time", "timestamp_unit": "s"}
+        trace_only = [f for f, d in defaults.items() if getattr(self, f) != d]
         if self.process != "trace" and trace_only:
             raise ValueError(f"{', '.join(trace_only)} only apply to process: trace (replaying a trace's "
                              "timestamps); remove them or set process: trace")

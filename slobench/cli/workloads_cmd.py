@@ -188,6 +188,9 @@ def new_cmd(
 ) -> None:
     """Write a validated workload YAML for your own trace or dataset, then say how to run it.
 
+    Columns are guessed by common names (pass --prompt-column etc. to choose). Every YAML field, and the trace
+    replay options (arrival.jitter_s, rate: native, scale: thin) with when to use each: docs/workloads.md.
+
     Example: slobench workloads new mytrace --from-trace trace.csv && slobench compare --workload mytrace.yaml
     """
     from slobench.workloads.from_trace import build_spec, write_spec

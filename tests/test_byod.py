@@ -327,6 +327,12 @@ def test_native_rate_replays_as_recorded_and_refuses_a_rate(tmp_path: Path, monk
     errors = [line for line in res.output.splitlines() if line.startswith("error:")]
     assert res.exit_code == 2 and "Traceback" not in res.output, res.output
     assert len(errors) == 1 and "arrival.rate: native" in errors[0] and "capacity searches" in errors[0]
+    # Callers that know their rate up front (a search: its highest) get the line before any folder exists.
+    from slobench.workloads.generate import check_sources
+
+    with pytest.raises(UserError, match="arrival.rate: native"):
+        check_sources(spec, rate_rps=8.0)
+    check_sources(spec)
     res = runner.invoke(app, ["run", "--workload", "nat.yaml", "-n", "20", "--out", str(tmp_path / "out")])
     assert res.exit_code == 0, res.output
 

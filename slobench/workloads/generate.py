@@ -82,13 +82,19 @@ def clip_stats(app: AppSpec, table: LengthTable) -> dict[str, int]:
             "longest_row": int((prompt + out).max()) if len(table) else 0}
 
 
-def check_sources(spec: WorkloadSpec) -> None:
+def check_sources(spec: WorkloadSpec, rate_rps: float | None = None) -> None:
     """Read every length source and arrival trace the spec names (each read is cached), so a bad file fails
-    and its warnings are shown before a run starts, not inside its first probe."""
+    and its warnings are shown before a run starts, not inside its first probe.
+
+    ``rate_rps``: a rate the caller will ask for (a capacity search passes its highest): checked against
+    the trace options now (``rate: native`` takes none, ``scale: thin`` none above the native rate).
+    """
     for k, app in enumerate(spec.apps):
         warn_if_clipped(app, load_lengths(app, k), k)
     if spec.arrival.process == "trace":
-        trace_timestamps(spec)
+        ts = trace_timestamps(spec)
+        if rate_rps is not None:
+            _replay_rate(spec, rate_rps, ts)
 
 
 def trace_timestamps(spec: WorkloadSpec) -> np.ndarray:

@@ -108,7 +108,9 @@ class LengthSpec(_Strict):
         return self
 
     def describe(self) -> str:
-        return self.trace or self.dataset or Path(self.path or "").name
+        if self.dataset is not None:  # a hub id as given; a save_to_disk folder (made absolute) by its name
+            return Path(self.dataset).name if Path(self.dataset).is_absolute() else self.dataset
+        return self.trace or Path(self.path or "").name
 
 
 class ToolSpec(_Strict):

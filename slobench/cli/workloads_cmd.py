@@ -1,23 +1,29 @@
-"""`slobench workloads list|show`: see what a workload spec will throw at the server before running it."""
+"""`slobench workloads list|show|new`: see what a workload spec will throw at the server before running it,
+and write one for your own trace."""
 
 from __future__ import annotations
 
+import shlex
+from pathlib import Path
 from typing import Annotated
 
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from slobench.errors import UserError
 from slobench.workloads import generate, list_specs, load_spec
-from slobench.workloads.arrivals import iat_cv
+from slobench.workloads.arrivals import iat_cv, iat_quantiles, native_rate, quantisation_tick_s
+from slobench.workloads.generate import clip_stats, load_lengths, trace_timestamps
 from slobench.workloads.spec import SPEC_DIR, WorkloadSpec
 
 console = Console()
 
 workloads_app = typer.Typer(
-    help="List and inspect workload specs.\n\nExample: slobench workloads show coding --rate 4",
+    help="List, inspect and create workload specs.\n\nExample: slobench workloads show coding --rate 4\n\n"
+    "Your own trace: slobench workloads new mytrace --from-trace trace.csv (docs/workloads.md)",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -46,6 +52,19 @@ def list_cmd() -> None:
         table.add_row(name, apps, spec.arrival.describe(), ", ".join(a.lengths.describe() for a in spec.apps),
                       f"{spec.rate_rps:g} req/s, {size}", _slo_text(spec))
     console.print(table)
+
+
+def _dur(seconds: float) -> str:
+    """A gap in the unit a reader compares at a glance (ms below a second)."""
+    if not np.isfinite(seconds):
+        return "-"
+    return f"{seconds * 1000:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
+
+
+def _gaps(times: np.ndarray) -> str:
+    """Inter-arrival p50/p90/p99 and the share of near-zero gaps: ties of a quantised log, which the CV hides."""
+    q, zero = iat_quantiles(times)
+    return f"IAT p50 {_dur(q[0])}, p90 {_dur(q[1])}, p99 {_dur(q[2])}; gaps < 1 ms: {zero:.1%}"
 
 
 def _q(values: list[float]) -> str:
@@ -85,8 +104,32 @@ def show_cmd(
     head.add_row("requests", str(len(wl.requests)))
     head.add_row("rate achieved", f"{achieved:.3g} req/s (target {wl.spec['rate_rps']:g})")
     head.add_row("arrivals", f"{spec.arrival.describe()}, IAT CV {iat_cv(times):.2f}, span {span:.0f} s")
+    head.add_row("inter-arrival", _gaps(times))
+    if spec.arrival.process == "trace":
+        ts = trace_timestamps(spec)
+        rec_span = float(ts.max() - ts.min())
+        head.add_row("trace as recorded", f"{ts.size:,} rows over {rec_span:.4g} s, {native_rate(ts):.3g} req/s, "
+                     f"IAT CV {iat_cv(ts):.2f}")
+        head.add_row("recorded gaps", _gaps(ts))
+        if iat_quantiles(ts)[1] > 0.2 and spec.arrival.jitter_s is None:
+            head.add_row("hint", f"many simultaneous arrivals (a log in {_dur(quantisation_tick_s(ts))} ticks?): "
+                         "arrival.jitter_s: auto spreads each tick's requests over it (docs/workloads.md)")
     head.add_row("seed", str(seed))
     console.print(head)
+
+    clip = Table(title="What max_context cuts (over the length source's rows)")
+    for col in ("app", "source", "max_context", "rows clipped", "input tokens cut", "output tokens cut"):
+        clip.add_column(col)
+    for k, app in enumerate(spec.apps):
+        if app.name == "toolcalling":  # clipped per round of an episode; not a per-row count
+            continue
+        c = clip_stats(app, load_lengths(app, k))
+        clip.add_row(app.name, escape(app.lengths.describe()), f"{c['max_context']:,}",
+                     f"{c['rows_clipped']:,} of {c['rows']:,} ({c['rows_clipped'] / max(c['rows'], 1):.1%})",
+                     f"{c['input_cut']:,} of {c['input_total']:,} ({c['input_cut'] / max(c['input_total'], 1):.1%})",
+                     f"{c['output_cut']:,}")
+    if clip.row_count:
+        console.print(clip)
 
     table = Table(title="Per app — mean / p50 / p90 / p99")
     for col in ("app", "tier", "count", "prompt tokens", "output tokens", "stages"):
@@ -108,3 +151,71 @@ def show_cmd(
             ttft = _q([st.slo.ttft_s * 1000 for st in stages]) if stages else "-"
             slos.add_row(app.tier, kind, s.describe(), ttft, f"{s.tpot_ms:g}")
     console.print(slos)
+
+
+# Printed as given: a column or file name with [brackets] is text, not rich markup.
+_PLAIN = {"highlight": False, "markup": False}
+
+
+@workloads_app.command("new")
+def new_cmd(
+    name: Annotated[str, typer.Argument(help="Workload name (also the default file NAME.yaml).")],
+    from_trace: Annotated[Path | None, typer.Option(
+        "--from-trace", help="Your trace: CSV, JSON, JSONL or parquet, one row per request.")] = None,
+    from_hf: Annotated[str | None, typer.Option(
+        "--from-hf", help="A Hugging Face dataset id from the local cache, or a save_to_disk folder.")] = None,
+    split: Annotated[str, typer.Option("--split", help="Dataset split (with --from-hf).")] = "train",
+    timestamp_column: Annotated[str | None, typer.Option(
+        "--timestamp-column", help="Arrival-time column (default: guessed, e.g. timestamp, arrival_time).")] = None,
+    prompt_column: Annotated[str | None, typer.Option(
+        "--prompt-column", help="Prompt-token column (default: guessed, e.g. input_length, ContextTokens).")] = None,
+    output_column: Annotated[str | None, typer.Option(
+        "--output-column", help="Output-token column (default: guessed, e.g. output_length).")] = None,
+    text_column: Annotated[str | None, typer.Option(
+        "--text-column", help="Prompt-text column, counted with a built-in estimate (when no token column).")] = None,
+    output_tokens: Annotated[int | None, typer.Option(
+        "--output-tokens", help="A fixed output length when the data has no output column.")] = None,
+    time_unit: Annotated[str | None, typer.Option(
+        "--time-unit", help="s, ms or us for numeric timestamps (default: guessed from epoch size, else s).")] = None,
+    app_name: Annotated[str, typer.Option("--app", help="custom, chatbot, coding or summarization.")] = "custom",
+    tier: Annotated[str | None, typer.Option("--tier", help="SLO tier name (default: the preset's).")] = None,
+    slo_preset: Annotated[str, typer.Option(
+        "--slo-preset", help="SLOs of a shipped workload: chatbot, coding or summarization.")] = "chatbot",
+    max_context: Annotated[int | None, typer.Option(
+        "--max-context", help="Clip requests to this many tokens (default: the longest row, ≥ 8192).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Where to write the YAML (default: NAME.yaml).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
+) -> None:
+    """Write a validated workload YAML for your own trace or dataset, then say how to run it.
+
+    Columns are guessed by common names (pass --prompt-column etc. to choose). Every YAML field, and the trace
+    replay options (arrival.jitter_s, rate: native, scale: thin) with when to use each: docs/workloads.md.
+
+    Example: slobench workloads new mytrace --from-trace trace.csv && slobench compare --workload mytrace.yaml
+    """
+    from slobench.workloads.from_trace import build_spec, write_spec
+
+    target = out if out is not None else Path(f"{name}.yaml")
+    new = build_spec(name, target, trace=from_trace, dataset=from_hf, split=split,
+                     timestamp_column=timestamp_column, prompt_column=prompt_column, output_column=output_column,
+                     text_column=text_column, output_tokens=output_tokens, time_unit=time_unit, app=app_name,
+                     tier=tier, slo_preset=slo_preset, max_context=max_context)
+    write_spec(new, target, force=force)
+    cols = ", ".join(f"{role} ← {col}" for role, col in new.columns.items())
+    console.print(f"[bold green]wrote[/] {escape(str(target))} (validated: read as a run reads it)", highlight=False)
+    console.print(f"  lengths      {new.source}: {cols} ({new.rows:,} rows)", **_PLAIN)
+    if new.native_rate_rps is not None:
+        unit = f"{new.time_unit or 'datetime'}{' (guessed; --time-unit to change)' if new.time_unit_guessed else ''}"
+        console.print(f"  arrivals     replay of '{new.columns['timestamp']}' in {unit}: recorded rate "
+                      f"{new.native_rate_rps:.3g} req/s, time-scaled to each run's rate", **_PLAIN)
+    else:
+        console.print("  arrivals     Poisson", **_PLAIN)
+    app = new.spec.apps[0]
+    console.print(f"  SLOs         {slo_preset} preset, tier {app.tier}: {app.slo['main'].describe()}", **_PLAIN)
+    c = new.clipped
+    cut = "nothing clipped" if not c["rows_clipped"] else \
+        f"clips {c['rows_clipped']:,} rows, {c['input_cut'] / max(c['input_total'], 1):.1%} of input tokens"
+    console.print(f"  max_context  {c['max_context']:,} ({cut}; longest row {new.longest_row:,})", **_PLAIN)
+    for note in new.notes:
+        console.print(f"  note         {note}", **_PLAIN)
+    console.print(f"next: slobench compare --workload {shlex.quote(str(target))}", **_PLAIN)

@@ -18,7 +18,14 @@ from slobench.errors import InputWarning, UserError
 from slobench.perf.base import LatencyModel
 from slobench.workloads import arrivals as arr
 from slobench.workloads.model import SLO, Request, Stage, Workload
-from slobench.workloads.sources import SHIPPED_TRACES, LengthTable, load_file, load_shipped, load_timestamps
+from slobench.workloads.sources import (
+    SHIPPED_TRACES,
+    LengthTable,
+    load_dataset_lengths,
+    load_file,
+    load_shipped,
+    load_timestamps,
+)
 from slobench.workloads.spec import AppSpec, SLOSpec, WorkloadSpec, load_spec
 
 
@@ -27,6 +34,11 @@ def load_lengths(app: AppSpec, index: int = 0) -> LengthTable:
     ls = app.lengths
     if ls.trace is not None:
         return load_shipped(ls.trace)
+    if ls.dataset is not None:
+        return load_dataset_lengths(ls.dataset, split=ls.split, prompt_col=ls.prompt_tokens_column,
+                                    output_col=ls.output_tokens_column, text_col=ls.text_column,
+                                    tokenizer=ls.tokenizer, answer_col=ls.answer_tokens_column,
+                                    output_tokens=ls.output_tokens, origin=f"apps.{index}.lengths")
     return load_file(Path(ls.path or ""), prompt_col=ls.prompt_tokens_column, output_col=ls.output_tokens_column,
                      text_col=ls.text_column, tokenizer=ls.tokenizer, answer_col=ls.answer_tokens_column,
                      output_tokens=ls.output_tokens, origin=f"apps.{index}.lengths")
@@ -41,35 +53,81 @@ def warn_if_clipped(app: AppSpec, table: LengthTable, index: int = 0) -> None:
     """
     if "max_context" in app.lengths.model_fields_set or app.name == "toolcalling":
         return
+    cut = clip_stats(app, table)
+    if not cut["rows_clipped"]:
+        return
+    share = cut["input_cut"] / max(cut["input_total"], 1)
+    pct = f"{share:.0%}" if share >= 0.01 or share == 0 else "<1%"
+    source = app.lengths.path or app.lengths.dataset or app.lengths.trace
+    warnings.warn(
+        f"apps.{index}.lengths: {cut['rows_clipped']:,} of {cut['rows']:,} rows of {source} are longer than "
+        f"max_context {cut['max_context']} (the default) and are clipped when drawn: {cut['input_cut']:,} of "
+        f"{cut['input_total']:,} input tokens ({pct}) and {cut['output_cut']:,} output tokens cut; set "
+        f"apps.{index}.lengths.max_context (the longest row needs {cut['longest_row']:,}) to keep them, "
+        "or to a value at or below the model's context to clip on purpose", InputWarning, stacklevel=2)
+
+
+def clip_stats(app: AppSpec, table: LengthTable) -> dict[str, int]:
+    """What ``max_context`` cuts from the app's length source, over its rows (what a draw can pick):
+    rows clipped, input and output tokens cut, and the longest row (single- and think+answer apps;
+    tool-calling episodes are clipped per round and are not counted here)."""
     mc = app.lengths.max_context
     prompt = table.prompt.astype(np.int64)
     out = table.output.astype(np.int64) + (table.answer.astype(np.int64) if table.answer is not None else 0)
     kept_prompt = np.clip(prompt, 1, mc - 1)  # as clip_stages: prompts are cut only when nothing else fits
     lost_in = np.maximum(0, prompt - kept_prompt)
     lost_out = np.maximum(0, out - np.maximum(1, mc - kept_prompt))
-    clipped = (lost_in > 0) | (lost_out > 0)
-    if not clipped.any():
-        return
-    total_in = int(prompt.sum())
-    share = lost_in.sum() / max(total_in, 1)
-    pct = f"{share:.0%}" if share >= 0.01 or share == 0 else "<1%"
-    source = app.lengths.path or app.lengths.trace
-    warnings.warn(
-        f"apps.{index}.lengths: {int(clipped.sum()):,} of {len(table):,} rows of {source} are longer than "
-        f"max_context {mc} (the default) and are clipped when drawn: {int(lost_in.sum()):,} of {total_in:,} input "
-        f"tokens ({pct}) and {int(lost_out.sum()):,} output tokens cut; set "
-        f"apps.{index}.lengths.max_context (the longest row needs {int((prompt + out).max()):,}) to keep them, "
-        "or to a value at or below the model's context to clip on purpose", InputWarning, stacklevel=2)
+    return {"max_context": mc, "rows": len(table), "rows_clipped": int(((lost_in > 0) | (lost_out > 0)).sum()),
+            "input_total": int(prompt.sum()), "input_cut": int(lost_in.sum()), "output_cut": int(lost_out.sum()),
+            "longest_row": int((prompt + out).max()) if len(table) else 0}
 
 
-def check_sources(spec: WorkloadSpec) -> None:
+def check_sources(spec: WorkloadSpec, rate_rps: float | None = None) -> None:
     """Read every length source and arrival trace the spec names (each read is cached), so a bad file fails
-    and its warnings are shown before a run starts, not inside its first probe."""
+    and its warnings are shown before a run starts, not inside its first probe.
+
+    ``rate_rps``: a rate the caller will ask for (a capacity search passes its highest): checked against
+    the trace options now (``rate: native`` takes none, ``scale: thin`` none above the native rate).
+    """
     for k, app in enumerate(spec.apps):
         warn_if_clipped(app, load_lengths(app, k), k)
+    if spec.arrival.process == "trace":
+        ts = trace_timestamps(spec)
+        if rate_rps is not None:
+            _replay_rate(spec, rate_rps, ts)
+
+
+def trace_timestamps(spec: WorkloadSpec) -> np.ndarray:
+    """The arrival trace's timestamps in seconds (a shipped trace's, or a user file's column in its unit)."""
     a = spec.arrival
-    if a.process == "trace" and str(a.trace) not in SHIPPED_TRACES:
-        load_timestamps(Path(str(a.trace)), a.timestamp_column)
+    trace = str(a.trace)
+    if trace in SHIPPED_TRACES:
+        ts = load_shipped(trace).timestamps_s
+        assert ts is not None
+        return ts
+    return load_timestamps(Path(trace), a.timestamp_column, unit=a.timestamp_unit)
+
+
+def _replay_rate(spec: WorkloadSpec, rate_rps: float | None, ts: np.ndarray) -> float:
+    """The rate a trace replay runs at, or one line when the trace options and the rate disagree.
+
+    ``rate: native`` refuses a rate given from outside (a flag, a capacity search's probe): silently
+    ignoring it would report a probe at a rate it never offered.
+    """
+    a = spec.arrival
+    native = arr.native_rate(ts)
+    if a.rate == "native":
+        if rate_rps is not None:
+            raise UserError(f"arrival.rate: native replays {a.trace} at its recorded rate ({native:.3g} req/s), so "
+                            f"it cannot run at {rate_rps:g} req/s; drop --rate for one run at the recorded rate, or "
+                            "set arrival.rate: scaled (or scale: thin) for other rates and capacity searches")
+        return native
+    rate = spec.rate_rps if rate_rps is None else float(rate_rps)
+    if a.scale == "thin" and rate > native * (1 + 1e-9):
+        raise UserError(f"arrival.scale: thin keeps each request of {a.trace} with probability target/native, so it "
+                        f"cannot reach {rate:g} req/s above the trace's native {native:.3g} req/s; use a rate ≤ "
+                        f"{native:.3g} (capacity: --rate-max) or scale: time")
+    return rate
 
 
 def clip_stages(pairs: list[tuple[int, int]], max_context: int) -> list[tuple[int, int]]:
@@ -127,14 +185,12 @@ def _arrival_times(spec: WorkloadSpec, rng: np.random.Generator, rate: float, n:
     if a.process == "bursts":
         return arr.bursts(rng, rate, a.mean_burst_size, n, a.burst_spread_s), None, None, 0
     trace = str(a.trace)
-    if trace in SHIPPED_TRACES:
-        ts = load_shipped(trace).timestamps_s
-        assert ts is not None
-    else:
-        ts = load_timestamps(Path(trace), a.timestamp_column)
+    ts = trace_timestamps(spec)
     if ts.size < 2:
         raise UserError(f"arrival.trace: {trace} has fewer than 2 timestamps; it cannot set a rate")
-    times, rows = arr.trace_replay(rng, ts, rate, n, a.random_start)
+    jitter = arr.quantisation_tick_s(ts) if a.jitter_s == "auto" else float(a.jitter_s or 0.0)
+    mode = "native" if a.rate == "native" else a.scale
+    times, rows = arr.trace_replay(rng, ts, rate, n, a.random_start, jitter_s=jitter, mode=mode)
     if times.size > 1 and times[-1] == 0:
         raise UserError(f"arrival.trace: the {times.size} rows of {trace} replayed from row {int(rows[0]) + 1} all "
                         "share one timestamp, so every request would arrive at t = 0; ask for more requests "
@@ -225,6 +281,8 @@ def generate(spec: WorkloadSpec | str | Path, *, perf: LatencyModel | None, seed
     rate = spec.rate_rps if rate_rps is None else float(rate_rps)
     if not rate > 0:
         raise UserError(f"rate_rps must be > 0 (got {rate})")
+    if spec.arrival.process == "trace" and (spec.arrival.rate == "native" or spec.arrival.scale == "thin"):
+        rate = _replay_rate(spec, rate_rps, trace_timestamps(spec))
     n, dur = _size(spec, num_requests, duration_s)
     if perf is None:
         for i, app in enumerate(spec.apps):

@@ -222,17 +222,26 @@ def load_file(path: Path, *, prompt_col: str | None, output_col: str | None, tex
     return table
 
 
+def _quiet_datasets():  # noqa: ANN202
+    """The `datasets` module, offline and silent.
+
+    Offline (unless the user's environment says otherwise) so a typo in a path or id never turns into a
+    network download. Progress bars off process-wide on purpose: the run's rich progress bar owns the
+    terminal, and datasets' tqdm bars ("Generating train split") would be drawn over it.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    import datasets  # heavy import: only when a user file or dataset is used
+
+    datasets.disable_progress_bars()
+    return datasets
+
+
 def _read_file(path: Path, *, prompt_col: str | None, output_col: str | None, text_col: str | None,
                tokenizer: str | None, answer_col: str | None, output_tokens: int | None,
                origin: str) -> LengthTable:
     fmt = _infer_format(path)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    import datasets  # heavy import: only when a user file is used
-
-    # Process-wide on purpose: the run's rich progress bar owns the terminal, and datasets' tqdm
-    # bars ("Generating train split") would be drawn over it for every user file.
-    datasets.disable_progress_bars()
+    datasets = _quiet_datasets()
     ds_logger = logging.getLogger("datasets")
     level = ds_logger.level
     ds_logger.setLevel(logging.CRITICAL)  # its own "Failed to read file" log line would duplicate ours
@@ -248,6 +257,77 @@ def _read_file(path: Path, *, prompt_col: str | None, output_col: str | None, te
         ds_logger.setLevel(level)
     if ds is None or len(ds) == 0:
         raise UserError(f"{origin}.path: {path} has no rows; give a file with one row per request")
+    return _table_from(ds, str(path), prompt_col=prompt_col, output_col=output_col, text_col=text_col,
+                       tokenizer=tokenizer, answer_col=answer_col, output_tokens=output_tokens, origin=origin)
+
+
+def open_dataset(ref: str, split: str = "train", origin: str = "lengths"):  # noqa: ANN201
+    """A Hugging Face dataset by hub id (from the local cache only) or a ``save_to_disk`` folder, one split.
+
+    Never downloads: a benchmark's probes must not depend on the network, and an id that is not cached
+    is one line saying how to fetch it once. A `DatasetDict` (several splits) gives its ``split``.
+    """
+    # Spec fields are named `apps.0.lengths.dataset`/`.split`; `workloads new` names its flags instead.
+    at_ds, at_split = ("--from-hf", "--split") if origin.startswith("--") else (f"{origin}.dataset",
+                                                                                 f"{origin}.split")
+    datasets = _quiet_datasets()
+    ds_logger = logging.getLogger("datasets")
+    level = ds_logger.level
+    ds_logger.setLevel(logging.CRITICAL)
+    try:
+        if Path(ref).is_dir():
+            try:
+                ds = datasets.load_from_disk(ref)
+            except Exception as exc:  # a folder that is not a saved dataset
+                raise UserError(f"{at_ds}: cannot read folder {ref} as a saved dataset "
+                                f"({_first_line(exc)}); give a folder written by Dataset.save_to_disk") from None
+            if isinstance(ds, datasets.DatasetDict):
+                if split not in ds:
+                    raise UserError(f"{at_split}: '{split}' is not a split of {ref}; splits: {sorted(ds)}")
+                ds = ds[split]
+        else:
+            try:
+                ds = datasets.load_dataset(ref, split=split)
+            except ValueError as exc:
+                if "Unknown split" in str(exc) or "split" in _first_line(exc).lower():
+                    raise UserError(f"{at_split}: {_first_line(exc)}") from None
+                raise UserError(_not_cached(ref, split, at_ds, exc)) from None
+            except Exception as exc:  # offline: not in the cache (ConnectionError, FileNotFoundError, ...)
+                raise UserError(_not_cached(ref, split, at_ds, exc)) from None
+    finally:
+        ds_logger.setLevel(level)
+    if len(ds) == 0:
+        raise UserError(f"{at_ds}: split '{split}' of {ref} has no rows")
+    return ds
+
+
+def _not_cached(ref: str, split: str, where: str, exc: BaseException) -> str:
+    return (f"{where}: '{ref}' (split {split}) is not available offline ({_first_line(exc)[:120]}); "
+            f"download it once with: python -c \"import datasets; datasets.load_dataset('{ref}', split='{split}')\" "
+            "(needs network), or give a local file or save_to_disk folder")
+
+
+def load_dataset_lengths(ref: str, *, split: str, prompt_col: str | None, output_col: str | None,
+                         text_col: str | None, tokenizer: str | None, answer_col: str | None = None,
+                         output_tokens: int | None = None, origin: str = "lengths") -> LengthTable:
+    """Lengths from a Hugging Face dataset (see `open_dataset`), parsed once per process."""
+    key = ("dataset", ref, split, prompt_col, output_col, text_col, tokenizer, answer_col, output_tokens)
+    if key in _FILE_CACHE:
+        _FILE_CACHE.move_to_end(key)
+        return _FILE_CACHE[key]  # type: ignore[return-value]
+    table = _table_from(open_dataset(ref, split, origin), ref, prompt_col=prompt_col, output_col=output_col,
+                        text_col=text_col, tokenizer=tokenizer, answer_col=answer_col,
+                        output_tokens=output_tokens, origin=origin)
+    _FILE_CACHE[key] = table
+    while len(_FILE_CACHE) > _FILE_CACHE_SIZE:
+        _FILE_CACHE.popitem(last=False)
+    return table
+
+
+def _table_from(ds, path: str, *, prompt_col: str | None, output_col: str | None,  # noqa: ANN001
+                text_col: str | None, tokenizer: str | None, answer_col: str | None, output_tokens: int | None,
+                origin: str) -> LengthTable:
+    """A `LengthTable` from an opened dataset's columns; every missing or bad column is one line."""
     cols = set(ds.column_names)
 
     def col(name: str | None, field: str) -> list | None:
@@ -284,22 +364,30 @@ def _read_file(path: Path, *, prompt_col: str | None, output_col: str | None, te
     return LengthTable(name=str(path), prompt=prompt, output=output, answer=answer, text=texts)
 
 
-def load_timestamps(path: Path, column: str, origin: str = "arrival") -> np.ndarray:
-    """Arrival timestamps (seconds, or datetimes) from a user CSV/JSON/parquet column (read once per process
-    for the same file contents)."""
+TIME_UNITS_S = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
+
+
+def load_timestamps(path: Path, column: str, origin: str = "arrival", unit: str = "s") -> np.ndarray:
+    """Arrival timestamps in seconds from a user CSV/JSON/parquet column: numbers in ``unit`` (s, ms, us), or
+    datetimes (read once per process for the same file contents)."""
     if not path.exists():
         raise UserError(f"{origin}.trace: file {path} not found; give a shipped trace name or an existing file")
-    return _cached(path, ("timestamps", column), lambda: _read_timestamps(path, column, origin))
+    return _cached(path, ("timestamps", column, unit), lambda: _read_timestamps(path, column, origin, unit))
 
 
-def _read_timestamps(path: Path, column: str, origin: str) -> np.ndarray:
+def read_frame(path: Path, origin: str = "arrival.trace") -> pd.DataFrame:
+    """A CSV/JSON(L)/parquet file as a DataFrame with pandas (fast; no per-row cast like `datasets`)."""
     fmt = _infer_format(path)
     read = {"csv": pd.read_csv, "json": lambda p: pd.read_json(p, lines=str(p).endswith((".jsonl", ".jsonl.gz"))),
             "parquet": pd.read_parquet}[fmt]
     try:
-        df = read(path)
+        return read(path)
     except Exception as exc:  # any parse failure here is a problem with the user's file
-        raise UserError(f"{origin}.trace: cannot read {path} as {fmt}: {_first_line(exc)}") from None
+        raise UserError(f"{origin}: cannot read {path} as {fmt}: {_first_line(exc)}") from None
+
+
+def _read_timestamps(path: Path, column: str, origin: str, unit: str = "s") -> np.ndarray:
+    df = read_frame(path, f"{origin}.trace")
     if column not in df.columns:
         raise UserError(f"{origin}.timestamp_column: column '{column}' is not in {path}; columns: {list(df.columns)}")
     if df[column].isna().any():
@@ -308,6 +396,8 @@ def _read_timestamps(path: Path, column: str, origin: str) -> np.ndarray:
                         "every row needs a time")
     try:
         ts = _timestamps_to_s(df[column])
+        if pd.api.types.is_numeric_dtype(df[column]):
+            ts = ts * TIME_UNITS_S[unit]
     except (ValueError, TypeError) as exc:
         raise UserError(f"{origin}.timestamp_column: column '{column}' of {path} holds neither numbers (seconds) "
                         f"nor datetimes ({_first_line(exc)})") from None

@@ -75,10 +75,14 @@ class SLOSpec(_Strict):
 
 
 class LengthSpec(_Strict):
-    """Where lengths come from: a shipped trace by short name, or a local file with a column map."""
+    """Where lengths come from: a shipped trace by short name, a local file, or a Hugging Face dataset
+    (``dataset``: a hub id read from the local cache, or a folder written by ``Dataset.save_to_disk``),
+    with a column map. Field reference: docs/workloads.md."""
 
     trace: str | None = None
     path: str | None = None
+    dataset: str | None = None
+    split: str = Field(default="train", min_length=1)
     prompt_tokens_column: str | None = None
     output_tokens_column: str | None = None
     answer_tokens_column: str | None = None
@@ -98,11 +102,14 @@ class LengthSpec(_Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> LengthSpec:
-        if (self.trace is None) == (self.path is None):
-            raise ValueError("give exactly one of trace (a shipped name) or path (a local file)")
+        if sum(v is not None for v in (self.trace, self.path, self.dataset)) != 1:
+            raise ValueError("give exactly one of trace (a shipped name), path (a local file) or dataset "
+                             "(a Hugging Face dataset id or save_to_disk folder)")
         return self
 
     def describe(self) -> str:
+        if self.dataset is not None:  # a hub id as given; a save_to_disk folder (made absolute) by its name
+            return Path(self.dataset).name if Path(self.dataset).is_absolute() else self.dataset
         return self.trace or Path(self.path or "").name
 
 
@@ -142,7 +149,20 @@ class AppSpec(_Strict):
 
 class ArrivalSpec(_Strict):
     """Arrival process. poisson; gamma (cv); bursts (Poisson bursts of Geometric size, as
-    SLOs-Serve); trace (replay a trace's timestamps time-scaled to the target rate)."""
+    SLOs-Serve); trace (replay a trace's timestamps, by default time-scaled to the target rate).
+
+    Trace-only options (docs/workloads.md says when to use each):
+    timestamp_unit: unit of a numeric timestamp column (datetimes carry their own).
+    jitter_s: de-quantisation. A trace logged in ticks (3 s, 1 s) stamps every request of a tick with
+    the same time, and replaying those ties sends each tick's requests as one burst at any rate. Each
+    arrival gets a seeded uniform offset in [0, jitter_s) before scaling, i.e. spread over its tick;
+    ``auto`` takes the tick as the smallest positive gap between the trace's distinct times.
+    rate: ``scaled`` (default) time-scales the replayed window to the run's rate; ``native`` replays at
+    the recorded rate (the run's rate is then the trace's; a rate given as well is refused).
+    scale: how a scaled replay reaches the target rate: ``time`` compresses or stretches time (bursts
+    keep their shape in requests, not in seconds); ``thin`` keeps real time and drops each request
+    with probability 1 − target/native (only for targets at or below the trace's native rate).
+    """
 
     process: Literal["poisson", "gamma", "bursts", "trace"] = "poisson"
     cv: float | None = Field(default=None, gt=0)
@@ -150,10 +170,31 @@ class ArrivalSpec(_Strict):
     burst_spread_s: float = Field(default=0.0, ge=0)
     trace: str | None = None
     timestamp_column: str = "TIMESTAMP"
+    timestamp_unit: Literal["s", "ms", "us"] = "s"
     random_start: bool = True
+    jitter_s: float | Literal["auto"] | None = None
+    rate: Literal["scaled", "native"] = "scaled"
+    scale: Literal["time", "thin"] = "time"
+
+    @field_validator("jitter_s")
+    @classmethod
+    def _jitter(cls, v: float | str | None) -> float | str | None:
+        # A field validator so the error names `arrival.jitter_s`.
+        if isinstance(v, float | int) and not (v >= 0 and v < float("inf")):
+            raise ValueError("jitter_s must be a finite number of seconds ≥ 0 (the trace's tick), or auto")
+        return v
 
     @model_validator(mode="after")
     def _check(self) -> ArrivalSpec:
+        # Non-default values only: a spec written back by `to_yaml` carries every default explicitly.
+        defaults = {"jitter_s": None, "rate": "scaled", "scale": "time", "timestamp_unit": "s"}
+        trace_only = [f for f, d in defaults.items() if getattr(self, f) != d]
+        if self.process != "trace" and trace_only:
+            raise ValueError(f"{', '.join(trace_only)} only apply to process: trace (replaying a trace's "
+                             "timestamps); remove them or set process: trace")
+        if self.rate == "native" and self.scale == "thin":
+            raise ValueError("scale: thin thins the trace down to a target rate, but rate: native has none "
+                             "(every request is kept); use one of them")
         if self.process == "gamma" and self.cv is None:
             raise ValueError("process gamma needs cv (e.g. cv: 4 for bursty, 1 = Poisson)")
         if self.process == "trace" and self.trace is None:
@@ -168,7 +209,9 @@ class ArrivalSpec(_Strict):
         if self.process == "bursts":
             return f"bursts (mean size {self.mean_burst_size:g})"
         if self.process == "trace":
-            return f"trace {Path(self.trace or '').name}"
+            opts = [o for o, on in (("native rate", self.rate == "native"), ("thinned", self.scale == "thin"),
+                                    (f"jitter {self.jitter_s}", self.jitter_s is not None)) if on]
+            return f"trace {Path(self.trace or '').name}" + (f" ({', '.join(opts)})" if opts else "")
         return "poisson"
 
 
@@ -184,8 +227,11 @@ class WorkloadSpec(_Strict):
     duration_s: float | None = Field(default=None, gt=0)
 
     def to_yaml(self, path: Path) -> None:
-        """Write the spec (user paths are absolute already, so it loads from anywhere)."""
-        path.write_text(yaml.safe_dump(self.model_dump(exclude_none=True), sort_keys=False))
+        """Write the spec atomically (user paths are absolute already, so it loads from anywhere)."""
+        from slobench.report.results import atomic_target  # a lower layer; heavy (pandas), so only here
+
+        with atomic_target(path) as tmp:
+            tmp.write_text(yaml.safe_dump(self.model_dump(exclude_none=True), sort_keys=False))
 
 
 def list_specs() -> list[str]:
@@ -250,6 +296,14 @@ def parse_spec(raw: Any, path: Path) -> WorkloadSpec:
         raise UserError(_format_error(path, exc)) from None
     base = path.resolve().parent
     for i, app in enumerate(spec.apps):
+        ds = app.lengths.dataset
+        if ds is not None and (ds.startswith((".", "/", "~")) or (base / ds).is_dir()):
+            # A save_to_disk folder (relative to the YAML, like path:); anything else is a hub id.
+            p = (base / Path(ds).expanduser()).resolve()
+            if not p.is_dir():
+                raise UserError(f"{path}: field `apps.{i}.lengths.dataset`: folder {p} not found — give a folder "
+                                "written by Dataset.save_to_disk, or a Hugging Face dataset id (org/name)")
+            app.lengths.dataset = str(p)
         if app.lengths.path is not None:
             p = (base / app.lengths.path).resolve()
             if not p.exists():

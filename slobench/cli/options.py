@@ -42,6 +42,15 @@ RefineOpt = Annotated[bool | None, typer.Option(
 ResumeOpt = Annotated[Path | None, typer.Option(
     "--resume", help="Continue an interrupted run in this results folder with its saved settings.")]
 GridOpt = Annotated[Path | None, typer.Option("--grid", help="Sweep YAML (workload, schedulers, rates?, grid: {...}).")]
+# The simulator's ground truth (docs/simulator.md); range errors are one line from `validate_config`.
+TruthBiasOpt = Annotated[float, typer.Option(
+    "--truth-bias", help="Simulator: true iteration time = predicted × (1 + bias) × noise; > -1 (default 0).")]
+TruthNoiseOpt = Annotated[float, typer.Option(
+    "--truth-noise", help="Simulator: per-iteration latency noise, coefficient of variation of a mean-1 lognormal "
+    "(default 0.05, provisional; 0 = the planning model exactly).")]
+ScheduleCostOpt = Annotated[str, typer.Option(
+    "--schedule-cost", help="Simulator: schedule() time charged per iteration: model (fitted per policy, "
+    "deterministic) | wall (measured, not reproducible) | off.")]
 
 
 def engine_options(pairs: list[str] | None, config: Path | None) -> dict[str, Any]:

@@ -237,6 +237,8 @@ def simulate(
     note_steady: Callable[[int, float], None] | None = getattr(scheduler, "note_steady_calls", None)
     if from_stats is None or note_steady is None:
         steady = None
+    # Models that price a decode-only window in one call (`decode_latencies`) let the steady path run vectorised.
+    decode_lat: Callable[[int, int, int], np.ndarray] | None = getattr(perf, "decode_latencies", None)
     check_s = [0.0]
     # Ground truth: predicted × factor, one factor per forward step, the same draws in the slow and steady paths.
     truth = TruthFactors(cfg.seed, cfg.truth_bias, cfg.truth_noise_cv)
@@ -384,26 +386,56 @@ def simulate(
                 t_event = min(next_arrival_s, gap_heap[0][0] if gap_heap else math.inf)
                 nows: list[float] = []
                 sched_s = ca + cb * 0 + cc * n_run  # the slow path's expression, with nothing waiting
-                for j, need in enumerate(new_blocks):
-                    if j and (now >= t_event or now > horizon):
-                        break  # an arrival or tool-gap input is due (or the horizon passed): back to the loop
-                    if need > free_blocks:
-                        break  # the policy would preempt: let it
-                    if need:
-                        free_blocks -= need
-                        if caching:
-                            take(need)
-                    latency = from_stats(float(n_run), float(s_c), float(s_c), float(n_run), n_run, 0)
+                if decode_lat is not None:
+                    # Vectorised: the model prices the whole window at once (elementwise, the same float
+                    # operations as `latency_from_stats`), the clock is a sequential cumulative sum, and the
+                    # window stops where the scalar loop below would break. Never straddles two noise chunks.
                     if ti == NOISE_CHUNK:
                         tbuf, ti = truth.refill(), 0
-                    true_s = latency * tbuf[ti]
-                    ti += 1
-                    now += sched_s + true_s
-                    nows.append(now)
-                    log_pred(latency)
-                    log_latency(true_s)
-                    log_kv(total_blocks - free_blocks)
-                    s_c += n_run
+                    m = len(new_blocks)
+                    if m > NOISE_CHUNK - ti:
+                        m = NOISE_CHUNK - ti
+                    preds = decode_lat(n_run, s_c, m)
+                    trues = preds * truth.arr[ti:ti + m]
+                    clock = np.cumsum(np.concatenate(((now,), sched_s + trues)))[1:]
+                    cum = np.cumsum(new_blocks[:m])
+                    steps = int(np.searchsorted(cum, free_blocks, side="right"))  # first step KV cannot cover
+                    late = (clock[:m - 1] >= t_event) | (clock[:m - 1] > horizon)
+                    if late.any():
+                        steps = min(steps, int(late.argmax()) + 1)
+                    if steps:
+                        used = int(cum[steps - 1])
+                        if used:
+                            free_blocks -= used
+                            if caching:
+                                take(used)
+                        ti += steps
+                        nows = clock[:steps].tolist()
+                        now = nows[-1]
+                        log.predicted_s.extend(preds[:steps].tolist())
+                        log.latency_s.extend(trues[:steps].tolist())
+                        log.kv_used_blocks.extend((cum[:steps] + (total_blocks - free_blocks - used)).tolist())
+                else:
+                    for j, need in enumerate(new_blocks):
+                        if j and (now >= t_event or now > horizon):
+                            break  # an arrival or tool-gap input is due (or the horizon passed): back to the loop
+                        if need > free_blocks:
+                            break  # the policy would preempt: let it
+                        if need:
+                            free_blocks -= need
+                            if caching:
+                                take(need)
+                        latency = from_stats(float(n_run), float(s_c), float(s_c), float(n_run), n_run, 0)
+                        if ti == NOISE_CHUNK:
+                            tbuf, ti = truth.refill(), 0
+                        true_s = latency * tbuf[ti]
+                        ti += 1
+                        now += sched_s + true_s
+                        nows.append(now)
+                        log_pred(latency)
+                        log_latency(true_s)
+                        log_kv(total_blocks - free_blocks)
+                        s_c += n_run
                 steps = len(nows)
                 if steps:
                     log.time_s.extend(nows)

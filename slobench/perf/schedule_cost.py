@@ -85,7 +85,7 @@ class TruthFactors:
     chunks of `NOISE_CHUNK`; with ``cv == 0`` no generator is made and every factor is exactly ``1 + bias``.
     """
 
-    __slots__ = ("buf", "i", "_rng", "_mu", "_sigma", "_scale")
+    __slots__ = ("buf", "arr", "i", "_rng", "_mu", "_sigma", "_scale")
 
     def __init__(self, seed: int, bias: float, cv: float) -> None:
         self._scale = 1.0 + bias
@@ -98,8 +98,9 @@ class TruthFactors:
     def refill(self) -> list[float]:
         """A fresh chunk (the loop indexes ``buf`` itself and calls this when it runs out)."""
         if self._rng is None:
-            self.buf = [self._scale] * NOISE_CHUNK
+            self.arr = np.full(NOISE_CHUNK, self._scale)
         else:
-            self.buf = (self._scale * self._rng.lognormal(self._mu, self._sigma, NOISE_CHUNK)).tolist()
+            self.arr = self._scale * self._rng.lognormal(self._mu, self._sigma, NOISE_CHUNK)
+        self.buf = self.arr.tolist()  # the scalar loop indexes a list (faster than numpy scalars)
         self.i = 0
         return self.buf

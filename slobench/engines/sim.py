@@ -128,6 +128,7 @@ def _remove_identity(items: list[SeqState], seq: SeqState) -> None:
 
 
 _STEADY_WINDOW = 64  # decode-only iterations planned at a time (KV growth is precomputed for them)
+_VECTOR_MIN = 40  # a steady window this long (up to the next event) is priced with numpy; shorter: scalar loop
 
 
 def _steady_window(running: list[SeqState], by_id: dict[int, _Live], bs: int) -> tuple[list[int], list[_Live]] | None:
@@ -386,19 +387,26 @@ def simulate(
                 t_event = min(next_arrival_s, gap_heap[0][0] if gap_heap else math.inf)
                 nows: list[float] = []
                 sched_s = ca + cb * 0 + cc * n_run  # the slow path's expression, with nothing waiting
-                if decode_lat is not None:
+                m = len(new_blocks)
+                if decode_lat is not None and m >= _VECTOR_MIN:
+                    # How many steps fit before the next event (generously: noise may make steps shorter)?
+                    # Short windows (frequent arrivals) are cheaper in the scalar loop than in numpy.
+                    step0 = sched_s + 0.5 * from_stats(float(n_run), float(s_c), float(s_c), float(n_run), n_run, 0)
+                    fit = (min(t_event, horizon) - now) / step0 if step0 > 0 else math.inf
+                    if fit + 2 < m:
+                        m = int(fit) + 2
+                if decode_lat is not None and m >= _VECTOR_MIN:
                     # Vectorised: the model prices the whole window at once (elementwise, the same float
                     # operations as `latency_from_stats`), the clock is a sequential cumulative sum, and the
                     # window stops where the scalar loop below would break. Never straddles two noise chunks.
                     if ti == NOISE_CHUNK:
                         tbuf, ti = truth.refill(), 0
-                    m = len(new_blocks)
                     if m > NOISE_CHUNK - ti:
                         m = NOISE_CHUNK - ti
                     preds = decode_lat(n_run, s_c, m)
                     trues = preds * truth.arr[ti:ti + m]
                     clock = np.cumsum(np.concatenate(((now,), sched_s + trues)))[1:]
-                    cum = np.cumsum(new_blocks[:m])
+                    cum = np.array(new_blocks[:m]).cumsum()
                     steps = int(np.searchsorted(cum, free_blocks, side="right"))  # first step KV cannot cover
                     late = (clock[:m - 1] >= t_event) | (clock[:m - 1] > horizon)
                     if late.any():
@@ -416,15 +424,13 @@ def simulate(
                         log.latency_s.extend(trues[:steps].tolist())
                         log.kv_used_blocks.extend((cum[:steps] + (total_blocks - free_blocks - used)).tolist())
                 else:
+                    free0 = free_blocks
                     for j, need in enumerate(new_blocks):
                         if j and (now >= t_event or now > horizon):
                             break  # an arrival or tool-gap input is due (or the horizon passed): back to the loop
                         if need > free_blocks:
                             break  # the policy would preempt: let it
-                        if need:
-                            free_blocks -= need
-                            if caching:
-                                take(need)
+                        free_blocks -= need
                         latency = from_stats(float(n_run), float(s_c), float(s_c), float(n_run), n_run, 0)
                         if ti == NOISE_CHUNK:
                             tbuf, ti = truth.refill(), 0
@@ -436,6 +442,8 @@ def simulate(
                         log_latency(true_s)
                         log_kv(total_blocks - free_blocks)
                         s_c += n_run
+                    if caching and free0 != free_blocks:
+                        take(free0 - free_blocks)  # one take of the window's blocks = one per step, in order
                 steps = len(nows)
                 if steps:
                     log.time_s.extend(nows)

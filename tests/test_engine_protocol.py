@@ -11,7 +11,14 @@ from typing import ClassVar
 
 import pytest
 
-from slobench.cluster.run import build_latency_model, build_workload, engine_session, run_once, validate_config
+from slobench.cluster.run import (
+    ENGINES,
+    build_latency_model,
+    build_workload,
+    engine_session,
+    run_once,
+    validate_config,
+)
 from slobench.engines.base import EngineJob, EngineResult, OpenLoopLoad, ReplicaSet
 from slobench.engines.sim import SimEngine
 from slobench.errors import UserError
@@ -34,8 +41,11 @@ def test_sim_engine_is_what_run_once_runs() -> None:
     cfg = validate_config(workload="toolcalling", scheduler="slos-serve", rate_rps=3, num_requests=30, replicas=2)
     seen: list[StageRecord] = []
     progress: list[tuple[int, int]] = []
-    res = SimEngine().run(_job(cfg, on_record=seen.append, on_progress=lambda d, t: progress.append((d, t))))
-    assert res.records == seen and res.client is None and res.info == {}
+    engine = ENGINES["sim"](cfg)  # the simulator with the run's ground-truth settings (noise, schedule cost)
+    assert isinstance(engine, SimEngine)
+    res = engine.run(_job(cfg, on_record=seen.append, on_progress=lambda d, t: progress.append((d, t))))
+    assert res.records == seen and res.client is None
+    assert res.info["deterministic"] is True and res.info["simulator"]["truth_noise_cv"] == cfg.truth_noise_cv
     assert progress[-1] == (30, 30) and set(res.iterations["replica"]) == {0, 1}
     assert res.scheduler_stats["calls"] >= len(res.iterations)  # merged over both replicas' policies
     run = run_once(cfg)

@@ -45,6 +45,15 @@ JobsOpt = Annotated[int | None, typer.Option(
     "--jobs", "-j", min=1, help="Simulator searches run in this many processes (default: one per CPU core); "
     "results are the same as with -j 1.")]
 GridOpt = Annotated[Path | None, typer.Option("--grid", help="Sweep YAML (workload, schedulers, rates?, grid: {...}).")]
+# The simulator's ground truth (docs/simulator.md); range errors are one line from `validate_config`.
+TruthBiasOpt = Annotated[float, typer.Option(
+    "--truth-bias", help="Simulator: true iteration time = predicted × (1 + bias) × noise; > -1 (default 0).")]
+TruthNoiseOpt = Annotated[float, typer.Option(
+    "--truth-noise", help="Simulator: per-iteration latency noise, coefficient of variation of a mean-1 lognormal "
+    "(default 0.05, provisional; 0 = the planning model exactly).")]
+ScheduleCostOpt = Annotated[str, typer.Option(
+    "--schedule-cost", help="Simulator: schedule() time charged per iteration: model (fitted per policy, "
+    "deterministic) | wall (measured, not reproducible) | off.")]
 
 
 def engine_options(pairs: list[str] | None, config: Path | None) -> dict[str, Any]:

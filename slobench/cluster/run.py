@@ -63,6 +63,13 @@ class RunConfig(BaseModel):
     url: str | None = Field(default=None, description="--engine openai: the server's base URL")
     engine_options: dict[str, Any] = Field(
         default_factory=dict, description="real engines: vLLM server + client options (slobench.engines.options)")
+    # Simulator ground truth (docs/simulator.md): iteration time = predicted × (1 + truth_bias) × lognormal noise
+    # (mean 1, CV truth_noise_cv), plus the policy's schedule() cost ("model": fitted per policy; "wall":
+    # measured, not reproducible; "off").
+    truth_bias: float = Field(default=0.0, description="simulator: ground truth's relative bias vs the planning model")
+    truth_noise_cv: float = Field(default=0.05, description="simulator: per-iteration latency noise (CV)")
+    schedule_cost: Literal["model", "wall", "off"] = Field(
+        default="model", description="simulator: how schedule() time is charged to simulated time")
 
     @model_validator(mode="before")
     @classmethod
@@ -128,6 +135,20 @@ class RunConfig(BaseModel):
             raise ValueError("must be ≥ 1")
         return v
 
+    @field_validator("truth_bias")
+    @classmethod
+    def _bias(cls, v: float) -> float:
+        if not (v > -1 and math.isfinite(v)):
+            raise ValueError("must be a finite number > -1 (the truth is predicted × (1 + bias))")
+        return v
+
+    @field_validator("truth_noise_cv")
+    @classmethod
+    def _noise(cls, v: float) -> float:
+        if not (0 <= v <= 2 and math.isfinite(v)):
+            raise ValueError("must be a coefficient of variation in [0, 2] (0.05 = 5% per-iteration noise)")
+        return v
+
     @field_validator("router")
     @classmethod
     def _router(cls, v: str) -> str:
@@ -167,6 +188,7 @@ _FLAGS = {
     "rate_rps": "--rate", "duration_s": "--duration", "policy.name": "--scheduler",
     "policy.options": "--scheduler-options", "policy.draft.alpha": "--spec-alpha",
     "policy.draft.max_draft": "--spec-max-draft", "engine_options": "--engine-arg",
+    "truth_noise_cv": "--truth-noise",
 }
 
 
@@ -198,9 +220,10 @@ def build_workload(cfg: RunConfig, perf: Any):  # noqa: ANN201
 
 # --- engines: --engine NAME → a factory that configures the engine from the run's settings --------------
 def _sim_engine(cfg: RunConfig) -> Engine:
-    from slobench.engines.sim import SimEngine
+    from slobench.engines.sim import SimConfig, SimEngine
 
-    return SimEngine()
+    return SimEngine(SimConfig(truth_bias=cfg.truth_bias, truth_noise_cv=cfg.truth_noise_cv,
+                               schedule_cost=cfg.schedule_cost))
 
 
 def _vllm_engine(cfg: RunConfig) -> Engine:

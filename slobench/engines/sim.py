@@ -21,6 +21,7 @@ from __future__ import annotations
 import heapq
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -30,6 +31,7 @@ import pandas as pd
 from slobench.engines.base import EngineJob, EngineResult, open_loop_workload
 from slobench.metrics.records import StageRecord, Status
 from slobench.perf.base import LatencyModel
+from slobench.perf.schedule_cost import NOISE_CHUNK, ScheduleCost, TruthFactors
 from slobench.schedulers.base import Admission, BatchPlan, Scheduler, SchedulerView, SeqState, SpecConfig
 from slobench.workloads.model import Request, Workload
 
@@ -55,12 +57,26 @@ class SimConfig:
     idle_tick_s: float = 0.005  # when a policy schedules nothing but holds work, re-ask after this
     seed: int = 0
     replica: int = 0
+    # Ground truth vs planning model (docs/simulator.md): an iteration takes predicted × (1 + truth_bias) × noise,
+    # noise lognormal with mean 1 and CV truth_noise_cv. The defaults here reproduce the planning model exactly
+    # (direct callers and tests); runs get RunConfig's defaults.
+    truth_bias: float = 0.0
+    truth_noise_cv: float = 0.0
+    # schedule() time charged to simulated time: "model" (schedule_cost_model's seconds), "wall" (measured,
+    # not reproducible) or "off".
+    schedule_cost: str = "off"
+    schedule_cost_model: ScheduleCost | None = None
+    # The engine's batch limits, shown to the policy in its view and enforced on its plans (None: unchecked).
+    max_num_batched_tokens: int | None = None
+    max_num_seqs: int | None = None
 
 
 @dataclass
 class IterationLog:
-    time_s: list[float] = field(default_factory=list)
-    latency_s: list[float] = field(default_factory=list)
+    time_s: list[float] = field(default_factory=list)  # end of the iteration
+    latency_s: list[float] = field(default_factory=list)  # the forward step's true duration
+    predicted_s: list[float] = field(default_factory=list)  # what the planning model predicted for it
+    schedule_s: list[float] = field(default_factory=list)  # schedule() time charged before the step
     num_seqs: list[int] = field(default_factory=list)
     prefill_tokens: list[int] = field(default_factory=list)
     decode_tokens: list[int] = field(default_factory=list)
@@ -83,10 +99,11 @@ class _Live:
     """Engine-private bookkeeping of a sequence next to its scheduler-visible `SeqState`.
 
     ``where`` says which engine queue holds the sequence (so the batch loop needs no per-iteration
-    set of waiting ids); ``out_target`` caches the current stage's output length (read every token).
+    set of waiting ids); ``out_target`` caches the current stage's output length (read every token);
+    ``seg`` is the prefix-cache segment holding its freed, still cached blocks (see `simulate`), or None.
     """
 
-    __slots__ = ("seq", "record", "done", "where", "out_target")
+    __slots__ = ("seq", "record", "done", "where", "out_target", "seg")
 
     def __init__(self, seq: SeqState, record: StageRecord) -> None:
         self.seq = seq
@@ -94,6 +111,7 @@ class _Live:
         self.done = False
         self.where = _ELSEWHERE
         self.out_target = seq.req.stages[seq.stage_idx].output_tokens
+        self.seg: list | None = None
 
 
 # _Live.where: the engine queue a sequence is in (a tool gap or finished = elsewhere).
@@ -110,6 +128,7 @@ def _remove_identity(items: list[SeqState], seq: SeqState) -> None:
 
 
 _STEADY_WINDOW = 64  # decode-only iterations planned at a time (KV growth is precomputed for them)
+_VECTOR_MIN = 40  # a steady window this long (up to the next event) is priced with numpy; shorter: scalar loop
 
 
 def _steady_window(running: list[SeqState], by_id: dict[int, _Live], bs: int) -> tuple[list[int], list[_Live]] | None:
@@ -203,6 +222,7 @@ def simulate(
     log_time, log_latency, log_seqs = log.time_s.append, log.latency_s.append, log.num_seqs.append
     log_prefill, log_decode = log.prefill_tokens.append, log.decode_tokens.append
     log_budget, log_kv = log.budget_s.append, log.kv_used_blocks.append
+    log_pred, log_sched = log.predicted_s.append, log.schedule_s.append
     now = 0.0
     horizon = (reqs[-1].arrival_s if reqs else 0.0) + cfg.drain_timeout_s
     finished_requests = 0
@@ -218,7 +238,81 @@ def simulate(
     note_steady: Callable[[int, float], None] | None = getattr(scheduler, "note_steady_calls", None)
     if from_stats is None or note_steady is None:
         steady = None
+    # Models that price a decode-only window in one call (`decode_latencies`) let the steady path run vectorised.
+    decode_lat: Callable[[int, int, int], np.ndarray] | None = getattr(perf, "decode_latencies", None)
     check_s = [0.0]
+    # Ground truth: predicted × factor, one factor per forward step, the same draws in the slow and steady paths.
+    truth = TruthFactors(cfg.seed, cfg.truth_bias, cfg.truth_noise_cv)
+    tbuf, ti = truth.buf, 0
+    # schedule() cost: ca + cb·len(waiting) + cc·len(running) seconds per call ("model"), measured ("wall": no
+    # steady-decode shortcut then, every iteration is a real call), or nothing ("off").
+    wall_cost = cfg.schedule_cost == "wall"
+    cost = cfg.schedule_cost_model if cfg.schedule_cost == "model" and cfg.schedule_cost_model else ScheduleCost()
+    ca, cb, cc = cost.a, cost.b, cost.c
+    if wall_cost:
+        steady = None
+    max_tokens, max_seqs = cfg.max_num_batched_tokens, cfg.max_num_seqs
+    # Prefix cache (vLLM's block pool): free blocks keep their content until allocation evicts them, least
+    # recently freed first. The free pool is `fresh` never-used blocks (allocated first) followed by `segs`, the
+    # freed blocks in eviction order, run-length encoded: [owner _Live or None, blocks left]. A sequence's freed
+    # blocks go in as one content-less segment (its partial/unneeded blocks, evicted first) then one owned
+    # segment of its full blocks, evicted from its last block down (vLLM frees a request's blocks in reverse).
+    # The owner's num_computed always equals its owned segment's blocks × block size: evicting a block lowers
+    # it (prefix hits must be contiguous); scheduling the owner claims the segment (the hits leave the pool).
+    # Invariant: fresh + Σ segment blocks == free_blocks. Every operation is O(segments touched).
+    caching = cfg.prefix_caching
+    fresh = total_blocks
+    segs: deque[list] = deque()
+
+    def take(m: int) -> None:
+        """Allocate ``m`` blocks from the free pool (free_blocks already lowered): fresh first, then evict."""
+        nonlocal fresh
+        if m <= fresh:
+            fresh -= m
+            return
+        m -= fresh
+        fresh = 0
+        while m:
+            seg = segs[0]
+            r = seg[1]
+            if r <= m:
+                segs.popleft()
+                m -= r
+                left = 0
+            else:
+                left = r - m
+                m = 0
+            seg[1] = left
+            owner = seg[0]
+            if owner is not None and left != r:
+                s = owner.seq
+                if s.num_computed > left * bs:
+                    s.num_computed = left * bs
+                if not left:
+                    owner.seg = None
+
+    def release(lv: _Live, seq: SeqState, keep: bool) -> int:
+        """Free ``seq``'s KV into the pool; with ``keep`` its full blocks stay cached for it. Returns the
+        tokens still cached (its new num_computed; 0 without prefix caching)."""
+        nonlocal free_blocks
+        k = seq.kv_blocks
+        free_blocks += k
+        seq.kv_blocks = 0
+        if not caching or not k:
+            return 0
+        full = seq.num_computed // bs if keep else 0
+        if full > k:
+            full = k
+        if k > full:
+            if segs and segs[-1][0] is None:
+                segs[-1][1] += k - full
+            else:
+                segs.append([None, k - full])
+        if full:
+            seg = [lv, full]
+            segs.append(seg)
+            lv.seg = seg
+        return full * bs
 
     def emit(rec: StageRecord) -> None:
         records.append(rec)
@@ -229,6 +323,9 @@ def simulate(
         nonlocal finished_requests
         live.done = True
         live.where = _ELSEWHERE
+        if live.seg is not None:  # its cached blocks stay in the pool, now nobody's
+            live.seg[0] = None
+            live.seg = None
         live.record.status = status if live.record.status is Status.UNFINISHED else live.record.status
         emit(live.record)
         req = live.seq.req
@@ -274,6 +371,7 @@ def simulate(
         view = SchedulerView(
             now_s=now, waiting=list(waiting), running=list(running),
             block_size=bs, total_kv_blocks=total_blocks, free_kv_blocks=free_blocks, perf=perf, spec=spec_cfg,
+            max_num_batched_tokens=max_tokens, max_num_seqs=max_seqs,
         )
         if steady is not None and not waiting and _timed(steady, view, check_s):
             t_check = check_s[0]
@@ -288,21 +386,68 @@ def simulate(
                     s_c += seq.num_computed
                 t_event = min(next_arrival_s, gap_heap[0][0] if gap_heap else math.inf)
                 nows: list[float] = []
-                for j, need in enumerate(new_blocks):
-                    if j and (now >= t_event or now > horizon):
-                        break  # an arrival or tool-gap input is due (or the horizon passed): back to the loop
-                    if need > free_blocks:
-                        break  # the policy would preempt: let it
-                    free_blocks -= need
-                    latency = from_stats(float(n_run), float(s_c), float(s_c), float(n_run), n_run, 0)
-                    now += latency
-                    nows.append(now)
-                    log_latency(latency)
-                    log_kv(total_blocks - free_blocks)
-                    s_c += n_run
+                sched_s = ca + cb * 0 + cc * n_run  # the slow path's expression, with nothing waiting
+                m = len(new_blocks)
+                if decode_lat is not None and m >= _VECTOR_MIN:
+                    # How many steps fit before the next event (generously: noise may make steps shorter)?
+                    # Short windows (frequent arrivals) are cheaper in the scalar loop than in numpy.
+                    step0 = sched_s + 0.5 * from_stats(float(n_run), float(s_c), float(s_c), float(n_run), n_run, 0)
+                    fit = (min(t_event, horizon) - now) / step0 if step0 > 0 else math.inf
+                    if fit + 2 < m:
+                        m = int(fit) + 2
+                if decode_lat is not None and m >= _VECTOR_MIN:
+                    # Vectorised: the model prices the whole window at once (elementwise, the same float
+                    # operations as `latency_from_stats`), the clock is a sequential cumulative sum, and the
+                    # window stops where the scalar loop below would break. Never straddles two noise chunks.
+                    if ti == NOISE_CHUNK:
+                        tbuf, ti = truth.refill(), 0
+                    if m > NOISE_CHUNK - ti:
+                        m = NOISE_CHUNK - ti
+                    preds = decode_lat(n_run, s_c, m)
+                    trues = preds * truth.arr[ti:ti + m]
+                    clock = np.cumsum(np.concatenate(((now,), sched_s + trues)))[1:]
+                    cum = np.array(new_blocks[:m]).cumsum()
+                    steps = int(np.searchsorted(cum, free_blocks, side="right"))  # first step KV cannot cover
+                    late = (clock[:m - 1] >= t_event) | (clock[:m - 1] > horizon)
+                    if late.any():
+                        steps = min(steps, int(late.argmax()) + 1)
+                    if steps:
+                        used = int(cum[steps - 1])
+                        if used:
+                            free_blocks -= used
+                            if caching:
+                                take(used)
+                        ti += steps
+                        nows = clock[:steps].tolist()
+                        now = nows[-1]
+                        log.predicted_s.extend(preds[:steps].tolist())
+                        log.latency_s.extend(trues[:steps].tolist())
+                        log.kv_used_blocks.extend((cum[:steps] + (total_blocks - free_blocks - used)).tolist())
+                else:
+                    free0 = free_blocks
+                    for j, need in enumerate(new_blocks):
+                        if j and (now >= t_event or now > horizon):
+                            break  # an arrival or tool-gap input is due (or the horizon passed): back to the loop
+                        if need > free_blocks:
+                            break  # the policy would preempt: let it
+                        free_blocks -= need
+                        latency = from_stats(float(n_run), float(s_c), float(s_c), float(n_run), n_run, 0)
+                        if ti == NOISE_CHUNK:
+                            tbuf, ti = truth.refill(), 0
+                        true_s = latency * tbuf[ti]
+                        ti += 1
+                        now += sched_s + true_s
+                        nows.append(now)
+                        log_pred(latency)
+                        log_latency(true_s)
+                        log_kv(total_blocks - free_blocks)
+                        s_c += n_run
+                    if caching and free0 != free_blocks:
+                        take(free0 - free_blocks)  # one take of the window's blocks = one per step, in order
                 steps = len(nows)
                 if steps:
                     log.time_s.extend(nows)
+                    log.schedule_s.extend([sched_s] * steps)
                     log.num_seqs.extend([n_run] * steps)
                     log.prefill_tokens.extend([0] * steps)
                     log.decode_tokens.extend([n_run] * steps)
@@ -319,22 +464,34 @@ def simulate(
                     iterations += steps
                     note_steady(steps, t_check)
                     continue
-        plan: BatchPlan = scheduler.schedule(view)
+        if wall_cost:
+            t_call = time.perf_counter()
+            plan: BatchPlan = scheduler.schedule(view)
+            sched_s = time.perf_counter() - t_call
+        else:
+            plan = scheduler.schedule(view)
+            sched_s = ca + cb * len(waiting) + cc * len(running)
 
         # 2. Apply preemptions and admission decisions.
         if plan.preempted:
-            pre = set(plan.preempted)
-            victims = [s for s in running if s.req.id in pre]
-            running = [s for s in running if s.req.id not in pre]
-            for s in victims:
-                lv = by_id[s.req.id]
-                free_blocks += s.kv_blocks
-                s.kv_blocks = 0
-                s.num_computed = 0
+            # vLLM V1 prepends each victim to waiting as it preempts it (`waiting.prepend_request`), so after
+            # preempting newest-first the oldest victim is at the head: the plan's order, reversed.
+            victims: list[SeqState] = []
+            for rid in plan.preempted:
+                lv = by_id.get(rid)
+                if lv is None or lv.where != _RUNNING:
+                    continue  # not running: nothing to preempt
+                s = lv.seq
+                victims.append(s)
+                s.num_computed = release(lv, s, True)  # its full blocks stay cached until evicted
                 s.num_preemptions += 1
                 lv.record.num_preemptions += 1
                 lv.where = _WAITING
-            waiting = victims[::-1] + waiting  # like vLLM: preempted go to the front
+            if victims:
+                gone = {id(s) for s in victims}
+                running = [s for s in running if id(s) not in gone]
+                victims.reverse()
+                waiting = victims + waiting
         if plan.admission:
             rejected: set[int] = set()
             for rid, decision in plan.admission.items():
@@ -347,15 +504,18 @@ def simulate(
                     rejected.add(rid)
             if rejected:
                 for s in [s for s in waiting + running if s.req.id in rejected]:
-                    free_blocks += s.kv_blocks
-                    s.kv_blocks = 0
-                    finish_request(by_id[s.req.id], Status.REJECTED)
+                    lv = by_id[s.req.id]
+                    release(lv, s, False)
+                    finish_request(lv, Status.REJECTED)
                 waiting = [s for s in waiting if s.req.id not in rejected]
                 running = [s for s in running if s.req.id not in rejected]
 
         scheduled = plan.num_scheduled
         if not scheduled:
+            busy_until = now + sched_s
             now = min(next_arrival_s, gap_heap[0][0] if gap_heap else math.inf, now + cfg.idle_tick_s)
+            if now < busy_until:
+                now = busy_until  # the policy's call itself took this long
             continue
 
         # 3. Allocate KV, build the batch, predict its latency.
@@ -368,6 +528,7 @@ def simulate(
         spec_tokens = plan.spec_tokens
         prefill_tok = decode_tok = 0
         max_k = 0
+        new_total = 0  # blocks to take from the pool after the loop (hits are claimed first, then evictions)
         for rid, n in scheduled.items():
             lv = by_id.get(rid)
             if lv is None:
@@ -385,6 +546,13 @@ def simulate(
             if need > 0:
                 free_blocks -= need
                 seq.kv_blocks += need
+                seg = lv.seg
+                if seg is not None:  # its cached blocks are hits: they leave the pool, only the rest is new
+                    new_total += need - seg[1]
+                    seg[1] = 0
+                    lv.seg = None
+                else:
+                    new_total += need
             q = n + k
             if from_stats is None:
                 q_list.append(q)
@@ -416,14 +584,30 @@ def simulate(
                 if lv.seq.admission is pending_adm:
                     lv.seq.admission = admitted
                     lv.record.admission = admitted
+        if new_total and caching:
+            take(new_total)
         if from_stats is None:
+            if max_tokens is not None:
+                s_q = sum(q_list)
             latency = perf.batch_latency_s(np.array(q_list, dtype=np.int64), np.array(ctx_list, dtype=np.int64), max_k)
         else:
             latency = from_stats(float(s_q), float(s_c), float(s_qc), float(s_qq), n_sched, max_k)
-        now += latency
+        if max_tokens is not None and s_q > max_tokens:
+            raise SchedulerContractError(
+                f"{scheduler.name}: plan of {s_q} tokens exceeds max_num_batched_tokens={max_tokens}")
+        if max_seqs is not None and len(running) > max_seqs:
+            raise SchedulerContractError(
+                f"{scheduler.name}: {len(running)} running sequences exceed max_num_seqs={max_seqs}")
+        if ti == NOISE_CHUNK:
+            tbuf, ti = truth.refill(), 0
+        true_s = latency * tbuf[ti]
+        ti += 1
+        now += sched_s + true_s
         iterations += 1
         log_time(now)
-        log_latency(latency)
+        log_pred(latency)
+        log_sched(sched_s)
+        log_latency(true_s)
         log_seqs(n_sched)
         log_prefill(prefill_tok)
         log_decode(decode_tok)
@@ -460,8 +644,7 @@ def simulate(
             req = seq.req
             nxt_idx = seq.stage_idx + 1
             if nxt_idx >= len(req.stages):
-                free_blocks += seq.kv_blocks
-                seq.kv_blocks = 0
+                release(lv, seq, False)  # its blocks stay in the pool (cached content nobody will ask for)
                 _remove_identity(running, seq)
                 finish_request(lv, Status.FINISHED)
                 continue
@@ -476,13 +659,12 @@ def simulate(
             if nxt_stage.is_continuation:
                 seq.stage_start_s = now
                 continue
-            # Tool gap: free the KV; the next round's input arrives after gap_s.
+            # Tool gap: free the KV; its full blocks stay cached (a hit when the next round's input arrives
+            # after gap_s, unless evicted meanwhile).
             _remove_identity(running, seq)
             lv.where = _ELSEWHERE
-            free_blocks += seq.kv_blocks
-            seq.kv_blocks = 0
+            seq.num_computed = release(lv, seq, True)
             seq.num_tokens += nxt_stage.prompt_tokens
-            seq.num_computed = (seq.num_computed // bs) * bs if cfg.prefix_caching else 0
             ready = now + nxt_stage.gap_s
             heapq.heappush(gap_heap, (ready, req.id, lv))
 
@@ -524,15 +706,23 @@ class SimEngine:
         iterations: list[pd.DataFrame] = []
         stats = None
         done = 0
+        base = self.config
+        if base.schedule_cost == "model" and base.schedule_cost_model is None:
+            from slobench.perf.schedule_cost import schedule_cost_for
+
+            base = replace(base, schedule_cost_model=schedule_cost_for(job.policy.name))
+        info: dict = {}
         for replica, part in enumerate(parts):
             policy = make_policy(job.policy, gpu_memory_bytes=gpu_mem, gpu_name=gpu_name)
+            limits = engine_limits(base, policy, gpu_mem, gpu_name)
 
             def progress(n: int, base: int = done) -> None:
                 if job.on_progress is not None:
                     job.on_progress(base + n, total)
 
-            cfg = replace(self.config, spec=spec, seed=job.seed + replica, replica=replica,
-                          drain_timeout_s=job.drain_timeout_s)
+            cfg = replace(base, spec=spec, seed=job.seed + replica, replica=replica,
+                          drain_timeout_s=job.drain_timeout_s, **limits)
+            info = simulator_info(cfg)
             sim = simulate(part, policy, job.perf, cfg, on_record=job.on_record, on_progress=progress)
             records.extend(sim.records)
             done += len(part.requests)
@@ -548,4 +738,38 @@ class SimEngine:
             records=records,
             iterations=pd.concat(iterations, ignore_index=True) if iterations else pd.DataFrame(),
             scheduler_stats=stats.as_dict() if stats is not None and hasattr(stats, "as_dict") else None,
+            info={"simulator": info, "deterministic": info.get("deterministic", True)},
         )
+
+
+def engine_limits(cfg: SimConfig, policy: object, gpu_memory_bytes: float | None, gpu_name: str) -> dict[str, int]:
+    """The simulated engine's ``max_num_batched_tokens`` / ``max_num_seqs``: the config's when set, else the
+    policy's own setting (V0 and Sarathi model engines configured with their caps), else vLLM V1's server
+    defaults for the GPU (8192 / 1024 on an H100-class GPU) — what a real ``--engine vllm`` run would have."""
+    from slobench.schedulers.vllm_v1 import vllm_defaults
+
+    defaults = vllm_defaults(gpu_memory_bytes, gpu_name)
+    out: dict[str, int] = {}
+    for key in ("max_num_batched_tokens", "max_num_seqs"):
+        given = getattr(cfg, key)
+        own = getattr(policy, key, None)
+        out[key] = given if given is not None else own if isinstance(own, int) and own > 0 else defaults[key]
+    return out
+
+
+def simulator_info(cfg: SimConfig) -> dict:
+    """What the run's summary.json records about the simulator's ground truth (``engine_info.simulator``)."""
+    cost = cfg.schedule_cost_model if cfg.schedule_cost == "model" else None
+    info = {
+        "truth_bias": cfg.truth_bias, "truth_noise_cv": cfg.truth_noise_cv, "schedule_cost": cfg.schedule_cost,
+        "schedule_cost_coefficients": cost.as_dict() if cost is not None else None,
+        "max_num_batched_tokens": cfg.max_num_batched_tokens, "max_num_seqs": cfg.max_num_seqs,
+        "prefix_caching": cfg.prefix_caching, "block_size": cfg.block_size,
+        "deterministic": cfg.schedule_cost != "wall",
+    }
+    if cost is not None:
+        from slobench.perf.schedule_cost import schedule_cost_table
+
+        table = schedule_cost_table()
+        info["schedule_cost_fit"] = {k: table.get(k) for k in ("machine", "date", "script")}
+    return info

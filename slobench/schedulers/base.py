@@ -98,6 +98,11 @@ class SchedulerView:
     free_kv_blocks: int
     perf: LatencyModel
     spec: SpecConfig | None = None
+    # The engine's batch limits (vLLM's ``max_num_batched_tokens`` / ``max_num_seqs``): a plan must keep its
+    # tokens (drafts included) and its running sequences within them. None: the engine did not say (a policy
+    # then uses its own settings).
+    max_num_batched_tokens: int | None = None
+    max_num_seqs: int | None = None
 
 
 @dataclass(slots=True)

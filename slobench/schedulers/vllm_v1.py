@@ -45,8 +45,15 @@ class VLLMScheduler(TimedSchedule):
     stats: SchedulerStats = field(default_factory=SchedulerStats, repr=False, compare=False)
 
     def token_budget(self, view: SchedulerView) -> int:
-        """Tokens this iteration may process; vLLM's is the fixed ``max_num_batched_tokens``."""
-        return self.max_num_batched_tokens
+        """Tokens this iteration may process; vLLM's is the fixed ``max_num_batched_tokens`` (the engine's, from
+        the view, when it gives one)."""
+        cap = view.max_num_batched_tokens
+        return self.max_num_batched_tokens if cap is None else cap
+
+    def _max_seqs(self, view: SchedulerView) -> int:
+        """The engine's ``max_num_seqs`` from the view when it gives one, else this policy's."""
+        cap = view.max_num_seqs
+        return self.max_num_seqs if cap is None else cap
 
     def steady_decode(self, view: SchedulerView) -> bool:
         """`slobench.schedulers.base.SteadyDecode`: nothing waits, no drafts, every running sequence decodes
@@ -54,7 +61,7 @@ class VLLMScheduler(TimedSchedule):
         cls = type(self)
         if cls._schedule is not VLLMScheduler._schedule or cls.token_budget is not VLLMScheduler.token_budget:
             return False  # a subclass plans differently
-        return len(view.running) <= self.max_num_batched_tokens and self._decodes_only(view)
+        return len(view.running) <= self.token_budget(view) and self._decodes_only(view)
 
     def _decodes_only(self, view: SchedulerView) -> bool:
         """Nothing waits, this policy adds no drafts, and every running sequence is decoding."""
@@ -120,7 +127,7 @@ class VLLMScheduler(TimedSchedule):
 
         if not preempted:
             num_running = len(running)
-            max_num_seqs = self.max_num_seqs
+            max_num_seqs = self._max_seqs(view)
             for seq in view.waiting:
                 if budget <= 0 or num_running >= max_num_seqs:
                     break

@@ -1,0 +1,106 @@
+"""What a policy's ``schedule()`` call costs in simulated time, and the simulator's ground-truth latency.
+
+vLLM's default engine loop runs the scheduler synchronously before every forward step, so a policy's
+planning time delays every token of the iteration. The simulator charges it (``--schedule-cost``):
+
+* ``model`` (default, deterministic): ``cost_s = a + b·len(waiting) + c·len(running)``, coefficients fitted
+  per policy by ``scripts/fit_schedule_cost.py`` to measured ``schedule()`` wall times and stored in
+  ``perf/data/schedule_cost.json`` (with the machine, the date and R²). A policy the file does not know
+  (a user's ``package.module:Class``) gets the file's ``default`` entry — the element-wise maximum of the
+  fitted policies' coefficients, i.e. "at least as slow as the slowest shipped policy" — and the run
+  records that it did.
+* ``wall``: the measured ``perf_counter`` time of each call (honest on this machine, not reproducible:
+  the run records ``deterministic: false``).
+* ``off``: zero, the simulator of earlier versions.
+
+The ground truth (`truth_factors`) is the planning model's prediction times ``(1 + bias)`` times a
+lognormal noise of mean 1 and coefficient of variation ``cv``, drawn per iteration from its own seeded
+generator in chunks (one numpy call per 4096 iterations, so the draw costs the loop nothing measurable).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SCHEDULE_COST_FILE = Path(__file__).resolve().parent / "data" / "schedule_cost.json"
+SCHEDULE_COST_MODES = ("model", "wall", "off")
+NOISE_CHUNK = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleCost:
+    """``seconds(w, r) = a + b·w + c·r`` for ``w`` waiting and ``r`` running sequences; ``source`` says which
+    entry of the coefficients file it came from (recorded in the run's summary)."""
+
+    a: float = 0.0
+    b: float = 0.0
+    c: float = 0.0
+    source: str = "off"
+
+    def seconds(self, n_waiting: int, n_running: int) -> float:
+        return self.a + self.b * n_waiting + self.c * n_running
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"a_s": self.a, "b_s_per_waiting": self.b, "c_s_per_running": self.c, "source": self.source}
+
+
+@lru_cache(maxsize=1)
+def _load(path: str) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())
+
+
+def schedule_cost_table(path: Path | None = None) -> dict[str, Any]:
+    """The fitted coefficients file (policies, default, machine, date, R²)."""
+    return _load(str(path or SCHEDULE_COST_FILE))
+
+
+def schedule_cost_for(policy_name: str, path: Path | None = None) -> ScheduleCost:
+    """The fitted cost model of a registry policy; anything else gets the file's documented ``default``."""
+    table = schedule_cost_table(path)
+    key = policy_name.strip().lower().replace("_", "-")
+    entry = table["policies"].get(key)
+    source = f"fitted:{key}"
+    if entry is None:
+        entry, source = table["default"], "default (max of fitted policies; policy not in the file)"
+    return ScheduleCost(a=float(entry["a"]), b=float(entry["b"]), c=float(entry["c"]), source=source)
+
+
+def lognormal_params(cv: float) -> tuple[float, float]:
+    """(μ, σ) of the lognormal with mean 1 and coefficient of variation ``cv``: σ² = ln(1 + cv²), μ = −σ²/2."""
+    s2 = math.log1p(cv * cv)
+    return -0.5 * s2, math.sqrt(s2)
+
+
+class TruthFactors:
+    """Per-iteration factors ``(1 + bias) × noise``: truth = predicted × next factor.
+
+    One generator of its own (seeded from the run's seed, separate from speculative acceptance), drawn in
+    chunks of `NOISE_CHUNK`; with ``cv == 0`` no generator is made and every factor is exactly ``1 + bias``.
+    """
+
+    __slots__ = ("buf", "arr", "i", "_rng", "_mu", "_sigma", "_scale")
+
+    def __init__(self, seed: int, bias: float, cv: float) -> None:
+        self._scale = 1.0 + bias
+        self._mu, self._sigma = lognormal_params(cv)
+        self._rng = np.random.default_rng([seed, 0x7472757468]) if cv > 0 else None  # "truth"
+        self.buf: list[float] = []
+        self.i = 0
+        self.refill()
+
+    def refill(self) -> list[float]:
+        """A fresh chunk (the loop indexes ``buf`` itself and calls this when it runs out)."""
+        if self._rng is None:
+            self.arr = np.full(NOISE_CHUNK, self._scale)
+        else:
+            self.arr = self._scale * self._rng.lognormal(self._mu, self._sigma, NOISE_CHUNK)
+        self.buf = self.arr.tolist()  # the scalar loop indexes a list (faster than numpy scalars)
+        self.i = 0
+        return self.buf

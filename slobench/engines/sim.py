@@ -18,12 +18,14 @@ over the replicas (`slobench.schedulers.routers`), builds one policy per replica
 
 from __future__ import annotations
 
+import gc
 import heapq
 import math
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from itertools import accumulate
 
 import numpy as np
 import pandas as pd
@@ -194,6 +196,31 @@ def simulate(
     on_record: Callable[[StageRecord], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> SimResult:
+    """`_simulate` with the cyclic garbage collector paused.
+
+    The loop allocates many short-lived lists (views, plans, log slices) while the heap of records and token
+    timestamps grows, so the collector runs often and each older-generation pass walks that whole heap:
+    measured ≈ 15% of a chatbot run. The simulator creates no reference cycles that need collecting during
+    a run; the collector is restored (and catches up) when it returns or raises.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _simulate(workload, scheduler, perf, config, on_record=on_record, on_progress=on_progress)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _simulate(
+    workload: Workload,
+    scheduler: Scheduler,
+    perf: LatencyModel,
+    config: SimConfig | None = None,
+    *,
+    on_record: Callable[[StageRecord], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> SimResult:
     """Run ``workload`` through ``scheduler`` on a replica whose iterations take ``perf``'s time.
 
     ``on_record`` is called with every stage record as soon as it is final (streamed to disk by
@@ -228,7 +255,10 @@ def simulate(
     by_id: dict[int, _Live] = {}
     records: list[StageRecord] = []
     log = IterationLog()
-    log_time, log_latency, log_seqs = log.time_s.append, log.latency_s.append, log.num_seqs.append
+    # latency_s is filled at the end as predicted_s × factor (the same products the loop advanced the clock by),
+    # so the steady loop logs per step only what it must; factors are logged a window at a time.
+    factors: list[float] = []
+    log_time, log_factor, log_seqs = log.time_s.append, factors.append, log.num_seqs.append
     log_prefill, log_decode = log.prefill_tokens.append, log.decode_tokens.append
     log_budget, log_kv = log.budget_s.append, log.kv_used_blocks.append
     log_pred, log_sched = log.predicted_s.append, log.schedule_s.append
@@ -411,9 +441,11 @@ def simulate(
                     now += sched_s + true_s
                     nows.append(now)
                     log_pred(latency)
-                    log_latency(true_s)
-                    log_kv(total_blocks - free_blocks)
                     s_c += n_run
+                if j:
+                    factors.extend(tbuf[ti:ti + j])
+                    kv0 = total_blocks - free0
+                    log.kv_used_blocks.extend([kv0 + x for x in accumulate(new_blocks[:j])])
                 ti += j
                 if caching and free0 != free_blocks:
                     take(free0 - free_blocks)  # one take of the window's blocks = one per step, in order
@@ -575,14 +607,14 @@ def simulate(
                 f"{scheduler.name}: {len(running)} running sequences exceed max_num_seqs={max_seqs}")
         if ti == tlen:
             tbuf, ti, tlen = truth.refill(), 0, NOISE_CHUNK
-        true_s = latency * tbuf[ti]
+        factor = tbuf[ti]
         ti += 1
-        now += sched_s + true_s
+        now += sched_s + latency * factor
         iterations += 1
         log_time(now)
         log_pred(latency)
         log_sched(sched_s)
-        log_latency(true_s)
+        log_factor(factor)
         log_seqs(n_sched)
         log_prefill(prefill_tok)
         log_decode(decode_tok)
@@ -653,6 +685,7 @@ def simulate(
         r = reqs[next_arrival]
         finish_request(_Live(SeqState(req=r), _stage_record(r, 0, r.arrival_s, cfg.replica)), Status.UNFINISHED)
         next_arrival += 1
+    log.latency_s = (np.array(log.predicted_s) * np.array(factors)).tolist()  # the products the clock used
     return SimResult(records=records, iterations=log, end_time_s=now, num_iterations=iterations)
 
 

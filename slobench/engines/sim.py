@@ -428,24 +428,26 @@ def _simulate(
                 if ti + len(new_blocks) > tlen:  # the window may cross into the next chunk: join them
                     tbuf = tbuf[ti:] + truth.refill()
                     ti, tlen = 0, len(tbuf)
-                j = 0
-                for need in new_blocks:
-                    if j and (now >= t_event or now > horizon):
+                first = True
+                for need, factor in zip(new_blocks, tbuf[ti:ti + len(new_blocks)], strict=True):
+                    if first:
+                        first = False
+                    elif now >= t_event or now > horizon:
                         break  # an arrival or tool-gap input is due (or the horizon passed): back to the loop
                     if need > free_blocks:
                         break  # the policy would preempt: let it
                     free_blocks -= need
                     latency = from_stats(f_n, float(s_c), float(s_c), f_n, n_run, 0)
-                    true_s = latency * tbuf[ti + j]
-                    j += 1
-                    now += sched_s + true_s
+                    now += sched_s + latency * factor
                     nows.append(now)
                     log_pred(latency)
                     s_c += n_run
+                j = len(nows)
                 if j:
                     factors.extend(tbuf[ti:ti + j])
-                    kv0 = total_blocks - free0
-                    log.kv_used_blocks.extend([kv0 + x for x in accumulate(new_blocks[:j])])
+                    kv_used = accumulate(new_blocks[:j], initial=total_blocks - free0)
+                    next(kv_used)  # the KV in use before the window
+                    log.kv_used_blocks.extend(kv_used)
                 ti += j
                 if caching and free0 != free_blocks:
                     take(free0 - free_blocks)  # one take of the window's blocks = one per step, in order

@@ -428,31 +428,27 @@ def _simulate(
                 if ti + len(new_blocks) > tlen:  # the window may cross into the next chunk: join them
                     tbuf = tbuf[ti:] + truth.refill()
                     ti, tlen = 0, len(tbuf)
-                first = True
-                for need, factor in zip(new_blocks, tbuf[ti:ti + len(new_blocks)], strict=True):
-                    if first:
-                        first = False
-                    elif now >= t_event or now > horizon:
+                fac = tbuf[ti:ti + len(new_blocks)]  # this window's noise factors, one per step
+                for j, need in enumerate(new_blocks):
+                    if j and (now >= t_event or now > horizon):
                         break  # an arrival or tool-gap input is due (or the horizon passed): back to the loop
                     if need > free_blocks:
                         break  # the policy would preempt: let it
                     free_blocks -= need
                     latency = from_stats(f_n, float(s_c), float(s_c), f_n, n_run, 0)
-                    now += sched_s + latency * factor
+                    now += sched_s + latency * fac[j]
                     nows.append(now)
                     log_pred(latency)
                     s_c += n_run
-                j = len(nows)
-                if j:
-                    factors.extend(tbuf[ti:ti + j])
-                    kv_used = accumulate(new_blocks[:j], initial=total_blocks - free0)
-                    next(kv_used)  # the KV in use before the window
-                    log.kv_used_blocks.extend(kv_used)
-                ti += j
-                if caching and free0 != free_blocks:
-                    take(free0 - free_blocks)  # one take of the window's blocks = one per step, in order
                 steps = len(nows)
                 if steps:
+                    ti += steps
+                    if caching and free0 != free_blocks:
+                        take(free0 - free_blocks)  # one take of the window's blocks = one per step, in order
+                    factors.extend(fac[:steps])
+                    kv_used = accumulate(new_blocks[:steps], initial=total_blocks - free0)
+                    next(kv_used)  # the KV in use before the window
+                    log.kv_used_blocks.extend(kv_used)
                     log.time_s.extend(nows)
                     log.schedule_s.extend([sched_s] * steps)
                     log.num_seqs.extend([n_run] * steps)

@@ -200,7 +200,7 @@ def simulate(
 
     The loop allocates many short-lived lists (views, plans, log slices) while the heap of records and token
     timestamps grows, so the collector runs often and each older-generation pass walks that whole heap:
-    measured ≈ 15% of a chatbot run. The simulator creates no reference cycles that need collecting during
+    measured 10–20% of a chatbot run. The simulator creates no reference cycles that need collecting during
     a run; the collector is restored (and catches up) when it returns or raises.
     """
     was_enabled = gc.isenabled()

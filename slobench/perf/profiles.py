@@ -60,10 +60,6 @@ class PiecewiseLinearModel:
         """O(1) latency from batch sums; only Σq and the speculation depth matter here."""
         return self.time_s(s_q, spec_steps) if s_q > 0 else 0.0
 
-    def decode_latencies(self, n: int, s_c: int, steps: int) -> np.ndarray:
-        """``latency_from_stats`` of ``steps`` decode-only iterations of ``n`` sequences (context is ignored)."""
-        return np.full(steps, self.time_s(float(n), 0) if n > 0 else 0.0)
-
     def time_s(self, n_tokens: float, spec_steps: int = 0) -> float:
         """T(n_tokens, s) straight from the pieces."""
         return max(k1 * n_tokens + k2 * spec_steps + b for k1, k2, b in self.pieces)

@@ -200,18 +200,6 @@ class RooflineModel:
             t += spec_steps * self.draft_step_s(n, s_c)
         return t
 
-    def decode_latencies(self, n: int, s_c: int, steps: int) -> np.ndarray:
-        """``latency_from_stats(n, c, c, n, n)`` for c = s_c, s_c + n, …, ``steps`` values: a window of decode-only
-        iterations of ``n`` sequences (one token each), priced at once by the simulator's steady-decode path.
-        Elementwise the same float operations in the same order as the scalar method, so bit-identical."""
-        s_q = float(n)
-        ctx = np.arange(steps, dtype=np.float64) * s_q + float(s_c)  # exact integers, as float(s_c) is
-        n_logits = min(s_q, n)
-        k_c = self._c_q * s_q + self._c_logit * n_logits
-        t_c = k_c + self._c_attn * (ctx + 0.5 * (s_q + s_q))
-        t_m = self._m_w + self._m_kv * (ctx + s_q)
-        return np.maximum(t_c, t_m) + self._ar_q * s_q + self._ar_0 + self.t0_s
-
     def draft_step_s(self, n_seqs: int, ctx_sum: float) -> float:
         """One draft-model step over ``n_seqs`` sequences (one token each) holding ``ctx_sum`` tokens."""
         if self._draft is not None:

@@ -29,6 +29,7 @@ from slobench.errors import InputWarning, UserError
 from slobench.metrics.attainment import summarize
 from slobench.metrics.records import StageRecord, records_frame
 from slobench.report.summary import RunSummary
+from slobench.schedulers.lengths import information
 from slobench.schedulers.spec import PolicySpec
 
 if TYPE_CHECKING:
@@ -167,6 +168,7 @@ _FLAGS = {
     "rate_rps": "--rate", "duration_s": "--duration", "policy.name": "--scheduler",
     "policy.options": "--scheduler-options", "policy.draft.alpha": "--spec-alpha",
     "policy.draft.max_draft": "--spec-max-draft", "engine_options": "--engine-arg",
+    "policy.oracle_lengths": "--oracle-lengths",
 }
 
 
@@ -304,6 +306,7 @@ def run_once(
         offered_rate_rps=(len(workload.requests) - 1) / span if span else math.nan,
         wall_s=time.perf_counter() - t_start, hardware=cfg.hardware, model=cfg.model, replicas=cfg.replicas,
         engine_info=result.info, scheduler_stats=result.scheduler_stats, **evidence,
+        information=information(cfg.policy.oracle_lengths),  # what the policy knew (schedulers.lengths)
     )
     iters = result.iterations
     if run_dir is not None:

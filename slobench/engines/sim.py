@@ -55,6 +55,7 @@ class SimConfig:
     idle_tick_s: float = 0.005  # when a policy schedules nothing but holds work, re-ask after this
     seed: int = 0
     replica: int = 0
+    oracle_lengths: bool = False  # the policy sees true output lengths (else public requests + a predictor)
 
 
 @dataclass
@@ -84,16 +85,18 @@ class _Live:
 
     ``where`` says which engine queue holds the sequence (so the batch loop needs no per-iteration
     set of waiting ids); ``out_target`` caches the current stage's output length (read every token).
+    ``req`` is the true request; ``seq.req`` is what the policy sees (`schedulers.lengths`).
     """
 
-    __slots__ = ("seq", "record", "done", "where", "out_target")
+    __slots__ = ("seq", "record", "done", "where", "out_target", "req")
 
-    def __init__(self, seq: SeqState, record: StageRecord) -> None:
+    def __init__(self, seq: SeqState, record: StageRecord, req: Request | None = None) -> None:
         self.seq = seq
         self.record = record
         self.done = False
         self.where = _ELSEWHERE
-        self.out_target = seq.req.stages[seq.stage_idx].output_tokens
+        self.req = req if req is not None else seq.req
+        self.out_target = self.req.stages[seq.stage_idx].output_tokens
 
 
 # _Live.where: the engine queue a sequence is in (a tool gap or finished = elsewhere).
@@ -191,6 +194,11 @@ def simulate(
             raise SchedulerContractError(
                 f"request {r.id} needs {r.max_context_tokens} tokens of KV but the replica holds {kv_tokens}"
             )
+    # --- output-length information (issue 10): the policy sees public requests and a predictor -------
+    from slobench.schedulers.lengths import make_length_info
+
+    lengths = make_length_info(cfg.oracle_lengths, workload.spec, kv_tokens)
+    # ---
     n_reqs = len(reqs)
     next_arrival = 0
     next_arrival_s = reqs[0].arrival_s if reqs else math.inf
@@ -231,7 +239,7 @@ def simulate(
         live.where = _ELSEWHERE
         live.record.status = status if live.record.status is Status.UNFINISHED else live.record.status
         emit(live.record)
-        req = live.seq.req
+        req = live.req  # the true request: unreached stages' records carry true lengths
         for j in range(live.seq.stage_idx + 1, len(req.stages)):  # stages never reached
             rec = _stage_record(req, j, float("nan"), cfg.replica)
             rec.admission = live.record.admission
@@ -247,8 +255,9 @@ def simulate(
         if next_arrival_s <= now:
             while next_arrival < n_reqs and reqs[next_arrival].arrival_s <= now:
                 r = reqs[next_arrival]
-                seq = SeqState(req=r, stage_idx=0, stage_start_s=r.arrival_s, num_tokens=r.stages[0].prompt_tokens)
-                live = _Live(seq, _stage_record(r, 0, r.arrival_s, cfg.replica))
+                seq = SeqState(req=lengths.public(r), stage_idx=0, stage_start_s=r.arrival_s,
+                               num_tokens=r.stages[0].prompt_tokens)
+                live = _Live(seq, _stage_record(r, 0, r.arrival_s, cfg.replica), r)
                 live.where = _WAITING
                 waiting.append(seq)
                 by_id[r.id] = live
@@ -274,6 +283,7 @@ def simulate(
         view = SchedulerView(
             now_s=now, waiting=list(waiting), running=list(running),
             block_size=bs, total_kv_blocks=total_blocks, free_kv_blocks=free_blocks, perf=perf, spec=spec_cfg,
+            lengths=lengths,
         )
         if steady is not None and not waiting and _timed(steady, view, check_s):
             t_check = check_s[0]
@@ -457,7 +467,8 @@ def simulate(
         for lv in ended:
             seq = lv.seq
             lv.record.status = Status.FINISHED
-            req = seq.req
+            req = lv.req  # the true request; the policy's copy (seq.req) may carry bounds only
+            lengths.observe(req.app, req.tier, req.stages[seq.stage_idx].name, seq.stage_out)
             nxt_idx = seq.stage_idx + 1
             if nxt_idx >= len(req.stages):
                 free_blocks += seq.kv_blocks
@@ -532,7 +543,7 @@ class SimEngine:
                     job.on_progress(base + n, total)
 
             cfg = replace(self.config, spec=spec, seed=job.seed + replica, replica=replica,
-                          drain_timeout_s=job.drain_timeout_s)
+                          drain_timeout_s=job.drain_timeout_s, oracle_lengths=job.policy.oracle_lengths)
             sim = simulate(part, policy, job.perf, cfg, on_record=job.on_record, on_progress=progress)
             records.extend(sim.records)
             done += len(part.requests)

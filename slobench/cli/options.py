@@ -41,6 +41,9 @@ RefineOpt = Annotated[bool | None, typer.Option(
     help="Extra probes (≈ +50%) tightening the capacity's interval to grid neighbours. Default: on; off with --quick.")]
 ResumeOpt = Annotated[Path | None, typer.Option(
     "--resume", help="Continue an interrupted run in this results folder with its saved settings.")]
+OracleLengthsOpt = Annotated[bool, typer.Option(
+    "--oracle-lengths", help="Policies know every request's true output lengths (the SLOs-Serve paper's assumption). "
+    "Default: they see the max_tokens bound and an online length predictor, as a real server would.")]
 GridOpt = Annotated[Path | None, typer.Option("--grid", help="Sweep YAML (workload, schedulers, rates?, grid: {...}).")]
 
 

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from slobench.cli import app
-from slobench.cli.options import engine_options
+from slobench.cli.options import OracleLengthsOpt, engine_options
 from slobench.cluster.run import RunConfig, run_once, validate_config
 from slobench.errors import UserError
 from slobench.report.summary import RunSummary
@@ -84,6 +84,7 @@ def run_cmd(
         "--engine-arg", help="Real-engine option KEY=VALUE (repeatable), e.g. max_num_seqs=64; "
         "see docs/real-engines.md.")] = None,
     engine_config: Annotated[Path | None, typer.Option(help="YAML file of real-engine options.")] = None,
+    oracle_lengths: OracleLengthsOpt = False,
 ) -> None:
     """Run one workload through one scheduler and report SLO attainment.
 
@@ -93,7 +94,7 @@ def run_cmd(
         workload=workload, scheduler=scheduler, rate_rps=rate, duration_s=duration, num_requests=num_requests,
         seed=seed, hardware=hardware, model=model, tp=tp, profile=profile, replicas=replicas, router=router,
         spec_alpha=spec_alpha, scheduler_options=_json_options(scheduler_options), engine=engine, url=url,
-        engine_options=engine_options(engine_arg, engine_config),
+        engine_options=engine_options(engine_arg, engine_config), oracle_lengths=oracle_lengths,
     )
     _check_inputs(cfg)
     result = run_with_progress(cfg, out, name=f"run-{Path(workload).stem}-{scheduler}")

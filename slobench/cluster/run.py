@@ -74,41 +74,10 @@ class RunConfig(BaseModel):
         if not isinstance(data, dict):
             return data
         data = dict(data)
-        flat = {k: data.pop(k) for k in LEGACY_POLICY_KEYS if k in data}
-        from_engine = _pop_policy_engine_options(data)
-        if not flat and not from_engine:
-            return data
-        if "policy" in data:
-            if flat:
-                raise UserError(f"give the policy once: as policy or as {', '.join(sorted(flat))}, not both")
-            given = data["policy"]
-            policy = dict(given.model_dump() if isinstance(given, PolicySpec) else
-                          {"name": given} if isinstance(given, str) else given or {})
-        else:
-            policy = {"name": flat.get("scheduler", "vllm")}
-            if flat.get("scheduler_options"):
-                policy["options"] = flat["scheduler_options"]
-            if flat.get("spec_alpha") is not None:
-                policy["draft"] = {"alpha": flat["spec_alpha"]} | (
-                    {"max_draft": flat["spec_max_draft"]} if flat.get("spec_max_draft") is not None else {})
-        opts = from_engine.get("scheduler_options")
-        if opts:
-            if policy.get("options") and policy["options"] != opts:
-                raise UserError(f"--engine-arg scheduler_options: the policy's options are given twice, differently "
-                                f"({json.dumps(opts, default=str)} here, {json.dumps(policy['options'], default=str)} "
-                                "as the run's policy options); give them once")
-            policy["options"] = opts
-        alpha = from_engine.get("spec_alpha")
-        if alpha is not None:
-            draft = policy.get("draft")
-            have = getattr(draft, "alpha", None) if not isinstance(draft, dict) else draft.get("alpha")
-            if have is not None and have != alpha:
-                raise UserError(f"--engine-arg spec_alpha={alpha}: the draft acceptance rate is given twice, "
-                                f"differently (--spec-alpha {have}); give it once")
-            if have is None:
-                policy["draft"] = {"alpha": alpha}
-        data["policy"] = policy
-        return data
+        if "oracle_lengths" in data:  # flat key of the commands (--oracle-lengths) → policy.oracle_lengths
+            oracle = data.pop("oracle_lengths")
+            return _fold_oracle(_fold_flat_policy(data), oracle)
+        return _fold_flat_policy(data)
 
     @property
     def scheduler(self) -> str:
@@ -137,6 +106,62 @@ class RunConfig(BaseModel):
         if v.strip().lower().replace("_", "-") not in router_names():
             raise ValueError(f"unknown router; choose one of: {', '.join(router_names())}")
         return v
+
+
+def _fold_flat_policy(data: dict[str, Any]) -> dict[str, Any]:
+    """`RunConfig._fold_policy` for the flat keys and the policy's engine options."""
+    flat = {k: data.pop(k) for k in LEGACY_POLICY_KEYS if k in data}
+    from_engine = _pop_policy_engine_options(data)
+    if not flat and not from_engine:
+        return data
+    if "policy" in data:
+        if flat:
+            raise UserError(f"give the policy once: as policy or as {', '.join(sorted(flat))}, not both")
+        given = data["policy"]
+        policy = dict(given.model_dump() if isinstance(given, PolicySpec) else
+                      {"name": given} if isinstance(given, str) else given or {})
+    else:
+        policy = {"name": flat.get("scheduler", "vllm")}
+        if flat.get("scheduler_options"):
+            policy["options"] = flat["scheduler_options"]
+        if flat.get("spec_alpha") is not None:
+            policy["draft"] = {"alpha": flat["spec_alpha"]} | (
+                {"max_draft": flat["spec_max_draft"]} if flat.get("spec_max_draft") is not None else {})
+    opts = from_engine.get("scheduler_options")
+    if opts:
+        if policy.get("options") and policy["options"] != opts:
+            raise UserError(f"--engine-arg scheduler_options: the policy's options are given twice, differently "
+                            f"({json.dumps(opts, default=str)} here, {json.dumps(policy['options'], default=str)} "
+                            "as the run's policy options); give them once")
+        policy["options"] = opts
+    alpha = from_engine.get("spec_alpha")
+    if alpha is not None:
+        draft = policy.get("draft")
+        have = getattr(draft, "alpha", None) if not isinstance(draft, dict) else draft.get("alpha")
+        if have is not None and have != alpha:
+            raise UserError(f"--engine-arg spec_alpha={alpha}: the draft acceptance rate is given twice, "
+                            f"differently (--spec-alpha {have}); give it once")
+        if have is None:
+            policy["draft"] = {"alpha": alpha}
+    data["policy"] = policy
+    return data
+
+
+def _fold_oracle(data: dict[str, Any], oracle: Any) -> dict[str, Any]:
+    """``oracle_lengths`` given flat (``--oracle-lengths``) → ``policy.oracle_lengths``; given twice,
+    differently, is one UserError line. A non-bool is left for PolicySpec's validation (one line too)."""
+    given = data.get("policy", {})
+    if isinstance(given, PolicySpec):
+        have = given.oracle_lengths if "oracle_lengths" in given.model_fields_set else None
+        policy = given.model_dump()
+    else:
+        policy = dict({"name": given} if isinstance(given, str) else given or {})
+        have = policy.get("oracle_lengths")
+    if have is not None and isinstance(oracle, bool) and have != oracle:
+        raise UserError(f"--oracle-lengths: given twice, differently ({oracle} here, {have} in the policy); "
+                        "give it once")
+    policy["oracle_lengths"] = oracle
+    return data | {"policy": policy}
 
 
 def _pop_policy_engine_options(data: dict[str, Any]) -> dict[str, Any]:

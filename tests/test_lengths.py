@@ -215,3 +215,41 @@ def test_cli_bench_and_capacity_take_the_flag() -> None:
     for cmd in (["bench", "schedulers"], ["capacity"], ["compare"]):
         r = runner.invoke(app, [*cmd, "--help"], terminal_width=200)
         assert r.exit_code == 0 and "--oracle-lengths" in r.output, cmd
+
+
+# --- feedback from observed iteration times (slos_serve/feedback.py) ----------------------------------------
+def test_latency_feedback_learns_the_ratio_and_scales_predictions() -> None:
+    from slobench.schedulers.slos_serve.feedback import LatencyFeedback
+
+    perf = get_latency_model()
+    fb = LatencyFeedback()
+    now = 0.0
+    for _ in range(200):  # iterations run 30% longer than the model predicts
+        fb.observe(now)
+        pred = 0.02
+        fb.planned(pred)
+        now += 1.3 * pred
+    fb.observe(now)
+    assert fb.ratio == pytest.approx(1.3, rel=1e-3) and fb.samples == 200
+    scaled = fb.scaled(perf)
+    q, c = np.array([512, 1]), np.array([0, 900])
+    assert scaled.batch_latency_s(q, c) == pytest.approx(fb.ratio * perf.batch_latency_s(q, c))
+    assert scaled.prefill_latency_s(300) == pytest.approx(fb.ratio * perf.prefill_latency_s(300))
+    assert scaled.kv_capacity_tokens() == perf.kv_capacity_tokens()
+    # idle gaps (nothing planned) are not samples; an exact model stays exactly unscaled
+    fb2 = LatencyFeedback()
+    fb2.observe(0.0)
+    fb2.planned(None)
+    fb2.observe(50.0)
+    assert fb2.samples == 0 and fb2.scaled(perf) is perf
+
+
+def test_latency_feedback_is_a_no_op_when_the_model_is_exact() -> None:
+    """In the simulator the planning model is the ground truth: every ratio is 1, nothing is scaled."""
+    from slobench.schedulers.slos_serve import SLOsServeScheduler
+
+    wl = _workload()
+    pol = SLOsServeScheduler()
+    simulate(wl, pol, get_latency_model(), SimConfig(kv_capacity_tokens=200_000))
+    assert pol._feedback.samples > 10 and pol._feedback.ratio == pytest.approx(1.0, abs=1e-9)
+    assert "latency_scaled_calls" not in pol.stats.counters

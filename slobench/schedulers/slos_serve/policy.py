@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -49,6 +49,7 @@ from slobench.perf.speculative import expected_tokens, tokens_per_verify
 from slobench.schedulers.base import Admission, BatchPlan, SchedulerView, SeqState
 from slobench.schedulers.batching import BatchDraft
 from slobench.schedulers.slos_serve.admission import Candidate, plan_admission
+from slobench.schedulers.slos_serve.feedback import LatencyFeedback
 from slobench.schedulers.slos_serve.memory import projected_peak_blocks
 from slobench.schedulers.slos_serve.rate_model import PrefillRateModel, make_tier
 from slobench.schedulers.slos_serve.speculation import choose_spec_lengths
@@ -150,6 +151,9 @@ class SLOsServeScheduler(TimedSchedule):
     # Output lengths are predicted (view.lengths): KV projections and admission's KV test use this quantile
     # of each stage's remaining length given what it has produced (None: the conditional mean).
     kv_length_quantile: float | None = None
+    # Scale the latency model by the EWMA of observed ÷ predicted iteration time (feedback.py); a no-op
+    # while the model is right within 3% (the simulator without model error).
+    latency_feedback: bool = True
     name: str = "slos-serve"
     stats: SchedulerStats = field(default_factory=SchedulerStats, repr=False, compare=False)
     _seen: set[int] = field(default_factory=set, repr=False)
@@ -163,6 +167,8 @@ class SLOsServeScheduler(TimedSchedule):
     _iter_ewma_s: float = field(default=math.inf, repr=False)  # EWMA of the time between iterations
     _prev_now_s: float | None = field(default=None, repr=False)
     _fixed_cost_s: float | None = field(default=None, repr=False)  # latency of a one-token batch
+    _fixed_cost_perf: object = field(default=None, repr=False)  # the model it was computed with
+    _feedback: LatencyFeedback = field(default_factory=LatencyFeedback, repr=False)
     _arrival_slack_s: deque = field(default_factory=deque, repr=False)  # recent arrivals' TTFT slack
     _arrival_cap_cache: float | None = field(default=None, repr=False)
     _noted: set = field(default_factory=set, repr=False)  # committed new stages whose slack is recorded
@@ -181,6 +187,20 @@ class SLOsServeScheduler(TimedSchedule):
 
     # ------------------------------------------------------------------------------------------
     def _schedule(self, view: SchedulerView) -> BatchPlan:
+        if not self.latency_feedback:
+            return self._plan(view)
+        fb = self._feedback
+        fb.observe(view.now_s)
+        factor = fb.factor
+        perf = fb.scaled(view.perf)
+        plan = self._plan(view if perf is view.perf else replace(view, perf=perf))
+        # Remember the prediction in the unscaled model's units: the ratio is observed ÷ model.
+        fb.planned(plan.predicted_latency_s / factor if plan.predicted_latency_s else None)
+        if factor != 1.0:
+            self.stats.count("latency_scaled_calls")  # calls planned with a scaled latency model
+        return plan
+
+    def _plan(self, view: SchedulerView) -> BatchPlan:
         now = view.now_s
         if self._prev_now_s is not None and view.running and now > self._prev_now_s:
             gap = now - self._prev_now_s
@@ -401,8 +421,9 @@ class SLOsServeScheduler(TimedSchedule):
             # Up to the tightest pace — or longer, within every admitted decode's slack (applied
             # below), when the iteration's fixed cost would otherwise eat more than
             # 1 − min_batch_efficiency of each batch (the paper's A100 fits: ~30 ms per batch).
-            if self._fixed_cost_s is None:
+            if self._fixed_cost_s is None or self._fixed_cost_perf is not view.perf:
                 self._fixed_cost_s = view.perf.batch_latency_s([1], [0])
+                self._fixed_cost_perf = view.perf
             floor = self._fixed_cost_s / (1.0 - self.min_batch_efficiency)
             budget = max(min(min(self._tier_pace_s(t, view) for t in tpots), self._arrival_cap_s()), floor)
         elif be_dec or be_pre:

@@ -31,6 +31,13 @@ Every `schedule()` call (one per engine iteration):
    (`memory.py`); best-effort work uses only blocks beyond that projection and is preempted first;
    if the projection was wrong, the newest admitted request is recompute-preempted (vLLM's rule).
 
+Information (issue 10): without ``PolicySpec.oracle_lengths`` the requests in the view are public
+copies whose stage lengths are the max_tokens bound; every remaining-length estimate here comes from
+``view.lengths`` (`slobench.schedulers.lengths`: the conditional mean of the remaining length given the
+tokens produced, or its ``kv_length_quantile``). Drafts are capped by the bound, as in vLLM. With
+``latency_feedback`` the latency model is scaled by the observed ÷ predicted iteration time
+(`feedback.py`).
+
 Pure Python, deterministic (no wall-clock input to any decision unless ``dp_time_limit_s`` is
 set), no I/O, imports no engine: the vLLM adapter runs this same object.
 """

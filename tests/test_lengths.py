@@ -253,3 +253,50 @@ def test_latency_feedback_is_a_no_op_when_the_model_is_exact() -> None:
     simulate(wl, pol, get_latency_model(), SimConfig(kv_capacity_tokens=200_000))
     assert pol._feedback.samples > 10 and pol._feedback.ratio == pytest.approx(1.0, abs=1e-9)
     assert "latency_scaled_calls" not in pol.stats.counters
+
+
+# --- the vLLM adapter follows the same rule ----------------------------------------------------------------
+class AdapterSpy:
+    """A policy for the vLLM adapter test: schedules everything, writes down the lengths it could read."""
+
+    name = "adapter-spy"
+    seen: list[tuple[int, ...]] = []
+    infos: list[object] = []
+
+    def schedule(self, view: SchedulerView):  # noqa: ANN201
+        from slobench.schedulers.base import BatchPlan
+
+        plan = BatchPlan()
+        for s in view.running + view.waiting:
+            AdapterSpy.seen.append(tuple(st.output_tokens for st in s.req.stages))
+            plan.num_scheduled[s.req_id] = s.pending_tokens
+        AdapterSpy.infos.append(view.lengths)
+        return plan
+
+
+@pytest.mark.parametrize("oracle", [False, True], ids=["online", "oracle"])
+def test_vllm_adapter_gives_the_policy_the_bound_and_feeds_the_predictor(oracle: bool, monkeypatch: pytest.MonkeyPatch,
+                                                                        tmp_path: Path) -> None:
+    from slobench.testing.kit import require_vllm_or_skip
+
+    require_vllm_or_skip()
+    from slobench.testing.kit import tiny_model_dir
+    from tests.test_engines_vllm_adapter import _output, _request, _scheduler
+
+    AdapterSpy.seen.clear()
+    AdapterSpy.infos.clear()
+    spec = PolicySpec(name="tests.test_lengths:AdapterSpy", oracle_lengths=oracle)
+    sched = _scheduler(tiny_model_dir(), monkeypatch, tmp_path, spec, False)
+    sched.add_request(_request(0, 10, [3, 2]))  # think 3 tokens, answer 2; the client's max_tokens is 5
+    for _ in range(8):
+        out = sched.schedule()
+        sched.update_from_output(out, _output(sched, out, list(out.num_scheduled_tokens)))
+    info = AdapterSpy.infos[-1]
+    if oracle:
+        assert set(AdapterSpy.seen) == {(3, 2)} and info.kind == ORACLE
+    else:
+        bound = sched.max_model_len - 10  # max_model_len − prompt: not the truth, nor the client's max_tokens (5)
+        assert set(AdapterSpy.seen) == {(bound, bound)} and info.kind == ONLINE
+        assert info.samples("a", "t", "think") == 1 and info.samples("a", "t", "answer") == 1
+        assert info.expected_remaining(_seq(_req(9, [1, 1], app="a"))) == 3
+    assert sched.stats_dict()["information"] == {"output_lengths": ORACLE if oracle else ONLINE}

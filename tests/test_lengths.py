@@ -300,3 +300,31 @@ def test_vllm_adapter_gives_the_policy_the_bound_and_feeds_the_predictor(oracle:
         assert info.samples("a", "t", "think") == 1 and info.samples("a", "t", "answer") == 1
         assert info.expected_remaining(_seq(_req(9, [1, 1], app="a"))) == 3
     assert sched.stats_dict()["information"] == {"output_lengths": ORACLE if oracle else ONLINE}
+
+
+def test_latency_feedback_recovers_attainment_when_the_engine_is_slower_than_the_model() -> None:
+    """The engine runs 1.3× slower than the policy's planning model (as on a GPU the model misjudges):
+    with feedback the policy plans with the observed ratio and keeps far more requests on SLO."""
+    from slobench.cluster.run import RunConfig, build_latency_model, build_workload
+    from slobench.metrics.attainment import summarize
+    from slobench.metrics.records import records_frame
+    from slobench.schedulers.slos_serve import SLOsServeScheduler
+    from slobench.schedulers.slos_serve.feedback import ScaledLatency
+
+    cfg = RunConfig(workload="coding", scheduler="slos-serve", rate_rps=8, num_requests=200, seed=0)
+    model = build_latency_model(cfg)
+    work = build_workload(cfg, model)
+
+    class Planner(SLOsServeScheduler):
+        def schedule(self, view: SchedulerView):  # noqa: ANN201
+            view.perf = model  # plans with the model; the engine's iterations take 1.3× as long
+            return super().schedule(view)
+
+    got = {}
+    for fb in (False, True):
+        pol = Planner(latency_feedback=fb)
+        res = simulate(work, pol, ScaledLatency(model, 1.3), SimConfig())
+        got[fb] = summarize(records_frame(res.records), duration_s=work.duration_s)["attainment"]
+        if fb:
+            assert pol._feedback.ratio == pytest.approx(1.3, rel=0.02)
+    assert got[True] >= got[False] + 0.1, got

@@ -40,6 +40,7 @@ EngineName = Literal["sim", "vllm", "openai"]
 # RunConfig's keys before the policy became one `PolicySpec`: results folders written then store them in
 # manifest.json (config, plans), and callers still pass them; `RunConfig` folds them into ``policy``.
 LEGACY_POLICY_KEYS = ("scheduler", "scheduler_options", "spec_alpha", "spec_max_draft")
+_UNSET = object()  # a flat key not given
 
 
 class RunConfig(BaseModel):
@@ -74,10 +75,42 @@ class RunConfig(BaseModel):
         if not isinstance(data, dict):
             return data
         data = dict(data)
-        if "oracle_lengths" in data:  # flat key of the commands (--oracle-lengths) → policy.oracle_lengths
-            oracle = data.pop("oracle_lengths")
-            return _fold_oracle(_fold_flat_policy(data), oracle)
-        return _fold_flat_policy(data)
+        oracle = data.pop("oracle_lengths", _UNSET)  # flat key of the commands (--oracle-lengths)
+        flat = {k: data.pop(k) for k in LEGACY_POLICY_KEYS if k in data}
+        from_engine = _pop_policy_engine_options(data)
+        if not flat and not from_engine:
+            return _fold_oracle(data, oracle)
+        if "policy" in data:
+            if flat:
+                raise UserError(f"give the policy once: as policy or as {', '.join(sorted(flat))}, not both")
+            given = data["policy"]
+            policy = dict(given.model_dump() if isinstance(given, PolicySpec) else
+                          {"name": given} if isinstance(given, str) else given or {})
+        else:
+            policy = {"name": flat.get("scheduler", "vllm")}
+            if flat.get("scheduler_options"):
+                policy["options"] = flat["scheduler_options"]
+            if flat.get("spec_alpha") is not None:
+                policy["draft"] = {"alpha": flat["spec_alpha"]} | (
+                    {"max_draft": flat["spec_max_draft"]} if flat.get("spec_max_draft") is not None else {})
+        opts = from_engine.get("scheduler_options")
+        if opts:
+            if policy.get("options") and policy["options"] != opts:
+                raise UserError(f"--engine-arg scheduler_options: the policy's options are given twice, differently "
+                                f"({json.dumps(opts, default=str)} here, {json.dumps(policy['options'], default=str)} "
+                                "as the run's policy options); give them once")
+            policy["options"] = opts
+        alpha = from_engine.get("spec_alpha")
+        if alpha is not None:
+            draft = policy.get("draft")
+            have = getattr(draft, "alpha", None) if not isinstance(draft, dict) else draft.get("alpha")
+            if have is not None and have != alpha:
+                raise UserError(f"--engine-arg spec_alpha={alpha}: the draft acceptance rate is given twice, "
+                                f"differently (--spec-alpha {have}); give it once")
+            if have is None:
+                policy["draft"] = {"alpha": alpha}
+        data["policy"] = policy
+        return _fold_oracle(data, oracle)
 
     @property
     def scheduler(self) -> str:
@@ -108,48 +141,11 @@ class RunConfig(BaseModel):
         return v
 
 
-def _fold_flat_policy(data: dict[str, Any]) -> dict[str, Any]:
-    """`RunConfig._fold_policy` for the flat keys and the policy's engine options."""
-    flat = {k: data.pop(k) for k in LEGACY_POLICY_KEYS if k in data}
-    from_engine = _pop_policy_engine_options(data)
-    if not flat and not from_engine:
-        return data
-    if "policy" in data:
-        if flat:
-            raise UserError(f"give the policy once: as policy or as {', '.join(sorted(flat))}, not both")
-        given = data["policy"]
-        policy = dict(given.model_dump() if isinstance(given, PolicySpec) else
-                      {"name": given} if isinstance(given, str) else given or {})
-    else:
-        policy = {"name": flat.get("scheduler", "vllm")}
-        if flat.get("scheduler_options"):
-            policy["options"] = flat["scheduler_options"]
-        if flat.get("spec_alpha") is not None:
-            policy["draft"] = {"alpha": flat["spec_alpha"]} | (
-                {"max_draft": flat["spec_max_draft"]} if flat.get("spec_max_draft") is not None else {})
-    opts = from_engine.get("scheduler_options")
-    if opts:
-        if policy.get("options") and policy["options"] != opts:
-            raise UserError(f"--engine-arg scheduler_options: the policy's options are given twice, differently "
-                            f"({json.dumps(opts, default=str)} here, {json.dumps(policy['options'], default=str)} "
-                            "as the run's policy options); give them once")
-        policy["options"] = opts
-    alpha = from_engine.get("spec_alpha")
-    if alpha is not None:
-        draft = policy.get("draft")
-        have = getattr(draft, "alpha", None) if not isinstance(draft, dict) else draft.get("alpha")
-        if have is not None and have != alpha:
-            raise UserError(f"--engine-arg spec_alpha={alpha}: the draft acceptance rate is given twice, "
-                            f"differently (--spec-alpha {have}); give it once")
-        if have is None:
-            policy["draft"] = {"alpha": alpha}
-    data["policy"] = policy
-    return data
-
-
 def _fold_oracle(data: dict[str, Any], oracle: Any) -> dict[str, Any]:
     """``oracle_lengths`` given flat (``--oracle-lengths``) → ``policy.oracle_lengths``; given twice,
     differently, is one UserError line. A non-bool is left for PolicySpec's validation (one line too)."""
+    if oracle is _UNSET:
+        return data
     given = data.get("policy", {})
     if isinstance(given, PolicySpec):
         have = given.oracle_lengths if "oracle_lengths" in given.model_fields_set else None

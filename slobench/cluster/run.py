@@ -327,7 +327,8 @@ def run_once(
         offered_rate_rps=(len(workload.requests) - 1) / span if span else math.nan,
         wall_s=time.perf_counter() - t_start, hardware=cfg.hardware, model=cfg.model, replicas=cfg.replicas,
         engine_info=result.info, scheduler_stats=result.scheduler_stats, **evidence,
-        information=information(cfg.policy.oracle_lengths),  # what the policy knew (schedulers.lengths)
+        # what the policy knew (schedulers.lengths); an external server's own policy: not ours to say
+        information=information(cfg.policy.oracle_lengths) if cfg.engine != "openai" else None,
     )
     iters = result.iterations
     if run_dir is not None:

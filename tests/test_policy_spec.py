@@ -117,7 +117,8 @@ def test_module_class_policy_runs_in_the_simulator_with_its_options(tmp_path: Pa
     assert r.exit_code == 0, r.output
     [run_dir] = list(tmp_path.iterdir())
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest["config"]["policy"] == {"name": FCFS, "options": {"token_budget": 64}, "draft": None}
+    assert manifest["config"]["policy"] == {"name": FCFS, "options": {"token_budget": 64}, "draft": None,
+                                            "oracle_lengths": False}
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["scheduler"] == FCFS and summary["num_finished"] == 30
     assert summary["scheduler_stats"]["calls"] > 0  # the policy's own SchedulerStats

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from slobench.cli import display
+from slobench.cli.options import OracleLengthsOpt
 from slobench.errors import UserError
 
 console = display.wide_console
@@ -37,6 +38,7 @@ def bench_schedulers(
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Capacity searches run in parallel.")] = 1,
     overhead_only: Annotated[bool, typer.Option("--overhead-only", help="Skip capacities.")] = False,
     out: Annotated[Path | None, typer.Option("--out", help="Also write the table as CSV here.")] = None,
+    oracle_lengths: OracleLengthsOpt = False,
 ) -> None:
     """Capacity per workload for each policy, ratios (with geometric means), and schedule() overhead.
 
@@ -60,6 +62,9 @@ def bench_schedulers(
         if spec_alpha is not None:
             kwargs |= {"spec_alpha": spec_alpha, "spec_max_draft": spec_max_draft}
             setup += f", speculation α={spec_alpha} k≤{spec_max_draft}"
+        if oracle_lengths:
+            kwargs["oracle_lengths"] = True
+            setup += ", oracle output lengths"
         opts = _parse_opts(slos_opt or [])
         if opts:
             kwargs["scheduler_options_for"] = {"slos-serve": opts}

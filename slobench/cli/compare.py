@@ -43,6 +43,7 @@ from slobench.cli.options import (
     JobsOpt,
     ModelOpt,
     OneWorkloadOpt,
+    OracleLengthsOpt,
     OutOpt,
     ProfileOpt,
     QuickOpt,
@@ -131,6 +132,7 @@ def compare_cmd(
     url: UrlOpt = None,
     engine_arg: EngineArgOpt = None,
     engine_config: EngineConfigOpt = None,
+    oracle_lengths: OracleLengthsOpt = False,
 ) -> None:
     """Capacity of each scheduler on each workload, side by side, with a report.
 
@@ -142,6 +144,8 @@ def compare_cmd(
     kw = run_kwargs(hardware=hardware, model=model, tp=tp, profile=profile, replicas=replicas, engine=engine,
                     num_requests=num_requests, quick=quick, url=url,
                     engine_options=engine_options(engine_arg, engine_config))
+    if oracle_lengths:  # only when given: plans and manifests without it stay as they were
+        kw["oracle_lengths"] = True
     labels = dict(zip(workloads, workload_labels(workloads), strict=True))
     specs = [SearchSpec(labels[wl], s, kw | {"workload": workload_arg(wl)}) for wl in workloads for s in scheds]
     settings = search_settings(target, seed, quick, rate_start, rate_min, rate_max, refine_interval)
@@ -177,6 +181,7 @@ def capacity_cmd(
     url: UrlOpt = None,
     engine_arg: EngineArgOpt = None,
     engine_config: EngineConfigOpt = None,
+    oracle_lengths: OracleLengthsOpt = False,
 ) -> None:
     """Capacity of one scheduler on one workload.
 
@@ -186,6 +191,8 @@ def capacity_cmd(
     kw = run_kwargs(hardware=hardware, model=model, tp=tp, profile=profile, replicas=replicas, engine=engine,
                     num_requests=num_requests, quick=quick, url=url,
                     engine_options=engine_options(engine_arg, engine_config))
+    if oracle_lengths:  # only when given: plans and manifests without it stay as they were
+        kw["oracle_lengths"] = True
     [label] = workload_labels([workload])
     specs = [SearchSpec(label, scheduler, kw | {"workload": workload_arg(workload)})]
     settings = search_settings(target, seed, quick, rate_start, rate_min, rate_max, refine_interval)

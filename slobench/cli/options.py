@@ -44,6 +44,9 @@ ResumeOpt = Annotated[Path | None, typer.Option(
 JobsOpt = Annotated[int | None, typer.Option(
     "--jobs", "-j", min=1, help="Simulator searches run in this many processes (default: one per CPU core); "
     "results are the same as with -j 1.")]
+OracleLengthsOpt = Annotated[bool, typer.Option(
+    "--oracle-lengths", help="Policies know every request's true output lengths (the SLOs-Serve paper's assumption). "
+    "Default: they see the max_tokens bound and an online length predictor, as a real server would.")]
 GridOpt = Annotated[Path | None, typer.Option("--grid", help="Sweep YAML (workload, schedulers, rates?, grid: {...}).")]
 # The simulator's ground truth (docs/simulator.md); range errors are one line from `validate_config`.
 TruthBiasOpt = Annotated[float, typer.Option(

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from slobench.cli import app
-from slobench.cli.options import ScheduleCostOpt, TruthBiasOpt, TruthNoiseOpt, engine_options
+from slobench.cli.options import OracleLengthsOpt, ScheduleCostOpt, TruthBiasOpt, TruthNoiseOpt, engine_options
 from slobench.cluster.run import RunConfig, run_once, validate_config
 from slobench.errors import UserError
 from slobench.report.summary import RunSummary
@@ -87,6 +87,7 @@ def run_cmd(
     truth_bias: TruthBiasOpt = 0.0,
     truth_noise: TruthNoiseOpt = 0.05,
     schedule_cost: ScheduleCostOpt = "model",
+    oracle_lengths: OracleLengthsOpt = False,
 ) -> None:
     """Run one workload through one scheduler and report SLO attainment.
 
@@ -97,7 +98,7 @@ def run_cmd(
         seed=seed, hardware=hardware, model=model, tp=tp, profile=profile, replicas=replicas, router=router,
         spec_alpha=spec_alpha, scheduler_options=_json_options(scheduler_options), engine=engine, url=url,
         engine_options=engine_options(engine_arg, engine_config), truth_bias=truth_bias, truth_noise_cv=truth_noise,
-        schedule_cost=schedule_cost,
+        schedule_cost=schedule_cost, oracle_lengths=oracle_lengths,
     )
     _check_inputs(cfg)
     result = run_with_progress(cfg, out, name=f"run-{Path(workload).stem}-{scheduler}")

@@ -29,6 +29,7 @@ from slobench.errors import InputWarning, UserError
 from slobench.metrics.attainment import summarize
 from slobench.metrics.records import StageRecord, records_frame
 from slobench.report.summary import RunSummary
+from slobench.schedulers.lengths import information
 from slobench.schedulers.spec import PolicySpec
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ EngineName = Literal["sim", "vllm", "openai"]
 # RunConfig's keys before the policy became one `PolicySpec`: results folders written then store them in
 # manifest.json (config, plans), and callers still pass them; `RunConfig` folds them into ``policy``.
 LEGACY_POLICY_KEYS = ("scheduler", "scheduler_options", "spec_alpha", "spec_max_draft")
+_UNSET = object()  # a flat key not given
 
 
 class RunConfig(BaseModel):
@@ -80,10 +82,11 @@ class RunConfig(BaseModel):
         if not isinstance(data, dict):
             return data
         data = dict(data)
+        oracle = data.pop("oracle_lengths", _UNSET)  # flat key of the commands (--oracle-lengths)
         flat = {k: data.pop(k) for k in LEGACY_POLICY_KEYS if k in data}
         from_engine = _pop_policy_engine_options(data)
         if not flat and not from_engine:
-            return data
+            return _fold_oracle(data, oracle)
         if "policy" in data:
             if flat:
                 raise UserError(f"give the policy once: as policy or as {', '.join(sorted(flat))}, not both")
@@ -114,7 +117,7 @@ class RunConfig(BaseModel):
             if have is None:
                 policy["draft"] = {"alpha": alpha}
         data["policy"] = policy
-        return data
+        return _fold_oracle(data, oracle)
 
     @property
     def scheduler(self) -> str:
@@ -159,6 +162,25 @@ class RunConfig(BaseModel):
         return v
 
 
+def _fold_oracle(data: dict[str, Any], oracle: Any) -> dict[str, Any]:
+    """``oracle_lengths`` given flat (``--oracle-lengths``) → ``policy.oracle_lengths``; given twice,
+    differently, is one UserError line. A non-bool is left for PolicySpec's validation (one line too)."""
+    if oracle is _UNSET:
+        return data
+    given = data.get("policy", {})
+    if isinstance(given, PolicySpec):
+        have = given.oracle_lengths if "oracle_lengths" in given.model_fields_set else None
+        policy = given.model_dump()
+    else:
+        policy = dict({"name": given} if isinstance(given, str) else given or {})
+        have = policy.get("oracle_lengths")
+    if have is not None and isinstance(oracle, bool) and have != oracle:
+        raise UserError(f"--oracle-lengths: given twice, differently ({oracle} here, {have} in the policy); "
+                        "give it once")
+    policy["oracle_lengths"] = oracle
+    return data | {"policy": policy}
+
+
 def _pop_policy_engine_options(data: dict[str, Any]) -> dict[str, Any]:
     """Take the policy's keys out of ``data['engine_options']`` (validated: JSON parsed, range checked)."""
     from slobench.engines.options import POLICY_KEYS, validate_engine_options
@@ -189,6 +211,7 @@ _FLAGS = {
     "policy.options": "--scheduler-options", "policy.draft.alpha": "--spec-alpha",
     "policy.draft.max_draft": "--spec-max-draft", "engine_options": "--engine-arg",
     "truth_noise_cv": "--truth-noise",
+    "policy.oracle_lengths": "--oracle-lengths",
 }
 
 
@@ -327,6 +350,8 @@ def run_once(
         offered_rate_rps=(len(workload.requests) - 1) / span if span else math.nan,
         wall_s=time.perf_counter() - t_start, hardware=cfg.hardware, model=cfg.model, replicas=cfg.replicas,
         engine_info=result.info, scheduler_stats=result.scheduler_stats, **evidence,
+        # what the policy knew (schedulers.lengths); an external server's own policy: not ours to say
+        information=information(cfg.policy.oracle_lengths) if cfg.engine != "openai" else None,
     )
     iters = result.iterations
     if run_dir is not None:

@@ -71,6 +71,7 @@ class SimConfig:
     # The engine's batch limits, shown to the policy in its view and enforced on its plans (None: unchecked).
     max_num_batched_tokens: int | None = None
     max_num_seqs: int | None = None
+    oracle_lengths: bool = False  # the policy sees true output lengths (else public requests + a predictor)
 
 
 @dataclass
@@ -103,16 +104,18 @@ class _Live:
     ``where`` says which engine queue holds the sequence (so the batch loop needs no per-iteration
     set of waiting ids); ``out_target`` caches the current stage's output length (read every token);
     ``seg`` is the prefix-cache segment holding its freed, still cached blocks (see `simulate`), or None.
+    ``req`` is the true request; ``seq.req`` is what the policy sees (`schedulers.lengths`).
     """
 
-    __slots__ = ("seq", "record", "done", "where", "out_target", "seg")
+    __slots__ = ("seq", "record", "done", "where", "out_target", "seg", "req")
 
-    def __init__(self, seq: SeqState, record: StageRecord) -> None:
+    def __init__(self, seq: SeqState, record: StageRecord, req: Request | None = None) -> None:
         self.seq = seq
         self.record = record
         self.done = False
         self.where = _ELSEWHERE
-        self.out_target = seq.req.stages[seq.stage_idx].output_tokens
+        self.req = req if req is not None else seq.req
+        self.out_target = self.req.stages[seq.stage_idx].output_tokens
         self.seg: list | None = None
 
 
@@ -246,6 +249,11 @@ def _simulate(
             raise SchedulerContractError(
                 f"request {r.id} needs {r.max_context_tokens} tokens of KV but the replica holds {kv_tokens}"
             )
+    # --- output-length information (issue 10): the policy sees public requests and a predictor -------
+    from slobench.schedulers.lengths import make_length_info
+
+    lengths = make_length_info(cfg.oracle_lengths, workload.spec, kv_tokens)
+    # ---
     n_reqs = len(reqs)
     next_arrival = 0
     next_arrival_s = reqs[0].arrival_s if reqs else math.inf
@@ -364,7 +372,7 @@ def _simulate(
             live.seg = None
         live.record.status = status if live.record.status is Status.UNFINISHED else live.record.status
         emit(live.record)
-        req = live.seq.req
+        req = live.req  # the true request: unreached stages' records carry true lengths
         for j in range(live.seq.stage_idx + 1, len(req.stages)):  # stages never reached
             rec = _stage_record(req, j, float("nan"), cfg.replica)
             rec.admission = live.record.admission
@@ -380,8 +388,9 @@ def _simulate(
         if next_arrival_s <= now:
             while next_arrival < n_reqs and reqs[next_arrival].arrival_s <= now:
                 r = reqs[next_arrival]
-                seq = SeqState(req=r, stage_idx=0, stage_start_s=r.arrival_s, num_tokens=r.stages[0].prompt_tokens)
-                live = _Live(seq, _stage_record(r, 0, r.arrival_s, cfg.replica))
+                seq = SeqState(req=lengths.public(r), stage_idx=0, stage_start_s=r.arrival_s,
+                               num_tokens=r.stages[0].prompt_tokens)
+                live = _Live(seq, _stage_record(r, 0, r.arrival_s, cfg.replica), r)
                 live.where = _WAITING
                 waiting.append(seq)
                 by_id[r.id] = live
@@ -408,6 +417,7 @@ def _simulate(
             now_s=now, waiting=list(waiting), running=list(running),
             block_size=bs, total_kv_blocks=total_blocks, free_kv_blocks=free_blocks, perf=perf, spec=spec_cfg,
             max_num_batched_tokens=max_tokens, max_num_seqs=max_seqs,
+            lengths=lengths,
         )
         if steady is not None and not waiting and _timed(steady, view, check_s):
             t_check = check_s[0]
@@ -646,7 +656,8 @@ def _simulate(
         for lv in ended:
             seq = lv.seq
             lv.record.status = Status.FINISHED
-            req = seq.req
+            req = lv.req  # the true request; the policy's copy (seq.req) may carry bounds only
+            lengths.observe(req.app, req.tier, req.stages[seq.stage_idx].name, seq.stage_out)
             nxt_idx = seq.stage_idx + 1
             if nxt_idx >= len(req.stages):
                 free_blocks += seq.kv_blocks
@@ -729,7 +740,7 @@ class SimEngine:
                     job.on_progress(base + n, total)
 
             cfg = replace(base, spec=spec, seed=job.seed + replica, replica=replica,
-                          drain_timeout_s=job.drain_timeout_s, **limits)
+                          drain_timeout_s=job.drain_timeout_s, oracle_lengths=job.policy.oracle_lengths, **limits)
             info = simulator_info(cfg)
             sim = simulate(part, policy, job.perf, cfg, on_record=job.on_record, on_progress=progress)
             records.extend(sim.records)

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from slobench.metrics.records import Admission
 from slobench.perf.base import LatencyModel
 from slobench.workloads.model import Request, Stage
+
+if TYPE_CHECKING:
+    from slobench.schedulers.lengths import LengthInfo
 
 
 @dataclass(slots=True)
@@ -59,6 +62,8 @@ class SeqState:
 
     @property
     def remaining_output(self) -> int:
+        """Output tokens left in this stage by ``req``'s stage length: without the oracle, ``req`` is the
+        public request and this is what the ``max_tokens`` bound leaves (see `schedulers.lengths`)."""
         return self.stage.output_tokens - self.stage_out
 
     @property
@@ -103,6 +108,9 @@ class SchedulerView:
     # then uses its own settings).
     max_num_batched_tokens: int | None = None
     max_num_seqs: int | None = None
+    # Output-length information (`slobench.schedulers.lengths`): an online predictor, or the oracle under
+    # ``PolicySpec.oracle_lengths``. None only for views built by hand (tests): policies then use the bound.
+    lengths: LengthInfo | None = None
 
 
 @dataclass(slots=True)

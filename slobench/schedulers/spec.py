@@ -52,13 +52,19 @@ class DraftModel(BaseModel):
 class PolicySpec(BaseModel):
     """A scheduling policy: a registry name (``slos-serve``, ``vllm``, …) or ``package.module:Class``
     (also ``package.module.Class``) of a policy of your own, the keyword options it is built with,
-    and the draft model it may speculate with (None: no speculation)."""
+    the draft model it may speculate with (None: no speculation), and whether it knows output lengths
+    (``oracle_lengths``; default False: engines give it the public request and a length predictor,
+    `slobench.schedulers.lengths`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(default="vllm", description="registry name or package.module:Class")
     options: dict[str, Any] = Field(default_factory=dict, description="keyword options of the policy")
     draft: DraftModel | None = None
+    oracle_lengths: bool = Field(
+        default=False, strict=True,
+        description="the paper's assumption: the policy knows every request's true output lengths "
+                    "(default: it sees the max_tokens bound and an online length predictor)")
 
     @model_validator(mode="before")
     @classmethod

@@ -96,6 +96,8 @@ class VLLMScheduler(TimedSchedule):
                 continue
             k = 0
             if spec_k and n == 1 and seq.stage_out != 0 and pending <= 1:  # a decode: drafts on top
+                # Drafts never pass the stage's output length as the policy knows it: the public request's
+                # max_tokens bound, as in vLLM (the true length only under PolicySpec.oracle_lengths).
                 left = seq.req.stages[seq.stage_idx].output_tokens - seq.stage_out - 1
                 k = min(spec_k, budget - n, left if left > 0 else 0)
                 if k < 0:

@@ -7,7 +7,13 @@ Loaded by vLLM's engine-core process as
    ``num_tokens`` = prompt + sampled + in-flight (async placeholders) tokens, ``num_computed`` =
    vLLM's ``num_computed_tokens``; per-stage SLOs, tier and stage lengths from the request's
    ``sampling_params.extra_args`` (sent by the load generator as ``vllm_xargs``); free/total KV
-   blocks from vLLM's block pool; the latency model named by ``SLOBENCH_*`` environment variables;
+   blocks from vLLM's block pool; the latency model named by ``SLOBENCH_*`` environment variables.
+   Output lengths follow `slobench.schedulers.lengths` as in the simulator: the policy sees a public
+   request whose stages' lengths are the bound a real server knows (``max_model_len`` − prompt; the
+   client's ``max_tokens`` equals the true length, so it is not used) and the view's length predictor,
+   fed with each stage's length when it ends. ``slobench_out`` (which makes vLLM produce exactly that
+   many tokens and says where a reasoning stage ends, as a real server sees ``</think>`` when it comes)
+   reaches the policy only with ``PolicySpec.oracle_lengths``;
 2. asks the policy for a `BatchPlan`. The policy is the run's `PolicySpec` (name, options, draft
    acceptance rate), which the launcher passes whole as JSON in ``SLOBENCH_POLICY_SPEC`` (default:
    ``slos-serve`` with its defaults); it is built by `slobench.schedulers.registry.make_policy`, the
@@ -110,11 +116,13 @@ class _Track:
 
     iid: int
     sid: str
-    req: Request
+    req: Request  # what the policy sees (public: length bounds, unless the spec says oracle_lengths)
+    true_req: Request  # with the client's stage lengths (stage tracking and the predictor's observations)
     bounds: list[int]  # cumulative output tokens at the end of each stage
     stage_start_s: list[float | None]
     first_token_s: list[float | None]
     admission: Admission = Admission.PENDING
+    observed: int = 0  # stages whose length the predictor has seen
 
 
 def policy_spec_from_env() -> PolicySpec:
@@ -169,6 +177,10 @@ class _PolicyAdapterMixin:
         # vLLM's drafts are its own (speculative_config); the spec's draft says what acceptance to assume.
         alpha = spec.draft.alpha if spec.draft is not None else DEFAULT_DRAFT_ALPHA
         self._spec = SpecConfig(max_draft=self.num_spec_tokens, alpha=alpha) if self.num_spec_tokens else None
+        from slobench.schedulers.lengths import make_length_info
+
+        # What the policy may know about output lengths (schedulers.lengths): bounds = max_model_len − prompt.
+        self._lengths = make_length_info(spec.oracle_lengths, None, self.vllm_config.model_config.max_model_len)
         self._tracks: dict[str, _Track] = {}
         self._by_iid: dict[int, str] = {}
         self._next_iid = 0
@@ -181,7 +193,7 @@ class _PolicyAdapterMixin:
         if self.policy.value != "fcfs":
             logger.warning("slobench adapter: vLLM scheduling policy %s cannot be reordered; use fcfs",
                            self.policy.value)
-        self._events.write("loaded", policy=self._policy_name, options=spec.options,
+        self._events.write("loaded", policy=self._policy_name, options=spec.options, information=self._lengths.kind,
                            draft_alpha=self._spec.alpha if self._spec else None, variant=self.variant,
                            vllm=vllm.__version__, cls=type(self).__name__, perf=repr(self._perf),
                            max_num_batched_tokens=sc.max_num_batched_tokens, max_num_seqs=sc.max_num_seqs)
@@ -212,7 +224,8 @@ class _PolicyAdapterMixin:
         req = Request(id=iid, arrival_s=r.arrival_time, app=str(xa.get("slobench_app", "unknown")),
                       tier=str(xa.get("slobench_tier", "default")), stages=stages)
         bounds = list(itertools.accumulate(outs))
-        tr = _Track(iid=iid, sid=str(xa.get("slobench_id", r.request_id)), req=req, bounds=bounds,
+        tr = _Track(iid=iid, sid=str(xa.get("slobench_id", r.request_id)), req=self._lengths.public(req),
+                    true_req=req, bounds=bounds,
                     stage_start_s=[r.arrival_time] + [None] * (n - 1), first_token_s=[None] * n)
         self._tracks[r.request_id] = tr
         self._by_iid[iid] = r.request_id
@@ -242,7 +255,7 @@ class _PolicyAdapterMixin:
         return SchedulerView(
             now_s=now, waiting=waiting, running=running, block_size=self.block_size,
             total_kv_blocks=pool.num_gpu_blocks, free_kv_blocks=pool.get_num_free_blocks(), perf=self._perf,
-            spec=self._spec,
+            spec=self._spec, lengths=self._lengths,
         )
 
     # ---- applying the plan -------------------------------------------------------------------
@@ -355,12 +368,16 @@ class _PolicyAdapterMixin:
     def update_from_output(self, scheduler_output: Any, model_runner_output: Any):  # noqa: ANN201
         outputs = super().update_from_output(scheduler_output, model_runner_output)
         now = time.time()
+        completed = {o.request_id for eco in outputs.values() for o in eco.outputs
+                     if o.finish_reason in (FinishReason.STOP, FinishReason.LENGTH)}
         for rid in scheduler_output.num_scheduled_tokens:
             tr = self._tracks.get(rid)
             r = self.requests.get(rid)
             if tr is None:
                 continue
             if r is None or r.is_finished():
+                if rid in completed:  # every stage ran to its end: the predictor learns their lengths
+                    self._observe(tr, len(tr.bounds))
                 self._forget(rid)
                 continue
             out = r.num_output_tokens
@@ -370,6 +387,7 @@ class _PolicyAdapterMixin:
                     tr.first_token_s[k] = now
                 if out >= end and k + 1 < len(tr.bounds) and tr.stage_start_s[k + 1] is None:
                     tr.stage_start_s[k + 1] = now  # the next stage starts at this stage's last token
+                    self._observe(tr, k + 1)
         if not self.requests and self._stats.calls:
             self._write_stats()  # idle: make the numbers of a finished run visible right away
         if self._rejected_out:
@@ -382,6 +400,13 @@ class _PolicyAdapterMixin:
                 self._forget(rid)
             self._rejected_out = []
         return outputs
+
+    def _observe(self, tr: _Track, upto: int) -> None:
+        """Stages before ``upto`` have ended: give the length predictor the ones it has not seen."""
+        req = tr.true_req
+        for k in range(tr.observed, upto):
+            self._lengths.observe(req.app, req.tier, req.stages[k].name, req.stages[k].output_tokens)
+        tr.observed = max(tr.observed, upto)
 
     # ---- housekeeping ------------------------------------------------------------------------
     def _forget(self, rid: str) -> None:
@@ -400,6 +425,7 @@ class _PolicyAdapterMixin:
         policy + vLLM's own batch building) and ``policy_ms`` (the policy alone), each {p50, p99, max, mean}
         over the last `STATS_WINDOW` calls, and the policy's own statistics (``policy``) when it keeps any."""
         out = self._stats.as_dict()
+        out["information"] = {"output_lengths": self._lengths.kind}
         if "overhead_ms" in (pol := self._policy_time.as_dict()):
             out["policy_ms"] = pol["overhead_ms"]
         own = getattr(self._policy, "stats", None)

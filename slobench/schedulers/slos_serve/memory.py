@@ -3,10 +3,12 @@
 Reserving every admitted request's *final* context at once is safe but wasteful: requests finish
 at different times, so the peak of the sum is far below the sum of the peaks (for reasoning, with
 ~5k-token contexts built over minutes, about half). SLOs-Serve assumes output lengths are known
-(DESIGN.md, Facts: Evaluation), and the policy paces decodes by their per-token deadlines, so each
-admitted request's context follows a known trajectory: it holds ``c0`` tokens now (a request still
+(DESIGN.md, Facts: Evaluation); slobench's policy gets them only with ``oracle_lengths`` and otherwise
+predicts them (`slobench.schedulers.lengths`: the conditional mean of the remaining length, or
+``kv_length_quantile``). The policy paces decodes by their per-token deadlines, so each admitted
+request's context follows a projected trajectory: it holds ``c0`` tokens now (a request still
 prefilling counts its whole prompt at once, conservatively), grows by one token per TPOT until it
-reaches its final size ``f``, and frees everything when it finishes. The total is piecewise linear
+reaches its (predicted) final size ``f``, and frees everything when it finishes. The total is piecewise linear
 in time and peaks just before some request finishes, so evaluating it now and at every finish time
 finds the model's exact peak — an O(N²) numpy product, ~0.3 ms for N = 256.
 """

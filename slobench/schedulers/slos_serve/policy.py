@@ -31,6 +31,13 @@ Every `schedule()` call (one per engine iteration):
    (`memory.py`); best-effort work uses only blocks beyond that projection and is preempted first;
    if the projection was wrong, the newest admitted request is recompute-preempted (vLLM's rule).
 
+Information (issue 10): without ``PolicySpec.oracle_lengths`` the requests in the view are public
+copies whose stage lengths are the max_tokens bound; every remaining-length estimate here comes from
+``view.lengths`` (`slobench.schedulers.lengths`: the conditional mean of the remaining length given the
+tokens produced, or its ``kv_length_quantile``). Drafts are capped by the bound, as in vLLM. With
+``latency_feedback`` the latency model is scaled by the observed ÷ predicted iteration time
+(`feedback.py`).
+
 Pure Python, deterministic (no wall-clock input to any decision unless ``dp_time_limit_s`` is
 set), no I/O, imports no engine: the vLLM adapter runs this same object.
 """
@@ -39,7 +46,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -49,22 +56,42 @@ from slobench.perf.speculative import expected_tokens, tokens_per_verify
 from slobench.schedulers.base import Admission, BatchPlan, SchedulerView, SeqState
 from slobench.schedulers.batching import BatchDraft
 from slobench.schedulers.slos_serve.admission import Candidate, plan_admission
+from slobench.schedulers.slos_serve.feedback import LatencyFeedback
 from slobench.schedulers.slos_serve.memory import projected_peak_blocks
 from slobench.schedulers.slos_serve.rate_model import PrefillRateModel, make_tier
 from slobench.schedulers.slos_serve.speculation import choose_spec_lengths
 from slobench.schedulers.stats import SchedulerStats, TimedSchedule
 
 
-def _rest_of_turn(seq: SeqState) -> tuple[int, float]:
+def _predicted_out(view: SchedulerView, seq: SeqState, stage_idx: int, q: float | None) -> float:
+    """Output tokens still to come in stage ``stage_idx`` (the current one, or a later one from 0), as the
+    policy knows them: the length predictor's conditional mean (``q`` None) or q-quantile
+    (`slobench.schedulers.lengths`; the truth under the oracle); without one (views built by hand), the
+    public request's stage length — the max_tokens bound."""
+    lengths = view.lengths
+    if lengths is None:
+        done = seq.stage_out if stage_idx == seq.stage_idx else 0
+        return float(max(0, seq.req.stages[stage_idx].output_tokens - done))
+    if q is None:
+        return lengths.expected_remaining(seq, stage_idx)
+    return float(lengths.quantile_remaining(seq, q, stage_idx))
+
+
+def _rest_of_turn(seq: SeqState, view: SchedulerView, q: float | None = None) -> tuple[float, float]:
     """(context at the end of this stage and its continuation stages, seconds those tokens take at
-    their own TPOT paces) — a reasoning answer continues the thinking context at its own pace."""
-    tokens = seq.num_tokens + seq.remaining_output
-    seconds = seq.remaining_output * seq.stage.slo.tpot_s
-    for st in seq.req.stages[seq.stage_idx + 1:]:
+    their own TPOT paces) — a reasoning answer continues the thinking context at its own pace.
+    Output lengths are predicted (`_predicted_out`: the mean, or the ``q``-quantile)."""
+    left = _predicted_out(view, seq, seq.stage_idx, q)
+    tokens = seq.num_tokens + left
+    seconds = left * seq.stage.slo.tpot_s
+    stages = seq.req.stages
+    for j in range(seq.stage_idx + 1, len(stages)):
+        st = stages[j]
         if not st.is_continuation:
             break
-        tokens += st.output_tokens
-        seconds += st.output_tokens * st.slo.tpot_s
+        out = _predicted_out(view, seq, j, q)
+        tokens += out
+        seconds += out * st.slo.tpot_s
     return tokens, seconds
 
 
@@ -128,6 +155,12 @@ class SLOsServeScheduler(TimedSchedule):
     adaptive_speculation: bool = True  # with a draft model: lengths chosen per batch (False: the max, always)
     arrival_slack_quantile: float | None = 0.1  # cap batches at this quantile of recent arrivals' TTFT slack
     arrival_window: int = 64  # arrivals the slack quantile is taken over
+    # Output lengths are predicted (view.lengths): KV projections and admission's KV test use this quantile
+    # of each stage's remaining length given what it has produced (None: the conditional mean).
+    kv_length_quantile: float | None = None
+    # Scale the latency model by the EWMA of observed ÷ predicted iteration time (feedback.py); a no-op
+    # while the model is right within 3% (the simulator without model error).
+    latency_feedback: bool = True
     name: str = "slos-serve"
     stats: SchedulerStats = field(default_factory=SchedulerStats, repr=False, compare=False)
     _seen: set[int] = field(default_factory=set, repr=False)
@@ -141,6 +174,8 @@ class SLOsServeScheduler(TimedSchedule):
     _iter_ewma_s: float = field(default=math.inf, repr=False)  # EWMA of the time between iterations
     _prev_now_s: float | None = field(default=None, repr=False)
     _fixed_cost_s: float | None = field(default=None, repr=False)  # latency of a one-token batch
+    _fixed_cost_perf: object = field(default=None, repr=False)  # the model it was computed with
+    _feedback: LatencyFeedback = field(default_factory=LatencyFeedback, repr=False)
     _arrival_slack_s: deque = field(default_factory=deque, repr=False)  # recent arrivals' TTFT slack
     _arrival_cap_cache: float | None = field(default=None, repr=False)
     _noted: set = field(default_factory=set, repr=False)  # committed new stages whose slack is recorded
@@ -154,9 +189,25 @@ class SLOsServeScheduler(TimedSchedule):
             raise UserError(f"slos-serve: min_batch_efficiency must be in [0, 1) (got {self.min_batch_efficiency})")
         if not 0 <= self.latency_margin < 1:
             raise UserError(f"slos-serve: latency_margin must be in [0, 1) (got {self.latency_margin})")
+        if self.kv_length_quantile is not None and not 0 <= self.kv_length_quantile <= 1:
+            raise UserError(f"slos-serve: kv_length_quantile must be in [0, 1] or None (got {self.kv_length_quantile})")
 
     # ------------------------------------------------------------------------------------------
     def _schedule(self, view: SchedulerView) -> BatchPlan:
+        if not self.latency_feedback:
+            return self._plan(view)
+        fb = self._feedback
+        fb.observe(view.now_s)
+        factor = fb.factor
+        perf = fb.scaled(view.perf)
+        plan = self._plan(view if perf is view.perf else replace(view, perf=perf))
+        # Remember the prediction in the unscaled model's units: the ratio is observed ÷ model.
+        fb.planned(plan.predicted_latency_s / factor if plan.predicted_latency_s else None)
+        if factor != 1.0:
+            self.stats.count("latency_scaled_calls")  # calls planned with a scaled latency model
+        return plan
+
+    def _plan(self, view: SchedulerView) -> BatchPlan:
         now = view.now_s
         if self._prev_now_s is not None and view.running and now > self._prev_now_s:
             gap = now - self._prev_now_s
@@ -291,7 +342,7 @@ class SLOsServeScheduler(TimedSchedule):
         tpots = sorted({_tpot_key(s) for s in adm_dec + adm_pre + candidates})
         ctx_hint: dict[float, int] = {}
         for s in candidates:
-            ctx_hint.setdefault(_tpot_key(s), s.num_tokens + s.remaining_output // 2)
+            ctx_hint.setdefault(_tpot_key(s), int(s.num_tokens + _predicted_out(view, s, s.stage_idx, None) / 2))
         self._refresh_models(view, tpots, adm_dec, ctx_hint)
         assert self._rate is not None
         tier_of = {t: i for i, t in enumerate(tpots)}
@@ -306,7 +357,8 @@ class SLOsServeScheduler(TimedSchedule):
         reqs = [Candidate(s.req_id, _deadline(s), s.pending_tokens, tier_of[_tpot_key(s)], 0,
                           committed=True) for s in adm_pre]
         reqs += [Candidate(s.req_id, s.ttft_deadline_s, s.pending_tokens, tier_of[_tpot_key(s)],
-                           max(0, math.ceil(_rest_of_turn(s)[0] / bs) - s.kv_blocks), weights.get(s.tier, 1.0))
+                           max(0, math.ceil(_rest_of_turn(s, view, self.kv_length_quantile)[0] / bs)
+                               - s.kv_blocks), weights.get(s.tier, 1.0))
                  for s in candidates]
         result = plan_admission(reqs, self._rate.rate, tuple(base), now, kv_free, beam_width=self.beam_width,
                                 max_transitions=self.dp_max_transitions, time_limit_s=self.dp_time_limit_s,
@@ -318,7 +370,7 @@ class SLOsServeScheduler(TimedSchedule):
 
     def _update_kv_reserve(self, view: SchedulerView, admitted: list[SeqState]) -> int:
         """Projected KV peak of the admitted requests; remembers how far above today's use it lies."""
-        rest = [_rest_of_turn(s) for s in admitted]
+        rest = [_rest_of_turn(s, view, self.kv_length_quantile) for s in admitted]
         final = np.array([tokens for tokens, _ in rest], dtype=float)
         ctx = np.fromiter((s.num_tokens for s in admitted), float, len(admitted))
         # Seconds per token from now on: the SLO pace over what is left (a reasoning answer may decode
@@ -376,8 +428,9 @@ class SLOsServeScheduler(TimedSchedule):
             # Up to the tightest pace — or longer, within every admitted decode's slack (applied
             # below), when the iteration's fixed cost would otherwise eat more than
             # 1 − min_batch_efficiency of each batch (the paper's A100 fits: ~30 ms per batch).
-            if self._fixed_cost_s is None:
+            if self._fixed_cost_s is None or self._fixed_cost_perf is not view.perf:
                 self._fixed_cost_s = view.perf.batch_latency_s([1], [0])
+                self._fixed_cost_perf = view.perf
             floor = self._fixed_cost_s / (1.0 - self.min_batch_efficiency)
             budget = max(min(min(self._tier_pace_s(t, view) for t in tpots), self._arrival_cap_s()), floor)
         elif be_dec or be_pre:

@@ -196,11 +196,13 @@ def _digest(res) -> str:  # noqa: ANN001 - SimResult
 # changed results on purpose: the iteration log gained predicted_s / schedule_s, and a preempted sequence keeps
 # its cached blocks (prefix cache) — "chaos-no-prefix-cache" (one victim per preemption, no cache) is otherwise
 # bit-identical to the old digest. A restructuring that changes any record, token time or iteration is a
-# semantic change.
+# semantic change. The chaos policy reads output lengths, so these cases run with the oracle (what it saw then);
+# without it the policy sees the max_tokens bound instead, which changes its choices, not the engine.
 CASES = {
-    "chaos-spec-tightkv": lambda: SimConfig(spec=SpecConfig(max_draft=3, alpha=0.7), seed=5, drain_timeout_s=60.0),
-    "chaos-no-prefix-cache": lambda: SimConfig(prefix_caching=False, seed=1),
-    "chaos-drain-cut": lambda: SimConfig(drain_timeout_s=0.3, seed=2),
+    "chaos-spec-tightkv": lambda: SimConfig(spec=SpecConfig(max_draft=3, alpha=0.7), seed=5, drain_timeout_s=60.0,
+                                            oracle_lengths=True),
+    "chaos-no-prefix-cache": lambda: SimConfig(prefix_caching=False, seed=1, oracle_lengths=True),
+    "chaos-drain-cut": lambda: SimConfig(drain_timeout_s=0.3, seed=2, oracle_lengths=True),
 }
 PINNED = {
     "chaos-spec-tightkv": "4d08f33f7bc5ae70fdac1518905dc096bf4e7c90512bc5bee1be23e268fc0c8d",

@@ -156,8 +156,9 @@ class SLOsServeScheduler(TimedSchedule):
     arrival_slack_quantile: float | None = 0.1  # cap batches at this quantile of recent arrivals' TTFT slack
     arrival_window: int = 64  # arrivals the slack quantile is taken over
     # Output lengths are predicted (view.lengths): KV projections and admission's KV test use this quantile
-    # of each stage's remaining length given what it has produced (None: the conditional mean).
-    kv_length_quantile: float | None = None
+    # of each stage's remaining length given what it has produced (None: the conditional mean). The median
+    # was measured best on reasoning (docs/slos-serve.md: 0.75 and the mean admit too little).
+    kv_length_quantile: float | None = 0.5
     # Scale the latency model by the EWMA of observed ÷ predicted iteration time (feedback.py); a no-op
     # while the model is right within 3% (the simulator without model error).
     latency_feedback: bool = True

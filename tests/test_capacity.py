@@ -73,15 +73,15 @@ def test_above_range_message() -> None:
 
 
 def test_invalid_probe_never_reported_as_capacity() -> None:
-    # Beyond 5 rps the tail never drains, even though attainment is (wrongly) perfect.
+    # Beyond 5 rps the backlog keeps growing, even though attainment is (wrongly) perfect.
     def probe(rate: float, seed: int) -> ProbeResult:
-        return ProbeResult(100, 100, tail_s=100.0 if rate > 5 else 1.0)
+        return ProbeResult(100, 100, backlog_growth=60.0 if rate > 5 else 1.0, backlog_arrivals=100, backlog_mean=20)
 
     res = capacity_search(probe, target=0.9)
     assert res.status == "ok"
     assert res.capacity_rps <= 5
     bad = [p for p in res.probes if not p.valid]
-    assert bad and all("tail" in p.reason for p in bad)
+    assert bad and all("backlog grew" in p.reason for p in bad)
 
 
 def test_validity_checks() -> None:
@@ -201,5 +201,6 @@ def test_probe_row_round_trips_to_the_same_probe() -> None:
 
 
 def test_below_range_names_the_invalid_reason() -> None:
-    res = capacity_search(lambda r, s: ProbeResult(100, 100, tail_s=60.0), target=0.9, rate_lo=0.1)
-    assert res.status == "below_range" and "tail" in res.message and res.upper_rps == pytest.approx(0.1, rel=0.03)
+    res = capacity_search(lambda r, s: ProbeResult(100, 100, drain_ratio=9.0), target=0.9, rate_lo=0.1)
+    assert res.status == "below_range" and "does not drain" in res.message
+    assert res.upper_rps == pytest.approx(0.1, rel=0.03)

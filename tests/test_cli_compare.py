@@ -311,7 +311,8 @@ def test_capacity_on_real_simulator(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
     def build_workload(cfg, perf) -> Workload:
         rng = np.random.default_rng(cfg.seed)
-        arrivals = np.cumsum(rng.exponential(1 / cfg.rate_rps, cfg.num_requests))
+        n = cfg.num_requests or round(cfg.rate_rps * cfg.duration_s)  # probes are sized by duration now
+        arrivals = np.cumsum(rng.exponential(1 / cfg.rate_rps, n))
         return Workload(name="synthetic", requests=[
             Request(id=i, arrival_s=float(a), app="coding", tier="tight", stages=(
                 Stage(int(rng.integers(200, 2000)), int(rng.integers(20, 200)), SLO(1.0, 0.05)),))

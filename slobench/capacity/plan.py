@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from slobench.cluster.run import RunConfig
 
 QUICK_REQUESTS = 200
-DEFAULT_REQUESTS = 600  # expected requests per probe and replica (docs/capacity.md "Probe length")
+DEFAULT_REQUESTS = 1200  # expected requests per probe and replica (measured: docs/capacity.md "Probe length")
 DEFAULT_WARMUP = 0.1  # share of a probe's duration whose arrivals are run but not counted
 CONFIRM = 2  # grid rates above the first failing one probed to confirm the crossing
 

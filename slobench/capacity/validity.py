@@ -41,14 +41,23 @@ def request_finish_times(stages: pd.DataFrame) -> pd.DataFrame:
     A request leaves with its last token; one that got no token but ended (rejected, failed) leaves at its
     arrival (it holds no place in the queue); one unfinished or timed out never leaves (``inf``).
     """
-    last = stages["token_times_s"].map(lambda t: float(t[-1]) if t is not None and len(t) else math.nan)
-    open_ = stages["status"].isin(["unfinished", "timeout"])
-    frame = pd.DataFrame({"request_id": stages["request_id"].to_numpy(), "arrival_s": stages["arrival_s"].to_numpy(),
-                          "last": last.to_numpy(), "open": open_.to_numpy()})
-    g = frame.groupby("request_id", sort=True).agg(arrival_s=("arrival_s", "first"), last=("last", "max"),
-                                                   open=("open", "any"))
-    finish = g["last"].where(g["last"].notna(), g["arrival_s"]).where(~g["open"], math.inf)
-    return pd.DataFrame({"arrival_s": g["arrival_s"], "finish_s": finish}).reset_index()
+    last = _last_tokens(stages)
+    open_ = stages["status"].isin(["unfinished", "timeout"]).to_numpy()
+    ids, first, inverse = np.unique(stages["request_id"].to_numpy(), return_index=True, return_inverse=True)
+    arrival = stages["arrival_s"].to_numpy(dtype=float)[first]
+    req_last = np.full(ids.size, -np.inf)
+    np.maximum.at(req_last, inverse, np.where(np.isnan(last), -np.inf, last))
+    req_open = np.zeros(ids.size, dtype=bool)
+    np.logical_or.at(req_open, inverse, open_)
+    finish = np.where(np.isfinite(req_last), req_last, arrival)
+    finish = np.where(req_open, math.inf, finish)
+    return pd.DataFrame({"request_id": ids, "arrival_s": arrival, "finish_s": finish})
+
+
+def _last_tokens(stages: pd.DataFrame) -> np.ndarray:
+    """Each stage's last token time (NaN when it produced none)."""
+    return np.fromiter((float(t[-1]) if t is not None and len(t) else math.nan for t in stages["token_times_s"]),
+                       dtype=float, count=len(stages))
 
 
 def backlog_growth(arrival_s: np.ndarray, finish_s: np.ndarray, t0: float, t1: float, samples: int = 256) -> Backlog:
@@ -77,16 +86,16 @@ def drain_ratio(stages: pd.DataFrame, measured: np.ndarray) -> float | None:
     tolerance of the attainment metric), divided by its e2e SLO (TTFT SLO + (n − 1)·TPOT SLO). ≤ 0: on
     time; 5: the run needed five more SLOs' worth of time to clear the queue. None: no such stage.
     """
-    last = stages["token_times_s"].map(lambda t: float(t[-1]) if t is not None and len(t) else math.nan)
-    ok = np.asarray(measured, dtype=bool) & last.notna().to_numpy()
+    last = _last_tokens(stages)
+    ok = np.asarray(measured, dtype=bool) & ~np.isnan(last)
     if not ok.any():
         return None
-    i = int(np.nanargmax(np.where(ok, last.to_numpy(), -np.inf)))
+    i = int(np.argmax(np.where(ok, last, -np.inf)))
     row = stages.iloc[i]
     n = max(int(row["output_tokens"]), 1)
     e2e = float(row["ttft_slo_s"]) + (n - 1) * float(row["tpot_slo_s"])
     due = float(row["stage_start_s"]) + TOLERANCE * e2e
-    return (float(last.iloc[i]) - due) / e2e if e2e > 0 else None
+    return (float(last[i]) - due) / e2e if e2e > 0 else None
 
 
 @dataclass(frozen=True)

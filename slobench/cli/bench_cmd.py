@@ -24,7 +24,7 @@ def bench_schedulers(
     hardware: Annotated[str, typer.Option("--hardware")] = "H100-SXM",
     model: Annotated[str, typer.Option("--model")] = "Llama-3.1-8B",
     num_requests: Annotated[int, typer.Option(
-        "--num-requests", "-n", min=50, help="Expected requests per probe (its duration = this ÷ rate).")] = 600,
+        "--num-requests", "-n", min=50, help="Expected requests per probe (its duration = this ÷ rate).")] = 1200,
     warmup: Annotated[float, typer.Option(
         "--warmup", help="Share of each probe's duration not counted, in [0, 0.9).")] = 0.1,
     confirm: Annotated[int, typer.Option(
@@ -45,7 +45,7 @@ def bench_schedulers(
 ) -> None:
     """Capacity per workload for each policy, ratios (with geometric means), and schedule() overhead.
 
-    Example: slobench bench schedulers --workloads coding,chatbot -n 600
+    Example: slobench bench schedulers --workloads coding,chatbot -n 1200
     """
     from slobench.capacity.bench import BenchRow, capacity_table, overhead
     from slobench.capacity.plan import check_warmup

@@ -34,7 +34,7 @@ EngineConfigOpt = Annotated[Path | None, typer.Option("--engine-config", help="Y
 OutOpt = Annotated[Path, typer.Option("--out", help="Results root; a timestamped folder is made inside.")]
 RequestsOpt = Annotated[int | None, typer.Option(
     "--num-requests", min=10, help="Expected requests per probe and replica: a probe at rate r lasts "
-    "num_requests·replicas/r seconds (default 600; 200 with --quick).")]
+    "num_requests·replicas/r seconds (default 1200; 200 with --quick).")]
 StartOpt = Annotated[float, typer.Option("--rate-start", min=0.001, help="First rate probed (req/s).")]
 RateMinOpt = Annotated[float, typer.Option("--rate-min", min=0.0001, help="Lowest rate the search may probe.")]
 RateMaxOpt = Annotated[float, typer.Option("--rate-max", min=0.001, help="Highest rate the search may probe.")]

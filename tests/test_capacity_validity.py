@@ -31,6 +31,14 @@ def test_backlog_stays_flat_for_a_stable_queue_and_check_is_quiet() -> None:
     assert v.check_backlog(b.growth, b.arrivals, b.mean) is None
 
 
+def test_a_replica_still_filling_up_is_not_a_growing_backlog() -> None:
+    # requests take 20 s each: the in-system count ramps up for 20 s, then stays near 200
+    arr = _poisson(10.0, 1000)
+    fin = arr + 20.0
+    b = v.backlog_growth(arr, fin, 5.0, float(arr[-1]))
+    assert abs(b.growth) < 20 and v.check_backlog(b.growth, b.arrivals, b.mean) is None
+
+
 def test_backlog_grows_when_the_replica_serves_slower_than_arrivals_and_check_fires() -> None:
     arr = _poisson(10.0, 3000)
     fin = np.arange(1, arr.size + 1) / 8.0 + 1.0  # served one by one at 8 req/s: 20% short of the offered 10
@@ -122,6 +130,8 @@ def test_probe_duration_scales_with_replicas_and_rate() -> None:
     size = probe_size(kw, 4.0)
     assert size["duration_s"] == pytest.approx(500.0) and size["warmup_s"] == pytest.approx(100.0)
     assert "num_requests" not in size and "probe_requests" not in size
+    short = probe_size(kw, 40.0)  # 50 s: a 10 s warm-up would end before the replica fills; 30 s, 20 s longer
+    assert short["warmup_s"] == pytest.approx(30.0) and short["duration_s"] == pytest.approx(70.0)
     assert probe_size({"num_requests": 600}, 4.0) == {"num_requests": 600}  # plans saved before: a fixed count
     with pytest.raises(UserError, match="--warmup: must be a share"):
         run_kwargs(hardware="H100-SXM", model="x", tp=1, profile=None, replicas=1, engine="sim", num_requests=None,
@@ -137,10 +147,11 @@ def test_a_sized_probe_really_runs_that_long_and_flags_its_warmup() -> None:
                     num_requests=200, quick=False)
     cfg = SearchSpec("coding", "vllm", kw | {"workload": "coding"}).config(2.0, 0)
     res = run_once(cfg)
-    assert cfg.duration_s == pytest.approx(100.0) and cfg.warmup_s == pytest.approx(10.0)
+    # 200 requests at 2 req/s = 100 s; 10% warm-up is 10 s, below the 30 s floor: 30 s, and 120 s in all
+    assert cfg.duration_s == pytest.approx(120.0) and cfg.warmup_s == pytest.approx(30.0)
     df: pd.DataFrame = res.records
-    assert "measured" in df and df.loc[~df["measured"], "arrival_s"].max() < 10.0
+    assert "measured" in df and df.loc[~df["measured"], "arrival_s"].max() < 30.0
     p = probe_result(res, 2.0)
     assert p.num_requests == int(df["measured"].sum()) and p.num_arrivals == len(df)
-    assert p.warmup_s == pytest.approx(10.0) and p.ceiling_tok_s > p.offered_tok_s > 0
+    assert p.warmup_s == pytest.approx(30.0) and p.ceiling_tok_s > p.offered_tok_s > 0
     assert check_validity(p, ValidityLimits()) is None

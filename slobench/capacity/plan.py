@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 QUICK_REQUESTS = 200
 DEFAULT_REQUESTS = 1200  # expected requests per probe and replica (measured: docs/capacity.md "Probe length")
 DEFAULT_WARMUP = 0.1  # share of a probe's duration whose arrivals are run but not counted
+MIN_WARMUP_S = 30.0  # … but at least this long: a replica takes ~25 s to fill at chatbot's high rates
 CONFIRM = 2  # grid rates above the first failing one probed to confirm the crossing
 
 
@@ -39,16 +40,20 @@ def check_warmup(warmup: float, flag: str = "--warmup") -> float:
 
 def probe_size(run_kw: dict[str, Any], rate_rps: float) -> dict[str, Any]:
     """`validate_config` keys of one probe: ``probe_requests`` N and ``warmup`` w become a duration
-    N·replicas/rate (the probe's expected request count is N per replica, whatever the rate) whose first
-    share w is warm-up. Plans saved before (``num_requests``, no ``probe_requests``) keep a fixed count."""
+    D = N·replicas/rate (the probe's expected request count is N per replica, whatever the rate) whose
+    first share w is warm-up. With w > 0 the warm-up lasts at least `MIN_WARMUP_S` (then the probe is
+    longer by the difference, so its measured window keeps (1 − w)·N expected requests). Plans saved
+    before (``num_requests``, no ``probe_requests``) keep a fixed count."""
     kw = dict(run_kw)
     n = kw.pop("probe_requests", None)
     warm = float(kw.pop("warmup", 0.0) or 0.0)
     if n is None:
         return kw
     kw.pop("num_requests", None)
-    duration = float(f"{n * kw.get('replicas', 1) / rate_rps:.9g}")
-    return kw | {"duration_s": duration, "warmup_s": warm * duration}
+    duration = n * kw.get("replicas", 1) / rate_rps
+    warmup_s = max(warm * duration, MIN_WARMUP_S) if warm > 0 else 0.0
+    duration += warmup_s - warm * duration
+    return kw | {"duration_s": float(f"{duration:.9g}"), "warmup_s": float(f"{warmup_s:.9g}")}
 
 
 @dataclass

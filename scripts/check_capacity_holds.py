@@ -117,10 +117,11 @@ def main(argv: list[str] | None = None) -> int:
             verdict += f" ({r['why']})"
         print(f"{r['workload']:<14}{r['policy']:<12}{cap:>9}{pa:>12}{la:>10}  {verdict}")
     if a.out is not None:
+        from slobench.report.results import atomic_target
+
         a.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = a.out.with_suffix(".tmp")
-        df.to_csv(tmp, index=False)
-        tmp.replace(a.out)
+        with atomic_target(a.out) as tmp:
+            df.to_csv(tmp, index=False)
         print(f"written: {a.out}")
     failed = int((~df["pass"]).sum())
     print(f"{len(rows) - failed} of {len(rows)} capacities hold (10× attainment ≥ target − 2 points)")

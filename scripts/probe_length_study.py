@@ -110,10 +110,11 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(r)
                 _line(r)
     df = pd.DataFrame(rows)
+    from slobench.report.results import atomic_target
+
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = a.out.with_suffix(".tmp")
-    df.to_csv(tmp, index=False)
-    tmp.replace(a.out)
+    with atomic_target(a.out) as tmp:
+        df.to_csv(tmp, index=False)
     piv = df.groupby(["workload", "policy", "rate_rps", "requests"])["attainment"].mean().unstack("requests")
     print("\nmeasured-window attainment (%), mean over seeds; * = some seed INVALID")
     bad = df[~df["valid"]].groupby(["workload", "policy", "rate_rps", "requests"]).size()

@@ -88,7 +88,10 @@ def bench_schedulers(
         if out is not None:
             import pandas as pd
 
-            pd.DataFrame([r.as_row() for r in rows]).to_csv(out, index=False)
+            from slobench.report.results import atomic_target
+
+            with atomic_target(out) as tmp:
+                pd.DataFrame([r.as_row() for r in rows]).to_csv(tmp, index=False)
             console.print(f"written: {out}")
     o = overhead()
     console.print(f"slos-serve schedule() with 256 running + 256 waiting in 3 tiers: re-planning call "

@@ -132,6 +132,8 @@ def test_probe_duration_scales_with_replicas_and_rate() -> None:
     assert "num_requests" not in size and "probe_requests" not in size
     short = probe_size(kw, 40.0)  # 50 s: a 10 s warm-up would end before the replica fills; 30 s, 20 s longer
     assert short["warmup_s"] == pytest.approx(30.0) and short["duration_s"] == pytest.approx(70.0)
+    tiny = probe_size(kw, 400.0)  # 5 s: the warm-up is at most the measured window (4 s), the probe 8 s
+    assert tiny["warmup_s"] == pytest.approx(4.0) and tiny["duration_s"] == pytest.approx(8.0)
     assert probe_size({"num_requests": 600}, 4.0) == {"num_requests": 600}  # plans saved before: a fixed count
     with pytest.raises(UserError, match="--warmup: must be a share"):
         run_kwargs(hardware="H100-SXM", model="x", tp=1, profile=None, replicas=1, engine="sim", num_requests=None,

@@ -41,9 +41,10 @@ def check_warmup(warmup: float, flag: str = "--warmup") -> float:
 def probe_size(run_kw: dict[str, Any], rate_rps: float) -> dict[str, Any]:
     """`validate_config` keys of one probe: ``probe_requests`` N and ``warmup`` w become a duration
     D = N·replicas/rate (the probe's expected request count is N per replica, whatever the rate) whose
-    first share w is warm-up. With w > 0 the warm-up lasts at least `MIN_WARMUP_S` (then the probe is
-    longer by the difference, so its measured window keeps (1 − w)·N expected requests). Plans saved
-    before (``num_requests``, no ``probe_requests``) keep a fixed count."""
+    first share w is warm-up. With w > 0 the warm-up lasts at least `MIN_WARMUP_S`, but no longer than the
+    measured window itself (so a short ``--quick`` probe at most doubles); the probe is then longer by the
+    difference, so its measured window keeps (1 − w)·N expected requests. Plans saved before
+    (``num_requests``, no ``probe_requests``) keep a fixed count."""
     kw = dict(run_kw)
     n = kw.pop("probe_requests", None)
     warm = float(kw.pop("warmup", 0.0) or 0.0)
@@ -51,7 +52,7 @@ def probe_size(run_kw: dict[str, Any], rate_rps: float) -> dict[str, Any]:
         return kw
     kw.pop("num_requests", None)
     duration = n * kw.get("replicas", 1) / rate_rps
-    warmup_s = max(warm * duration, MIN_WARMUP_S) if warm > 0 else 0.0
+    warmup_s = max(warm * duration, min(MIN_WARMUP_S, (1 - warm) * duration)) if warm > 0 else 0.0
     duration += warmup_s - warm * duration
     return kw | {"duration_s": float(f"{duration:.9g}"), "warmup_s": float(f"{warmup_s:.9g}")}
 

@@ -2,7 +2,7 @@
 
 For every policy and workload: search capacity exactly as `slobench compare` does with its defaults
 (`capacity.plan.run_kwargs` / `search_settings`, the same `run_search`), then run once at that rate with
-``--factor`` × the probe's duration (so ≈ factor × its requests; the same warm-up share excluded) and
+``--factor`` × the probe's measured span (so ≈ factor × its requests; the same warm-up excluded) and
 check that the long run still attains at least the target minus ``--slack`` (2 points). Prints a table
 and exits 1 when any capacity does not hold (2 on bad options).
 
@@ -48,10 +48,10 @@ def check(task: tuple[str, str, int | None, float, float, int, int]) -> dict[str
         return row | {"pass": False, "why": f"no capacity ({res.status})", "wall_s": time.perf_counter() - t0}
     at = [p for p in res.probes if p.rate_rps == res.capacity_rps]
     row |= {"probe_attainment": at[0].attainment, "probe_requests": at[0].num_requests}
-    long_kw = dict(spec.run_kwargs)
-    long_kw["probe_requests"] = kw["probe_requests"] * factor
-    long_spec = SearchSpec(wl, pol, long_kw)
-    long_run = run_once(long_spec.config(res.capacity_rps, seed))
+    probe_cfg = spec.config(res.capacity_rps, seed)  # the long run: the same warm-up, a measured span factor× longer
+    measured_s = probe_cfg.duration_s - probe_cfg.warmup_s
+    long_cfg = probe_cfg.model_copy(update={"duration_s": probe_cfg.warmup_s + factor * measured_s})
+    long_run = run_once(long_cfg)
     p = make_probe(res.capacity_rps, seed, probe_result(long_run, res.capacity_rps), ValidityLimits())
     holds = p.attainment >= target - 0.02 - 1e-12
     why = "" if holds else f"{p.attainment:.1%} < {target - 0.02:.0%}"

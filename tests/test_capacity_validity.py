@@ -130,9 +130,12 @@ def test_probe_duration_scales_with_replicas_and_rate() -> None:
     size = probe_size(kw, 4.0)
     assert size["duration_s"] == pytest.approx(500.0) and size["warmup_s"] == pytest.approx(100.0)
     assert "num_requests" not in size and "probe_requests" not in size
-    short = probe_size(kw, 40.0)  # 50 s: a 10 s warm-up would end before the replica fills; 30 s, 20 s longer
-    assert short["warmup_s"] == pytest.approx(30.0) and short["duration_s"] == pytest.approx(70.0)
-    tiny = probe_size(kw, 400.0)  # 5 s: the warm-up is at most the measured window (4 s), the probe 8 s
+    # 1000·2/40 = 50 s < the 120 s floor: 120 s, whose 20% (24 s) is below the 30 s warm-up floor: 126 s
+    short = probe_size(kw, 40.0)
+    assert short["warmup_s"] == pytest.approx(30.0) and short["duration_s"] == pytest.approx(126.0)
+    bare = kw | {"min_duration_s": 0.0}  # --quick: no duration floor
+    assert probe_size(bare, 40.0)["duration_s"] == pytest.approx(70.0)  # 50 s + (30 − 10) s of warm-up
+    tiny = probe_size(bare, 400.0)  # 5 s: the warm-up is at most the measured window (4 s), the probe 8 s
     assert tiny["warmup_s"] == pytest.approx(4.0) and tiny["duration_s"] == pytest.approx(8.0)
     assert probe_size({"num_requests": 600}, 4.0) == {"num_requests": 600}  # plans saved before: a fixed count
     with pytest.raises(UserError, match="--warmup: must be a share"):
@@ -149,8 +152,8 @@ def test_a_sized_probe_really_runs_that_long_and_flags_its_warmup() -> None:
                     num_requests=200, quick=False)
     cfg = SearchSpec("coding", "vllm", kw | {"workload": "coding"}).config(2.0, 0)
     res = run_once(cfg)
-    # 200 requests at 2 req/s = 100 s; 10% warm-up is 10 s, below the 30 s floor: 30 s, and 120 s in all
-    assert cfg.duration_s == pytest.approx(120.0) and cfg.warmup_s == pytest.approx(30.0)
+    # 200 requests at 2 req/s = 100 s < the 120 s floor; its 10% (12 s) < the 30 s warm-up floor: 138 s in all
+    assert cfg.duration_s == pytest.approx(138.0) and cfg.warmup_s == pytest.approx(30.0)
     df: pd.DataFrame = res.records
     assert "measured" in df and df.loc[~df["measured"], "arrival_s"].max() < 30.0
     p = probe_result(res, 2.0)

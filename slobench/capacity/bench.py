@@ -22,7 +22,15 @@ from typing import Any
 import numpy as np
 
 from slobench.capacity.execute import run_search
-from slobench.capacity.plan import CONFIRM, DEFAULT_REQUESTS, DEFAULT_WARMUP, SearchSettings, SearchSpec, check_warmup
+from slobench.capacity.plan import (
+    CONFIRM,
+    DEFAULT_REQUESTS,
+    DEFAULT_WARMUP,
+    MIN_PROBE_S,
+    SearchSettings,
+    SearchSpec,
+    check_warmup,
+)
 from slobench.capacity.search import CapacityResult
 
 
@@ -62,6 +70,7 @@ def bench_spec(workload: str, scheduler: str, num_requests: int, run_kwargs: dic
     if scheduler in per_scheduler:
         kwargs["scheduler_options"] = per_scheduler[scheduler]
     kwargs.setdefault("replicas", 1)
+    kwargs.setdefault("min_duration_s", MIN_PROBE_S)
     return SearchSpec(workload, scheduler, kwargs | {"workload": workload, "probe_requests": num_requests,
                                                      "warmup": check_warmup(warmup)})
 

@@ -28,6 +28,7 @@ QUICK_REQUESTS = 200
 DEFAULT_REQUESTS = 1200  # expected requests per probe and replica (measured: docs/capacity.md "Probe length")
 DEFAULT_WARMUP = 0.1  # share of a probe's duration whose arrivals are run but not counted
 MIN_WARMUP_S = 30.0  # … but at least this long: a replica takes ~25 s to fill at chatbot's high rates
+MIN_PROBE_S = 120.0  # a probe's measured span is at least this long (not with --quick): docs/capacity.md
 CONFIRM = 2  # grid rates above the first failing one probed to confirm the crossing
 
 
@@ -40,7 +41,8 @@ def check_warmup(warmup: float, flag: str = "--warmup") -> float:
 
 def probe_size(run_kw: dict[str, Any], rate_rps: float) -> dict[str, Any]:
     """`validate_config` keys of one probe: ``probe_requests`` N and ``warmup`` w become a duration
-    D = N·replicas/rate (the probe's expected request count is N per replica, whatever the rate) whose
+    D = N·replicas/rate (the probe's expected request count is N per replica, whatever the rate), at least
+    ``min_duration_s`` (`MIN_PROBE_S`: at high rates N requests pass faster than a replica settles), whose
     first share w is warm-up. With w > 0 the warm-up lasts at least `MIN_WARMUP_S`, but no longer than the
     measured window itself (so a short ``--quick`` probe at most doubles); the probe is then longer by the
     difference, so its measured window keeps (1 − w)·N expected requests. Plans saved before
@@ -48,10 +50,11 @@ def probe_size(run_kw: dict[str, Any], rate_rps: float) -> dict[str, Any]:
     kw = dict(run_kw)
     n = kw.pop("probe_requests", None)
     warm = float(kw.pop("warmup", 0.0) or 0.0)
+    floor = float(kw.pop("min_duration_s", 0.0) or 0.0)
     if n is None:
         return kw
     kw.pop("num_requests", None)
-    duration = n * kw.get("replicas", 1) / rate_rps
+    duration = max(n * kw.get("replicas", 1) / rate_rps, floor)
     warmup_s = max(warm * duration, min(MIN_WARMUP_S, (1 - warm) * duration)) if warm > 0 else 0.0
     duration += warmup_s - warm * duration
     return kw | {"duration_s": float(f"{duration:.9g}"), "warmup_s": float(f"{warmup_s:.9g}")}
@@ -151,7 +154,7 @@ def run_kwargs(*, hardware: str, model: str, tp: int, profile: str | None, repli
     n = num_requests or (QUICK_REQUESTS if quick else DEFAULT_REQUESTS)
     w = check_warmup(DEFAULT_WARMUP if warmup is None else warmup)
     kw: dict[str, Any] = {"hardware": hardware, "model": model, "tp": tp, "replicas": replicas, "engine": engine,
-                          "probe_requests": n, "warmup": w}
+                          "probe_requests": n, "warmup": w, "min_duration_s": 0.0 if quick else MIN_PROBE_S}
     if profile:
         kw["profile"] = profile
     if url:  # real engines only (sim plans stay as they were)

@@ -175,7 +175,7 @@ def ceiling_tokens_per_s(perf: Any, offered: OfferedTokens, *, max_tokens: int =
 # --- the checks: evidence → INVALID reason or None -------------------------------------------------------
 
 def check_backlog(growth: float | None, arrivals: int | None, mean_in_system: float | None, *,
-                  max_share: float = 0.05, sigmas: float = 4.0) -> str | None:
+                  max_share: float = 0.10, sigmas: float = 4.0) -> str | None:
     """INVALID when the in-system count grew by more than ``max_share`` of the window's arrivals (the
     replica finished fewer requests than arrived) and by more than ``sigmas``·√(mean count) (a stable
     queue's own fluctuation)."""

@@ -33,6 +33,10 @@ def _compare_search(tmp_path: Path, scheduler: str) -> tuple[object, Collector]:
     return run_search(spec, settings, store=store), store
 
 
+# What `compare --quick` sets besides the probe size: no 120 s floor on a probe's duration.
+QUICK = {"min_duration_s": 0.0}
+
+
 def _rows(probes: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(probes).reset_index(drop=True)
 
@@ -40,7 +44,8 @@ def _rows(probes: list[dict]) -> pd.DataFrame:
 @pytest.mark.parametrize("scheduler", ["vllm", "slos-serve"])
 def test_bench_and_compare_give_the_same_capacity_and_probes(tmp_path: Path, scheduler: str) -> None:
     result, store = _compare_search(tmp_path, scheduler)
-    (row,) = capacity_table(["coding"], [scheduler], num_requests=200, rel_tol=0.05, seeds=(0,))
+    (row,) = capacity_table(["coding"], [scheduler], num_requests=200, rel_tol=0.05, seeds=(0,), confirm=0,
+                            run_kwargs=QUICK)
     assert result is not None and row.result is not None
     assert row.capacity_rps == result.capacity_rps == store.capacities[0].capacity_rps
     assert row.status == result.status == "ok"
@@ -50,13 +55,14 @@ def test_bench_and_compare_give_the_same_capacity_and_probes(tmp_path: Path, sch
     pd.testing.assert_frame_equal(_rows(row.result.probe_rows()), want)
 
 
-def _stage(i: int, start: float, *, last_token_s: float | None = None, status: str = "finished") -> StageRecord:
-    first = start + 0.1
+def _stage(i: int, start: float, *, last_token_s: float | None = None, status: str = "finished",
+           shift: float = 0.0, prompt: int = 50) -> StageRecord:
+    first = start + 0.1 + shift
     times = list(first + 0.03 * np.arange(5))
     if last_token_s is not None:
         times[-1] = last_token_s
     return StageRecord(request_id=i, stage_idx=0, stage_name="main", num_stages=1, app="coding", tier="t",
-                       arrival_s=start, stage_start_s=start, prompt_tokens=50, output_tokens=5, ttft_slo_s=0.4,
+                       arrival_s=start, stage_start_s=start, prompt_tokens=prompt, output_tokens=5, ttft_slo_s=0.4,
                        tpot_slo_s=0.05, token_times_s=times if status == "finished" else times[:2], status=status)
 
 
@@ -64,26 +70,32 @@ def _faulty_run_once(fault: str, from_rate: float):
     """Every request meets its SLOs, but from ``from_rate`` on the run cannot be trusted because of ``fault``."""
 
     def run(cfg, **_: object) -> SimpleNamespace:
-        n = cfg.num_requests
+        n = cfg.num_requests or round(cfg.rate_rps * cfg.duration_s)
         bad = cfg.rate_rps >= from_rate
         recs = [_stage(i, i / cfg.rate_rps) for i in range(n)]
         offered = cfg.rate_rps
-        if bad and fault == "tail":  # the last token comes 100 s after the last deadline
+        if bad and fault == "drain":  # the last token comes 100 s after the last deadline
             recs[-1] = _stage(n - 1, (n - 1) / cfg.rate_rps, last_token_s=(n - 1) / cfg.rate_rps + 100.0)
+        elif bad and fault == "backlog":  # the replica finishes requests a third slower than they arrive
+            recs = [_stage(i, i / cfg.rate_rps, shift=0.5 * i / cfg.rate_rps) for i in range(n)]
+        elif bad and fault == "ceiling":  # prompts far beyond what the latency model computes at this rate
+            recs = [_stage(i, i / cfg.rate_rps, prompt=40_000) for i in range(n)]
         elif bad and fault == "unfinished":
             recs[-3:] = [_stage(i, i / cfg.rate_rps, status="unfinished") for i in range(n - 3, n)]
         elif bad and fault == "rate":  # the generator produced half the asked-for arrivals per second
             offered = cfg.rate_rps / 2
         summary = RunSummary(num_requests=n, num_finished=n, num_met=n, attainment=1.0, attainment_ttft=1.0,
                              attainment_tpot=1.0, attainment_admitted_only=1.0, goodput_rps=cfg.rate_rps,
-                             status_counts={"finished": n}, offered_rate_rps=offered)
-        return SimpleNamespace(records=records_frame(recs), summary=summary, iterations=pd.DataFrame())
+                             status_counts={"finished": n}, offered_rate_rps=offered, warmup_s=cfg.warmup_s)
+        return SimpleNamespace(records=records_frame(recs), summary=summary, iterations=pd.DataFrame(), config=cfg)
 
     return run
 
 
 @pytest.mark.parametrize(("fault", "needle"), [
-    ("tail", "queue does not drain"),
+    ("drain", "e2e SLO after its deadline"),
+    ("backlog", "backlog grew"),
+    ("ceiling", "above the replicas' ceiling"),
     ("unfinished", "unfinished at the horizon"),
     ("rate", "achieved arrival rate"),
 ])
@@ -91,17 +103,20 @@ def test_an_untrustworthy_probe_is_invalid_in_both(tmp_path: Path, monkeypatch: 
                                                    needle: str) -> None:
     monkeypatch.setattr(cluster_run, "run_once", _faulty_run_once(fault, from_rate=4.0))
     result, store = _compare_search(tmp_path, "vllm")
-    (row,) = capacity_table(["coding"], ["vllm"], num_requests=200, rel_tol=0.05, seeds=(0,))
+    (row,) = capacity_table(["coding"], ["vllm"], num_requests=200, rel_tol=0.05, seeds=(0,), confirm=0,
+                            run_kwargs=QUICK)
     assert row.result is not None and result is not None
     for probes in (row.result.probes, result.probes):
         invalid = [p for p in probes if not p.valid]
         assert invalid and all(p.rate_rps >= 4.0 for p in invalid)
-        assert all(needle in p.reason for p in invalid)
+        assert all(needle in p.reason for p in invalid), [p.reason for p in invalid]
         assert all(p.valid for p in probes if p.rate_rps < 4.0)
     # Every request met its SLOs, yet the invalid rates count as misses: capacity stays below them.
     assert row.capacity_rps == result.capacity_rps < 4.0
     assert [(p.rate_rps, p.valid, p.reason) for p in row.result.probes] == \
         [(r.rate_rps, r.valid, r.reason) for r in store.probe_rows]
+    # the same evidence, column for column, from both commands
+    assert [p.row() for p in row.result.probes] == [p.row() for p in result.probes]
 
 
 def test_probe_result_reads_the_typed_summary() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -73,15 +75,15 @@ def test_above_range_message() -> None:
 
 
 def test_invalid_probe_never_reported_as_capacity() -> None:
-    # Beyond 5 rps the tail never drains, even though attainment is (wrongly) perfect.
+    # Beyond 5 rps the backlog keeps growing, even though attainment is (wrongly) perfect.
     def probe(rate: float, seed: int) -> ProbeResult:
-        return ProbeResult(100, 100, tail_s=100.0 if rate > 5 else 1.0)
+        return ProbeResult(100, 100, backlog_growth=60.0 if rate > 5 else 1.0, backlog_arrivals=100, backlog_mean=20)
 
     res = capacity_search(probe, target=0.9)
     assert res.status == "ok"
     assert res.capacity_rps <= 5
     bad = [p for p in res.probes if not p.valid]
-    assert bad and all("tail" in p.reason for p in bad)
+    assert bad and all("backlog grew" in p.reason for p in bad)
 
 
 def test_validity_checks() -> None:
@@ -201,5 +203,32 @@ def test_probe_row_round_trips_to_the_same_probe() -> None:
 
 
 def test_below_range_names_the_invalid_reason() -> None:
-    res = capacity_search(lambda r, s: ProbeResult(100, 100, tail_s=60.0), target=0.9, rate_lo=0.1)
-    assert res.status == "below_range" and "tail" in res.message and res.upper_rps == pytest.approx(0.1, rel=0.03)
+    res = capacity_search(lambda r, s: ProbeResult(100, 100, drain_ratio=9.0), target=0.9, rate_lo=0.1)
+    assert res.status == "below_range" and "does not drain" in res.message
+    assert res.upper_rps == pytest.approx(0.1, rel=0.03)
+
+
+def test_confirm_probes_above_the_crossing_and_says_what_it_found() -> None:
+    """A dip at the crossing: grid point k = 10 fails but 12 passes again; bisection (1 → 2 req/s, 36 points per
+    doubling) visits 18, 9, 13, 11, 10 and never 12, so only the confirmation sees it, and says so."""
+    m = math.ceil(math.log(2) / math.log1p(0.02))
+    assert m == 36
+
+    def noisy(rate: float, seed: int) -> ProbeResult:
+        k = round(m * math.log2(rate))
+        return ProbeResult(95 if k < 10 or k == 12 else 80, 100)
+
+    plain = capacity_search(noisy, target=0.9, rate_start=1.0)
+    assert plain.notes == [] and plain.capacity_rps == pytest.approx(2 ** (9 / m), rel=1e-5)
+    res = capacity_search(noisy, target=0.9, rate_start=1.0, confirm=2)
+    assert res.capacity_rps == plain.capacity_rps  # the lower crossing is kept
+    assert len(res.probes) == len(plain.probes) + 1  # k = 11 was known already, k = 12 is new
+    assert len(res.notes) == 1 and "not monotone" in res.notes[0] and res.notes[0] in res.message
+
+    def monotone(rate: float, seed: int) -> ProbeResult:
+        return ProbeResult(95 if rate < 6.0 else 80, 100)
+
+    ok = capacity_search(monotone, target=0.9, confirm=2)
+    assert ok.notes and "crossing confirmed: the next 2 grid rates" in ok.notes[0]
+    with pytest.raises(ValueError, match="confirm"):
+        capacity_search(monotone, confirm=-1)

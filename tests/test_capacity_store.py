@@ -11,11 +11,12 @@ from typer.testing import CliRunner
 
 import slobench.cluster.run as cluster_run
 from slobench.capacity.plan import Plan, SearchSettings, SearchSpec
-from slobench.capacity.search import ProbeResult, ValidityLimits, make_probe
+from slobench.capacity.search import EVIDENCE_FIELDS, ProbeResult, ValidityLimits, make_probe
 from slobench.capacity.store import Collector, probe_row
 from slobench.cli import app
 from slobench.report.probes import (
     PROBES_VERSION,
+    SUMMARY_VERSION,
     ExperimentSummary,
     ProbeRow,
     read_probe_rows,
@@ -81,12 +82,15 @@ def test_old_format_folder_reports_and_resumes(tmp_path: Path, fake_engine: list
     assert clean.exit_code == 0, clean.output
     clean_dir = _only_dir(tmp_path / "clean")
     caps = [ExperimentSummary.read(d / "summary.json").capacities for d in (clean_dir, run_dir)]
-    assert caps[0] == caps[1] and caps[0][0].status == "ok"
+    sizing = {"probe_requests", "warmup"}  # the old plan sized probes by count; the new one by duration
+    assert [c.model_dump(exclude=sizing) for c in caps[0]] == [c.model_dump(exclude=sizing) for c in caps[1]]
+    assert caps[0][0].status == "ok" and caps[1][0].probe_requests is None and caps[0][0].probe_requests == 200
     old, new = (pd.read_csv(d / "probes.csv") for d in (run_dir, clean_dir))
     assert list(old["rate_rps"]) == list(new["rate_rps"])
-    assert list(old.columns) == OLD_COLUMNS + ["schema_version"]  # the same columns, the version appended
+    # the old columns first, in their order; the steady-state evidence appended (empty in old rows), then the version
+    assert list(old.columns) == OLD_COLUMNS + list(EVIDENCE_FIELDS) + ["schema_version"]
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["schema_version"] == 2 and summary["complete"] is True
+    assert summary["schema_version"] == SUMMARY_VERSION and summary["complete"] is True
 
 
 def test_old_files_read_as_version_1_with_defaults(tmp_path: Path) -> None:

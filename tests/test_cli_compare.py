@@ -313,7 +313,8 @@ def test_capacity_on_real_simulator(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
     def build_workload(cfg, perf) -> Workload:
         rng = np.random.default_rng(cfg.seed)
-        arrivals = np.cumsum(rng.exponential(1 / cfg.rate_rps, cfg.num_requests))
+        n = cfg.num_requests or round(cfg.rate_rps * cfg.duration_s)  # probes are sized by duration now
+        arrivals = np.cumsum(rng.exponential(1 / cfg.rate_rps, n))
         return Workload(name="synthetic", requests=[
             Request(id=i, arrival_s=float(a), app="coding", tier="tight", stages=(
                 Stage(int(rng.integers(200, 2000)), int(rng.integers(20, 200)), SLO(1.0, 0.05)),))
@@ -329,3 +330,28 @@ def test_capacity_on_real_simulator(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     probes = pd.read_csv(run_dir / "probes.csv")
     assert probes["valid"].iloc[0]  # light load is a trustworthy probe
     assert (run_dir / "report.html").exists() and (run_dir / "iterations.parquet").exists()
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["compare", "--warmup", "0.95"], "--warmup: must be a share of the probe's duration in [0, 0.9), got 0.95"),
+    (["capacity", "--warmup", "-0.1"], "--warmup: must be a share"),
+    (["compare", "--confirm", "11"], "--confirm: must be a number of grid rates in 0..10, got 11"),
+    (["bench", "schedulers", "--warmup", "1.5"], "--warmup: must be a share"),
+    (["bench", "schedulers", "--confirm", "-1"], "--confirm: must be a number of grid rates"),
+])
+def test_steady_state_options_are_validated_in_one_line(tmp_path: Path, args: list[str], needle: str) -> None:
+    res = CliRunner().invoke(app, [*args, "--out", str(tmp_path)] if args[0] != "bench" else args)
+    assert res.exit_code == 2, res.output
+    assert needle in res.output and "Traceback" not in res.output
+    assert not any(tmp_path.iterdir())  # nothing started
+
+
+def test_compare_prints_how_probes_were_sized_and_what_the_search_confirmed(tmp_path: Path,
+                                                                            fake_engine: list) -> None:
+    res = CliRunner().invoke(app, ["compare", "--schedulers", "vllm", "--no-refine-interval", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "crossing confirmed: the next 2 grid rates" in res.output
+    assert "≈1200 requests per replica each" in res.output and "warm-up" in res.output
+    summary = json.loads((_only_dir(tmp_path) / "summary.json").read_text())
+    (cap,) = summary["capacities"]
+    assert cap["notes"].startswith("crossing confirmed") and cap["probe_requests"] == 1200 and cap["warmup"] == 0.1

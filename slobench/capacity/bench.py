@@ -22,7 +22,15 @@ from typing import Any
 import numpy as np
 
 from slobench.capacity.execute import run_search
-from slobench.capacity.plan import SearchSettings, SearchSpec
+from slobench.capacity.plan import (
+    CONFIRM,
+    DEFAULT_REQUESTS,
+    DEFAULT_WARMUP,
+    MIN_PROBE_S,
+    SearchSettings,
+    SearchSpec,
+    check_warmup,
+)
 from slobench.capacity.search import CapacityResult
 
 
@@ -38,41 +46,55 @@ class BenchRow:
     wall_s: float
     result: CapacityResult | None = field(default=None, repr=False, compare=False)
 
+    @property
+    def notes(self) -> str:
+        """What the search did beyond bisection (the crossing's confirmation), as in compare's capacity row."""
+        return "; ".join(self.result.notes) if self.result is not None else ""
+
     def as_row(self) -> dict[str, Any]:
         """The CSV row of ``bench schedulers --out`` (without the probes)."""
         return {"workload": self.workload, "scheduler": self.scheduler, "capacity_rps": self.capacity_rps,
-                "status": self.status, "probes": self.probes, "wall_s": self.wall_s}
+                "status": self.status, "probes": self.probes, "wall_s": self.wall_s, "notes": self.notes}
 
 
-def bench_spec(workload: str, scheduler: str, num_requests: int, run_kwargs: dict[str, Any]) -> SearchSpec:
+def bench_spec(workload: str, scheduler: str, num_requests: int, run_kwargs: dict[str, Any],
+               warmup: float = DEFAULT_WARMUP) -> SearchSpec:
     """The search of one (workload, policy) cell: ``run_kwargs`` plus its own ``scheduler_options``.
 
+    Probes are sized as `compare`'s (`slobench.capacity.plan.probe_size`): ``num_requests`` expected
+    requests per replica, the first ``warmup`` share of the duration not counted.
     ``run_kwargs["scheduler_options_for"]`` maps a policy name to its options (``--slos-serve-opt``).
     """
     kwargs = dict(run_kwargs)
     per_scheduler = kwargs.pop("scheduler_options_for", {})
     if scheduler in per_scheduler:
         kwargs["scheduler_options"] = per_scheduler[scheduler]
-    return SearchSpec(workload, scheduler, kwargs | {"workload": workload, "num_requests": num_requests})
+    kwargs.setdefault("replicas", 1)
+    kwargs.setdefault("min_duration_s", MIN_PROBE_S)
+    return SearchSpec(workload, scheduler, kwargs | {"workload": workload, "probe_requests": num_requests,
+                                                     "warmup": check_warmup(warmup)})
 
 
-def bench_settings(target: float, rel_tol: float, seeds: Sequence[int]) -> SearchSettings:
+def bench_settings(target: float, rel_tol: float, seeds: Sequence[int], confirm: int = CONFIRM) -> SearchSettings:
     """The benchmark's search: from 1 req/s on the default rate range, no interval refinement."""
-    return SearchSettings(target=target, seeds=list(seeds), rel_tol=rel_tol, rate_start=1.0, refine_interval=False)
+    return SearchSettings(target=target, seeds=list(seeds), rel_tol=rel_tol, rate_start=1.0, refine_interval=False,
+                          confirm=confirm)
 
 
 def _capacity_row(wl: str, sched: str, num_requests: int, target: float, rel_tol: float, seeds: tuple[int, ...],
-                  run_kwargs: dict[str, Any]) -> BenchRow:
+                  run_kwargs: dict[str, Any], warmup: float = DEFAULT_WARMUP, confirm: int = CONFIRM) -> BenchRow:
     t0 = time.perf_counter()
-    res = run_search(bench_spec(wl, sched, num_requests, run_kwargs), bench_settings(target, rel_tol, seeds))
+    res = run_search(bench_spec(wl, sched, num_requests, run_kwargs, warmup),
+                     bench_settings(target, rel_tol, seeds, confirm))
     assert res is not None  # a search, not a rate grid
     return BenchRow(wl, sched, res.capacity_rps, res.status, len(res.probes), time.perf_counter() - t0, res)
 
 
-def capacity_table(workloads: Sequence[str], schedulers: Sequence[str], *, num_requests: int = 600,
+def capacity_table(workloads: Sequence[str], schedulers: Sequence[str], *, num_requests: int = DEFAULT_REQUESTS,
                    target: float = 0.9, rel_tol: float = 0.02, seeds: Sequence[int] = (0,),
                    run_kwargs: dict[str, Any] | None = None,  # + "scheduler_options_for": {name: opts}
-                   on_row: Callable[[BenchRow], None] | None = None, jobs: int = 1) -> list[BenchRow]:
+                   on_row: Callable[[BenchRow], None] | None = None, jobs: int = 1,
+                   warmup: float = DEFAULT_WARMUP, confirm: int = CONFIRM) -> list[BenchRow]:
     """Capacity of each scheduler on each workload (same seeds and rate grid for all).
 
     Every search is `slobench.capacity.execute.run_search` without a results folder, so each probe
@@ -80,7 +102,7 @@ def capacity_table(workloads: Sequence[str], schedulers: Sequence[str], *, num_r
     ``jobs > 1`` the (workload, scheduler) searches run in that many processes; every search is
     seeded, so the table is the same either way, only faster on a many-core machine.
     """
-    tasks = [(wl, sched, num_requests, target, rel_tol, tuple(seeds), run_kwargs or {})
+    tasks = [(wl, sched, num_requests, target, rel_tol, tuple(seeds), run_kwargs or {}, warmup, confirm)
              for wl in workloads for sched in schedulers]
     if jobs <= 1 or len(tasks) == 1:
         rows = []

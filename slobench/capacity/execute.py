@@ -79,23 +79,35 @@ class NullObserver:
 def probe_result(res: Any, rate: float) -> ProbeResult:
     """THE RunResult → ProbeResult adapter: counts plus the validity evidence the search judges.
 
-    - counts: ``num_met`` / ``num_requests`` of the run's summary (requests, not stages);
+    - counts: ``num_met`` / ``num_requests`` of the run's summary: the measured window's requests (those
+      arriving after the run's warm-up), not stages; ``num_arrivals``: every request of the run;
     - ``unfinished``: requests with a stage unfinished or timed out at the horizon;
-    - ``tail_s``: how long the run kept going after the last SLO deadline of any stage;
+    - ``backlog_*``: the in-system count's growth over the measured window (`validity.backlog_growth`);
+    - ``drain_ratio``: the last measured request's lateness in units of its own e2e SLO;
+    - ``offered_tok_s`` / ``ceiling_tok_s``: offered prefill + decode tokens per second vs what the latency
+      model computes at full batches of that mix, times the replicas (simulated and real engines alike:
+      the model is the run's; no ceiling when the policy speculates, which the model's batches do not);
+    - ``tail_s``: how long the run kept going after the last SLO deadline of any stage (kept as evidence);
     - ``offered_rate_rps``: the rate asked for; ``achieved_rate_rps``: the load generator's
       realised rate on real engines, the generated arrivals' rate on the simulator;
     - ``client_lag_s``: how far a real engine's load generator fell behind its schedule.
     """
+    from slobench.capacity import validity
+
     s = res.summary
     df = res.records
+    cfg = getattr(res, "config", None)
     if len(df) and {"status", "request_id"} <= set(df.columns):  # count requests, not stages
         unfinished = int(df.loc[df["status"].isin(["unfinished", "timeout"]), "request_id"].nunique())
     else:
         counts = s.status_counts or {}  # per stage
         unfinished = int(counts.get("unfinished", 0)) + int(counts.get("timeout", 0))
-    tail = None
+    warmup = float(getattr(s, "warmup_s", 0.0) or 0.0)
+    tail = drain = None
+    backlog: validity.Backlog | None = None
+    offered_tok = ceiling = None
     if len(df):
-        from slobench.metrics.attainment import stage_metrics
+        from slobench.metrics.attainment import measured_flags, stage_metrics
 
         st = stage_metrics(df)
         if st["last_token_s"].notna().any():
@@ -104,12 +116,31 @@ def probe_result(res: Any, rate: float) -> ProbeResult:
             last_due = st["stage_start_s"] + st["ttft_slo_s"] + (st["output_tokens"] - 1).clip(lower=0) * st[
                 "tpot_slo_s"]
             tail = float(st["last_token_s"].max() - last_due.max())
+        measured = measured_flags(df["arrival_s"], warmup)
+        drain = validity.drain_ratio(df, measured)
+        reqs = validity.request_finish_times(df)
+        t0 = warmup if warmup > 0 else float(reqs["arrival_s"].min())
+        backlog = validity.backlog_growth(reqs["arrival_s"].to_numpy(), reqs["finish_s"].to_numpy(), t0,
+                                          float(reqs["arrival_s"].max()))
+        tokens = validity.offered_tokens(df)
+        if tokens is not None:
+            offered_tok = tokens.per_s
+            if cfg is not None and getattr(cfg.policy, "draft", None) is None:
+                from slobench.cluster.run import build_latency_model
+
+                ceiling = validity.ceiling_tokens_per_s(build_latency_model(cfg), tokens) * cfg.replicas
     achieved = s.achieved_rate_rps if s.achieved_rate_rps is not None else s.offered_rate_rps
     achieved = None if achieved is None or not math.isfinite(float(achieved)) else float(achieved)
     lag = s.client_lag_s
+    arrivals = getattr(s, "num_arrivals", None)
     return ProbeResult(
         num_met=int(s.num_met), num_requests=int(s.num_requests), offered_rate_rps=rate, achieved_rate_rps=achieved,
         client_lag_s=None if lag is None else float(lag), tail_s=tail, unfinished=unfinished,
+        num_arrivals=int(arrivals) if arrivals is not None else int(s.num_requests), warmup_s=warmup,
+        backlog_growth=None if backlog is None else backlog.growth,
+        backlog_arrivals=None if backlog is None else backlog.arrivals,
+        backlog_mean=None if backlog is None else backlog.mean, drain_ratio=drain,
+        offered_tok_s=offered_tok, ceiling_tok_s=ceiling,
     )
 
 
@@ -158,7 +189,7 @@ def run_search(
     result = capacity_search(
         probe, target=settings.target, rate_start=settings.rate_start, rate_lo=settings.rate_lo,
         rate_hi=settings.rate_hi, rel_tol=settings.rel_tol, seeds=tuple(settings.seeds),
-        refine_interval=settings.refine_interval, progress=on_probe)
+        refine_interval=settings.refine_interval, confirm=settings.confirm, progress=on_probe)
     if store is not None:
         store.add_capacity(spec, result)
     obs.finished_search(spec, result)

@@ -25,7 +25,39 @@ if TYPE_CHECKING:
     from slobench.cluster.run import RunConfig
 
 QUICK_REQUESTS = 200
-DEFAULT_REQUESTS = 600
+DEFAULT_REQUESTS = 1200  # expected requests per probe and replica (measured: docs/capacity.md "Probe length")
+DEFAULT_WARMUP = 0.1  # share of a probe's duration whose arrivals are run but not counted
+MIN_WARMUP_S = 30.0  # … but at least this long: a replica takes ~25 s to fill at chatbot's high rates
+MIN_PROBE_S = 120.0  # a probe's measured span is at least this long (not with --quick): docs/capacity.md
+CONFIRM = 2  # grid rates above the first failing one probed to confirm the crossing
+
+
+def check_warmup(warmup: float, flag: str = "--warmup") -> float:
+    """The warm-up share of a probe's duration, in [0, 0.9); anything else is one UserError line."""
+    if not (0 <= warmup < 0.9):
+        raise UserError(f"{flag}: must be a share of the probe's duration in [0, 0.9), got {warmup:g}")
+    return float(warmup)
+
+
+def probe_size(run_kw: dict[str, Any], rate_rps: float) -> dict[str, Any]:
+    """`validate_config` keys of one probe: ``probe_requests`` N and ``warmup`` w become a duration
+    D = N·replicas/rate (the probe's expected request count is N per replica, whatever the rate), at least
+    ``min_duration_s`` (`MIN_PROBE_S`: at high rates N requests pass faster than a replica settles), whose
+    first share w is warm-up. With w > 0 the warm-up lasts at least `MIN_WARMUP_S`, but no longer than the
+    measured window itself (so a short ``--quick`` probe at most doubles); the probe is then longer by the
+    difference, so its measured window keeps (1 − w)·N expected requests. Plans saved before
+    (``num_requests``, no ``probe_requests``) keep a fixed count."""
+    kw = dict(run_kw)
+    n = kw.pop("probe_requests", None)
+    warm = float(kw.pop("warmup", 0.0) or 0.0)
+    floor = float(kw.pop("min_duration_s", 0.0) or 0.0)
+    if n is None:
+        return kw
+    kw.pop("num_requests", None)
+    duration = max(n * kw.get("replicas", 1) / rate_rps, floor)
+    warmup_s = max(warm * duration, min(MIN_WARMUP_S, (1 - warm) * duration)) if warm > 0 else 0.0
+    duration += warmup_s - warm * duration
+    return kw | {"duration_s": float(f"{duration:.9g}"), "warmup_s": float(f"{warmup_s:.9g}")}
 
 
 @dataclass
@@ -47,7 +79,8 @@ class SearchSpec:
         """The validated `RunConfig` of this search's probe at ``rate_rps`` with ``seed``."""
         from slobench.cluster import run as cluster_run
 
-        return cluster_run.validate_config(scheduler=self.scheduler, rate_rps=rate_rps, seed=seed, **self.run_kwargs)
+        return cluster_run.validate_config(scheduler=self.scheduler, rate_rps=rate_rps, seed=seed,
+                                           **probe_size(self.run_kwargs, rate_rps))
 
 
 @dataclass
@@ -62,6 +95,7 @@ class SearchSettings:
     rate_hi: float = 1024.0
     rates: list[float] | None = None  # a fixed rate grid instead of a search (sweep)
     refine_interval: bool = False
+    confirm: int = 0  # grid rates above the first failing one probed to confirm the crossing
 
 
 @dataclass
@@ -111,11 +145,16 @@ def workload_labels(workloads: Sequence[str]) -> list[str]:
 
 def run_kwargs(*, hardware: str, model: str, tp: int, profile: str | None, replicas: int, engine: str,
                num_requests: int | None, quick: bool, url: str | None = None,
-               engine_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The `SearchSpec.run_kwargs` of a compare/capacity command (without the workload)."""
+               engine_options: dict[str, Any] | None = None, warmup: float | None = None) -> dict[str, Any]:
+    """The `SearchSpec.run_kwargs` of a compare/capacity command (without the workload).
+
+    ``num_requests`` (``--num-requests``) is the expected request count of a probe per replica: a probe at
+    rate r lasts ``num_requests·replicas/r`` seconds, the first ``warmup`` share of it not counted.
+    """
     n = num_requests or (QUICK_REQUESTS if quick else DEFAULT_REQUESTS)
+    w = check_warmup(DEFAULT_WARMUP if warmup is None else warmup)
     kw: dict[str, Any] = {"hardware": hardware, "model": model, "tp": tp, "replicas": replicas, "engine": engine,
-                          "num_requests": n}
+                          "probe_requests": n, "warmup": w, "min_duration_s": 0.0 if quick else MIN_PROBE_S}
     if profile:
         kw["profile"] = profile
     if url:  # real engines only (sim plans stay as they were)
@@ -135,13 +174,16 @@ def setup_text(kw: dict[str, Any]) -> str:
 
 
 def search_settings(target: float, seeds: Sequence[int], quick: bool, rate_start: float, rate_min: float,
-                    rate_max: float, refine_interval: bool | None) -> SearchSettings:
-    """Settings of a compare/capacity command: ``quick`` = 5% grid and no interval refinement."""
+                    rate_max: float, refine_interval: bool | None, confirm: int | None = None) -> SearchSettings:
+    """Settings of a compare/capacity command: ``quick`` = 5% grid, no interval refinement, no confirmation."""
     if not rate_min < rate_max:
         raise UserError(f"--rate-min {rate_min:g} must be below --rate-max {rate_max:g}")
+    if confirm is not None and not 0 <= confirm <= 10:
+        raise UserError(f"--confirm: must be a number of grid rates in 0..10, got {confirm}")
     refine = not quick if refine_interval is None else refine_interval
     return SearchSettings(target=target, seeds=list(seeds), rel_tol=0.05 if quick else 0.02, rate_start=rate_start,
-                          rate_lo=rate_min, rate_hi=rate_max, refine_interval=refine)
+                          rate_lo=rate_min, rate_hi=rate_max, refine_interval=refine,
+                          confirm=(0 if quick else CONFIRM) if confirm is None else confirm)
 
 
 def check_schedulers(names: Sequence[str]) -> None:
@@ -196,7 +238,8 @@ class SweepGrid(BaseModel):
     rates: list[float] | None = None
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     target: float = Field(default=0.9, gt=0, le=1)
-    num_requests: int = Field(default=DEFAULT_REQUESTS, ge=10)
+    num_requests: int = Field(default=DEFAULT_REQUESTS, ge=10)  # expected per probe and replica
+    warmup: float = Field(default=DEFAULT_WARMUP, ge=0, lt=0.9)  # share of a probe's duration not counted
     rel_tol: float = Field(default=0.02, gt=0, lt=1)
     rate_start: float = Field(default=1.0, gt=0)
     rate_min: float = Field(default=0.05, gt=0)
@@ -271,7 +314,8 @@ def sweep_specs(g: SweepGrid, out_dir: Path, *, quick: bool) -> list[SearchSpec]
         for values in itertools.product(*(g.grid[a] for a in axes)) if axes else [()]:
             point = dict(zip(axes, values, strict=True))
             run_kw: dict[str, Any] = {"engine": g.engine, "hardware": g.hardware, "model": g.model,
-                                      "num_requests": QUICK_REQUESTS if quick else g.num_requests}
+                                      "probe_requests": QUICK_REQUESTS if quick else g.num_requests,
+                                      "warmup": g.warmup}
             run_kw |= {GRID_AXES[a]: v for a, v in point.items() if GRID_AXES[a]}
             overrides = {a: v for a, v in point.items() if GRID_AXES[a] is None}
             run_kw["workload"] = workload_variant(wl, overrides, out_dir)

@@ -32,12 +32,19 @@ from slobench.metrics.stats import wilson_interval
 Status = Literal["ok", "below_range", "above_range", "max_probes"]
 
 
+# The steady-state evidence a probe carries besides its counts (None: not measured, e.g. an older row).
+EVIDENCE_FIELDS = ("num_arrivals", "warmup_s", "backlog_growth", "backlog_arrivals", "backlog_mean", "drain_ratio",
+                   "offered_tok_s", "ceiling_tok_s")
+
+
 @dataclass(frozen=True)
 class ProbeResult:
     """What one seeded run at one rate reports back to the search.
 
-    ``num_met``/``num_requests`` count requests (all arrivals: best-effort, rejected and unfinished
-    requests count as misses). The validity fields let the search refuse numbers it cannot trust.
+    ``num_met``/``num_requests`` count the requests of the measured window (arriving after the warm-up;
+    best-effort, rejected and unfinished requests count as misses); ``num_arrivals`` counts every request
+    of the run. The validity fields let the search refuse numbers it cannot trust
+    (`slobench.capacity.validity`).
     """
 
     num_met: int
@@ -45,33 +52,51 @@ class ProbeResult:
     offered_rate_rps: float | None = None
     achieved_rate_rps: float | None = None
     client_lag_s: float | None = None
-    tail_s: float | None = None  # last finish − last arrival
+    tail_s: float | None = None  # last token − last SLO deadline of any stage (evidence only, not a check)
     unfinished: int = 0
     records: object | None = None  # the run's full records (e.g. a DataFrame), kept for reports
+    num_arrivals: int | None = None  # every request of the run, warm-up included
+    warmup_s: float | None = None  # arrivals before this were run but not counted
+    backlog_growth: float | None = None  # growth of the in-system count over the measured window (requests)
+    backlog_arrivals: int | None = None  # arrivals inside the measured window
+    backlog_mean: float | None = None  # time-average in-system count over the window
+    drain_ratio: float | None = None  # last measured request's lateness ÷ its e2e SLO
+    offered_tok_s: float | None = None  # offered prefill + decode tokens per second
+    ceiling_tok_s: float | None = None  # modelled compute ceiling of the replicas for that token mix
 
     @property
     def attainment(self) -> float:
         """Share of requests meeting every stage's SLO (0 when the run had no requests)."""
         return self.num_met / self.num_requests if self.num_requests else 0.0
 
+    def evidence(self) -> dict[str, object]:
+        """The steady-state evidence fields by name (copied into a `Probe` and its probes.csv row)."""
+        return {f: getattr(self, f) for f in EVIDENCE_FIELDS}
+
 
 @dataclass(frozen=True)
 class ValidityLimits:
-    """Thresholds beyond which a run's attainment is not reported (SLOs-Serve uses tail < 20 s)."""
+    """Thresholds beyond which a run's attainment is not reported (docs/capacity.md "Validity")."""
 
     max_rate_error: float = 0.10  # |achieved − offered| / offered
     max_client_lag_s: float = 1.0
-    max_tail_s: float = 20.0
     allow_unfinished: bool = False
+    max_backlog_share: float = 0.10  # in-system growth over the window ÷ the window's arrivals (measured: docs)
+    backlog_sigmas: float = 4.0  # … and above this many √(mean in-system count)
+    max_drain_ratio: float = 3.0  # last measured request's lateness in units of its own e2e SLO
+    check_ceiling: bool = True  # offered tokens/s above the modelled compute ceiling
 
 
 def check_validity(result: ProbeResult, limits: ValidityLimits) -> str | None:
     """Return why a run cannot be trusted, or None when it can."""
+    from slobench.capacity.validity import check_backlog, check_ceiling, check_drain
+
     if result.num_requests <= 0:
         return "no requests"
     off, ach = result.offered_rate_rps, result.achieved_rate_rps
     # A Poisson stream of n arrivals realises its rate only to ±1/sqrt(n); allow 4σ on top.
-    rate_tol = max(limits.max_rate_error, 4 / math.sqrt(result.num_requests))
+    n_all = result.num_arrivals or result.num_requests
+    rate_tol = max(limits.max_rate_error, 4 / math.sqrt(n_all))
     if off and ach is not None and abs(ach - off) / off > rate_tol:
         return (f"achieved arrival rate {ach:.3g} rps differs from offered {off:.3g} rps "
                 f"by > {rate_tol:.0%}")
@@ -79,9 +104,12 @@ def check_validity(result: ProbeResult, limits: ValidityLimits) -> str | None:
         return f"client lagged {result.client_lag_s:.2f} s behind the schedule"
     if result.unfinished and not limits.allow_unfinished:
         return f"{result.unfinished} requests unfinished at the horizon (tail never drained)"
-    if result.tail_s is not None and result.tail_s > limits.max_tail_s:
-        return f"run tail {result.tail_s:.1f} s > {limits.max_tail_s:.0f} s (queue does not drain)"
-    return None
+    if limits.check_ceiling and (why := check_ceiling(result.offered_tok_s, result.ceiling_tok_s)):
+        return why
+    if why := check_backlog(result.backlog_growth, result.backlog_arrivals, result.backlog_mean,
+                            max_share=limits.max_backlog_share, sigmas=limits.backlog_sigmas):
+        return why
+    return check_drain(result.drain_ratio, max_ratio=limits.max_drain_ratio)
 
 
 @dataclass(frozen=True)
@@ -107,6 +135,7 @@ class Probe:
     tail_s: float | None = None
     unfinished: int = 0
     records: object | None = field(default=None, repr=False, compare=False)
+    evidence: dict[str, object] = field(default_factory=dict)  # EVIDENCE_FIELDS of the ProbeResult
 
     def row(self) -> dict[str, object]:
         """The probe as one tidy row (probes.csv), without the records."""
@@ -116,7 +145,7 @@ class Probe:
             "num_requests": self.num_requests, "valid": self.valid, "reason": self.reason,
             "offered_rate_rps": self.offered_rate_rps, "achieved_rate_rps": self.achieved_rate_rps,
             "client_lag_s": self.client_lag_s, "tail_s": self.tail_s, "unfinished": self.unfinished,
-        }
+        } | {f: self.evidence.get(f) for f in EVIDENCE_FIELDS}
 
 
 def make_probe(rate_rps: float, seed: int, result: ProbeResult, limits: ValidityLimits,
@@ -126,7 +155,7 @@ def make_probe(rate_rps: float, seed: int, result: ProbeResult, limits: Validity
     lo, hi = wilson_interval(result.num_met, result.num_requests, confidence)
     return Probe(rate_rps, seed, result.attainment, lo, hi, result.num_met, result.num_requests,
                  reason is None, reason or "", result.offered_rate_rps, result.achieved_rate_rps,
-                 result.client_lag_s, result.tail_s, result.unfinished, result.records)
+                 result.client_lag_s, result.tail_s, result.unfinished, result.records, result.evidence())
 
 
 @dataclass(frozen=True)
@@ -172,6 +201,7 @@ class CapacityResult:
     upper_rps: float | None
     probes: list[Probe]
     points: list[RatePoint]
+    notes: list[str] = field(default_factory=list)  # what the search did beyond bracketing and bisection
 
     def probe_rows(self) -> list[dict[str, object]]:
         """Tidy rows (one per probe, in probing order) for probes.csv, without the records."""
@@ -191,6 +221,7 @@ def capacity_search(
     confidence: float = 0.95,
     limits: ValidityLimits | None = None,
     refine_interval: bool = False,
+    confirm: int = 0,
     progress: Callable[[Probe], None] | None = None,
 ) -> CapacityResult:
     """Find the highest grid rate in [rate_lo, rate_hi] with pooled attainment ≥ ``target``.
@@ -198,6 +229,12 @@ def capacity_search(
     ``max_probes`` counts rates (each rate runs every seed). ``refine_interval`` spends extra
     probes (about 2·log2(m) rates, m = grid points per doubling) after the search to move
     ``lower_rps``/``upper_rps`` to adjacent grid points; it never changes ``capacity_rps``.
+
+    ``confirm`` > 0 checks the crossing after the bisection: the ``confirm`` grid rates above the first
+    failing one are probed too. When one of them passes, the measured curve is not monotone there; the
+    capacity stays the lower crossing (every rate probed between it and the failing rate agrees) and
+    ``notes`` (also appended to the message) says which rates passed above it. A passing rate above a
+    failing one is usually noise of a short probe; docs/capacity.md "Monotonicity" has the measurements.
 
     Monotone in ``target`` for any deterministic ``probe``, even a non-monotone curve: passing a
     tighter target implies passing a looser one at the same rate, so the looser search doubles at
@@ -212,6 +249,8 @@ def capacity_search(
         raise ValueError(f"rel_tol must be > 0, got {rel_tol}")
     if not seeds:
         raise ValueError("need at least one seed")
+    if confirm < 0:
+        raise ValueError(f"confirm must be ≥ 0, got {confirm}")
     limits = limits or ValidityLimits()
     probes: list[Probe] = []
     cache: dict[int, RatePoint] = {}
@@ -295,11 +334,34 @@ def capacity_search(
         nearest(best, -1, lambda p: p.confident_pass(target))
         nearest(fail, +1, lambda p: p.confident_fail(target))
 
+    notes: list[str] = []
+
     def done(status: Status, message: str, best: int | None, fail: int | None) -> CapacityResult:
         points = [cache[k] for k in sorted(cache)]
         lower, upper = interval(best, fail)
+        if notes:
+            message = f"{message}; {'; '.join(notes)}"
         return CapacityResult(status, message, target, None if best is None else rate_of(best), lower, upper,
-                              probes, points)
+                              probes, points, list(notes))
+
+    def confirm_crossing(best: int, fail: int) -> None:
+        """Probe the ``confirm`` grid rates above the first failing one; note what they say."""
+        above = [k for k in range(fail + 1, min(fail + confirm, k_max) + 1)]
+        seen = []
+        for k in above:
+            if n >= max_probes:
+                break
+            seen.append(k)
+            probe_k(k)
+        passing = [k for k in seen if cache[k].passes]
+        if passing:
+            rates = ", ".join(f"{rate_of(k):.3g}" for k in passing)
+            notes.append(f"curve not monotone: {rates} req/s pass{'es' if len(passing) == 1 else ''} above the "
+                         f"failing {rate_of(fail):.3g} req/s; capacity kept at the lower crossing "
+                         f"{rate_of(best):.3g} req/s")
+        elif seen:
+            notes.append(f"crossing confirmed: the next {len(seen)} grid rate{'s' if len(seen) > 1 else ''} above "
+                         f"{rate_of(fail):.3g} req/s fail too")
 
     point = probe_k(0)
     best_k: int | None
@@ -345,6 +407,8 @@ def capacity_search(
             best_k = mid
         else:
             fail_k = mid
+    if confirm:
+        confirm_crossing(best_k, fail_k)
     if refine_interval:
         refine(best_k, fail_k)
     best, fail = rate_of(best_k), rate_of(fail_k)

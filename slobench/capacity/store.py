@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from slobench.capacity.plan import SearchSpec
-from slobench.capacity.search import CapacityResult, Probe, ProbeResult
+from slobench.capacity.search import EVIDENCE_FIELDS, CapacityResult, Probe, ProbeResult
 from slobench.errors import UserError
 from slobench.report.probes import (
     PROBES_VERSION,
@@ -51,7 +51,8 @@ def capacity_row(spec: SearchSpec, result: CapacityResult) -> CapacityRow:
         "workload": spec.label, "scheduler": spec.scheduler, "capacity_rps": result.capacity_rps,
         "lower_rps": result.lower_rps, "upper_rps": result.upper_rps, "status": result.status,
         "message": result.message, "min_rate_rps": result.points[0].rate_rps if result.points else None,
-        "num_rates": len(result.points), "num_probes": len(result.probes),
+        "num_rates": len(result.points), "num_probes": len(result.probes), "notes": "; ".join(result.notes),
+        "probe_requests": spec.run_kwargs.get("probe_requests"), "warmup": spec.run_kwargs.get("warmup"),
     } | spec.extra)
 
 
@@ -106,7 +107,7 @@ class Collector:
         return ProbeResult(
             num_met=row.num_met, num_requests=row.num_requests, offered_rate_rps=row.offered_rate_rps,
             achieved_rate_rps=row.achieved_rate_rps, client_lag_s=row.client_lag_s, tail_s=row.tail_s,
-            unfinished=row.unfinished,
+            unfinished=row.unfinished, **{f: getattr(row, f) for f in EVIDENCE_FIELDS},
         )
 
     def stash(self, key: ProbeKey, stages: pd.DataFrame, iterations: pd.DataFrame) -> None:

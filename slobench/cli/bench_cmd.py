@@ -24,7 +24,12 @@ def bench_schedulers(
     = None,
     hardware: Annotated[str, typer.Option("--hardware")] = "H100-SXM",
     model: Annotated[str, typer.Option("--model")] = "Llama-3.1-8B",
-    num_requests: Annotated[int, typer.Option("--num-requests", "-n", min=50, help="Requests per probe.")] = 600,
+    num_requests: Annotated[int, typer.Option(
+        "--num-requests", "-n", min=50, help="Expected requests per probe (its duration = this ÷ rate).")] = 1200,
+    warmup: Annotated[float, typer.Option(
+        "--warmup", help="Share of each probe's duration not counted, in [0, 0.9).")] = 0.1,
+    confirm: Annotated[int, typer.Option(
+        "--confirm", help="Grid rates above the first failing one probed to confirm the crossing (0..10).")] = 2,
     target: Annotated[float, typer.Option("--target", min=0.01, max=1.0)] = 0.9,
     slos_opt: Annotated[list[str] | None, typer.Option(
         "--slos-serve-opt", help="KEY=VALUE option for slos-serve, e.g. surplus_rule=less; repeatable.")] = None,
@@ -42,11 +47,15 @@ def bench_schedulers(
 ) -> None:
     """Capacity per workload for each policy, ratios (with geometric means), and schedule() overhead.
 
-    Example: slobench bench schedulers --workloads coding,chatbot -n 600
+    Example: slobench bench schedulers --workloads coding,chatbot -n 1200
     """
     from slobench.capacity.bench import BenchRow, capacity_table, overhead
+    from slobench.capacity.plan import check_warmup
     from slobench.schedulers.registry import scheduler_names
 
+    check_warmup(warmup)
+    if not 0 <= confirm <= 10:
+        raise UserError(f"--confirm: must be a number of grid rates in 0..10, got {confirm}")
     wls = [w.strip() for w in workloads.split(",") if w.strip()]
     scheds = [s.strip() for s in schedulers.split(",") if s.strip()]
     bad = [s for s in scheds if s not in scheduler_names()]
@@ -77,13 +86,17 @@ def bench_schedulers(
                 progress.advance(task)
 
             rows = capacity_table(wls, scheds, num_requests=num_requests, target=target, run_kwargs=kwargs,
-                                  seeds=seeds, jobs=jobs, on_row=on_row)
+                                  seeds=seeds, jobs=jobs, on_row=on_row, warmup=warmup, confirm=confirm)
         console.print(display.bench_table(rows, wls, scheds, target=target, setup=setup, num_requests=num_requests,
-                                          seeds=seeds))
+                                          seeds=seeds, warmup=warmup))
+        display.print_search_notes((r.workload, r.scheduler, r.notes) for r in rows)
         if out is not None:
             import pandas as pd
 
-            pd.DataFrame([r.as_row() for r in rows]).to_csv(out, index=False)
+            from slobench.report.results import atomic_target
+
+            with atomic_target(out) as tmp:
+                pd.DataFrame([r.as_row() for r in rows]).to_csv(tmp, index=False)
             console.print(f"written: {out}")
     o = overhead()
     console.print(f"slos-serve schedule() with 256 running + 256 waiting in 3 tiers: re-planning call "

@@ -65,6 +65,13 @@ from slobench.cli.options import (
 )
 from slobench.errors import UserError
 
+WarmupOpt = Annotated[float | None, typer.Option(
+    "--warmup", help="Share of each probe's duration whose arrivals run but are not counted, in [0, 0.9) "
+    "(default 0.1).")]
+ConfirmOpt = Annotated[int | None, typer.Option(
+    "--confirm", help="Grid rates above the first failing one probed to confirm the crossing (default 2; 0 with "
+    "--quick).")]
+
 __all__ = ["EXIT_NO_CAPACITY", "register"]
 
 
@@ -133,6 +140,8 @@ def compare_cmd(
     engine_arg: EngineArgOpt = None,
     engine_config: EngineConfigOpt = None,
     oracle_lengths: OracleLengthsOpt = False,
+    warmup: WarmupOpt = None,
+    confirm: ConfirmOpt = None,
 ) -> None:
     """Capacity of each scheduler on each workload, side by side, with a report.
 
@@ -143,12 +152,12 @@ def compare_cmd(
     scheds = _parse_list(schedulers)
     kw = run_kwargs(hardware=hardware, model=model, tp=tp, profile=profile, replicas=replicas, engine=engine,
                     num_requests=num_requests, quick=quick, url=url,
-                    engine_options=engine_options(engine_arg, engine_config))
+                    engine_options=engine_options(engine_arg, engine_config), warmup=warmup)
     if oracle_lengths:  # only when given: plans and manifests without it stay as they were
         kw["oracle_lengths"] = True
     labels = dict(zip(workloads, workload_labels(workloads), strict=True))
     specs = [SearchSpec(labels[wl], s, kw | {"workload": workload_arg(wl)}) for wl in workloads for s in scheds]
-    settings = search_settings(target, seed, quick, rate_start, rate_min, rate_max, refine_interval)
+    settings = search_settings(target, seed, quick, rate_start, rate_min, rate_max, refine_interval, confirm)
     preflight(specs)
     title = f"slobench compare: {', '.join(labels.values())} ({setup_text(kw)})"
     plan = Plan("compare", title, specs, settings)
@@ -182,6 +191,8 @@ def capacity_cmd(
     engine_arg: EngineArgOpt = None,
     engine_config: EngineConfigOpt = None,
     oracle_lengths: OracleLengthsOpt = False,
+    warmup: WarmupOpt = None,
+    confirm: ConfirmOpt = None,
 ) -> None:
     """Capacity of one scheduler on one workload.
 
@@ -190,12 +201,12 @@ def capacity_cmd(
     _refuse_with_resume(ctx, resume, "capacity", jobs)
     kw = run_kwargs(hardware=hardware, model=model, tp=tp, profile=profile, replicas=replicas, engine=engine,
                     num_requests=num_requests, quick=quick, url=url,
-                    engine_options=engine_options(engine_arg, engine_config))
+                    engine_options=engine_options(engine_arg, engine_config), warmup=warmup)
     if oracle_lengths:  # only when given: plans and manifests without it stay as they were
         kw["oracle_lengths"] = True
     [label] = workload_labels([workload])
     specs = [SearchSpec(label, scheduler, kw | {"workload": workload_arg(workload)})]
-    settings = search_settings(target, seed, quick, rate_start, rate_min, rate_max, refine_interval)
+    settings = search_settings(target, seed, quick, rate_start, rate_min, rate_max, refine_interval, confirm)
     preflight(specs)
     plan = Plan("capacity", f"slobench capacity: {label} × {scheduler} ({setup_text(kw)})", specs, settings)
     config = {"workload": workload, "scheduler": scheduler, "target": target, "seeds": seed, "quick": quick} | kw

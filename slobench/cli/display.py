@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from rich import box
@@ -129,6 +129,14 @@ def print_resuming(kind: str, results_dir: Path, reused: int) -> None:
     console.print(f"resuming {kind} in {results_dir}: {reused} saved probes reused", highlight=False, soft_wrap=True)
 
 
+def print_search_notes(notes: Iterable[tuple[str, str, str]]) -> None:
+    """One line per search whose crossing was checked: confirmed, or a non-monotone curve (in yellow)."""
+    for workload, scheduler, note in notes:
+        if note:
+            style = "yellow" if "not monotone" in note else "dim"
+            console.print(f"[{style}]{workload} × {scheduler}: {note}[/]", highlight=False, soft_wrap=True)
+
+
 def print_notices(notices: Sequence[str]) -> None:
     for n in notices:
         console.print(n, style="dim", markup=False, highlight=False, soft_wrap=True)
@@ -150,6 +158,12 @@ def print_outcome(plan: Plan, out: ExecuteOutcome) -> None:
                       highlight=False, soft_wrap=True)
     if plan.kind == "sensitivity":
         print_sensitivity(out.out_dir)
+    print_search_notes((c.workload, c.scheduler, c.notes) for c in out.capacities if c.status == "ok")
+    sized = next((c for c in out.capacities if c.probe_requests is not None), None)
+    if sized is not None:
+        console.print(f"[dim]probes: ≈{sized.probe_requests} requests per replica each (duration = that ÷ rate), "
+                      f"the first {sized.warmup or 0:.0%} of each probe's duration is warm-up, not counted[/]",
+                      highlight=False, soft_wrap=True)
     print_notices(out.notices)
     console.print(f"report: {out.report}", highlight=False, soft_wrap=True)
     console.print(f"[dim]{out.num_probes} probes in {out.wall_s:.1f} s; results: {out.out_dir}[/]",
@@ -202,11 +216,12 @@ def bench_row_line(r: BenchRow) -> str:
 
 
 def bench_table(rows: Sequence[BenchRow], workloads: Sequence[str], schedulers: Sequence[str], *, target: float,
-                setup: str, num_requests: int, seeds: Sequence[int]) -> Table:
+                setup: str, num_requests: int, seeds: Sequence[int], warmup: float | None = None) -> Table:
     """Capacity per workload (a column per policy) and the subject's ratio to every baseline, with geomeans."""
     seeds_txt = ", ".join(str(x) for x in seeds)
     subject = "slos-serve" if "slos-serve" in schedulers else schedulers[-1]
-    t = Table(title=f"Capacity (req/s) at {target:.0%} attainment — {setup}, {num_requests} requests/probe, "
+    warm = f", warm-up {warmup:.0%}" if warmup is not None else ""
+    t = Table(title=f"Capacity (req/s) at {target:.0%} attainment — {setup}, ≈{num_requests} requests/probe{warm}, "
                     f"seed {seeds_txt}",
               caption=f"÷ X: capacity of {subject} divided by X's", header_style="bold")
     t.add_column("workload")

@@ -32,7 +32,9 @@ EngineArgOpt = Annotated[list[str] | None, typer.Option(
     "--engine-arg", help="Real-engine option KEY=VALUE (repeatable), e.g. max_num_seqs=64; see docs/real-engines.md.")]
 EngineConfigOpt = Annotated[Path | None, typer.Option("--engine-config", help="YAML file of real-engine options.")]
 OutOpt = Annotated[Path, typer.Option("--out", help="Results root; a timestamped folder is made inside.")]
-RequestsOpt = Annotated[int | None, typer.Option("--num-requests", min=10, help="Requests per probe.")]
+RequestsOpt = Annotated[int | None, typer.Option(
+    "--num-requests", min=10, help="Expected requests per probe and replica: a probe at rate r lasts "
+    "num_requests·replicas/r seconds (default 1200; 200 with --quick).")]
 StartOpt = Annotated[float, typer.Option("--rate-start", min=0.001, help="First rate probed (req/s).")]
 RateMinOpt = Annotated[float, typer.Option("--rate-min", min=0.0001, help="Lowest rate the search may probe.")]
 RateMaxOpt = Annotated[float, typer.Option("--rate-max", min=0.001, help="Highest rate the search may probe.")]

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from slobench.engines.base import Engine, EngineJob, OpenLoopLoad, ReplicaSet
 from slobench.engines.errors import EngineError
 from slobench.errors import InputWarning, UserError
-from slobench.metrics.attainment import summarize
+from slobench.metrics.attainment import measured_flags, summarize
 from slobench.metrics.records import StageRecord, records_frame
 from slobench.report.summary import RunSummary
 from slobench.schedulers.lengths import information
@@ -54,6 +54,7 @@ class RunConfig(BaseModel):
     rate_rps: float | None = Field(default=None, description="mean arrival rate; None = the spec's")
     num_requests: int | None = None
     duration_s: float | None = None
+    warmup_s: float = Field(default=0.0, ge=0, description="arrivals before this are run but not counted")
     seed: int = 0
     hardware: str = "H100-SXM"
     model: str = "Llama-3.1-8B"
@@ -207,7 +208,7 @@ def validate_config(**kwargs: Any) -> RunConfig:
 
 # RunConfig fields whose CLI flag is not the field name with dashes.
 _FLAGS = {
-    "rate_rps": "--rate", "duration_s": "--duration", "policy.name": "--scheduler",
+    "rate_rps": "--rate", "duration_s": "--duration", "warmup_s": "--warmup", "policy.name": "--scheduler",
     "policy.options": "--scheduler-options", "policy.draft.alpha": "--spec-alpha",
     "policy.draft.max_draft": "--spec-max-draft", "engine_options": "--engine-arg",
     "truth_noise_cv": "--truth-noise",
@@ -339,13 +340,15 @@ def run_once(
         if sink is not None:
             sink.close()
     df = records_frame(result.records)
+    if cfg.warmup_s > 0:  # every request ran; the flag says which ones the summary counts
+        df["measured"] = measured_flags(df["arrival_s"], cfg.warmup_s) if len(df) else pd.Series(dtype=bool)
     span = workload.duration_s if workload.duration_s > 0 else None
     evidence: dict[str, Any] = {}
     if result.client is not None:
         evidence = {"achieved_rate_rps": result.client.achieved_rate_rps,
                     "client_lag_s": result.client.client_lag_s, "client": result.client.counters}
     summary = RunSummary.build(
-        summarize(df, duration_s=span),
+        summarize(df, duration_s=span, warmup_s=cfg.warmup_s),
         workload=workload.name, scheduler=cfg.scheduler, engine=cfg.engine, seed=cfg.seed,
         offered_rate_rps=(len(workload.requests) - 1) / span if span else math.nan,
         wall_s=time.perf_counter() - t_start, hardware=cfg.hardware, model=cfg.model, replicas=cfg.replicas,

@@ -12,6 +12,11 @@ Per request: ``met`` iff every stage met (joint, DistServe style); likewise TTFT
 Attainment is over *all* arrivals: failed, timed-out, unfinished and rejected requests are misses.
 Best-effort requests are judged on their measured timing (a user who got the SLO got it);
 ``attainment_admitted_only`` counts them as misses too, as the SLOs-Serve paper does.
+
+Warm-up: with ``warmup_s > 0`` only requests arriving at or after ``warmup_s`` (the *measured window*, up to
+the end of arrivals) are counted: every figure of `summarize` is over them, the requests before still ran
+(they load the replica) and stay in the records, flagged by `measured_flags`. A replica starts empty, so
+the first requests of a run see less load than the rest; counting them flatters every policy.
 """
 
 from __future__ import annotations
@@ -140,8 +145,25 @@ def _share(mask: pd.Series) -> float:
     return float(mask.mean()) if len(mask) else math.nan
 
 
-def summarize(records: pd.DataFrame, *, duration_s: float | None = None) -> dict[str, Any]:
-    """Attainment, goodput and latency percentiles of one run; overall, per stage name, per tier."""
+def measured_flags(arrival_s: pd.Series | np.ndarray, warmup_s: float) -> np.ndarray:
+    """True for the requests (or stages: the request's arrival) of the measured window: arriving at or after
+    ``warmup_s``. With no warm-up every request is measured."""
+    arrivals = np.asarray(arrival_s, dtype=float)
+    return arrivals >= warmup_s if warmup_s > 0 else np.ones(arrivals.shape, dtype=bool)
+
+
+def summarize(records: pd.DataFrame, *, duration_s: float | None = None, warmup_s: float = 0.0) -> dict[str, Any]:
+    """Attainment, goodput and latency percentiles of one run; overall, per stage name, per tier.
+
+    ``warmup_s`` > 0: every figure is over the measured window only (requests arriving at or after it);
+    ``num_arrivals`` counts every request and ``num_warmup`` those left out; goodput divides by the
+    window's length (``duration_s`` − ``warmup_s``). The run's last arrival and tail are over all requests.
+    """
+    if warmup_s > 0:
+        everyone = records
+        records = records[measured_flags(records["arrival_s"], warmup_s)]
+        if duration_s is not None:
+            duration_s = max(duration_s - warmup_s, 0.0) or None
     stages, itl = _stage_metrics(records, TOLERANCE)
     reqs = request_metrics(stages)
     n = len(reqs)
@@ -180,4 +202,11 @@ def summarize(records: pd.DataFrame, *, duration_s: float | None = None) -> dict
         summary["last_arrival_s"] = last_arrival
         finished_at = stages["last_token_s"]
         summary["tail_s"] = float(finished_at.max()) - last_arrival if finished_at.notna().any() else math.nan
+    if warmup_s > 0:
+        total = int(everyone["request_id"].nunique()) if len(everyone) else 0
+        summary |= {"warmup_s": float(warmup_s), "num_arrivals": total, "num_warmup": total - n}
+        if len(everyone):
+            ends = everyone["token_times_s"].map(lambda t: t[-1] if t is not None and len(t) else math.nan)
+            summary["last_arrival_s"] = float(everyone["arrival_s"].max())
+            summary["tail_s"] = float(ends.max()) - summary["last_arrival_s"] if ends.notna().any() else math.nan
     return summary

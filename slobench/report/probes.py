@@ -6,7 +6,10 @@ the models here, so a writer and its readers cannot drift apart. The models sit 
 
 Versions (``schema_version``): 1 = the files written before these models (no ``schema_version``
 column or key; they read as version 1, and optional columns missing from them take their defaults);
-2 = these models. A file of a newer version than this slobench knows is refused in one line.
+2 = these models; 3 = steady-state probes (probes.csv: the warm-up and the evidence of the backlog, drain
+and compute-ceiling checks; summary.json's capacity rows: ``notes``, ``probe_requests``, ``warmup``). A
+file of a newer version than this slobench knows is refused in one line; older files read, the new
+columns empty.
 
 - `ProbeRow`: one probe (one seeded run at one rate) as one row of probes.csv. Its columns are the
   probe's identity, its counts and Wilson interval, its validity and the evidence the validity was
@@ -29,8 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from slobench.errors import UserError
 from slobench.report.results import atomic_target, check_version, first_error, read_json_model, write_json
 
-PROBES_VERSION = 2
-SUMMARY_VERSION = 2
+PROBES_VERSION = 3
+SUMMARY_VERSION = 3
 
 # Columns every probes.csv has had; the evidence columns (offered_rate_rps …) came later and default.
 REQUIRED_PROBE_COLUMNS = ("workload", "scheduler", "rate_rps", "seed", "attainment", "ci_low", "ci_high",
@@ -67,10 +70,20 @@ class ProbeRow(BaseModel):
     client_lag_s: float | None = None  # how far the load generator fell behind its schedule
     tail_s: float | None = None  # last token − last SLO deadline of any stage
     unfinished: int = 0  # requests not finished at the horizon
+    # Steady state (version 3; None in older rows). num_met/num_requests count the measured window only.
+    num_arrivals: int | None = None  # every request of the run, warm-up included
+    warmup_s: float | None = None  # arrivals before this ran but were not counted
+    backlog_growth: float | None = None  # in-system count's growth over the measured window (requests)
+    backlog_arrivals: int | None = None  # arrivals inside the measured window
+    backlog_mean: float | None = None  # time-average in-system count over the window
+    drain_ratio: float | None = None  # last measured request's lateness ÷ its own e2e SLO
+    offered_tok_s: float | None = None  # offered prefill + decode tokens per second
+    ceiling_tok_s: float | None = None  # the replicas' modelled compute ceiling for that mix
     schema_version: int = 1  # rows without the column are version 1; the store writes PROBES_VERSION
 
-    _nan = field_validator("offered_rate_rps", "achieved_rate_rps", "client_lag_s", "tail_s",
-                           mode="before")(lambda cls, v: _none_if_nan(v))
+    _nan = field_validator("offered_rate_rps", "achieved_rate_rps", "client_lag_s", "tail_s", "num_arrivals",
+                           "warmup_s", "backlog_growth", "backlog_arrivals", "backlog_mean", "drain_ratio",
+                           "offered_tok_s", "ceiling_tok_s", mode="before")(lambda cls, v: _none_if_nan(v))
 
     @field_validator("reason", mode="before")
     @classmethod
@@ -117,6 +130,9 @@ class CapacityRow(BaseModel):
     min_rate_rps: float | None = None  # lowest rate probed (the bound shown for below_range)
     num_rates: int | None = None
     num_probes: int | None = None
+    notes: str = ""  # what the search did beyond bisection (the crossing's confirmation; version 3)
+    probe_requests: int | None = None  # expected requests per probe and replica (version 3)
+    warmup: float | None = None  # share of each probe's duration not counted (version 3)
 
     _nan = field_validator("capacity_rps", "lower_rps", "upper_rps", "min_rate_rps",
                            mode="before")(lambda cls, v: _none_if_nan(v))

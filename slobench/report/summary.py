@@ -8,7 +8,8 @@ achieved rate, scheduler statistics) are added by `slobench.cluster.run`, which 
 once for every engine.
 
 Versions: 1 = the untyped dict written before this model (no ``schema_version`` key; it reads as
-version 1 and validates, since its keys are this model's field names); 2 = this model.
+version 1 and validates, since its keys are this model's field names); 2 = this model; 3 = the warm-up
+fields (``warmup_s``, ``num_arrivals``, ``num_warmup``: counts and attainment are over the measured window).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from slobench.report.results import read_json_model, write_json
 
-SUMMARY_VERSION = 2
+SUMMARY_VERSION = 3
 
 
 def _nan_if_none(v: Any) -> Any:
@@ -90,6 +91,11 @@ class RunSummary(BaseModel):
     per_stage: dict[str, StageAttainment] = Field(default_factory=dict)
     per_tier: dict[str, GroupAttainment] = Field(default_factory=dict)
     per_app: dict[str, GroupAttainment] = Field(default_factory=dict)
+    # Warm-up (version 3): requests arriving before ``warmup_s`` ran but are not counted in any figure above;
+    # ``num_arrivals`` = every request of the run, ``num_warmup`` = those left out (0 / None: no warm-up).
+    warmup_s: float = 0.0
+    num_arrivals: int | None = None
+    num_warmup: int = 0
     last_arrival_s: float | None = None  # None when the run had no requests
     tail_s: float | None = None  # last token − last arrival
 

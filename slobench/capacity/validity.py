@@ -1,0 +1,205 @@
+"""Steady-state evidence of one probe and the checks that judge it (docs/capacity.md "Validity").
+
+A probe measures a replica in steady state only if the load it offered could be carried: the queue did
+not keep growing over the measured window, the run drained soon after the last arrival, and the offered
+tokens per second are within what the latency model can compute at all. Each question is a pure function
+of the run's records (``backlog_growth``, ``drain_ratio``, ``offered_tokens``) or of the latency model
+(``ceiling_tokens_per_s``), and each check (``check_backlog``, ``check_drain``, ``check_ceiling``) turns the
+number into an INVALID reason or None. `slobench.capacity.execute.probe_result` computes the evidence for
+every probe, whichever command runs it; `slobench.capacity.search.check_validity` applies the checks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from slobench.metrics.attainment import TOLERANCE
+
+MAX_BATCH_TOKENS = 8192  # vLLM V1's max_num_batched_tokens, the engine default every policy gets
+MAX_BATCH_SEQS = 1024  # vLLM V1's max_num_seqs
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """Requests in the system (arrived, not yet finished) over the measured window ``[t0, t1]``."""
+
+    growth: float  # least-squares slope of the in-system count × window length (requests)
+    start: int  # in the system at t0
+    end: int  # in the system at t1
+    mean: float  # time-average in the system
+    arrivals: int  # requests arriving inside the window
+
+
+def request_finish_times(stages: pd.DataFrame) -> pd.DataFrame:
+    """One row per request: ``arrival_s`` and ``finish_s`` (when it left the system).
+
+    A request leaves with its last token; one that got no token but ended (rejected, failed) leaves at its
+    arrival (it holds no place in the queue); one unfinished or timed out never leaves (``inf``).
+    """
+    last = _last_tokens(stages)
+    open_ = stages["status"].isin(["unfinished", "timeout"]).to_numpy()
+    ids, first, inverse = np.unique(stages["request_id"].to_numpy(), return_index=True, return_inverse=True)
+    arrival = stages["arrival_s"].to_numpy(dtype=float)[first]
+    req_last = np.full(ids.size, -np.inf)
+    np.maximum.at(req_last, inverse, np.where(np.isnan(last), -np.inf, last))
+    req_open = np.zeros(ids.size, dtype=bool)
+    np.logical_or.at(req_open, inverse, open_)
+    finish = np.where(np.isfinite(req_last), req_last, arrival)
+    finish = np.where(req_open, math.inf, finish)
+    return pd.DataFrame({"request_id": ids, "arrival_s": arrival, "finish_s": finish})
+
+
+def _last_tokens(stages: pd.DataFrame) -> np.ndarray:
+    """Each stage's last token time (NaN when it produced none)."""
+    return np.fromiter((float(t[-1]) if t is not None and len(t) else math.nan for t in stages["token_times_s"]),
+                       dtype=float, count=len(stages))
+
+
+def backlog_growth(arrival_s: np.ndarray, finish_s: np.ndarray, t0: float, t1: float, samples: int = 256,
+                   fit_from: float = 0.5) -> Backlog:
+    """How much the number of requests in the system grew over ``[t0, t1]`` (pure).
+
+    The count n(t) = arrived by t − finished by t is sampled at ``samples`` evenly spaced times of the
+    window's last ``1 − fit_from`` share (default: its second half); ``growth`` is the least-squares
+    slope there times the whole window's length, so neither a burst at one end nor the replica still
+    filling up at the start decides it (measured: slos-serve × chatbot at 19–21 req/s needs ~25 s to
+    level off, longer than a 10% warm-up of a 60 s probe). A stable queue fluctuates around a level
+    (growth ≈ 0); an overloaded one grows by (λ − μ)·T.
+    """
+    arr = np.sort(np.asarray(arrival_s, dtype=float))
+    fin = np.sort(np.asarray(finish_s, dtype=float))
+    inside = int(((arr >= t0) & (arr <= t1)).sum())
+    if not t1 > t0:
+        return Backlog(0.0, 0, 0, 0.0, inside)
+    ts = np.linspace(t0 + fit_from * (t1 - t0), t1, samples)
+    n = np.searchsorted(arr, ts, side="right") - np.searchsorted(fin, ts, side="right")
+    slope = float(np.polyfit(ts - ts[0], n.astype(float), 1)[0])
+    start = int(np.searchsorted(arr, t0, side="right") - np.searchsorted(fin, t0, side="right"))
+    return Backlog(slope * (t1 - t0), start, int(n[-1]), float(n.mean()), inside)
+
+
+def drain_ratio(stages: pd.DataFrame, measured: np.ndarray) -> float | None:
+    """How late the measured requests that finished during the drain were, in units of their own SLO (pure).
+
+    The drain is the time after the run's last arrival. Of the measured stages whose last token came
+    then (or, when none did, the one that finished last), take the largest lateness: last token minus its
+    deadline (stage start + TTFT SLO + (n − 1)·TPOT SLO, with the 5% tolerance of the attainment metric),
+    divided by the stage's e2e SLO (TTFT SLO + (n − 1)·TPOT SLO). ≤ 0: on time; 5: a request needed five
+    more of its SLOs to finish, because the queue ahead of it only cleared once arrivals stopped.
+    None: no measured stage produced a token.
+    """
+    last = _last_tokens(stages)
+    ok = np.asarray(measured, dtype=bool) & ~np.isnan(last)
+    if not ok.any():
+        return None
+    after = ok & (last > float(stages["arrival_s"].max()))
+    pick = after if after.any() else (ok & (last == np.max(np.where(ok, last, -np.inf))))
+    n = np.maximum(stages["output_tokens"].to_numpy(dtype=float), 1.0)
+    e2e = stages["ttft_slo_s"].to_numpy(dtype=float) + (n - 1) * stages["tpot_slo_s"].to_numpy(dtype=float)
+    due = stages["stage_start_s"].to_numpy(dtype=float) + TOLERANCE * e2e
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(e2e > 0, (last - due) / e2e, np.nan)
+    vals = ratio[pick]
+    vals = vals[~np.isnan(vals)]
+    return float(vals.max()) if vals.size else None
+
+
+@dataclass(frozen=True)
+class OfferedTokens:
+    """The token work a run's arrivals offered (every request, warm-up included)."""
+
+    prefill: int  # new prompt tokens of every stage
+    decode: int  # output tokens of every stage
+    decode_ctx: float  # mean context (tokens in the KV cache) a decode step attends to
+    span_s: float  # first to last arrival
+
+    @property
+    def per_s(self) -> float:
+        return (self.prefill + self.decode) / self.span_s if self.span_s > 0 else math.nan
+
+
+def offered_tokens(stages: pd.DataFrame) -> OfferedTokens | None:
+    """Prefill and decode tokens offered per second by the run's stages (pure; None without a span)."""
+    if len(stages) < 2:
+        return None
+    s = stages.sort_values(["request_id", "stage_idx"])
+    prompt = s["prompt_tokens"].to_numpy(dtype=float)
+    out = s["output_tokens"].to_numpy(dtype=float)
+    before = s.assign(tok=prompt + out).groupby("request_id")["tok"].cumsum().to_numpy() - (prompt + out)
+    ctx = before + prompt + out / 2  # mean context over the stage's decode steps
+    decode = float(out.sum())
+    arrivals = s["arrival_s"].to_numpy(dtype=float)
+    span = float(arrivals.max() - arrivals.min())
+    if not span > 0:
+        return None
+    return OfferedTokens(int(prompt.sum()), int(decode), float((out * ctx).sum() / decode) if decode else 0.0, span)
+
+
+def ceiling_tokens_per_s(perf: Any, offered: OfferedTokens, *, max_tokens: int = MAX_BATCH_TOKENS,
+                         max_seqs: int = MAX_BATCH_SEQS) -> float:
+    """The most tokens per second one replica can compute for this prefill/decode mix (latency model).
+
+    Two packings, the better one counts: every iteration a full ``max_tokens`` batch holding the offered
+    mix (decodes ≤ ``max_seqs`` sequences and ≤ what the KV cache holds at the mean decode context, the
+    rest prefill), or prefill-only and decode-only full batches in the offered proportion. Iterations of a
+    real run are rarely that full, so a run offering more than this cannot be carried whatever the policy.
+    """
+    total = offered.prefill + offered.decode
+    if total <= 0:
+        return math.inf
+    share_d = offered.decode / total
+    ctx = max(int(round(offered.decode_ctx)), 1)
+    kv_seqs = max(1, int(perf.kv_capacity_tokens() // ctx))
+    d = min(max_seqs, kv_seqs, int(round(max_tokens * share_d)))
+    p = min(max_tokens - d, int(round(d * (1 - share_d) / share_d))) if share_d > 0 else max_tokens
+    best = 0.0
+    if d + p > 0:
+        q = np.array(([p] if p else []) + [1] * d, dtype=np.int64)
+        c = np.array(([0] if p else []) + [ctx] * d, dtype=np.int64)
+        best = (d + p) / float(perf.batch_latency_s(q, c))
+    # Separate full batches: prefill in 1024-token chunks, decode at the most sequences that fit.
+    chunks = max_tokens // 1024
+    t_p = float(perf.batch_latency_s(np.full(chunks, 1024, dtype=np.int64), np.zeros(chunks, dtype=np.int64)))
+    per_p = t_p / (chunks * 1024)
+    dd = max(1, min(max_seqs, kv_seqs, max_tokens))
+    per_d = float(perf.batch_latency_s(np.ones(dd, dtype=np.int64), np.full(dd, ctx, dtype=np.int64))) / dd
+    best = max(best, 1.0 / ((1 - share_d) * per_p + share_d * per_d))
+    return best
+
+
+# --- the checks: evidence → INVALID reason or None -------------------------------------------------------
+
+def check_backlog(growth: float | None, arrivals: int | None, mean_in_system: float | None, *,
+                  max_share: float = 0.10, sigmas: float = 4.0) -> str | None:
+    """INVALID when the in-system count grew by more than ``max_share`` of the window's arrivals (the
+    replica finished fewer requests than arrived) and by more than ``sigmas``·√(mean count) (a stable
+    queue's own fluctuation)."""
+    if growth is None or not arrivals:
+        return None
+    limit = max(max_share * arrivals, sigmas * math.sqrt(max(mean_in_system or 0.0, 1.0)))
+    if growth > limit:
+        return (f"backlog grew by {growth:.0f} requests over the measured window ({growth / arrivals:.0%} of its "
+                f"{arrivals} arrivals): the queue does not drain")
+    return None
+
+
+def check_drain(ratio: float | None, *, max_ratio: float = 3.0) -> str | None:
+    """INVALID when a measured request finishing after the last arrival was more than ``max_ratio`` of its
+    own e2e SLO late (the run only ended because arrivals stopped)."""
+    if ratio is not None and ratio > max_ratio:
+        return (f"a measured request finishing after the last arrival was {ratio:.1f}× its e2e SLO after its "
+                f"deadline (> {max_ratio:g}×): the queue does not drain")
+    return None
+
+
+def check_ceiling(offered_tok_s: float | None, ceiling_tok_s: float | None) -> str | None:
+    """INVALID when the offered tokens per second exceed the modelled compute ceiling of the replicas."""
+    if offered_tok_s is not None and ceiling_tok_s is not None and offered_tok_s > ceiling_tok_s:
+        return (f"offered load {offered_tok_s:,.0f} tok/s above the replicas' ceiling {ceiling_tok_s:,.0f} tok/s "
+                "(latency model, full batches)")
+    return None

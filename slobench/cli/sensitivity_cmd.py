@@ -21,6 +21,7 @@ from slobench.cli.options import (
     HardwareOpt,
     JobsOpt,
     ModelOpt,
+    OracleLengthsOpt,
     OutOpt,
     ProfileOpt,
     QuickOpt,
@@ -74,6 +75,7 @@ def sensitivity_cmd(
     rate_start: StartOpt = 1.0,
     rate_min: RateMinOpt = 0.05,
     rate_max: RateMaxOpt = 1024.0,
+    oracle_lengths: OracleLengthsOpt = False,
     resume: ResumeOpt = None,
     jobs: JobsOpt = None,
 ) -> None:
@@ -91,6 +93,8 @@ def sensitivity_cmd(
     check_axis("truth_bias", [base_error])
     kw = run_kwargs(hardware=hardware, model=model, tp=tp, profile=profile, replicas=replicas, engine="sim",
                     num_requests=num_requests, quick=quick)
+    if oracle_lengths:
+        kw["oracle_lengths"] = True
     settings = search_settings(target, seed, quick, rate_start, rate_min, rate_max, refine_interval=False)
 
     name = "sensitivity-" + "-".join(Path(w).stem for w in workloads)
@@ -98,7 +102,8 @@ def sensitivity_cmd(
     title = f"slobench sensitivity: {', '.join(Path(w).stem for w in workloads)} ({setup_text(kw)})"
     plan = Plan("sensitivity", title, [], settings, strict=False)
     config = {"workloads": workloads, "schedulers": scheds, "slo_scales": scales, "model_errors": errors,
-              "base_error": base_error, "target": target, "seeds": seed, "quick": quick} | kw
+              "base_error": base_error, "oracle_lengths": oracle_lengths, "target": target, "seeds": seed,
+              "quick": quick} | kw
     preflight(sensitivity_specs([workload_arg(w) for w in workloads], scheds,
                                 [{"slo_scale": 1.0, "truth_bias": base_error}], kw, Path(out)))  # before any folder
     # The SLO-scaled workload variants live in the results folder, so the folder exists first.

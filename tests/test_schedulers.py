@@ -407,14 +407,14 @@ def test_bench_schedulers_cli_prints_capacities_ratios_and_overhead() -> None:
     from slobench.cli import app
 
     res = CliRunner().invoke(app, ["bench", "schedulers", "--workloads", "coding", "--schedulers", "vllm,slos-serve",
-                                   "-n", "60", "--seed", "0", "--seed", "1"])
+                                   "--quick", "-n", "60", "--seed", "0", "--seed", "1"])
     assert res.exit_code == 0, res.output
     assert "÷ vllm" in res.output and "geomean" in res.output and "re-planning" in res.output
     assert "seed 0, 1" in res.output and "coding × slos-serve:" in res.output
     bad = CliRunner().invoke(app, ["bench", "schedulers", "--schedulers", "nosuch"])
     assert bad.exit_code == 2 and "unknown 'nosuch'" in bad.output
     spec = CliRunner().invoke(app, ["bench", "schedulers", "--workloads", "coding", "--schedulers",
-                                    "vllm", "-n", "60", "--spec-alpha", "0.7"])
+                                    "vllm", "--quick", "-n", "60", "--spec-alpha", "0.7"])
     assert spec.exit_code == 0, spec.output
     assert "speculation α=0.7 k≤4" in " ".join(spec.output.split())  # the title wraps with the table
     bad_alpha = CliRunner().invoke(app, ["bench", "schedulers", "--spec-alpha", "1.5"])
@@ -425,10 +425,11 @@ def test_capacity_table_is_the_same_in_parallel_and_pools_seeds() -> None:
     """`--jobs` only changes the wall time; pooled seeds are what every probe runs."""
     from slobench.capacity.bench import capacity_table
 
-    kw = {"num_requests": 60, "seeds": (0, 1)}
+    quick = {"run_kwargs": {"min_duration_s": 0.0}, "confirm": 0, "rel_tol": 0.05}  # short probes: the test is jobs
+    kw = {"num_requests": 60, "seeds": (0, 1)} | quick
     serial = capacity_table(["coding"], ["vllm", "slos-serve"], **kw)
     parallel = capacity_table(["coding"], ["vllm", "slos-serve"], jobs=2, **kw)
     assert [(r.scheduler, r.capacity_rps, r.probes) for r in serial] == \
         [(r.scheduler, r.capacity_rps, r.probes) for r in parallel]
-    one_seed = capacity_table(["coding"], ["vllm"], num_requests=60, seeds=(0,))
+    one_seed = capacity_table(["coding"], ["vllm"], num_requests=60, seeds=(0,), **quick)
     assert one_seed[0].capacity_rps is not None and serial[0].capacity_rps is not None

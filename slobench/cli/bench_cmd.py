@@ -24,12 +24,16 @@ def bench_schedulers(
     = None,
     hardware: Annotated[str, typer.Option("--hardware")] = "H100-SXM",
     model: Annotated[str, typer.Option("--model")] = "Llama-3.1-8B",
-    num_requests: Annotated[int, typer.Option(
-        "--num-requests", "-n", min=50, help="Expected requests per probe (its duration = this ÷ rate).")] = 1200,
+    num_requests: Annotated[int | None, typer.Option(
+        "--num-requests", "-n", min=50, help="Expected requests per probe (its duration = this ÷ rate); default "
+        "1200, 200 with --quick.")] = None,
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="A first look: 200 requests per probe, no 120 s floor, 5% grid, no confirmation.")] = False,
     warmup: Annotated[float, typer.Option(
         "--warmup", help="Share of each probe's duration not counted, in [0, 0.9).")] = 0.1,
-    confirm: Annotated[int, typer.Option(
-        "--confirm", help="Grid rates above the first failing one probed to confirm the crossing (0..10).")] = 2,
+    confirm: Annotated[int | None, typer.Option(
+        "--confirm", help="Grid rates above the first failing one probed to confirm the crossing (0..10); "
+        "default 2, 0 with --quick.")] = None,
     target: Annotated[float, typer.Option("--target", min=0.01, max=1.0)] = 0.9,
     slos_opt: Annotated[list[str] | None, typer.Option(
         "--slos-serve-opt", help="KEY=VALUE option for slos-serve, e.g. surplus_rule=less; repeatable.")] = None,
@@ -54,6 +58,8 @@ def bench_schedulers(
     from slobench.schedulers.registry import scheduler_names
 
     check_warmup(warmup)
+    confirm = (0 if quick else 2) if confirm is None else confirm
+    num_requests = num_requests or (200 if quick else 1200)
     if not 0 <= confirm <= 10:
         raise UserError(f"--confirm: must be a number of grid rates in 0..10, got {confirm}")
     wls = [w.strip() for w in workloads.split(",") if w.strip()]
@@ -67,6 +73,8 @@ def bench_schedulers(
         for w in wls:
             load_spec(w)  # fail fast, one line, on a bad name
         kwargs: dict = {"profile": profile} if profile else {"hardware": hardware, "model": model}
+        if quick:
+            kwargs["min_duration_s"] = 0.0
         setup = profile or f"{model} on {hardware}"
         if spec_alpha is not None:
             kwargs |= {"spec_alpha": spec_alpha, "spec_max_draft": spec_max_draft}
@@ -86,7 +94,8 @@ def bench_schedulers(
                 progress.advance(task)
 
             rows = capacity_table(wls, scheds, num_requests=num_requests, target=target, run_kwargs=kwargs,
-                                  seeds=seeds, jobs=jobs, on_row=on_row, warmup=warmup, confirm=confirm)
+                                  seeds=seeds, jobs=jobs, on_row=on_row, warmup=warmup, confirm=confirm,
+                                  rel_tol=0.05 if quick else 0.02)
         console.print(display.bench_table(rows, wls, scheds, target=target, setup=setup, num_requests=num_requests,
                                           seeds=seeds, warmup=warmup))
         display.print_search_notes((r.workload, r.scheduler, r.notes) for r in rows)

@@ -42,7 +42,8 @@ class ProbeResult:
     """What one seeded run at one rate reports back to the search.
 
     ``num_met``/``num_requests`` count the requests of the measured window (arriving after the warm-up;
-    best-effort, rejected and unfinished requests count as misses); ``num_arrivals`` counts every request
+    rejected and unfinished requests count as misses; a best-effort request counts when it met every SLO,
+    judged on its timing like any other, see docs/metrics.md); ``num_arrivals`` counts every request
     of the run. The validity fields let the search refuse numbers it cannot trust
     (`slobench.capacity.validity`).
     """

@@ -61,7 +61,7 @@ class ProbeRow(BaseModel):
     ci_low: float  # Wilson interval of attainment (95%)
     ci_high: float
     num_met: int  # requests meeting every stage's SLO
-    num_requests: int  # all arrivals (best-effort, rejected, unfinished count as misses)
+    num_requests: int  # measured arrivals (rejected, unfinished: misses; best-effort: met only if on time)
     valid: bool  # False: the run cannot be trusted (reason says why); counts as a miss
     reason: str = ""  # why INVALID; empty when valid
     # Validity evidence (None: the engine does not measure it, e.g. client lag on the simulator).

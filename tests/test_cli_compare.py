@@ -351,7 +351,25 @@ def test_compare_prints_how_probes_were_sized_and_what_the_search_confirmed(tmp_
     res = CliRunner().invoke(app, ["compare", "--schedulers", "vllm", "--no-refine-interval", "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
     assert "crossing confirmed: the next 2 grid rates" in res.output
-    assert "≈1200 requests per replica each" in res.output and "warm-up" in res.output
+    assert "≈1200 requests per replica per probe" in res.output and "warm-up" in res.output
     summary = json.loads((_only_dir(tmp_path) / "summary.json").read_text())
     (cap,) = summary["capacities"]
     assert cap["notes"].startswith("crossing confirmed") and cap["probe_requests"] == 1200 and cap["warmup"] == 0.1
+
+
+def test_setup_says_what_the_numbers_rest_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """summary.json, the report and the printed outcome name the information, ground truth, SLOs and probes."""
+    _no_real_schedulers(monkeypatch)
+    monkeypatch.setattr(runner, "run_once", _fake_run_once)
+    res = CliRunner().invoke(app, ["compare", "--quick", "-j", "1", "--oracle-lengths", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    run_dir = _only_dir(tmp_path)
+    [setup] = json.loads((run_dir / "summary.json").read_text())["setup"]
+    assert setup["output lengths"].startswith("oracle")
+    assert "TPOT 50 ms" in setup["SLOs"] and "noise (CV 0.05)" in setup["ground truth"]
+    assert "oracle: policies know" in res.output
+    report = (run_dir / "report.html").read_text()
+    assert "What these numbers rest on" in report and "oracle: policies know" in report
+    res = CliRunner().invoke(app, ["compare", "--quick", "-j", "1", "--out", str(tmp_path / "real")])
+    [setup] = json.loads((_only_dir(tmp_path / "real") / "summary.json").read_text())["setup"]
+    assert setup["output lengths"].startswith("realistic")

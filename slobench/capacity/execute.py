@@ -209,6 +209,7 @@ class ExecuteOutcome:
     num_saved: int = 0  # probes saved in the folder, earlier sessions' included
     report: Path | None = None  # report.html (None when interrupted or nothing finished)
     notices: list[str] = field(default_factory=list)  # the report's one-line notices (e.g. PNGs skipped)
+    setup: list[dict[str, str]] = field(default_factory=list)  # what the numbers rest on (summary.json setup)
     wall_s: float = 0.0
 
 
@@ -223,7 +224,7 @@ def _finish(plan: Plan, store: Collector, interrupted: bool) -> ExecuteOutcome:
     store.save(final=True)
     out = ExecuteOutcome(0, store.out_dir, interrupted=interrupted, capacities=list(store.capacities),
                          bad=[c for c in store.capacities if c.status != "ok"], num_probes=len(store.probe_rows),
-                         num_saved=store.num_saved)
+                         num_saved=store.num_saved, setup=list(store.setup))
     if interrupted:
         out.exit_code = EXIT_INTERRUPTED
     elif not store.probe_rows:
@@ -260,6 +261,13 @@ def execute(plan: Plan, store: Collector, observer: SearchObserver | None = None
 
     obs = observer if observer is not None else NullObserver()
     interrupted = False
+    if not store.setup:
+        from slobench.capacity.setup import describe_setup
+
+        try:
+            store.setup = describe_setup(plan.specs)
+        except UserError:  # a setting the preflight let through for its own reasons: the probes will say
+            store.setup = []
     try:
         with cluster_run.engine_session(store.out_dir):  # real engines: launched servers stop with the command
             if parallel_jobs(plan, jobs) > 1:

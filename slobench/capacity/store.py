@@ -79,6 +79,7 @@ class Collector:
     replayed: set[ProbeKey] = field(default_factory=set)
     complete: bool = False
     started: float = field(default_factory=time.perf_counter)
+    setup: list[dict[str, str]] = field(default_factory=list)  # `slobench.capacity.setup.describe_setup`
     _pending: dict[ProbeKey, tuple[pd.DataFrame, pd.DataFrame]] = field(default_factory=dict)
 
     def load_previous(self) -> int:
@@ -148,7 +149,7 @@ class Collector:
     def summary(self) -> ExperimentSummary:
         return ExperimentSummary(schema_version=SUMMARY_VERSION, title=self.title, target=self.target,
                                  complete=self.complete, capacities=self.capacities, scaling=self.scaling,
-                                 wall_s=time.perf_counter() - self.started)
+                                 wall_s=time.perf_counter() - self.started, setup=self.setup)
 
     def save(self, *, final: bool = False) -> None:
         """Write probes.csv and summary.json; on the final save fold the per-probe parts in."""

@@ -158,16 +158,20 @@ def print_outcome(plan: Plan, out: ExecuteOutcome) -> None:
                       highlight=False, soft_wrap=True)
     if plan.kind == "sensitivity":
         print_sensitivity(out.out_dir)
+    print_setup(out.setup)
     print_search_notes((c.workload, c.scheduler, c.notes) for c in out.capacities if c.status == "ok")
-    sized = next((c for c in out.capacities if c.probe_requests is not None), None)
-    if sized is not None:
-        console.print(f"[dim]probes: ≈{sized.probe_requests} requests per replica each (duration = that ÷ rate), "
-                      f"the first {sized.warmup or 0:.0%} of each probe's duration is warm-up, not counted[/]",
-                      highlight=False, soft_wrap=True)
     print_notices(out.notices)
     console.print(f"report: {out.report}", highlight=False, soft_wrap=True)
     console.print(f"[dim]{out.num_probes} probes in {out.wall_s:.1f} s; results: {out.out_dir}[/]",
                   highlight=False, soft_wrap=True)
+
+
+def print_setup(setup: Sequence[dict[str, str]]) -> None:
+    """What the capacities rest on (information, ground truth, SLOs, probes), dimmed, one line per item."""
+    for rec in setup:
+        lines = [f"{k}: {v}" for k, v in rec.items() if k != "searches"]
+        text = f"{rec.get('searches', '')}\n  " + "\n  ".join(lines)
+        console.print(text, style="dim", markup=False, highlight=False, soft_wrap=True)
 
 
 def print_sensitivity(out_dir: Path) -> None:

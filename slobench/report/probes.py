@@ -167,6 +167,9 @@ class ExperimentSummary(BaseModel):
     capacities: list[CapacityRow] = Field(default_factory=list)
     scaling: list[ScalingRow] = Field(default_factory=list)
     wall_s: float = 0.0
+    # What the numbers rest on, per distinct run setting (`slobench.capacity.setup.describe_setup`):
+    # searches, engine, output-length information, simulator ground truth, SLOs, probe size.
+    setup: list[dict[str, str]] = Field(default_factory=list)
 
     def write(self, path: Path) -> None:
         """Write summary.json atomically (temp file in the same folder, then a rename)."""

@@ -177,9 +177,32 @@ def caption_for(name: str) -> str:
     return next((text for prefix, text in CAPTIONS.items() if name == prefix or name.startswith(prefix + "-")), "")
 
 
+def setup_html(setup: list[dict[str, str]]) -> str:
+    """What the capacities rest on (summary.json ``setup``): a small table per distinct run setting."""
+    if not setup:
+        return ""
+    parts = ["<h3>What these numbers rest on</h3>"]
+    for rec in setup:
+        rows = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+                       for k, v in rec.items())
+        parts.append(f"<table>{rows}</table>")
+    return "".join(parts)
+
+
+def _notes_html(capacities: pd.DataFrame) -> str:
+    """What each search did beyond the plain bisection (crossing confirmed, non-monotone points found)."""
+    if "notes" not in capacities or capacities.empty:
+        return ""
+    items = [f"<li>{html.escape(str(r.workload))} × {html.escape(str(r.scheduler))}: {html.escape(str(r.notes))}</li>"
+             for r in capacities.itertuples() if isinstance(r.notes, str) and r.notes]
+    return f"<ul>{''.join(items)}</ul>" if items else ""
+
+
 def _intro_html(results_dir: Path, data: dict[str, object]) -> str:
     summary = data["summary"]
-    intro = capacity_table_html(data["capacities"])
+    intro = capacity_table_html(data["capacities"]) + _notes_html(data["capacities"])
+    if isinstance(summary, ExperimentSummary):
+        intro += setup_html(summary.setup)
     if isinstance(summary, ExperimentSummary) and not summary.complete:
         d = html.escape(str(results_dir))
         intro = (f'<p class="warn">Partial results: this run was interrupted. Continue it with '

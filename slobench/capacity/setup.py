@@ -1,0 +1,72 @@
+"""What a plan's numbers rest on, in words: information, simulator ground truth, SLO preset, probe size.
+
+A capacity is only meaningful with its conditions: whether the policies knew output lengths (the
+oracle) or predicted them, how the simulated GPU differs from the model the policies plan with, which
+SLOs every request had, and how long each probe ran. `describe_setup` turns every distinct run setting
+of a plan into one such record; the store writes them into summary.json (``setup``), the report shows
+them above the capacity table and the CLI prints them under it, so no number leaves without them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from slobench.capacity.plan import SearchSpec
+
+
+def _information(cfg: Any) -> str:
+    if cfg.engine == "openai":
+        return "not known to slobench (the server's own scheduler)"
+    if cfg.policy.oracle_lengths:
+        return "oracle: policies know every request's true output lengths (the SLOs-Serve paper's assumption)"
+    return "realistic: policies see the max_tokens bound and predict lengths online from finished requests"
+
+
+def _ground_truth(cfg: Any) -> str:
+    if cfg.engine != "sim":
+        return f"real engine ({cfg.engine}): measured"
+    cost = {"model": "charged from the fitted per-policy cost model", "wall": "charged as measured wall time "
+            "(not reproducible)", "off": "not charged"}[cfg.schedule_cost]
+    return (f"simulated iteration = planning model × {1 + cfg.truth_bias:g} × lognormal noise (CV "
+            f"{cfg.truth_noise_cv:g}); schedule() time {cost}")
+
+
+def _slos(workload: str) -> str:
+    from slobench.workloads import load_spec
+
+    spec = load_spec(workload)
+    return "; ".join(f"{a.name}/{a.tier} {k}: {s.describe()}" for a in spec.apps for k, s in a.slo.items())
+
+
+def _probes(kw: dict[str, Any]) -> str:
+    n = kw.get("probe_requests")
+    if n is None:
+        return f"{kw.get('num_requests', '?')} requests per probe (fixed count)"
+    floor = float(kw.get("min_duration_s", 0.0) or 0.0)
+    warm = float(kw.get("warmup", 0.0) or 0.0)
+    return (f"≈{n} requests per replica per probe (duration = that ÷ rate{f', ≥ {floor:g} s' if floor else ''}); "
+            f"first {warm:.0%} of each probe is warm-up, not counted")
+
+
+def describe_setup(specs: Sequence[SearchSpec]) -> list[dict[str, str]]:
+    """One record per distinct run setting of ``specs`` (searches sharing it listed together)."""
+    groups: dict[str, list[SearchSpec]] = {}
+    for s in specs:
+        groups.setdefault(json.dumps(s.run_kwargs, sort_keys=True, default=str), []).append(s)
+    out: list[dict[str, str]] = []
+    for members in groups.values():
+        first = members[0]
+        cfg = first.config(1.0, 0)
+        where = cfg.profile and f"profile {cfg.profile}" or f"{cfg.hardware}, {cfg.model}" + \
+            (f" TP{cfg.tp}" if cfg.tp > 1 else "")
+        out.append({
+            "searches": ", ".join(dict.fromkeys(f"{m.label} × {m.scheduler}" for m in members)),
+            "engine": f"{cfg.engine} ({where}{f', {cfg.replicas} replicas' if cfg.replicas > 1 else ''})",
+            "output lengths": _information(cfg),
+            "ground truth": _ground_truth(cfg),
+            "SLOs": _slos(cfg.workload),
+            "probes": _probes(first.run_kwargs),
+        })
+    return out

@@ -373,3 +373,22 @@ def test_setup_says_what_the_numbers_rest_on(tmp_path: Path, monkeypatch: pytest
     res = CliRunner().invoke(app, ["compare", "--quick", "-j", "1", "--out", str(tmp_path / "real")])
     [setup] = json.loads((_only_dir(tmp_path / "real") / "summary.json").read_text())["setup"]
     assert setup["output lengths"].startswith("realistic")
+
+
+def test_compare_passes_the_simulator_ground_truth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list = []
+
+    def recording(cfg, **kw: object) -> SimpleNamespace:
+        seen.append(cfg)
+        return _fake_run_once(cfg, **kw)
+
+    _no_real_schedulers(monkeypatch)
+    monkeypatch.setattr(runner, "run_once", recording)
+    res = CliRunner().invoke(app, ["compare", "--quick", "-j", "1", "--truth-bias", "0.3", "--truth-noise", "0",
+                                   "--schedule-cost", "off", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert {(c.truth_bias, c.truth_noise_cv, c.schedule_cost) for c in seen} == {(0.3, 0.0, "off")}
+    [setup] = json.loads((_only_dir(tmp_path) / "summary.json").read_text())["setup"]
+    assert "× 1.3 ×" in setup["ground truth"] and "not charged" in setup["ground truth"]
+    bad = CliRunner().invoke(app, ["compare", "--quick", "--truth-bias", "-1", "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "--truth-bias" in bad.output and not (tmp_path / "bad").exists()

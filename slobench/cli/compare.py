@@ -53,12 +53,15 @@ from slobench.cli.options import (
     ReplicasOpt,
     RequestsOpt,
     ResumeOpt,
+    ScheduleCostOpt,
     SchedulerOpt,
     SchedulersOpt,
     SeedOpt,
     StartOpt,
     TargetOpt,
     TpOpt,
+    TruthBiasOpt,
+    TruthNoiseOpt,
     UrlOpt,
     WorkloadOpt,
     engine_options,
@@ -73,6 +76,14 @@ ConfirmOpt = Annotated[int | None, typer.Option(
     "--quick).")]
 
 __all__ = ["EXIT_NO_CAPACITY", "register"]
+
+
+def sim_truth(bias: float, noise: float, schedule_cost: str) -> dict[str, object]:
+    """The simulator's ground-truth keys of a plan, only where they differ from the defaults (so plans and
+    manifests without them stay as they were); each is validated by `RunConfig` in the preflight."""
+    given = {"truth_bias": bias, "truth_noise_cv": noise, "schedule_cost": schedule_cost}
+    defaults = {"truth_bias": 0.0, "truth_noise_cv": 0.05, "schedule_cost": "model"}
+    return {k: v for k, v in given.items() if v != defaults[k]}
 
 
 def _parse_list(value: str) -> list[str]:
@@ -140,6 +151,9 @@ def compare_cmd(
     engine_arg: EngineArgOpt = None,
     engine_config: EngineConfigOpt = None,
     oracle_lengths: OracleLengthsOpt = False,
+    truth_bias: TruthBiasOpt = 0.0,
+    truth_noise: TruthNoiseOpt = 0.05,
+    schedule_cost: ScheduleCostOpt = "model",
     warmup: WarmupOpt = None,
     confirm: ConfirmOpt = None,
 ) -> None:
@@ -155,6 +169,7 @@ def compare_cmd(
                     engine_options=engine_options(engine_arg, engine_config), warmup=warmup)
     if oracle_lengths:  # only when given: plans and manifests without it stay as they were
         kw["oracle_lengths"] = True
+    kw |= sim_truth(truth_bias, truth_noise, schedule_cost)
     labels = dict(zip(workloads, workload_labels(workloads), strict=True))
     specs = [SearchSpec(labels[wl], s, kw | {"workload": workload_arg(wl)}) for wl in workloads for s in scheds]
     settings = search_settings(target, seed, quick, rate_start, rate_min, rate_max, refine_interval, confirm)
@@ -191,6 +206,9 @@ def capacity_cmd(
     engine_arg: EngineArgOpt = None,
     engine_config: EngineConfigOpt = None,
     oracle_lengths: OracleLengthsOpt = False,
+    truth_bias: TruthBiasOpt = 0.0,
+    truth_noise: TruthNoiseOpt = 0.05,
+    schedule_cost: ScheduleCostOpt = "model",
     warmup: WarmupOpt = None,
     confirm: ConfirmOpt = None,
 ) -> None:
@@ -204,6 +222,7 @@ def capacity_cmd(
                     engine_options=engine_options(engine_arg, engine_config), warmup=warmup)
     if oracle_lengths:  # only when given: plans and manifests without it stay as they were
         kw["oracle_lengths"] = True
+    kw |= sim_truth(truth_bias, truth_noise, schedule_cost)
     [label] = workload_labels([workload])
     specs = [SearchSpec(label, scheduler, kw | {"workload": workload_arg(workload)})]
     settings = search_settings(target, seed, quick, rate_start, rate_min, rate_max, refine_interval, confirm)

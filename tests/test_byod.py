@@ -320,13 +320,13 @@ def test_native_rate_replays_as_recorded_and_refuses_a_rate(tmp_path: Path, monk
         generate(spec, perf=_perf(), seed=0, num_requests=100, rate_rps=3)
     line = _one_line(runner.invoke(app, ["run", "--workload", "nat.yaml", "--rate", "3", "-n", "20"]))
     assert "arrival.rate: native" in line
-    # A capacity search stops at its first probe with the same line (after the lines that say where the
-    # probe folder is: capacity's preflight does not know yet that the search will vary the rate).
+    # A capacity search is refused by its preflight (it checks the highest rate it may ask for), in one
+    # line, before any results folder exists.
     res = runner.invoke(app, ["capacity", "--workload", "nat.yaml", "--scheduler", "vllm", "--quick",
                               "--out", str(tmp_path / "out")])
-    errors = [line for line in res.output.splitlines() if line.startswith("error:")]
     assert res.exit_code == 2 and "Traceback" not in res.output, res.output
-    assert len(errors) == 1 and "arrival.rate: native" in errors[0] and "capacity searches" in errors[0]
+    assert res.output.startswith("error:") and len(res.output.strip().splitlines()) == 1, res.output
+    assert "arrival.rate: native" in res.output and not (tmp_path / "out").exists()
     # Callers that know their rate up front (a search: its highest) get the line before any folder exists.
     from slobench.workloads.generate import check_sources
 

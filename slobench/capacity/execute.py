@@ -333,7 +333,7 @@ def open_resume(results_dir: Path, *, kind: str | None = None) -> tuple[Plan, Co
             from None
     if kind is not None and plan.kind != kind:
         raise UserError(f"{results_dir} holds a `{plan.kind}` run; resume it with: slobench resume {results_dir}")
-    preflight(plan.specs)
+    preflight(plan.specs, plan.search)
     from slobench.report.results import check_parquet_files, write_json
 
     check_parquet_files(results_dir)  # a torn file found now, not after every saved probe is replayed

@@ -199,8 +199,11 @@ def check_schedulers(names: Sequence[str]) -> None:
                             f"{', '.join(scheduler_names())}") from None
 
 
-def preflight(specs: Sequence[SearchSpec]) -> None:
-    """Validate every distinct run setting (flags, workload, hardware/model/profile) before probing."""
+def preflight(specs: Sequence[SearchSpec], settings: SearchSettings | None = None) -> None:
+    """Validate every distinct run setting (flags, workload, hardware/model/profile) before probing.
+
+    With ``settings``, a trace replayed natively or thinned is also checked against the highest rate the
+    searches may ask for (``rate: native`` takes none; ``scale: thin`` none above the trace's own rate)."""
     from slobench.cluster import run as cluster_run
     from slobench.workloads import load_spec
     from slobench.workloads.generate import check_sources
@@ -213,7 +216,8 @@ def preflight(specs: Sequence[SearchSpec]) -> None:
             continue
         seen.add(sig)
         cfg = spec.config(1.0, 0)
-        check_sources(load_spec(cfg.workload))  # reads (and caches) trace files: bad ones fail before probing
+        top = None if settings is None else max(settings.rates) if settings.rates else settings.rate_hi
+        check_sources(load_spec(cfg.workload), rate_rps=top)  # reads (and caches) traces: bad ones fail now
         if cfg.engine == "sim":
             cluster_run.build_latency_model(cfg)
 

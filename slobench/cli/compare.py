@@ -173,7 +173,7 @@ def compare_cmd(
     labels = dict(zip(workloads, workload_labels(workloads), strict=True))
     specs = [SearchSpec(labels[wl], s, kw | {"workload": workload_arg(wl)}) for wl in workloads for s in scheds]
     settings = search_settings(target, seed, quick, rate_start, rate_min, rate_max, refine_interval, confirm)
-    preflight(specs)
+    preflight(specs, settings)
     title = f"slobench compare: {', '.join(labels.values())} ({setup_text(kw)})"
     plan = Plan("compare", title, specs, settings)
     name = "compare-" + "-".join(Path(w).stem for w in workloads)
@@ -226,7 +226,7 @@ def capacity_cmd(
     [label] = workload_labels([workload])
     specs = [SearchSpec(label, scheduler, kw | {"workload": workload_arg(workload)})]
     settings = search_settings(target, seed, quick, rate_start, rate_min, rate_max, refine_interval, confirm)
-    preflight(specs)
+    preflight(specs, settings)
     plan = Plan("capacity", f"slobench capacity: {label} × {scheduler} ({setup_text(kw)})", specs, settings)
     config = {"workload": workload, "scheduler": scheduler, "target": target, "seeds": seed, "quick": quick} | kw
     _run(plan, start(plan, out, f"capacity-{Path(workload).stem}-{scheduler}", config), jobs)
@@ -252,7 +252,7 @@ def sweep_cmd(
 
     out_dir = new_run_dir(f"sweep-{grid.stem}", root=out)
     specs = sweep_specs(g, out_dir, quick=quick)  # workload variants are written into the results folder
-    preflight(specs)
+    preflight(specs, g.settings(quick=quick))
     plan = Plan("sweep", f"slobench sweep: {grid.name}", specs, g.settings(quick=quick), scaling="replicas" in g.grid,
                 strict=False)
     write_plan_manifest(out_dir, plan, g.model_dump() | {"grid_file": str(grid), "quick": quick})

@@ -105,7 +105,7 @@ def sensitivity_cmd(
               "base_error": base_error, "oracle_lengths": oracle_lengths, "target": target, "seeds": seed,
               "quick": quick} | kw
     preflight(sensitivity_specs([workload_arg(w) for w in workloads], scheds,
-                                [{"slo_scale": 1.0, "truth_bias": base_error}], kw, Path(out)))  # before any folder
+                                [{"slo_scale": 1.0, "truth_bias": base_error}], kw, Path(out)), settings)
     # The SLO-scaled workload variants live in the results folder, so the folder exists first.
     store = start(plan, out, name, config)
     plan.specs = sensitivity_specs([workload_arg(w) for w in workloads], scheds, pts, kw, store.out_dir)

@@ -81,7 +81,10 @@ def bench_schedulers(
             setup += f", speculation α={spec_alpha} k≤{spec_max_draft}"
         if oracle_lengths:
             kwargs["oracle_lengths"] = True
-            setup += ", oracle output lengths"
+            setup += ", oracle output lengths (the paper's assumption)"
+        else:
+            setup += ", output lengths predicted online (no oracle)"
+        setup += ", simulated GPU = planning model × lognormal noise CV 0.05, schedule() cost charged"
         opts = _parse_opts(slos_opt or [])
         if opts:
             kwargs["scheduler_options_for"] = {"slos-serve": opts}

@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -93,6 +93,19 @@ def _rest_of_turn(seq: SeqState, view: SchedulerView, q: float | None = None) ->
         tokens += out
         seconds += out * st.slo.tpot_s
     return tokens, seconds
+
+
+def _with_perf(view: SchedulerView, perf: object) -> SchedulerView:
+    """``dataclasses.replace(view, perf=perf)`` without its per-call field introspection (a copy of every
+    slot; SchedulerView has no ``__post_init__``): it ran on every call planned with a scaled model."""
+    new = object.__new__(SchedulerView)
+    for name in _VIEW_SLOTS:
+        setattr(new, name, getattr(view, name))
+    new.perf = perf
+    return new
+
+
+_VIEW_SLOTS = SchedulerView.__slots__
 
 
 def _tpot_key(seq: SeqState) -> float:
@@ -201,7 +214,7 @@ class SLOsServeScheduler(TimedSchedule):
         fb.observe(view.now_s)
         factor = fb.factor
         perf = fb.scaled(view.perf)
-        plan = self._plan(view if perf is view.perf else replace(view, perf=perf))
+        plan = self._plan(view if perf is view.perf else _with_perf(view, perf))
         # Remember the prediction in the unscaled model's units: the ratio is observed ÷ model.
         fb.planned(plan.predicted_latency_s / factor if plan.predicted_latency_s else None)
         if factor != 1.0:

@@ -26,8 +26,8 @@ class BatchDraft:
 
     def __init__(self, perf: LatencyModel, q: Sequence[int] = (), ctx: Sequence[int] = (), spec_steps: int = 0) -> None:
         self.perf = perf
-        self.q = [int(x) for x in q]
-        self.ctx = [int(x) for x in ctx]
+        self.q = list(map(int, q))
+        self.ctx = list(map(int, ctx))
         self.spec_steps = int(spec_steps)
         if len(self.q) != len(self.ctx):
             raise ValueError(f"q and ctx differ in length ({len(self.q)} vs {len(self.ctx)})")

@@ -233,7 +233,7 @@ class OnlineLengths:
         h = self._history(seq.req, i)
         if h is None:
             return cap
-        j = h.above(k)
+        j = bisect.bisect_right(h.sorted_list, k)  # h.above(k), inlined
         count = h.n_sorted - j
         if count <= 0:
             return min(cap, max(1, k // 2))

@@ -513,15 +513,13 @@ class SLOsServeScheduler(TimedSchedule):
                            max(spec_ks, default=0))
         order: list[tuple[SeqState, int, int]] = [(seq, 1, k) for seq, k in zip(adm_dec, spec_ks, strict=True)]
         if demand and draft.max_tokens_within(limit, 0, demand) < demand:
-            draft = BatchDraft(view.perf)
-            order = []
             horizon = now + budget
-            for seq, k, due in zip(adm_dec, spec_ks, deadlines, strict=True):
-                if due - horizon >= seq.stage.slo.tpot_s:
-                    continue  # enough slack to skip this batch and still be on time after the next one
-                draft.add(1 + k, seq.num_computed)
-                draft.spec_steps = max(draft.spec_steps, k)
-                order.append((seq, 1, k))
+            # Decodes with enough slack skip this batch and are still on time after the next one. The draft
+            # is built from the kept ones at once: its sums are of integers, exact in any order.
+            order = [(seq, 1, k) for seq, k, due in zip(adm_dec, spec_ks, deadlines, strict=True)
+                     if not due - horizon >= seq.req.stages[seq.stage_idx].slo.tpot_s]
+            draft = BatchDraft(view.perf, [1 + k for _, _, k in order], [seq.num_computed for seq, _, _ in order],
+                               max((k for _, _, k in order), default=0))
 
         def put(seq: SeqState, n: int) -> None:
             draft.add(n, seq.num_computed)

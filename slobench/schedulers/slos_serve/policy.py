@@ -48,6 +48,7 @@ import bisect
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Literal
 
 import numpy as np
@@ -156,6 +157,10 @@ def _decode_deadline(seq: SeqState) -> float:
     return (ttft_deadline if ttft_deadline > first else first) + seq.stage_out * slo.tpot_s
 
 
+# (arrival, id) of a sequence's request: best-effort work is served oldest first (a C-level key for long queues).
+_ARRIVAL_KEY = attrgetter("req.arrival_s", "req.id")
+
+
 def _age_key(seq: SeqState) -> tuple[float, int]:
     """Older requests sort first; preemption takes the newest."""
     return seq.req.arrival_s, seq.req.id
@@ -262,19 +267,20 @@ class SLOsServeScheduler(TimedSchedule):
         be_dec: list[SeqState] = []
         be_pre: list[SeqState] = []
         pending: list[SeqState] = []
-        best_effort = Admission.BEST_EFFORT
+        best_effort, admitted_, pending_ = Admission.BEST_EFFORT, Admission.ADMITTED, Admission.PENDING
         for seq in view.running:
             be = seq.admission is best_effort
             if seq.stage_out == 0 or seq.num_tokens - seq.num_computed > 1:  # seq.is_prefilling, inlined
                 (be_pre if be else adm_pre).append(seq)
             else:
                 (be_dec if be else adm_dec).append(seq)
-        for seq in view.waiting:
-            if seq.admission is Admission.PENDING:
+        for seq in view.waiting:  # thousands when overloaded: the enum members are locals
+            a = seq.admission
+            if a is pending_:
                 pending.append(seq)
-            elif seq.admission is Admission.BEST_EFFORT:
+            elif a is best_effort:
                 be_pre.append(seq)
-            elif seq.admission is Admission.ADMITTED:
+            elif a is admitted_:
                 adm_pre.append(seq)
 
         pending = self._expire(view, pending, plan, be_pre)
@@ -497,7 +503,16 @@ class SLOsServeScheduler(TimedSchedule):
         # requests' projected growth holds them (decodes skipping for prefill that then finds no
         # blocks would idle the replica: reasoning at a KV-full moment scheduled nothing at all).
         be_room = max(0, view.free_kv_blocks - self._kv_growth_blocks) * view.block_size
-        demand = sum(s.pending_tokens for s in adm_pre) + min(be_room, sum(s.pending_tokens for s in be_pre))
+        # min(be_room, Σ best-effort pending), summed only until it reaches be_room (pending ≥ 0: the same int;
+        # an overloaded replica queues thousands of best-effort prompts).
+        be_demand = 0
+        if be_room > 0:
+            for s in be_pre:
+                be_demand += s.num_tokens - s.num_computed
+                if be_demand >= be_room:
+                    be_demand = be_room
+                    break
+        demand = sum(s.num_tokens - s.num_computed for s in adm_pre) + be_demand
         if view.spec is None:
             spec_ks = [0] * len(adm_dec)
         elif demand or not self.adaptive_speculation:  # per-tier lengths (most prefill room), or fixed max
@@ -531,11 +546,11 @@ class SLOsServeScheduler(TimedSchedule):
                 break
             put(seq, n)
         n_admitted = len(order)
-        for seq in sorted(be_dec, key=lambda s: (s.req.arrival_s, s.req.id)):
+        for seq in sorted(be_dec, key=_ARRIVAL_KEY):
             if draft.latency_with_s(1, seq.num_computed) > limit:
                 break
             put(seq, 1)
-        for seq in sorted(be_pre, key=lambda s: (s.req.arrival_s, s.req.id)):
+        for seq in sorted(be_pre, key=_ARRIVAL_KEY):
             n = draft.max_tokens_within(limit, seq.num_computed, seq.pending_tokens)
             if n <= 0:
                 break

@@ -433,3 +433,17 @@ def test_capacity_table_is_the_same_in_parallel_and_pools_seeds() -> None:
         [(r.scheduler, r.capacity_rps, r.probes) for r in parallel]
     one_seed = capacity_table(["coding"], ["vllm"], num_requests=60, seeds=(0,), **quick)
     assert one_seed[0].capacity_rps is not None and serial[0].capacity_rps is not None
+
+
+def test_slos_serve_linear_quantile_is_numpys() -> None:
+    """The policy's arrival-slack quantile replaces np.quantile and must return the same float, bit for bit."""
+    import random
+
+    from slobench.schedulers.slos_serve.policy import _linear_quantile
+
+    rng = random.Random(3)
+    for _ in range(3000):
+        n = rng.randint(1, 70)
+        vals = [rng.choice([0.0, rng.uniform(0, 2), rng.uniform(0, 1e-3), 0.5]) for _ in range(n)]
+        q = rng.choice([0.1, 0.5, 0.9, 0.0, 1.0, 0.25, rng.random()])
+        assert _linear_quantile(sorted(vals), q) == float(np.quantile(np.array(vals), q))

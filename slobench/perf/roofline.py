@@ -53,6 +53,7 @@ small batches, ~5 µs at 64 sequences).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from operator import mul
 
@@ -75,6 +76,15 @@ DEFAULT_DRAFT_FRACTION = 0.10
 DRAFT_OVERHEAD_FRACTION = 0.25
 
 IntSeq = np.ndarray | Sequence[int]
+
+
+def _largest_root(a: float, b: float, c: float) -> float:
+    """Largest x with a·x² + b·x + c ≤ 0 for a, b ≥ 0 (−inf when even x = 0 exceeds it)."""
+    if c > 0:
+        return -math.inf
+    if a <= 0:
+        return math.inf if b <= 0 else -c / b
+    return -2.0 * c / (b + math.sqrt(b * b - 4.0 * a * c))  # the stable form of (−b + √Δ) / 2a
 
 
 class RooflineModel:
@@ -199,6 +209,30 @@ class RooflineModel:
         if spec_steps > 0:
             t += spec_steps * self.draft_step_s(n, s_c)
         return t
+
+    def tokens_within_from_stats(self, budget_s: float, s_q: float, s_c: float, s_qc: float, s_qq: float, n: int,
+                                 spec_steps: int, ctx_tokens: int) -> float:
+        """Approximately the largest x with `latency_from_stats` of the batch plus one sequence of x tokens at
+        ``ctx_tokens`` ≤ ``budget_s``: the roots of the memory (linear) and compute (quadratic) branches.
+
+        Only a starting point: `slobench.schedulers.batching.BatchDraft.max_tokens_within` checks it with the
+        exact latency and steps to the exact integer answer, so rounding here never changes a result; it
+        replaces a ~25-probe binary search with ~3 probes.
+        """
+        n1 = n + 1
+        c_tot = s_c + ctx_tokens
+        r = budget_s - self._ar_0 - self.t0_s
+        if spec_steps > 0:
+            r -= spec_steps * self.draft_step_s(n1, c_tot)
+        x_m = (r - self._m_w - self._m_kv * (c_tot + s_q) - self._ar_q * s_q) / (self._m_kv + self._ar_q)
+        a2 = 0.5 * self._c_attn
+        b1 = self._c_q + self._c_attn * (ctx_tokens + 0.5) + self._ar_q
+        c0 = (self._c_q + self._ar_q) * s_q + self._c_attn * (s_qc + 0.5 * (s_qq + s_q)) - r
+        x_c = _largest_root(a2, b1 + self._c_logit, c0 + self._c_logit * s_q)  # logits: one per token
+        k = n1 * (1 + spec_steps)
+        if s_q + x_c > k:  # past k tokens the logits are one per sequence and step
+            x_c = _largest_root(a2, b1, c0 + self._c_logit * k)
+        return x_m if x_m < x_c else x_c
 
     def draft_step_s(self, n_seqs: int, ctx_sum: float) -> float:
         """One draft-model step over ``n_seqs`` sequences (one token each) holding ``ctx_sum`` tokens."""

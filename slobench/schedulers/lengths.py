@@ -108,12 +108,16 @@ class OracleLengths:
 class _History:
     """Observed lengths of one key: appended in O(1); a sorted array + suffix sums rebuilt in batches."""
 
-    __slots__ = ("raw", "sorted", "suffix", "n_sorted", "next_refresh")
+    __slots__ = ("raw", "sorted", "suffix", "n_sorted", "next_refresh", "sorted_list", "suffix_list")
 
     def __init__(self) -> None:
         self.raw: list[int] = []
         self.sorted: np.ndarray = np.empty(0, dtype=np.int64)
         self.suffix: np.ndarray = np.zeros(1, dtype=np.float64)  # suffix[i] = sum(sorted[i:])
+        # The same values as Python lists (``tolist`` is exact): a query bisects and indexes these, since
+        # bisecting a numpy array boxes a numpy scalar per comparison (slos-serve asks ~10⁵ times a run).
+        self.sorted_list: list[int] = []
+        self.suffix_list: list[float] = [0.0]
         self.n_sorted = 0
         self.next_refresh = 1
 
@@ -126,12 +130,14 @@ class _History:
         arr = np.sort(np.asarray(self.raw, dtype=np.int64))
         self.sorted = arr
         self.suffix = np.concatenate([np.cumsum(arr[::-1])[::-1].astype(np.float64), [0.0]])
+        self.sorted_list = arr.tolist()
+        self.suffix_list = self.suffix.tolist()
         self.n_sorted = len(arr)
         self.next_refresh = len(arr) + max(1, math.ceil(refresh_fraction * len(arr)))
 
     def above(self, k: int) -> int:
         """Index of the first observation > k (binary search)."""
-        return bisect.bisect_right(self.sorted, k)  # numpy int64 arrays support the sequence protocol
+        return bisect.bisect_right(self.sorted_list, k)
 
 
 @dataclass
@@ -147,6 +153,7 @@ class OnlineLengths:
     refresh_fraction: float = 0.05
     kind: str = ONLINE
     _hist: dict[tuple, _History] = field(default_factory=dict, repr=False)
+    _bounds: dict[tuple[int, int], tuple[Request, int]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def for_workload(cls, spec: dict[str, Any] | None, fallback_context: int, **kw: Any) -> OnlineLengths:
@@ -162,10 +169,18 @@ class OnlineLengths:
 
     # -- what the policy sees -------------------------------------------------------------------
     def bound(self, req: Request, stage_idx: int) -> int:
-        """max_tokens of a stage: the context left after the prompts up to this stage (≥ 1)."""
+        """max_tokens of a stage: the context left after the prompts up to this stage (≥ 1).
+
+        Remembered per request object (requests are frozen; the identity check makes a reused id harmless):
+        every prediction asks for it, ~10⁵ times a slos-serve run."""
+        hit = self._bounds.get((req.id, stage_idx))
+        if hit is not None and hit[0] is req:
+            return hit[1]
         limit = self.max_context.get(req.app, self.fallback_context)
         prompts = sum(st.prompt_tokens for st in req.stages[: stage_idx + 1])
-        return max(1, limit - prompts)
+        b = max(1, limit - prompts)
+        self._bounds[(req.id, stage_idx)] = (req, b)
+        return b
 
     def public(self, req: Request) -> Request:
         """The request with each stage's output length replaced by its bound (the engine makes it once)."""
@@ -209,7 +224,7 @@ class OnlineLengths:
         count = h.n_sorted - j
         if count <= 0:
             return float(min(cap, max(1, k // 2)))
-        return min(float(cap), float(h.suffix[j]) / count - k)
+        return min(float(cap), h.suffix_list[j] / count - k)
 
     def quantile_remaining(self, seq: SeqState, q: float, stage_idx: int | None = None) -> int:
         """The q-quantile of L − k given L > k (q in [0, 1]; 1 = the longest seen)."""
@@ -218,12 +233,12 @@ class OnlineLengths:
         h = self._history(seq.req, i)
         if h is None:
             return cap
-        j = h.above(k)
+        j = bisect.bisect_right(h.sorted_list, k)  # h.above(k), inlined
         count = h.n_sorted - j
         if count <= 0:
             return min(cap, max(1, k // 2))
         pos = j + min(count - 1, max(0, math.ceil(q * count) - 1))
-        return min(cap, int(h.sorted[pos]) - k)
+        return min(cap, h.sorted_list[pos] - k)
 
 
 def make_length_info(oracle_lengths: bool, workload_spec: dict[str, Any] | None, fallback_context: int,

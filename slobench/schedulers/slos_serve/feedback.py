@@ -27,17 +27,23 @@ import numpy as np
 class ScaledLatency:
     """A latency model whose predictions are ``factor`` × the wrapped model's (everything else passes through)."""
 
-    __slots__ = ("base", "factor", "name", "latency_from_stats")
+    __slots__ = ("base", "factor", "name", "latency_from_stats", "tokens_within_from_stats")
 
     def __init__(self, base: Any, factor: float) -> None:
         self.base = base
         self.factor = factor
         self.name = f"{getattr(base, 'name', 'perf')}×{factor:.3f}"
         fast = getattr(base, "latency_from_stats", None)
+        self.latency_from_stats = self.tokens_within_from_stats = None
         if fast is not None:
-            self.latency_from_stats = lambda *a: factor * fast(*a)
-        else:
-            self.latency_from_stats = None
+            # Named arguments, not *args: batch builders call this ~10⁶ times per capacity search.
+            def scaled(s_q: float, s_c: float, s_qc: float, s_qq: float, n: int, spec_steps: int = 0) -> float:
+                return factor * fast(s_q, s_c, s_qc, s_qq, n, spec_steps)
+
+            self.latency_from_stats = scaled
+            hint = getattr(base, "tokens_within_from_stats", None)
+            if hint is not None:  # an estimate only (BatchDraft checks it with the exact scaled latency)
+                self.tokens_within_from_stats = lambda budget_s, *a: hint(budget_s / factor, *a)
 
     def batch_latency_s(self, q_lens: Any, ctx_lens: Any, spec_steps: int = 0) -> float:
         return self.factor * self.base.batch_latency_s(np.asarray(q_lens), np.asarray(ctx_lens), spec_steps)

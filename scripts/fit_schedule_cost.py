@@ -92,7 +92,7 @@ def main() -> int:
         p = policies[name]
         print(f"{name:11s} a={p['a'] * 1e6:8.2f} µs  b={p['b'] * 1e6:7.3f} µs/waiting  c={p['c'] * 1e6:7.3f} "
               f"µs/running  R²={p['r2']:.3f}  calls={p['calls']}  ({time.perf_counter() - t0:.0f} s)", flush=True)
-    default = {k: max(p[k] for p in policies.values()) for k in ("a", "b", "c")}
+    default = {k: max(p[k] for p in policies.values()) for k in ("a", "b", "c", "max_waiting", "max_running")}
     out = {
         "model": "cost_s = a + b * len(waiting) + c * len(running)",
         "script": "scripts/fit_schedule_cost.py",
@@ -102,7 +102,8 @@ def main() -> int:
         "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "runs": [{"workload": wl, "rate_rps": rate, "num_requests": n} for wl, rate, n in RUNS],
         "policies": policies,
-        "default": default | {"note": "element-wise maximum of the fitted policies: a policy not in this file"},
+        "default": default | {"note": "element-wise maximum of the fitted policies (coefficients and fitted "
+                                      "queue lengths): a policy not in this file"},
     }
     if args.dry_run:
         print(json.dumps(out, indent=1))

@@ -294,6 +294,9 @@ def _simulate(
     wall_cost = cfg.schedule_cost == "wall"
     cost = cfg.schedule_cost_model if cfg.schedule_cost == "model" and cfg.schedule_cost_model else ScheduleCost()
     ca, cb, cc = cost.a, cost.b, cost.c
+    # Queue lengths beyond the fit's are priced as the largest fitted one (no extrapolation; `ScheduleCost`).
+    cmw = cost.max_waiting if cost.max_waiting is not None else 1 << 62
+    cmr = cost.max_running if cost.max_running is not None else 1 << 62
     if wall_cost:
         steady = None
     max_tokens, max_seqs = cfg.max_num_batched_tokens, cfg.max_num_seqs
@@ -432,7 +435,7 @@ def _simulate(
                     s_c += seq.num_computed
                 t_event = min(next_arrival_s, gap_heap[0][0] if gap_heap else math.inf)
                 nows: list[float] = []
-                sched_s = ca + cb * 0 + cc * n_run  # the slow path's expression, with nothing waiting
+                sched_s = ca + cb * 0 + cc * (n_run if n_run < cmr else cmr)  # the slow path's, nothing waiting
                 free0 = free_blocks
                 f_n = float(n_run)
                 if ti + len(new_blocks) > tlen:  # the window may cross into the next chunk: join them
@@ -483,7 +486,8 @@ def _simulate(
             sched_s = time.perf_counter() - t_call
         else:
             plan = scheduler.schedule(view)
-            sched_s = ca + cb * len(waiting) + cc * len(running)
+            n_w, n_r = len(waiting), len(running)
+            sched_s = ca + cb * (n_w if n_w < cmw else cmw) + cc * (n_r if n_r < cmr else cmr)
 
         # 2. Apply preemptions and admission decisions.
         if plan.preempted:

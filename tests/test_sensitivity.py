@@ -107,3 +107,12 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, args: list
     assert res.exit_code == 2, res.output
     assert fragment in res.output and "Traceback" not in res.output
     assert not list(tmp_path.iterdir())
+
+
+def test_many_settings_print_what_they_share_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner, "run_once", _fake_biased)
+    res = cli.invoke(app, ["sensitivity", "--workload", "coding", "--slo-scale", "0.5,1,2", "--model-error", "0",
+                           "--quick", "-j", "1", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("output lengths: realistic") == 1  # shared by every search: said once
+    assert "SLOs: vary between the 3 settings" in " ".join(res.output.split())

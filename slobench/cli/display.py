@@ -168,6 +168,16 @@ def print_outcome(plan: Plan, out: ExecuteOutcome) -> None:
 
 def print_setup(setup: Sequence[dict[str, str]]) -> None:
     """What the capacities rest on (information, ground truth, SLOs, probes), dimmed, one line per item."""
+    if len(setup) > 2:  # a sweep or sensitivity: what all searches share once, what varies by name
+        keys = [k for k in setup[0] if k != "searches"]
+        same = [k for k in keys if all(rec.get(k) == setup[0][k] for rec in setup)]
+        lines = [f"{k}: {setup[0][k]}" for k in same]
+        varies = [k for k in keys if k not in same]
+        if varies:
+            lines.append(f"{', '.join(varies)}: vary between the {len(setup)} settings (summary.json setup, report)")
+        console.print("every search\n  " + "\n  ".join(lines), style="dim", markup=False, highlight=False,
+                      soft_wrap=True)
+        return
     for rec in setup:
         lines = [f"{k}: {v}" for k, v in rec.items() if k != "searches"]
         text = f"{rec.get('searches', '')}\n  " + "\n  ".join(lines)

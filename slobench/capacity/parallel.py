@@ -135,9 +135,7 @@ def execute_parallel(plan: Plan, store: Collector, observer: Any, jobs: int) -> 
             p: Probe = msg[2]
             from slobench.report.results import probe_key
 
-            key = probe_key(spec.label, spec.scheduler, p.rate_rps, p.seed)
-            if key in store.previous and key not in store._pending:
-                store.cached_result(key)  # replayed from the saved row: mark it, as a serial run does
+            store.replays(probe_key(spec.label, spec.scheduler, p.rate_rps, p.seed))  # mark a replay, as serial runs do
             focus(i)
             observer.finished(p, store.add_probe(spec, p))
         elif kind == "capacity":

@@ -115,6 +115,14 @@ class Collector:
         """Hold a fresh probe's frames until its row is written (so records and rows stay in step)."""
         self._pending[key] = (stages, iterations)
 
+    def replays(self, key: ProbeKey) -> bool:
+        """True when a probe arriving for ``key`` is a saved one replayed (no fresh records stashed for it):
+        a worker process replays from its own copy of the cache, so the parent marks it here."""
+        if key in self.previous and key not in self._pending:
+            self.replayed.add(key)
+            return True
+        return False
+
     def add_probe(self, spec: SearchSpec, p: Probe) -> bool:
         """Save one finished probe (frames first, then its row); return whether it was reused."""
         from slobench.report.results import write_probe_part

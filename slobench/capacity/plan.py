@@ -143,13 +143,21 @@ def workload_labels(workloads: Sequence[str]) -> list[str]:
     return [n if names.count(n) == 1 else wl for n, wl in zip(names, workloads, strict=True)]
 
 
+# The simulator's ground-truth defaults (`RunConfig`): a plan stores only what differs from them.
+TRUTH_DEFAULTS: dict[str, Any] = {"truth_bias": 0.0, "truth_noise_cv": 0.05, "schedule_cost": "model"}
+
+
 def run_kwargs(*, hardware: str, model: str, tp: int, profile: str | None, replicas: int, engine: str,
                num_requests: int | None, quick: bool, url: str | None = None,
-               engine_options: dict[str, Any] | None = None, warmup: float | None = None) -> dict[str, Any]:
-    """The `SearchSpec.run_kwargs` of a compare/capacity command (without the workload).
+               engine_options: dict[str, Any] | None = None, warmup: float | None = None,
+               oracle_lengths: bool = False, truth: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The `SearchSpec.run_kwargs` of a compare/capacity/sensitivity command (without the workload).
 
     ``num_requests`` (``--num-requests``) is the expected request count of a probe per replica: a probe at
     rate r lasts ``num_requests·replicas/r`` seconds, the first ``warmup`` share of it not counted.
+    ``oracle_lengths`` and the simulator's ground truth (``truth``: ``truth_bias``, ``truth_noise_cv``,
+    ``schedule_cost``) are kept only where they differ from the defaults, so plans and manifests without
+    them stay as they were; `RunConfig` validates them in the preflight.
     """
     n = num_requests or (QUICK_REQUESTS if quick else DEFAULT_REQUESTS)
     w = check_warmup(DEFAULT_WARMUP if warmup is None else warmup)
@@ -161,6 +169,9 @@ def run_kwargs(*, hardware: str, model: str, tp: int, profile: str | None, repli
         kw["url"] = url
     if engine_options:
         kw["engine_options"] = engine_options
+    if oracle_lengths:
+        kw["oracle_lengths"] = True
+    kw |= {k: v for k, v in (truth or {}).items() if v != TRUTH_DEFAULTS[k]}
     return kw
 
 

@@ -78,14 +78,6 @@ ConfirmOpt = Annotated[int | None, typer.Option(
 __all__ = ["EXIT_NO_CAPACITY", "register"]
 
 
-def sim_truth(bias: float, noise: float, schedule_cost: str) -> dict[str, object]:
-    """The simulator's ground-truth keys of a plan, only where they differ from the defaults (so plans and
-    manifests without them stay as they were); each is validated by `RunConfig` in the preflight."""
-    given = {"truth_bias": bias, "truth_noise_cv": noise, "schedule_cost": schedule_cost}
-    defaults = {"truth_bias": 0.0, "truth_noise_cv": 0.05, "schedule_cost": "model"}
-    return {k: v for k, v in given.items() if v != defaults[k]}
-
-
 def _parse_list(value: str) -> list[str]:
     items = [v.strip() for v in value.split(",") if v.strip()]
     if not items:
@@ -166,10 +158,9 @@ def compare_cmd(
     scheds = _parse_list(schedulers)
     kw = run_kwargs(hardware=hardware, model=model, tp=tp, profile=profile, replicas=replicas, engine=engine,
                     num_requests=num_requests, quick=quick, url=url,
-                    engine_options=engine_options(engine_arg, engine_config), warmup=warmup)
-    if oracle_lengths:  # only when given: plans and manifests without it stay as they were
-        kw["oracle_lengths"] = True
-    kw |= sim_truth(truth_bias, truth_noise, schedule_cost)
+                    engine_options=engine_options(engine_arg, engine_config), warmup=warmup,
+                    oracle_lengths=oracle_lengths, truth={"truth_bias": truth_bias, "truth_noise_cv": truth_noise,
+                                                          "schedule_cost": schedule_cost})
     labels = dict(zip(workloads, workload_labels(workloads), strict=True))
     specs = [SearchSpec(labels[wl], s, kw | {"workload": workload_arg(wl)}) for wl in workloads for s in scheds]
     settings = search_settings(target, seed, quick, rate_start, rate_min, rate_max, refine_interval, confirm)
@@ -219,10 +210,9 @@ def capacity_cmd(
     _refuse_with_resume(ctx, resume, "capacity", jobs)
     kw = run_kwargs(hardware=hardware, model=model, tp=tp, profile=profile, replicas=replicas, engine=engine,
                     num_requests=num_requests, quick=quick, url=url,
-                    engine_options=engine_options(engine_arg, engine_config), warmup=warmup)
-    if oracle_lengths:  # only when given: plans and manifests without it stay as they were
-        kw["oracle_lengths"] = True
-    kw |= sim_truth(truth_bias, truth_noise, schedule_cost)
+                    engine_options=engine_options(engine_arg, engine_config), warmup=warmup,
+                    oracle_lengths=oracle_lengths, truth={"truth_bias": truth_bias, "truth_noise_cv": truth_noise,
+                                                          "schedule_cost": schedule_cost})
     [label] = workload_labels([workload])
     specs = [SearchSpec(label, scheduler, kw | {"workload": workload_arg(workload)})]
     settings = search_settings(target, seed, quick, rate_start, rate_min, rate_max, refine_interval, confirm)

@@ -92,9 +92,7 @@ def sensitivity_cmd(
     errors = check_axis("truth_bias", _floats("--model-error", model_error))
     check_axis("truth_bias", [base_error])
     kw = run_kwargs(hardware=hardware, model=model, tp=tp, profile=profile, replicas=replicas, engine="sim",
-                    num_requests=num_requests, quick=quick)
-    if oracle_lengths:
-        kw["oracle_lengths"] = True
+                    num_requests=num_requests, quick=quick, oracle_lengths=oracle_lengths)
     settings = search_settings(target, seed, quick, rate_start, rate_min, rate_max, refine_interval=False)
 
     name = "sensitivity-" + "-".join(Path(w).stem for w in workloads)

@@ -101,10 +101,7 @@ def _saved_results(store: Collector, spec: SearchSpec) -> dict[ProbeKey, ProbeRe
     """The earlier session's probes of ``spec``, as the worker's cache (not yet marked as replayed:
     a saved probe the search does not ask for again stays in probes.csv)."""
     keys = [k for k in store.previous if k[0] == spec.label and k[1] == spec.scheduler]
-    before = set(store.replayed)
-    out = {k: r for k in keys if (r := store.cached_result(k)) is not None}
-    store.replayed = before
-    return out
+    return {k: r for k in keys if (r := store.saved_result(k)) is not None}
 
 
 def execute_parallel(plan: Plan, store: Collector, observer: Any, jobs: int) -> None:

@@ -100,11 +100,17 @@ class Collector:
         return len(self.previous)
 
     def cached_result(self, key: ProbeKey) -> ProbeResult | None:
-        """The saved probe as the `ProbeResult` the engine returned then (None if not saved)."""
+        """The saved probe as the `ProbeResult` the engine returned then (None if not saved), marked replayed."""
+        result = self.saved_result(key)
+        if result is not None:
+            self.replayed.add(key)
+        return result
+
+    def saved_result(self, key: ProbeKey) -> ProbeResult | None:
+        """`cached_result` without marking the probe replayed (a worker process's copy of the cache)."""
         row = self.previous.get(key)
         if row is None:
             return None
-        self.replayed.add(key)
         return ProbeResult(
             num_met=row.num_met, num_requests=row.num_requests, offered_rate_rps=row.offered_rate_rps,
             achieved_rate_rps=row.achieved_rate_rps, client_lag_s=row.client_lag_s, tail_s=row.tail_s,

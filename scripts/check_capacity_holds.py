@@ -30,7 +30,7 @@ ALL_POLICIES = "vllm,vllm-v0,sarathi,slos-serve"
 def check(task: tuple[str, str, int | None, float, float, int, int]) -> dict[str, Any]:
     """Search capacity as compare does, then run ``factor`` × longer at it; one table row."""
     from slobench.capacity.execute import probe_result, run_search
-    from slobench.capacity.plan import SearchSpec, run_kwargs, search_settings
+    from slobench.capacity.plan import SearchSpec, run_kwargs, search_settings, stretched
     from slobench.capacity.search import ValidityLimits, make_probe
     from slobench.cluster.run import run_once
 
@@ -49,8 +49,7 @@ def check(task: tuple[str, str, int | None, float, float, int, int]) -> dict[str
     at = [p for p in res.probes if p.rate_rps == res.capacity_rps]
     row |= {"probe_attainment": at[0].attainment, "probe_requests": at[0].num_requests}
     probe_cfg = spec.config(res.capacity_rps, seed)  # the long run: the same warm-up, a measured span factor× longer
-    measured_s = probe_cfg.duration_s - probe_cfg.warmup_s
-    long_cfg = probe_cfg.model_copy(update={"duration_s": probe_cfg.warmup_s + factor * measured_s})
+    long_cfg = stretched(probe_cfg, factor)
     long_run = run_once(long_cfg)
     p = make_probe(res.capacity_rps, seed, probe_result(long_run, res.capacity_rps), ValidityLimits())
     holds = p.attainment >= target - 0.02 - 1e-12

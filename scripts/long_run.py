@@ -28,7 +28,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="RunConfig override")
     args = ap.parse_args(argv)
     from slobench.capacity.execute import probe_result
-    from slobench.capacity.plan import SearchSpec, run_kwargs
+    from slobench.capacity.plan import SearchSpec, run_kwargs, stretched
     from slobench.capacity.search import ValidityLimits, make_probe
     from slobench.cluster.run import run_once
     from slobench.errors import UserError
@@ -44,7 +44,7 @@ def main(argv: list[str]) -> int:
                         num_requests=None, quick=False)
         cfg = SearchSpec(args.workload, args.policy, kw | {"workload": args.workload} | extra).config(args.rate,
                                                                                                      args.seed)
-        cfg = cfg.model_copy(update={"duration_s": cfg.warmup_s + args.factor * (cfg.duration_s - cfg.warmup_s)})
+        cfg = stretched(cfg, args.factor)
         res = run_once(cfg)
     except UserError as exc:
         print(f"error: {exc}")

@@ -60,6 +60,14 @@ def probe_size(run_kw: dict[str, Any], rate_rps: float) -> dict[str, Any]:
     return kw | {"duration_s": float(f"{duration:.9g}"), "warmup_s": float(f"{warmup_s:.9g}")}
 
 
+def stretched(cfg: RunConfig, factor: float) -> RunConfig:
+    """A probe's `RunConfig` with its measured span ``factor`` times longer (the same warm-up): how a capacity
+    is checked to hold beyond the probe that found it (scripts/check_capacity_holds.py, scripts/long_run.py)."""
+    if cfg.duration_s is None:
+        raise UserError("a stretched probe needs a duration-sized probe (probe_requests), not a request count")
+    return cfg.model_copy(update={"duration_s": cfg.warmup_s + factor * (cfg.duration_s - cfg.warmup_s)})
+
+
 @dataclass
 class SearchSpec:
     """One capacity search (or rate grid) to run: a label plus the run settings it varies.

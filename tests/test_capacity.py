@@ -232,3 +232,17 @@ def test_confirm_probes_above_the_crossing_and_says_what_it_found() -> None:
     assert ok.notes and "crossing confirmed: the next 2 grid rates" in ok.notes[0]
     with pytest.raises(ValueError, match="confirm"):
         capacity_search(monotone, confirm=-1)
+
+
+def test_stretched_probe_keeps_its_warmup_and_lengthens_the_measured_span() -> None:
+    from slobench.capacity.plan import SearchSpec, run_kwargs, stretched
+    from slobench.errors import UserError
+
+    kw = run_kwargs(hardware="H100-SXM", model="Llama-3.1-8B", tp=1, profile=None, replicas=1, engine="sim",
+                    num_requests=None, quick=False)
+    probe = SearchSpec("coding", "vllm", kw | {"workload": "coding"}).config(4.0, 0)
+    long = stretched(probe, 10)
+    assert long.warmup_s == probe.warmup_s > 0
+    assert long.duration_s - long.warmup_s == pytest.approx(10 * (probe.duration_s - probe.warmup_s))
+    with pytest.raises(UserError, match="duration-sized probe"):
+        stretched(probe.model_copy(update={"duration_s": None, "num_requests": 100}), 10)

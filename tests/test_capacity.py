@@ -246,3 +246,42 @@ def test_stretched_probe_keeps_its_warmup_and_lengthens_the_measured_span() -> N
     assert long.duration_s - long.warmup_s == pytest.approx(10 * (probe.duration_s - probe.warmup_s))
     with pytest.raises(UserError, match="duration-sized probe"):
         stretched(probe.model_copy(update={"duration_s": None, "num_requests": 100}), 10)
+
+
+def test_hold_check_steps_down_to_the_highest_rate_that_holds() -> None:
+    """A metastable engine: short probes pass (≥ 90%) up to 8.0 req/s, a 4× longer run only up to 5.5. The hold
+    check must land on the highest grid rate ≤ 5.5 (not merely some lower rate), mark its probes with the span
+    factor, and say in the notes what it did."""
+    short = step_engine(7.3)
+    long = step_engine(5.0)
+    plain = capacity_search(short, target=0.9, rate_start=1.0)
+    res = capacity_search(short, target=0.9, rate_start=1.0, hold=long, hold_factor=4.0)
+    assert plain.capacity_rps is not None and plain.capacity_rps > 7.0
+    assert res.status == "ok" and res.capacity_rps is not None and res.capacity_rps <= 5.5  # 90% of the long run
+    held = [p for p in res.probes if p.span_factor == 4.0]
+    assert held and all(p.rate_rps <= plain.capacity_rps for p in held)
+    # the rate one grid step above the answer was hold-probed and failed: the answer is the highest that holds
+    above = min(p.rate_rps for p in held if p.rate_rps > res.capacity_rps)
+    assert above > 5.5 and above / res.capacity_rps < 1.021
+    assert [p.rate_rps for p in res.probes if p.span_factor == 1.0] == [p.rate_rps for p in plain.probes]
+    assert len(res.notes) == 1 and "did not hold in a 4× longer probe" in res.notes[0]
+    assert "stepped down" in res.notes[0] and "budget ran out" not in res.notes[0]
+    assert res.upper_rps is not None and res.upper_rps > res.capacity_rps
+
+
+def test_hold_check_that_holds_only_notes_it() -> None:
+    res = capacity_search(step_engine(7.3), target=0.9, hold=step_engine(7.3), hold_factor=4.0)
+    plain = capacity_search(step_engine(7.3), target=0.9)
+    assert res.capacity_rps == plain.capacity_rps
+    assert res.notes == ["held in a 4× longer probe (90.4%)"]
+    assert [p.span_factor for p in res.probes].count(4.0) == 1
+
+
+def test_hold_check_gives_up_within_its_budget() -> None:
+    res = capacity_search(step_engine(7.3), target=0.9, hold=lambda r, s: ProbeResult(0, 100), hold_factor=4.0,
+                          max_hold_probes=3)
+    assert res.status == "max_probes" and res.capacity_rps is None
+    assert "no rate held in a 4× longer probe" in res.message
+    assert [p.span_factor for p in res.probes].count(4.0) == 3
+    with pytest.raises(ValueError, match="hold_factor"):
+        capacity_search(step_engine(7.3), hold=step_engine(7.3), hold_factor=1.0)

@@ -392,3 +392,38 @@ def test_compare_passes_the_simulator_ground_truth(tmp_path: Path, monkeypatch: 
     assert "× 1.3 ×" in setup["ground truth"] and "not charged" in setup["ground truth"]
     bad = CliRunner().invoke(app, ["compare", "--quick", "--truth-bias", "-1", "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "--truth-bias" in bad.output and not (tmp_path / "bad").exists()
+
+
+def test_capacity_that_does_not_hold_in_a_longer_run_is_stepped_down(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A metastable fake engine: probes of compare's size pass up to 3 req/s, runs 4× longer only up to 2.
+    compare must report the rate that held, keep the hold probes in probes.csv (span_factor 4, resumable by
+    their own key) and say what it did."""
+    from slobench.capacity.store import Collector
+
+    def metastable(cfg, **kw: object) -> SimpleNamespace:
+        probe_s = max(1200 / cfg.rate_rps, 120.0)  # compare's probe size (plan.probe_size)
+        long = cfg.duration_s is not None and cfg.duration_s > 1.5 * probe_s
+        seen = SimpleNamespace(num_requests=cfg.num_requests, scheduler="long" if long else cfg.scheduler,
+                               replicas=cfg.replicas, rate_rps=cfg.rate_rps, seed=cfg.seed)
+        return _fake_run_once(seen, **kw)
+
+    monkeypatch.setitem(KNEES, "long", 2.0)
+    monkeypatch.setattr(runner, "run_once", metastable)
+    _no_real_schedulers(monkeypatch)
+    res = CliRunner().invoke(app, ["compare", "--schedulers", "vllm", "--no-refine-interval", "--confirm", "0",
+                                   "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "did not hold in a 4× longer probe" in res.output and "hold check" in res.output
+    run_dir = _only_dir(tmp_path)
+    (cap,) = json.loads((run_dir / "summary.json").read_text())["capacities"]
+    assert 2.0 <= cap["capacity_rps"] <= 2.21 and "stepped down" in cap["notes"]  # 90% of 100 at ≤ 2.2 req/s
+    probes = pd.read_csv(run_dir / "probes.csv")
+    held = probes[probes["span_factor"] == 4]
+    assert len(held) >= 2 and held["rate_rps"].max() > 3.0 and cap["capacity_rps"] in set(held["rate_rps"])
+    store = Collector(run_dir, 0.9, "t")
+    assert store.load_previous() == len(probes)  # search and hold probes at one rate keep separate keys
+    assert ("coding", "vllm", cap["capacity_rps"], 0, 4.0) in store.previous
+    assert (run_dir / "report.html").exists()
+    bad = CliRunner().invoke(app, ["compare", "--hold", "1", "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "--hold: must be 0 (no hold check) or a factor in (1, 20], got 1" in bad.output

@@ -26,6 +26,7 @@ from slobench.capacity.plan import (
     CONFIRM,
     DEFAULT_REQUESTS,
     DEFAULT_WARMUP,
+    HOLD,
     MIN_PROBE_S,
     SearchSettings,
     SearchSpec,
@@ -75,17 +76,19 @@ def bench_spec(workload: str, scheduler: str, num_requests: int, run_kwargs: dic
                                                      "warmup": check_warmup(warmup)})
 
 
-def bench_settings(target: float, rel_tol: float, seeds: Sequence[int], confirm: int = CONFIRM) -> SearchSettings:
+def bench_settings(target: float, rel_tol: float, seeds: Sequence[int], confirm: int = CONFIRM,
+                   hold: float = HOLD) -> SearchSettings:
     """The benchmark's search: from 1 req/s on the default rate range, no interval refinement."""
     return SearchSettings(target=target, seeds=list(seeds), rel_tol=rel_tol, rate_start=1.0, refine_interval=False,
-                          confirm=confirm)
+                          confirm=confirm, hold_factor=hold)
 
 
 def _capacity_row(wl: str, sched: str, num_requests: int, target: float, rel_tol: float, seeds: tuple[int, ...],
-                  run_kwargs: dict[str, Any], warmup: float = DEFAULT_WARMUP, confirm: int = CONFIRM) -> BenchRow:
+                  run_kwargs: dict[str, Any], warmup: float = DEFAULT_WARMUP, confirm: int = CONFIRM,
+                  hold: float = HOLD) -> BenchRow:
     t0 = time.perf_counter()
     res = run_search(bench_spec(wl, sched, num_requests, run_kwargs, warmup),
-                     bench_settings(target, rel_tol, seeds, confirm))
+                     bench_settings(target, rel_tol, seeds, confirm, hold))
     assert res is not None  # a search, not a rate grid
     return BenchRow(wl, sched, res.capacity_rps, res.status, len(res.probes), time.perf_counter() - t0, res)
 
@@ -94,7 +97,7 @@ def capacity_table(workloads: Sequence[str], schedulers: Sequence[str], *, num_r
                    target: float = 0.9, rel_tol: float = 0.02, seeds: Sequence[int] = (0,),
                    run_kwargs: dict[str, Any] | None = None,  # + "scheduler_options_for": {name: opts}
                    on_row: Callable[[BenchRow], None] | None = None, jobs: int = 1,
-                   warmup: float = DEFAULT_WARMUP, confirm: int = CONFIRM) -> list[BenchRow]:
+                   warmup: float = DEFAULT_WARMUP, confirm: int = CONFIRM, hold: float = HOLD) -> list[BenchRow]:
     """Capacity of each scheduler on each workload (same seeds and rate grid for all).
 
     Every search is `slobench.capacity.execute.run_search` without a results folder, so each probe
@@ -102,7 +105,7 @@ def capacity_table(workloads: Sequence[str], schedulers: Sequence[str], *, num_r
     ``jobs > 1`` the (workload, scheduler) searches run in that many processes; every search is
     seeded, so the table is the same either way, only faster on a many-core machine.
     """
-    tasks = [(wl, sched, num_requests, target, rel_tol, tuple(seeds), run_kwargs or {}, warmup, confirm)
+    tasks = [(wl, sched, num_requests, target, rel_tol, tuple(seeds), run_kwargs or {}, warmup, confirm, hold)
              for wl in workloads for sched in schedulers]
     if jobs <= 1 or len(tasks) == 1:
         rows = []

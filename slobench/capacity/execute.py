@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from slobench.capacity.plan import Plan, SearchSettings, SearchSpec, preflight
+from slobench.capacity.plan import Plan, SearchSettings, SearchSpec, preflight, stretched
 from slobench.capacity.search import CapacityResult, Probe, ProbeResult, ValidityLimits, capacity_search, make_probe
 from slobench.capacity.store import Collector
 from slobench.errors import UserError
@@ -162,14 +162,21 @@ def run_search(
     on_progress = None if isinstance(obs, NullObserver) else obs.requests
 
     def probe(rate: float, seed: int) -> ProbeResult:
-        key = probe_key(spec.label, spec.scheduler, rate, seed)
+        return run_probe(rate, seed, 1.0)
+
+    def hold(rate: float, seed: int) -> ProbeResult:
+        return run_probe(rate, seed, settings.hold_factor)
+
+    def run_probe(rate: float, seed: int, span: float) -> ProbeResult:
+        key = probe_key(spec.label, spec.scheduler, rate, seed, span)
         if store is not None:
             cached = store.cached_result(key)
             if cached is not None:
                 return cached
         obs.start_probe(rate, seed)
-        res = cluster_run.run_once(spec.config(rate, seed), on_progress=on_progress)
-        if store is not None:
+        cfg = spec.config(rate, seed)
+        res = cluster_run.run_once(cfg if span == 1 else stretched(cfg, span), on_progress=on_progress)
+        if store is not None and span == 1:  # a hold probe keeps its row, not its records (`probe_key`)
             tags = {"workload": spec.label, "scheduler": spec.scheduler, "rate_rps": rate, "seed": seed} | spec.extra
             recs = res.records.assign(**tags)
             it = res.iterations.assign(**tags) if len(res.iterations) else pd.DataFrame()
@@ -189,7 +196,9 @@ def run_search(
     result = capacity_search(
         probe, target=settings.target, rate_start=settings.rate_start, rate_lo=settings.rate_lo,
         rate_hi=settings.rate_hi, rel_tol=settings.rel_tol, seeds=tuple(settings.seeds),
-        refine_interval=settings.refine_interval, confirm=settings.confirm, progress=on_probe)
+        refine_interval=settings.refine_interval, confirm=settings.confirm,
+        hold=hold if settings.hold_factor > 1 else None, hold_factor=max(settings.hold_factor, 1.0),
+        progress=on_probe)
     if store is not None:
         store.add_capacity(spec, result)
     obs.finished_search(spec, result)

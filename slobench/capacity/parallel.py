@@ -132,7 +132,7 @@ def execute_parallel(plan: Plan, store: Collector, observer: Any, jobs: int) -> 
             p: Probe = msg[2]
             from slobench.report.results import probe_key
 
-            store.replays(probe_key(spec.label, spec.scheduler, p.rate_rps, p.seed))  # mark a replay, as serial runs do
+            store.replays(probe_key(spec.label, spec.scheduler, p.rate_rps, p.seed, p.span_factor))  # as serial runs do
             focus(i)
             observer.finished(p, store.add_probe(spec, p))
         elif kind == "capacity":

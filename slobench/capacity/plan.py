@@ -30,6 +30,9 @@ DEFAULT_WARMUP = 0.1  # share of a probe's duration whose arrivals are run but n
 MIN_WARMUP_S = 30.0  # … but at least this long: a replica takes ~25 s to fill at chatbot's high rates
 MIN_PROBE_S = 120.0  # a probe's measured span is at least this long (not with --quick): docs/capacity.md
 CONFIRM = 2  # grid rates above the first failing one probed to confirm the crossing
+# The capacity is re-run this many times longer (its measured span) and stepped down until it holds: reasoning ×
+# vllm passed a 1,200-request probe at 1.0 req/s and collapsed 6,000 requests later (docs/capacity.md "Hold check").
+HOLD = 4.0
 
 
 def check_warmup(warmup: float, flag: str = "--warmup") -> float:
@@ -104,6 +107,7 @@ class SearchSettings:
     rates: list[float] | None = None  # a fixed rate grid instead of a search (sweep)
     refine_interval: bool = False
     confirm: int = 0  # grid rates above the first failing one probed to confirm the crossing
+    hold_factor: float = 0.0  # > 1: re-run the capacity this many times longer and step down until it holds
 
 
 @dataclass
@@ -192,9 +196,20 @@ def setup_text(kw: dict[str, Any]) -> str:
     return f"{kw['hardware']}, {kw['model']}{tp}{reps}, {kw['engine']}"
 
 
+def check_hold(hold: float | None, quick: bool, flag: str = "--hold") -> float:
+    """The hold factor to use: 0 (off) or a factor in (1, 20]; by default `HOLD`, off with ``quick``."""
+    if hold is None:
+        return 0.0 if quick else HOLD
+    if hold != 0 and not 1 < hold <= 20:
+        raise UserError(f"{flag}: must be 0 (no hold check) or a factor in (1, 20], got {hold:g}")
+    return float(hold)
+
+
 def search_settings(target: float, seeds: Sequence[int], quick: bool, rate_start: float, rate_min: float,
-                    rate_max: float, refine_interval: bool | None, confirm: int | None = None) -> SearchSettings:
-    """Settings of a compare/capacity command: ``quick`` = 5% grid, no interval refinement, no confirmation."""
+                    rate_max: float, refine_interval: bool | None, confirm: int | None = None,
+                    hold: float | None = None) -> SearchSettings:
+    """Settings of a compare/capacity command: ``quick`` = 5% grid, no interval refinement, no confirmation,
+    no hold check."""
     if not rate_min < rate_max:
         raise UserError(f"--rate-min {rate_min:g} must be below --rate-max {rate_max:g}")
     if confirm is not None and not 0 <= confirm <= 10:
@@ -202,7 +217,8 @@ def search_settings(target: float, seeds: Sequence[int], quick: bool, rate_start
     refine = not quick if refine_interval is None else refine_interval
     return SearchSettings(target=target, seeds=list(seeds), rel_tol=0.05 if quick else 0.02, rate_start=rate_start,
                           rate_lo=rate_min, rate_hi=rate_max, refine_interval=refine,
-                          confirm=(0 if quick else CONFIRM) if confirm is None else confirm)
+                          confirm=(0 if quick else CONFIRM) if confirm is None else confirm,
+                          hold_factor=check_hold(hold, quick))
 
 
 def check_schedulers(names: Sequence[str]) -> None:
@@ -267,6 +283,7 @@ class SweepGrid(BaseModel):
     rate_start: float = Field(default=1.0, gt=0)
     rate_min: float = Field(default=0.05, gt=0)
     rate_max: float = Field(default=1024.0, gt=0)
+    hold: float | None = Field(default=None, description="capacity hold factor (`HOLD` by default; 0: off)")
     engine: str = "sim"
     hardware: str = "H100-SXM"
     model: str = "Llama-3.1-8B"
@@ -299,7 +316,7 @@ class SweepGrid(BaseModel):
         """How the sweep probes (``quick``: a 5% grid)."""
         return SearchSettings(target=self.target, seeds=self.seeds, rel_tol=0.05 if quick else self.rel_tol,
                               rate_start=self.rate_start, rate_lo=self.rate_min, rate_hi=self.rate_max,
-                              rates=self.rates)
+                              rates=self.rates, hold_factor=check_hold(self.hold, quick, "hold"))
 
 
 def load_grid(path: Path) -> SweepGrid:

@@ -137,6 +137,7 @@ class Probe:
     unfinished: int = 0
     records: object | None = field(default=None, repr=False, compare=False)
     evidence: dict[str, object] = field(default_factory=dict)  # EVIDENCE_FIELDS of the ProbeResult
+    span_factor: float = 1.0  # measured span ÷ a search probe's: > 1 for a hold check (`capacity_search`)
 
     def row(self) -> dict[str, object]:
         """The probe as one tidy row (probes.csv), without the records."""
@@ -146,17 +147,18 @@ class Probe:
             "num_requests": self.num_requests, "valid": self.valid, "reason": self.reason,
             "offered_rate_rps": self.offered_rate_rps, "achieved_rate_rps": self.achieved_rate_rps,
             "client_lag_s": self.client_lag_s, "tail_s": self.tail_s, "unfinished": self.unfinished,
-        } | {f: self.evidence.get(f) for f in EVIDENCE_FIELDS}
+        } | {f: self.evidence.get(f) for f in EVIDENCE_FIELDS} | {"span_factor": self.span_factor}
 
 
 def make_probe(rate_rps: float, seed: int, result: ProbeResult, limits: ValidityLimits,
-               confidence: float = 0.95) -> Probe:
+               confidence: float = 0.95, span_factor: float = 1.0) -> Probe:
     """Judge one run: Wilson interval on its own counts plus the validity checks."""
     reason = check_validity(result, limits)
     lo, hi = wilson_interval(result.num_met, result.num_requests, confidence)
     return Probe(rate_rps, seed, result.attainment, lo, hi, result.num_met, result.num_requests,
                  reason is None, reason or "", result.offered_rate_rps, result.achieved_rate_rps,
-                 result.client_lag_s, result.tail_s, result.unfinished, result.records, result.evidence())
+                 result.client_lag_s, result.tail_s, result.unfinished, result.records, result.evidence(),
+                 span_factor)
 
 
 @dataclass(frozen=True)
@@ -223,6 +225,9 @@ def capacity_search(
     limits: ValidityLimits | None = None,
     refine_interval: bool = False,
     confirm: int = 0,
+    hold: Callable[[float, int], ProbeResult] | None = None,
+    hold_factor: float = 1.0,
+    max_hold_probes: int = 12,
     progress: Callable[[Probe], None] | None = None,
 ) -> CapacityResult:
     """Find the highest grid rate in [rate_lo, rate_hi] with pooled attainment ≥ ``target``.
@@ -236,6 +241,14 @@ def capacity_search(
     capacity stays the lower crossing (every rate probed between it and the failing rate agrees) and
     ``notes`` (also appended to the message) says which rates passed above it. A passing rate above a
     failing one is usually noise of a short probe; docs/capacity.md "Monotonicity" has the measurements.
+
+    ``hold`` (a probe whose measured span is ``hold_factor`` × a search probe's) checks that the capacity
+    found holds in a longer run: near saturation some engines are metastable (a burst of KV preemptions
+    snowballs after minutes, not seconds), so a short probe can pass at a rate no long run sustains. When the
+    hold probe fails, the search steps down the grid (1, 2, 4 … points) to a rate that holds, then bisects
+    between it and the highest one that does not; the capacity is the highest rate that held, and ``notes``
+    says so. At most ``max_hold_probes`` rates are hold-probed (each costs ``hold_factor`` probes); when none
+    holds within them, the status is "max_probes" with the lowest rate tried as the bound.
 
     Monotone in ``target`` for any deterministic ``probe``, even a non-monotone curve: passing a
     tighter target implies passing a looser one at the same rate, so the looser search doubles at
@@ -252,6 +265,9 @@ def capacity_search(
         raise ValueError("need at least one seed")
     if confirm < 0:
         raise ValueError(f"confirm must be ≥ 0, got {confirm}")
+    if hold is not None and (hold_factor <= 1 or max_hold_probes < 1):
+        raise ValueError(f"a hold check needs hold_factor > 1 and max_hold_probes ≥ 1, got {hold_factor}, "
+                         f"{max_hold_probes}")
     limits = limits or ValidityLimits()
     probes: list[Probe] = []
     cache: dict[int, RatePoint] = {}
@@ -268,13 +284,18 @@ def capacity_search(
         return float(f"{start * g**k:.6g}")
 
     def at(k: int) -> RatePoint:
+        return pooled(k, cache, probe, 1.0)
+
+    def pooled(k: int, cache: dict[int, RatePoint], probe: Callable[[float, int], ProbeResult],
+               span: float) -> RatePoint:
+        """Every seed's probe at grid point ``k``, pooled (cached in ``cache``)."""
         if k in cache:
             return cache[k]
         rate = rate_of(k)
         met = total = 0
         reasons: list[str] = []
         for seed in seeds:
-            p = make_probe(rate, seed, probe(rate, seed), limits, confidence)
+            p = make_probe(rate, seed, probe(rate, seed), limits, confidence, span)
             probes.append(p)
             if progress is not None:
                 progress(p)
@@ -297,9 +318,12 @@ def capacity_search(
             n += 1
         return at(k)
 
+    hold_cache: dict[int, RatePoint] = {}  # grid point → its pooled hold probes (longer runs)
+
     def interval(best: int | None, fail: int | None) -> tuple[float | None, float | None]:
-        lows = [k for k, p in cache.items() if p.confident_pass(target) and (best is None or k <= best)]
-        highs = [k for k, p in cache.items() if p.confident_fail(target) and (fail is None or k >= fail)
+        both = list(cache.items()) + list(hold_cache.items())
+        lows = [k for k, p in both if p.confident_pass(target) and (best is None or k <= best)]
+        highs = [k for k, p in both if p.confident_fail(target) and (fail is None or k >= fail)
                  and (best is None or k > best)]
         return (rate_of(max(lows)) if lows and best is not None else None,
                 rate_of(min(highs)) if highs else None)
@@ -364,6 +388,43 @@ def capacity_search(
             notes.append(f"crossing confirmed: the next {len(seen)} grid rate{'s' if len(seen) > 1 else ''} above "
                          f"{rate_of(fail):.3g} req/s fail too")
 
+    def hold_down(best: int) -> int | None:
+        """The highest grid point ≤ ``best`` whose hold probe passes: step down 1, 2, 4 … points, then bisect
+        between the highest that held and the lowest that did not; None when none held within the budget."""
+        assert hold is not None
+
+        def holds(k: int) -> bool:
+            return pooled(k, hold_cache, hold, hold_factor).passes
+
+        if holds(best):
+            notes.append(f"held in a {hold_factor:g}× longer probe ({hold_cache[best].attainment:.1%})")
+            return best
+        bad, good, step = best, None, 1
+        while good is None and len(hold_cache) < max_hold_probes:
+            k = max(best - step, k_min)
+            if holds(k):
+                good = k
+            elif k == k_min:
+                break
+            else:
+                bad, step = k, step * 2
+        if good is None:
+            return None
+        while bad - good > 1 and len(hold_cache) < max_hold_probes:
+            mid = (good + bad) // 2
+            if holds(mid):
+                good = mid
+            else:
+                bad = mid
+        p = hold_cache[best]
+        why = p.reason if not p.valid else f"{p.attainment:.1%}"
+        short = f" (the hold budget ran out: {rate_of(bad):.3g} req/s is the lowest known not to hold)" \
+            if bad - good > 1 else ""
+        notes.append(f"{rate_of(best):.3g} req/s did not hold in a {hold_factor:g}× longer probe ({why}); "
+                     f"capacity stepped down to {rate_of(good):.3g} req/s, which held "
+                     f"({hold_cache[good].attainment:.1%}){short}")
+        return good
+
     point = probe_k(0)
     best_k: int | None
     fail_k: int | None
@@ -412,6 +473,15 @@ def capacity_search(
         confirm_crossing(best_k, fail_k)
     if refine_interval:
         refine(best_k, fail_k)
+    if hold is not None:
+        held = hold_down(best_k)
+        if held is None:
+            lowest = min(hold_cache)
+            return done("max_probes", f"no rate held in a {hold_factor:g}× longer probe down to "
+                        f"{rate_of(lowest):g} req/s (the search's capacity was {rate_of(best_k):g} req/s): "
+                        "capacity is below that", None, lowest)
+        if held != best_k:
+            best_k, fail_k = held, min(k for k, p in hold_cache.items() if k > held and not p.passes)
     best, fail = rate_of(best_k), rate_of(fail_k)
     return done("ok", f"capacity {best:.3g} req/s at {target:.0%} attainment (next grid rate {fail:.3g} "
                 "req/s misses)", best_k, fail_k)

@@ -33,7 +33,7 @@ from slobench.report.probes import (
 )
 from slobench.report.results import probe_key
 
-ProbeKey = tuple[str, str, float, int]
+ProbeKey = tuple[str, str, float, int] | tuple[str, str, float, int, float]  # `probe_key`
 # Columns a saved probe row needs to stand in for a rerun (the search's inputs, not its outputs).
 EVIDENCE_COLUMNS = ("num_met", "num_requests", "offered_rate_rps", "achieved_rate_rps", "client_lag_s", "tail_s",
                     "unfinished")
@@ -133,7 +133,7 @@ class Collector:
         """Save one finished probe (frames first, then its row); return whether it was reused."""
         from slobench.report.results import write_probe_part
 
-        key = probe_key(spec.label, spec.scheduler, p.rate_rps, p.seed)
+        key = probe_key(spec.label, spec.scheduler, p.rate_rps, p.seed, p.span_factor)
         frames = self._pending.pop(key, None)
         if frames is not None:
             write_probe_part(self.out_dir, "requests", key, frames[0])

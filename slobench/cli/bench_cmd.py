@@ -34,6 +34,9 @@ def bench_schedulers(
     confirm: Annotated[int | None, typer.Option(
         "--confirm", help="Grid rates above the first failing one probed to confirm the crossing (0..10); "
         "default 2, 0 with --quick.")] = None,
+    hold: Annotated[float | None, typer.Option(
+        "--hold", help="Re-run each capacity this many times longer and step down until it holds; default 4, "
+        "0 (off) with --quick.")] = None,
     target: Annotated[float, typer.Option("--target", min=0.01, max=1.0)] = 0.9,
     slos_opt: Annotated[list[str] | None, typer.Option(
         "--slos-serve-opt", help="KEY=VALUE option for slos-serve, e.g. surplus_rule=less; repeatable.")] = None,
@@ -54,10 +57,11 @@ def bench_schedulers(
     Example: slobench bench schedulers --workloads coding,chatbot -n 1200
     """
     from slobench.capacity.bench import BenchRow, capacity_table, overhead
-    from slobench.capacity.plan import check_warmup
+    from slobench.capacity.plan import check_hold, check_warmup
     from slobench.schedulers.registry import scheduler_names
 
     check_warmup(warmup)
+    hold = check_hold(hold, quick)
     confirm = (0 if quick else 2) if confirm is None else confirm
     num_requests = num_requests or (200 if quick else 1200)
     if not 0 <= confirm <= 10:
@@ -97,7 +101,7 @@ def bench_schedulers(
                 progress.advance(task)
 
             rows = capacity_table(wls, scheds, num_requests=num_requests, target=target, run_kwargs=kwargs,
-                                  seeds=seeds, jobs=jobs, on_row=on_row, warmup=warmup, confirm=confirm,
+                                  seeds=seeds, jobs=jobs, on_row=on_row, warmup=warmup, confirm=confirm, hold=hold,
                                   rel_tol=0.05 if quick else 0.02)
         console.print(display.bench_table(rows, wls, scheds, target=target, setup=setup, num_requests=num_requests,
                                           seeds=seeds, warmup=warmup))

@@ -74,6 +74,9 @@ WarmupOpt = Annotated[float | None, typer.Option(
 ConfirmOpt = Annotated[int | None, typer.Option(
     "--confirm", help="Grid rates above the first failing one probed to confirm the crossing (default 2; 0 with "
     "--quick).")]
+HoldOpt = Annotated[float | None, typer.Option(
+    "--hold", help="Re-run each capacity this many times longer and step down until it holds (default 4; 0 = off, "
+    "the default with --quick).")]
 
 __all__ = ["EXIT_NO_CAPACITY", "register"]
 
@@ -148,6 +151,7 @@ def compare_cmd(
     schedule_cost: ScheduleCostOpt = "model",
     warmup: WarmupOpt = None,
     confirm: ConfirmOpt = None,
+    hold: HoldOpt = None,
 ) -> None:
     """Capacity of each scheduler on each workload, side by side, with a report.
 
@@ -163,7 +167,7 @@ def compare_cmd(
                                                           "schedule_cost": schedule_cost})
     labels = dict(zip(workloads, workload_labels(workloads), strict=True))
     specs = [SearchSpec(labels[wl], s, kw | {"workload": workload_arg(wl)}) for wl in workloads for s in scheds]
-    settings = search_settings(target, seed, quick, rate_start, rate_min, rate_max, refine_interval, confirm)
+    settings = search_settings(target, seed, quick, rate_start, rate_min, rate_max, refine_interval, confirm, hold)
     preflight(specs, settings)
     title = f"slobench compare: {', '.join(labels.values())} ({setup_text(kw)})"
     plan = Plan("compare", title, specs, settings)
@@ -202,6 +206,7 @@ def capacity_cmd(
     schedule_cost: ScheduleCostOpt = "model",
     warmup: WarmupOpt = None,
     confirm: ConfirmOpt = None,
+    hold: HoldOpt = None,
 ) -> None:
     """Capacity of one scheduler on one workload.
 
@@ -215,7 +220,7 @@ def capacity_cmd(
                                                           "schedule_cost": schedule_cost})
     [label] = workload_labels([workload])
     specs = [SearchSpec(label, scheduler, kw | {"workload": workload_arg(workload)})]
-    settings = search_settings(target, seed, quick, rate_start, rate_min, rate_max, refine_interval, confirm)
+    settings = search_settings(target, seed, quick, rate_start, rate_min, rate_max, refine_interval, confirm, hold)
     preflight(specs, settings)
     plan = Plan("capacity", f"slobench capacity: {label} × {scheduler} ({setup_text(kw)})", specs, settings)
     config = {"workload": workload, "scheduler": scheduler, "target": target, "seeds": seed, "quick": quick} | kw

@@ -67,7 +67,8 @@ class SearchProgress:
         p = probe
         mark = "" if p.valid else f" [red]INVALID[/] ({p.reason})"
         note = " [dim](saved, not rerun)[/]" if cached else ""
-        self.prog.console.print(f"  {self.label}: {p.rate_rps:.3g} req/s seed {p.seed} → {p.attainment:.1%} "
+        hold = f" [dim]({p.span_factor:g}× longer: hold check)[/]" if p.span_factor != 1 else ""
+        self.prog.console.print(f"  {self.label}: {p.rate_rps:.3g} req/s seed {p.seed}{hold} → {p.attainment:.1%} "
                                 f"[{p.ci_low:.1%}, {p.ci_high:.1%}]{mark}{note}", highlight=False, soft_wrap=True)
 
     def finished_search(self, spec: SearchSpec, result: CapacityResult | None) -> None:

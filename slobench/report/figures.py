@@ -45,12 +45,21 @@ def attainment_vs_rate(
     """Attainment (pooled over seeds, Wilson CI as error bars) vs offered rate, one line per scheduler.
 
     Invalid probes are drawn as hollow crosses so an untrusted point is visible but not mistaken
-    for a measurement; capacity is a dotted vertical marker per scheduler.
+    for a measurement; capacity is a dotted vertical marker per scheduler. Hold probes (the capacity re-run
+    longer, ``span_factor`` > 1) are diamonds of their own, never pooled with the search's probes.
     """
     fig = go.Figure()
     schedulers = list(dict.fromkeys(probes["scheduler"])) if len(probes) else []
+    span = probes["span_factor"] if "span_factor" in probes else pd.Series(1.0, index=probes.index)
     for i, sched in enumerate(schedulers):
-        grp = probes[probes["scheduler"] == sched]
+        grp = probes[(probes["scheduler"] == sched) & (span == 1)]
+        held = probes[(probes["scheduler"] == sched) & (span != 1)]
+        if len(held):
+            fig.add_trace(go.Scatter(
+                x=held["rate_rps"], y=held["attainment"], mode="markers",
+                name=f"{sched} (hold: {held['span_factor'].iloc[0]:g}× longer)",
+                marker={"symbol": "diamond-open", "size": 10, "color": _colour(i)},
+            ))
         pooled = grp.groupby("rate_rps", sort=True).agg(
             num_met=("num_met", "sum"), num_requests=("num_requests", "sum"), valid=("valid", "all"),
         ).reset_index()

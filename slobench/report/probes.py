@@ -79,6 +79,9 @@ class ProbeRow(BaseModel):
     drain_ratio: float | None = None  # last measured request's lateness ÷ its own e2e SLO
     offered_tok_s: float | None = None  # offered prefill + decode tokens per second
     ceiling_tok_s: float | None = None  # the replicas' modelled compute ceiling for that mix
+    # A hold probe (the capacity re-run longer, docs/capacity.md "Hold check") has its span factor here; 1 for
+    # a search probe and in rows written before the column existed.
+    span_factor: float = 1.0
     schema_version: int = 1  # rows without the column are version 1; the store writes PROBES_VERSION
 
     _nan = field_validator("offered_rate_rps", "achieved_rate_rps", "client_lag_s", "tail_s", "num_arrivals",
@@ -96,6 +99,12 @@ class ProbeRow(BaseModel):
     def _text(cls, v: Any) -> Any:
         return str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
 
+    @field_validator("span_factor", mode="before")
+    @classmethod
+    def _span(cls, v: Any) -> Any:
+        v = _none_if_nan(v)
+        return 1.0 if v is None or v == "" else v
+
     @field_validator("unfinished", mode="before")
     @classmethod
     def _count(cls, v: Any) -> Any:
@@ -103,11 +112,11 @@ class ProbeRow(BaseModel):
         return 0 if v is None or v == "" else v
 
     @property
-    def key(self) -> tuple[str, str, float, int]:
+    def key(self) -> tuple[str, str, float, int] | tuple[str, str, float, int, float]:
         """The probe's identity inside a results folder (see `slobench.report.results.probe_key`)."""
         from slobench.report.results import probe_key
 
-        return probe_key(self.workload, self.scheduler, self.rate_rps, self.seed)
+        return probe_key(self.workload, self.scheduler, self.rate_rps, self.seed, self.span_factor)
 
     def to_row(self) -> dict[str, Any]:
         """The CSV row: today's columns in their order, then extra (grid) columns, then schema_version."""

@@ -50,7 +50,7 @@ def load_results(results_dir: Path, *, all_records: bool = False) -> dict[str, o
         capacities = pd.DataFrame(columns=CAPACITY_COLUMNS)
     keys = None
     if not all_records and not capacities.empty and not probes.empty:
-        at_cap = _at_capacity(probes, capacities)
+        at_cap = _at_capacity(probes[probes["span_factor"] == 1], capacities)  # hold probes keep no records
         keys = {probe_key(*k) for k in at_cap[list(PROBE_KEY)].itertuples(index=False, name=None)}
     # Consolidated files plus per-probe parts a killed run may have left (see report.results).
     stages = read_probe_frames(results_dir, "requests", keys=keys)

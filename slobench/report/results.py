@@ -266,9 +266,16 @@ PROBE_KEY = ("workload", "scheduler", "rate_rps", "seed")
 FrameKind = str  # "requests" | "iterations"
 
 
-def probe_key(workload: object, scheduler: object, rate_rps: float, seed: int) -> tuple[str, str, float, int]:
-    """The identity of one probe inside a results folder (labels are unique per grid point)."""
-    return str(workload), str(scheduler), float(rate_rps), int(seed)
+def probe_key(workload: object, scheduler: object, rate_rps: float, seed: int,
+              span_factor: float = 1.0) -> tuple[str, str, float, int] | tuple[str, str, float, int, float]:
+    """The identity of one probe inside a results folder (labels are unique per grid point).
+
+    A hold probe (a capacity re-run ``span_factor`` × longer, `capacity_search`) shares its rate and seed with
+    the search's probe, so its key carries the factor; a search probe's key stays the four fields older
+    folders were written with. Hold probes keep their probes.csv row but no records (they would share the
+    search probe's `PROBE_KEY` columns in the consolidated parquet)."""
+    key = (str(workload), str(scheduler), float(rate_rps), int(seed))
+    return key if span_factor == 1 else (*key, float(span_factor))
 
 
 def _part_path(run_dir: Path, kind: FrameKind, key: tuple[str, str, float, int]) -> Path:

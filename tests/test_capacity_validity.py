@@ -106,10 +106,27 @@ def test_validity_runs_every_steady_state_check_and_the_search_refuses_them() ->
     assert "backlog grew" in check_validity(ProbeResult(900, 1000, backlog_growth=300, backlog_arrivals=1000), lim)
     assert "e2e SLO" in check_validity(ProbeResult(900, 1000, drain_ratio=7.0), lim)
     assert "ceiling" in check_validity(ProbeResult(900, 1000, offered_tok_s=4e4, ceiling_tok_s=3e4), lim)
+    assert "KV cache ≥ 95% full for 4.0%" in check_validity(ProbeResult(990, 1000, kv_full_share=0.04), lim)
+    assert check_validity(ProbeResult(990, 1000, kv_full_share=0.005), lim) is None
     # attainment passes everywhere, but above 8 req/s the offered load exceeds the ceiling: capacity ≤ 8
     res = capacity_search(lambda r, s: ProbeResult(950, 1000, offered_tok_s=4000 * r, ceiling_tok_s=32_000),
                           target=0.9)
     assert res.status == "ok" and res.capacity_rps <= 8 and all(not p.valid for p in res.probes if p.rate_rps > 8)
+
+
+def test_kv_full_share_counts_the_time_a_replica_holds_a_nearly_full_cache() -> None:
+    """Replica 0 is ≥ 95% full from 20 to 50 s and from 90 s on, of a 0–100 s window (40%); replica 1 never is
+    (940 < 950); the value logged before the window and the one holding past its end are clipped to it."""
+    its = pd.DataFrame({
+        "replica": [0] * 5 + [1] * 3,
+        "time_s": [-5.0, 20.0, 40.0, 50.0, 90.0, 10.0, 50.0, 95.0],
+        "kv_used_blocks": [100, 990, 960, 500, 999, 900, 940, 0],
+    })
+    share = v.kv_full_share(its, 1000, 0.0, 100.0)
+    assert share == pytest.approx(0.40)
+    assert v.kv_full_share(its[its["replica"] == 1], 1000, 0.0, 100.0) == 0.0
+    assert v.kv_full_share(its.drop(columns="kv_used_blocks"), 1000, 0.0, 100.0) is None
+    assert v.check_kv_full(share) is not None and v.check_kv_full(0.0) is None and v.check_kv_full(None) is None
 
 
 # --- warm-up and sizing ---------------------------------------------------------------------------------------

@@ -105,7 +105,7 @@ def probe_result(res: Any, rate: float) -> ProbeResult:
     warmup = float(getattr(s, "warmup_s", 0.0) or 0.0)
     tail = drain = None
     backlog: validity.Backlog | None = None
-    offered_tok = ceiling = None
+    offered_tok = ceiling = kv_full = None
     if len(df):
         from slobench.metrics.attainment import measured_flags, stage_metrics
 
@@ -129,6 +129,7 @@ def probe_result(res: Any, rate: float) -> ProbeResult:
                 from slobench.cluster.run import build_latency_model
 
                 ceiling = validity.ceiling_tokens_per_s(build_latency_model(cfg), tokens) * cfg.replicas
+        kv_full = _kv_full_share(res, cfg, t0, float(reqs["arrival_s"].max()))
     achieved = s.achieved_rate_rps if s.achieved_rate_rps is not None else s.offered_rate_rps
     achieved = None if achieved is None or not math.isfinite(float(achieved)) else float(achieved)
     lag = s.client_lag_s
@@ -140,8 +141,23 @@ def probe_result(res: Any, rate: float) -> ProbeResult:
         backlog_growth=None if backlog is None else backlog.growth,
         backlog_arrivals=None if backlog is None else backlog.arrivals,
         backlog_mean=None if backlog is None else backlog.mean, drain_ratio=drain,
-        offered_tok_s=offered_tok, ceiling_tok_s=ceiling,
+        offered_tok_s=offered_tok, ceiling_tok_s=ceiling, kv_full_share=kv_full,
     )
+
+
+def _kv_full_share(res: Any, cfg: Any, t0: float, t1: float) -> float | None:
+    """`validity.kv_full_share` of a simulated run (the simulator logs KV blocks per iteration; the block count
+    is the run's latency model's KV capacity ÷ the simulator's block size); None for engines without the log."""
+    from slobench.capacity import validity
+
+    sim = (getattr(res.summary, "engine_info", None) or {}).get("simulator") or {}
+    iterations = getattr(res, "iterations", None)
+    if cfg is None or not sim.get("block_size") or iterations is None or not len(iterations):
+        return None
+    from slobench.cluster.run import build_latency_model
+
+    total = int(build_latency_model(cfg).kv_capacity_tokens()) // int(sim["block_size"])
+    return validity.kv_full_share(iterations, total, t0, t1)
 
 
 def run_search(

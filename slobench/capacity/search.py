@@ -34,7 +34,7 @@ Status = Literal["ok", "below_range", "above_range", "max_probes"]
 
 # The steady-state evidence a probe carries besides its counts (None: not measured, e.g. an older row).
 EVIDENCE_FIELDS = ("num_arrivals", "warmup_s", "backlog_growth", "backlog_arrivals", "backlog_mean", "drain_ratio",
-                   "offered_tok_s", "ceiling_tok_s")
+                   "offered_tok_s", "ceiling_tok_s", "kv_full_share")
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,7 @@ class ProbeResult:
     drain_ratio: float | None = None  # last measured request's lateness ÷ its e2e SLO
     offered_tok_s: float | None = None  # offered prefill + decode tokens per second
     ceiling_tok_s: float | None = None  # modelled compute ceiling of the replicas for that token mix
+    kv_full_share: float | None = None  # share of the measured window with a replica's KV cache ≥ 95% full
 
     @property
     def attainment(self) -> float:
@@ -86,11 +87,12 @@ class ValidityLimits:
     backlog_sigmas: float = 4.0  # … and above this many √(mean in-system count)
     max_drain_ratio: float = 3.0  # last measured request's lateness in units of its own e2e SLO
     check_ceiling: bool = True  # offered tokens/s above the modelled compute ceiling
+    max_kv_full_share: float = 0.01  # of the measured window with the KV cache ≥ 95% full (measured: docs)
 
 
 def check_validity(result: ProbeResult, limits: ValidityLimits) -> str | None:
     """Return why a run cannot be trusted, or None when it can."""
-    from slobench.capacity.validity import check_backlog, check_ceiling, check_drain
+    from slobench.capacity.validity import check_backlog, check_ceiling, check_drain, check_kv_full
 
     if result.num_requests <= 0:
         return "no requests"
@@ -106,6 +108,8 @@ def check_validity(result: ProbeResult, limits: ValidityLimits) -> str | None:
     if result.unfinished and not limits.allow_unfinished:
         return f"{result.unfinished} requests unfinished at the horizon (tail never drained)"
     if limits.check_ceiling and (why := check_ceiling(result.offered_tok_s, result.ceiling_tok_s)):
+        return why
+    if why := check_kv_full(result.kv_full_share, max_share=limits.max_kv_full_share):
         return why
     if why := check_backlog(result.backlog_growth, result.backlog_arrivals, result.backlog_mean,
                             max_share=limits.max_backlog_share, sigmas=limits.backlog_sigmas):

@@ -172,6 +172,29 @@ def ceiling_tokens_per_s(perf: Any, offered: OfferedTokens, *, max_tokens: int =
     return best
 
 
+def kv_full_share(iterations: pd.DataFrame, total_blocks: int, t0: float, t1: float, *,
+                  level: float = 0.95) -> float | None:
+    """Share of the measured window ``[t0, t1]`` during which a replica's KV cache held at least ``level`` of
+    its ``total_blocks`` (the largest share over replicas; None without a KV log).
+
+    Each logged iteration's ``kv_used_blocks`` holds from its end (``time_s``) to the next iteration's end.
+    """
+    if total_blocks <= 0 or not t1 > t0 or not {"time_s", "kv_used_blocks"} <= set(iterations.columns):
+        return None
+    groups = iterations.groupby("replica") if "replica" in iterations.columns else [(0, iterations)]
+    best = 0.0
+    for _, it in groups:
+        t = it["time_s"].to_numpy(dtype=float)
+        kv = it["kv_used_blocks"].to_numpy(dtype=float)
+        order = np.argsort(t, kind="stable")
+        t, kv = t[order], kv[order]
+        start = np.clip(t, t0, t1)
+        end = np.clip(np.append(t[1:], t1), t0, t1)
+        full = kv >= level * total_blocks
+        best = max(best, float((end - start)[full].sum()) / (t1 - t0))
+    return best
+
+
 # --- the checks: evidence → INVALID reason or None -------------------------------------------------------
 
 def check_backlog(growth: float | None, arrivals: int | None, mean_in_system: float | None, *,
@@ -194,6 +217,16 @@ def check_drain(ratio: float | None, *, max_ratio: float = 3.0) -> str | None:
     if ratio is not None and ratio > max_ratio:
         return (f"a measured request finishing after the last arrival was {ratio:.1f}× its e2e SLO after its "
                 f"deadline (> {max_ratio:g}×): the queue does not drain")
+    return None
+
+
+def check_kv_full(share: float | None, *, max_share: float = 0.01) -> str | None:
+    """INVALID when the KV cache was (nearly) full for more than ``max_share`` of the measured window: there a
+    burst forces recompute preemptions, whose re-prefill slows every iteration and forces more (metastable;
+    docs/capacity.md "KV headroom"), so the attainment depends on whether a cascade started in this run."""
+    if share is not None and share > max_share:
+        return (f"KV cache ≥ 95% full for {share:.1%} of the measured window (> {max_share:.0%}): at its KV limit "
+                "a burst forces preemptions that can cascade; not a steady state")
     return None
 
 

@@ -63,3 +63,29 @@ def test_summary_attainment_over_all_arrivals_and_best_effort_accounting() -> No
     assert s["goodput_rps"] == pytest.approx(1.0)
     assert s["admission_counts"]["rejected"] == 1
     assert not math.isnan(s["ttft_s"]["p50"])
+
+
+def test_single_stage_verdict_agrees_with_the_vectorised_definition() -> None:
+    """`stage_met` (one record, no frame: the early-fail monitor's) must give `stage_metrics`'s ``met`` exactly."""
+    import numpy as np
+
+    from slobench.metrics.attainment import stage_met
+
+    rng = np.random.default_rng(3)
+    recs = []
+    for i in range(400):
+        n = int(rng.integers(1, 12))
+        start = float(rng.uniform(0, 50))
+        first = start + float(rng.exponential(0.3))
+        gaps = rng.exponential(float(rng.choice([0.02, 0.05, 0.08])), size=n - 1)
+        times = list(first + np.concatenate([[0.0], np.cumsum(gaps)]))
+        expected = n + int(rng.integers(-1, 2)) if i % 7 else n
+        recs.append(StageRecord(request_id=i, stage_idx=0, stage_name="s", num_stages=1, app="a", tier="t",
+                                arrival_s=start, stage_start_s=start, prompt_tokens=5, output_tokens=max(expected, 1),
+                                ttft_slo_s=0.3, tpot_slo_s=0.05, token_times_s=times if i % 11 else [],
+                                status="finished" if i % 13 else "failed"))
+    frame = stage_metrics(records_frame(recs))
+    single = [stage_met(r.status, r.stage_start_s, r.ttft_slo_s, r.tpot_slo_s, r.output_tokens, r.token_times_s)
+              for r in recs]
+    assert single == frame["met"].tolist()
+    assert 0.1 < sum(single) / len(single) < 0.9  # both verdicts occur

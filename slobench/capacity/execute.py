@@ -142,6 +142,7 @@ def probe_result(res: Any, rate: float) -> ProbeResult:
         backlog_arrivals=None if backlog is None else backlog.arrivals,
         backlog_mean=None if backlog is None else backlog.mean, drain_ratio=drain,
         offered_tok_s=offered_tok, ceiling_tok_s=ceiling, kv_full_share=kv_full,
+        stopped_early=getattr(s, "stopped_early", None),
     )
 
 
@@ -191,6 +192,8 @@ def run_search(
                 return cached
         obs.start_probe(rate, seed)
         cfg = spec.config(rate, seed)
+        if cfg.engine != "sim":  # wall-clock probes stop once they have certainly failed (metrics.early_fail)
+            cfg = cfg.model_copy(update={"early_fail_target": settings.target})
         res = cluster_run.run_once(cfg if span == 1 else stretched(cfg, span), on_progress=on_progress)
         if store is not None and span == 1:  # a hold probe keeps its row, not its records (`probe_key`)
             tags = {"workload": spec.label, "scheduler": spec.scheduler, "rate_rps": rate, "seed": seed} | spec.extra

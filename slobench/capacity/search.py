@@ -34,7 +34,7 @@ Status = Literal["ok", "below_range", "above_range", "max_probes"]
 
 # The steady-state evidence a probe carries besides its counts (None: not measured, e.g. an older row).
 EVIDENCE_FIELDS = ("num_arrivals", "warmup_s", "backlog_growth", "backlog_arrivals", "backlog_mean", "drain_ratio",
-                   "offered_tok_s", "ceiling_tok_s", "kv_full_share")
+                   "offered_tok_s", "ceiling_tok_s", "kv_full_share", "stopped_early")
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,7 @@ class ProbeResult:
     offered_tok_s: float | None = None  # offered prefill + decode tokens per second
     ceiling_tok_s: float | None = None  # modelled compute ceiling of the replicas for that token mix
     kv_full_share: float | None = None  # share of the measured window with a replica's KV cache ≥ 95% full
+    stopped_early: str | None = None  # a real-engine probe stopped as a certain FAIL: why (`metrics.early_fail`)
 
     @property
     def attainment(self) -> float:
@@ -94,6 +95,8 @@ def check_validity(result: ProbeResult, limits: ValidityLimits) -> str | None:
     """Return why a run cannot be trusted, or None when it can."""
     from slobench.capacity.validity import check_backlog, check_ceiling, check_drain, check_kv_full
 
+    if result.stopped_early:  # first: its other evidence describes a run cut short on purpose
+        return result.stopped_early
     if result.num_requests <= 0:
         return "no requests"
     off, ach = result.offered_rate_rps, result.achieved_rate_rps

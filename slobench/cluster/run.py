@@ -73,6 +73,9 @@ class RunConfig(BaseModel):
     truth_noise_cv: float = Field(default=0.05, description="simulator: per-iteration latency noise (CV)")
     schedule_cost: Literal["model", "wall", "off"] = Field(
         default="model", description="simulator: how schedule() time is charged to simulated time")
+    early_fail_target: float | None = Field(
+        default=None, gt=0, le=1, description="real engines: stop once the measured attainment is certainly below "
+        "this (a capacity probe that has failed; `slobench.metrics.early_fail`); the simulator ignores it")
 
     @model_validator(mode="before")
     @classmethod
@@ -320,16 +323,25 @@ def run_once(
     # Real engines flush every record: a killed server or Ctrl-C keeps each finished request.
     sink = RecordSink(out_dir, flush_every=1 if cfg.engine != "sim" else 256) if out_dir is not None else None
 
+    early = None
+    if cfg.early_fail_target is not None and cfg.engine != "sim":
+        from slobench.metrics.early_fail import EarlyFail
+
+        early = EarlyFail(cfg.early_fail_target, cfg.warmup_s)
+
     def record(rec: StageRecord) -> None:
         if sink is not None:
             sink(rec)
         if on_record is not None:
             on_record(rec)
+        if early is not None:
+            early.add(rec)
 
     job = EngineJob(
         load=OpenLoopLoad(workload), policy=cfg.policy, perf=perf,
         replicas=ReplicaSet(count=cfg.replicas, router=cfg.router), on_record=record, on_progress=on_progress,
         seed=cfg.seed, drain_timeout_s=cfg.drain_timeout_s, log_dir=run_dir,
+        stop=None if early is None else (lambda: early.reason is not None),
     )
     try:
         result = engine.run(job)
@@ -353,6 +365,7 @@ def run_once(
         offered_rate_rps=(len(workload.requests) - 1) / span if span else math.nan,
         wall_s=time.perf_counter() - t_start, hardware=cfg.hardware, model=cfg.model, replicas=cfg.replicas,
         engine_info=result.info, scheduler_stats=result.scheduler_stats, **evidence,
+        stopped_early=None if early is None else early.reason,
         # what the policy knew (schedulers.lengths); an external server's own policy: not ours to say
         information=information(cfg.policy.oracle_lengths) if cfg.engine != "openai" else None,
     )

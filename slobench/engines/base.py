@@ -75,6 +75,9 @@ class EngineJob:
     drain_timeout_s: float = 600.0  # stop this long after the last arrival; the rest is "unfinished"
     log_dir: Path | None = None  # where a real engine may put server logs and scheduler events (None: the
     # engine session's folder); the simulator writes nothing
+    stop: Callable[[], bool] | None = None  # real engines ask it after each record: True → send no more, the
+    # requests in flight become "unfinished" (a probe that has certainly failed, `metrics.early_fail`); the
+    # simulator, which costs no wall time per simulated second, runs to the end
 
 
 @dataclass

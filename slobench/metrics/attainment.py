@@ -113,6 +113,24 @@ def _stage_metrics(df: pd.DataFrame, tolerance: float) -> tuple[pd.DataFrame, np
     return out, diffs[within]
 
 
+def stage_met(status: str, stage_start_s: float, ttft_slo_s: float, tpot_slo_s: float, output_tokens: int,
+              token_times_s: Any, tolerance: float = TOLERANCE) -> bool:
+    """One stage's ``met`` as `stage_metrics` computes it, for a single record without building a frame (the
+    early-fail monitor judges each record on the load generator's event loop, where a frame costs ~1 ms).
+    The same operations in the same order; `tests/test_metrics.py` checks both agree on random stages."""
+    times = token_times_s
+    n = len(times)
+    if n == 0 or str(status) != "finished" or n < output_tokens:
+        return False
+    first = float(times[0])
+    if not first - stage_start_s <= ttft_slo_s * tolerance:
+        return False
+    a = stage_start_s + ttft_slo_s
+    t0 = first if first > a else a
+    step = tpot_slo_s * tolerance
+    return all(float(t) <= t0 + j * step + 1e-9 for j, t in enumerate(times))
+
+
 def stage_metrics(df: pd.DataFrame, tolerance: float = TOLERANCE) -> pd.DataFrame:
     """Add per-stage latency and SLO columns to a records frame (one row per stage)."""
     return _stage_metrics(df, tolerance)[0]

@@ -80,6 +80,7 @@ class ProbeRow(BaseModel):
     offered_tok_s: float | None = None  # offered prefill + decode tokens per second
     ceiling_tok_s: float | None = None  # the replicas' modelled compute ceiling for that mix
     kv_full_share: float | None = None  # share of the measured window with a KV cache ≥ 95% full (simulator)
+    stopped_early: str | None = None  # a real-engine probe stopped as a certain FAIL: why
     # A hold probe (the capacity re-run longer, docs/capacity.md "Hold check") has its span factor here; 1 for
     # a search probe and in rows written before the column existed.
     span_factor: float = 1.0
@@ -87,7 +88,7 @@ class ProbeRow(BaseModel):
 
     _nan = field_validator("offered_rate_rps", "achieved_rate_rps", "client_lag_s", "tail_s", "num_arrivals",
                            "warmup_s", "backlog_growth", "backlog_arrivals", "backlog_mean", "drain_ratio",
-                           "offered_tok_s", "ceiling_tok_s", "kv_full_share",
+                           "offered_tok_s", "ceiling_tok_s", "kv_full_share", "stopped_early",
                            mode="before")(lambda cls, v: _none_if_nan(v))
 
     @field_validator("reason", mode="before")

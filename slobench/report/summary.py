@@ -116,6 +116,7 @@ class RunSummary(BaseModel):
     achieved_rate_rps: float | None = None
     client_lag_s: float | None = None
     client: dict[str, Any] = Field(default_factory=dict)  # the rest of the load generator's counters
+    stopped_early: str | None = None  # why a real-engine probe stopped before its end (`metrics.early_fail`)
     engine_info: dict[str, Any] = Field(default_factory=dict)  # server URL, pid, start-up time, versions
     scheduler_stats: dict[str, Any] | None = None  # the policy's counters (SchedulerStats.as_dict())
 

@@ -120,6 +120,7 @@ class LoadGenerator:
         seed: int = 0,
         vocab_size: int | None = None,
         on_record: Callable[[StageRecord], None] | None = None,
+        stop: Callable[[], bool] | None = None,
         on_progress: Callable[[int, int], None] | None = None,
         admission_lookup: AdmissionLookup | None = None,
         health_check: HealthCheck | None = None,
@@ -130,6 +131,8 @@ class LoadGenerator:
         self.ep = endpoint
         self.synth = PromptSynth(seed, vocab_size)
         self.on_record = on_record
+        self.stop = stop  # asked after every record: True ends the run like a fatal error, without raising
+        self.stopped = False
         self.on_progress = on_progress
         self.admission_lookup = admission_lookup
         self.health_check = health_check
@@ -153,6 +156,9 @@ class LoadGenerator:
         self.records.append(rec)
         if self.on_record is not None:
             self.on_record(rec)
+        if self.stop is not None and not self.stopped and self._fatal_event is not None and self.stop():
+            self.stopped = True  # the send loop and the drain wait both end on the event
+            self._fatal_event.set()
 
     def _fail(self, exc: BaseException) -> None:
         if self._fatal is None:
@@ -312,13 +318,13 @@ class LoadGenerator:
                             await asyncio.wait_for(self._fatal_event.wait(), timeout=delay)
                         except asyncio.TimeoutError:
                             pass
-                    if self._fatal is not None:
+                    if self._fatal is not None or self.stopped:
                         break
                     sent = self.now()
                     self.stats.intended_s.append(req.arrival_s)
                     self.stats.actual_s.append(sent)
                     tasks.append(asyncio.create_task(self._run_request(client, req, sent)))
-                if tasks and self._fatal is None:
+                if tasks and self._fatal is None and not self.stopped:
                     waiter = asyncio.create_task(self._fatal_event.wait())
                     horizon = max(self.drain_timeout_s + reqs[-1].arrival_s - self.now(), 0.0)
                     await asyncio.wait([waiter, asyncio.gather(*tasks, return_exceptions=True)],

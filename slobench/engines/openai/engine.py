@@ -58,6 +58,7 @@ def run_target(engine: str, job: EngineJob, target: Target, opts: EngineOptions)
         workload, target.endpoint, seed=job.seed, vocab_size=target.vocab_size, on_record=job.on_record,
         on_progress=job.on_progress, admission_lookup=events.admission if events else None,
         health_check=target.health_check, drain_timeout_s=job.drain_timeout_s, max_connections=opts.max_connections,
+        stop=job.stop,
     )
     client = result.stats.summary()
     return EngineResult(

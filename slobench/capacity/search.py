@@ -64,6 +64,9 @@ class ProbeResult:
     drain_ratio: float | None = None  # last measured request's lateness ÷ its e2e SLO
     offered_tok_s: float | None = None  # offered prefill + decode tokens per second
     ceiling_tok_s: float | None = None  # modelled compute ceiling of the replicas for that token mix
+    # The run's vLLM-style figures (slobench.metrics.serving): tokens/s, both goodputs, latency keys in ms.
+    # Reported only (probes.csv, report); the search never decides on them.
+    serving: dict[str, float | None] = field(default_factory=dict)
 
     @property
     def attainment(self) -> float:
@@ -146,7 +149,8 @@ class Probe:
             "num_requests": self.num_requests, "valid": self.valid, "reason": self.reason,
             "offered_rate_rps": self.offered_rate_rps, "achieved_rate_rps": self.achieved_rate_rps,
             "client_lag_s": self.client_lag_s, "tail_s": self.tail_s, "unfinished": self.unfinished,
-        } | {f: self.evidence.get(f) for f in EVIDENCE_FIELDS}
+        } | {f: self.evidence.get(f) for f in EVIDENCE_FIELDS} | {
+            k: v for k, v in self.evidence.items() if k not in EVIDENCE_FIELDS}  # the serving figures
 
 
 def make_probe(rate_rps: float, seed: int, result: ProbeResult, limits: ValidityLimits,
@@ -156,7 +160,8 @@ def make_probe(rate_rps: float, seed: int, result: ProbeResult, limits: Validity
     lo, hi = wilson_interval(result.num_met, result.num_requests, confidence)
     return Probe(rate_rps, seed, result.attainment, lo, hi, result.num_met, result.num_requests,
                  reason is None, reason or "", result.offered_rate_rps, result.achieved_rate_rps,
-                 result.client_lag_s, result.tail_s, result.unfinished, result.records, result.evidence())
+                 result.client_lag_s, result.tail_s, result.unfinished, result.records,
+                 result.evidence() | result.serving)
 
 
 @dataclass(frozen=True)

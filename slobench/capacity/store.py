@@ -80,6 +80,7 @@ class Collector:
     complete: bool = False
     started: float = field(default_factory=time.perf_counter)
     setup: list[dict[str, str]] = field(default_factory=list)  # `slobench.capacity.setup.describe_setup`
+    metadata: dict[str, str] = field(default_factory=dict)  # --metadata KEY=VALUE, copied into summary.json
     _pending: dict[ProbeKey, tuple[pd.DataFrame, pd.DataFrame]] = field(default_factory=dict)
 
     def load_previous(self) -> int:
@@ -114,7 +115,7 @@ class Collector:
         return ProbeResult(
             num_met=row.num_met, num_requests=row.num_requests, offered_rate_rps=row.offered_rate_rps,
             achieved_rate_rps=row.achieved_rate_rps, client_lag_s=row.client_lag_s, tail_s=row.tail_s,
-            unfinished=row.unfinished, **{f: getattr(row, f) for f in EVIDENCE_FIELDS},
+            unfinished=row.unfinished, **{f: getattr(row, f) for f in EVIDENCE_FIELDS}, serving=row.serving(),
         )
 
     def stash(self, key: ProbeKey, stages: pd.DataFrame, iterations: pd.DataFrame) -> None:
@@ -163,7 +164,8 @@ class Collector:
     def summary(self) -> ExperimentSummary:
         return ExperimentSummary(schema_version=SUMMARY_VERSION, title=self.title, target=self.target,
                                  complete=self.complete, capacities=self.capacities, scaling=self.scaling,
-                                 wall_s=time.perf_counter() - self.started, setup=self.setup)
+                                 wall_s=time.perf_counter() - self.started, setup=self.setup,
+                                 metadata=self.metadata)
 
     def save(self, *, final: bool = False) -> None:
         """Write probes.csv and summary.json; on the final save fold the per-probe parts in."""

@@ -7,7 +7,9 @@ the models here, so a writer and its readers cannot drift apart. The models sit 
 Versions (``schema_version``): 1 = the files written before these models (no ``schema_version``
 column or key; they read as version 1, and optional columns missing from them take their defaults);
 2 = these models; 3 = steady-state probes (probes.csv: the warm-up and the evidence of the backlog, drain
-and compute-ceiling checks; summary.json's capacity rows: ``notes``, ``probe_requests``, ``warmup``). A
+and compute-ceiling checks; summary.json's capacity rows: ``notes``, ``probe_requests``, ``warmup``); 4 = the
+vLLM-style figures per probe (probes.csv: ``goodput_rps``, ``vllm_goodput_rps``, ``output_tok_s``, ``total_tok_s``
+and the latency columns in ms named as vLLM names them, e.g. ``p99_ttft_ms``; summary.json: ``metadata``). A
 file of a newer version than this slobench knows is refused in one line; older files read, the new
 columns empty.
 
@@ -32,10 +34,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from slobench.errors import UserError
 from slobench.report.results import atomic_target, check_version, first_error, read_json_model, write_json
 
-PROBES_VERSION = 3
-SUMMARY_VERSION = 3
+PROBES_VERSION = 4
+SUMMARY_VERSION = 4
 
 # Columns every probes.csv has had; the evidence columns (offered_rate_rps …) came later and default.
+# The vLLM-style columns every version-4 row has (the latency columns follow the command's choices).
+SERVING_COLUMNS = ("goodput_rps", "vllm_goodput_rps", "output_tok_s", "total_tok_s")
 REQUIRED_PROBE_COLUMNS = ("workload", "scheduler", "rate_rps", "seed", "attainment", "ci_low", "ci_high",
                           "num_met", "num_requests", "valid")
 
@@ -79,11 +83,18 @@ class ProbeRow(BaseModel):
     drain_ratio: float | None = None  # last measured request's lateness ÷ its own e2e SLO
     offered_tok_s: float | None = None  # offered prefill + decode tokens per second
     ceiling_tok_s: float | None = None  # the replicas' modelled compute ceiling for that mix
+    # vLLM-style figures (version 4; slobench.metrics.serving). The latency columns (``mean_ttft_ms``,
+    # ``p99_itl_ms`` …: the --percentile-metrics × --metric-percentiles chosen) ride as extra columns.
+    goodput_rps: float | None = None  # requests meeting every per-token deadline per second (slobench's goodput)
+    vllm_goodput_rps: float | None = None  # requests within the --goodput bounds per second (None: not asked)
+    output_tok_s: float | None = None  # output tokens of completed stages per second
+    total_tok_s: float | None = None  # prompt + output tokens of completed stages per second
     schema_version: int = 1  # rows without the column are version 1; the store writes PROBES_VERSION
 
     _nan = field_validator("offered_rate_rps", "achieved_rate_rps", "client_lag_s", "tail_s", "num_arrivals",
                            "warmup_s", "backlog_growth", "backlog_arrivals", "backlog_mean", "drain_ratio",
-                           "offered_tok_s", "ceiling_tok_s", mode="before")(lambda cls, v: _none_if_nan(v))
+                           "offered_tok_s", "ceiling_tok_s", "goodput_rps", "vllm_goodput_rps", "output_tok_s",
+                           "total_tok_s", mode="before")(lambda cls, v: _none_if_nan(v))
 
     @field_validator("reason", mode="before")
     @classmethod
@@ -108,6 +119,16 @@ class ProbeRow(BaseModel):
         from slobench.report.results import probe_key
 
         return probe_key(self.workload, self.scheduler, self.rate_rps, self.seed)
+
+    def serving(self) -> dict[str, float | None]:
+        """The probe's vLLM-style figures (tokens/s, both goodputs, latency columns in ms) as the search's
+        `ProbeResult` carries them, so a resumed probe writes the same row again."""
+        from slobench.metrics.serving import is_latency_key
+
+        figures = {"goodput_rps": self.goodput_rps, "vllm_goodput_rps": self.vllm_goodput_rps,
+                   "output_tok_s": self.output_tok_s, "total_tok_s": self.total_tok_s}
+        figures |= {k: _none_if_nan(v) for k, v in (self.model_extra or {}).items() if is_latency_key(k)}
+        return {k: v for k, v in figures.items() if v is not None}  # empty cells: not measured
 
     def to_row(self) -> dict[str, Any]:
         """The CSV row: today's columns in their order, then extra (grid) columns, then schema_version."""
@@ -170,6 +191,7 @@ class ExperimentSummary(BaseModel):
     # What the numbers rest on, per distinct run setting (`slobench.capacity.setup.describe_setup`):
     # searches, engine, output-length information, simulator ground truth, SLOs, probe size.
     setup: list[dict[str, str]] = Field(default_factory=list)
+    metadata: dict[str, str] = Field(default_factory=dict)  # --metadata KEY=VALUE (version 4)
 
     def write(self, path: Path) -> None:
         """Write summary.json atomically (temp file in the same folder, then a rename)."""

@@ -1,0 +1,91 @@
+"""Does a `compare` on a user's 100k-row trace run within 2× of a shipped workload's compare? (issue 12)
+
+Usage: python scripts/trace_scale_check.py [--rows 100000] [--full] [--jobs 1] [--seed 0]
+
+Writes a seeded trace CSV (timestamp, input_length, output_length; Poisson arrivals, coding-like lengths) into a
+temporary folder, turns it into a workload with ``slobench workloads new --from-trace`` and times, each in a fresh
+interpreter as a user runs them, ``slobench compare --workload trace.yaml`` and ``slobench compare --workload
+coding`` with the same flags (``--quick`` unless ``--full``; ``-j`` as given, 1 by default so the two timings do not
+depend on how many cores are free). Prints the wall times, the probes each ran, seconds per probe and both ratios.
+
+The capacities differ (the trace's SLOs are the `custom` app's, its lengths its own), so the searches may take a
+different number of probes: the per-probe ratio is the one that says whether the trace itself costs time (reading,
+parsing, sampling 100k rows per probe); the total ratio is the done-means' number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+_BESIDE = Path(sys.executable).with_name("slobench")
+CLI = [str(_BESIDE)] if _BESIDE.exists() else [shutil.which("slobench") or "slobench"]
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_trace(path: Path, rows: int, seed: int) -> None:
+    """A seeded trace: Poisson arrivals at ~5 req/s, lognormal prompt and output lengths (coding-like)."""
+    rng = np.random.default_rng(seed)
+    t = np.cumsum(rng.exponential(0.2, rows))
+    prompt = np.clip(rng.lognormal(6.8, 0.9, rows), 16, 7000).astype(int)
+    output = np.clip(rng.lognormal(4.6, 0.8, rows), 4, 1000).astype(int)
+    pd.DataFrame({"timestamp": t.round(4), "input_length": prompt, "output_length": output}).to_csv(path, index=False)
+
+
+def timed(args: list[str], cwd: Path) -> tuple[float, str, int]:
+    """(wall seconds, combined output, exit code) of one slobench command line in a fresh process."""
+    env = {"PYTHONPATH": str(REPO), "COLUMNS": "200", "NO_COLOR": "1", "PATH": "/usr/bin:/bin"}
+    t0 = time.perf_counter()
+    proc = subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=3600)
+    return time.perf_counter() - t0, proc.stdout + proc.stderr, proc.returncode
+
+
+def probes_of(results: Path) -> int:
+    """Probes saved in the newest results folder under ``results``."""
+    newest = max(results.iterdir(), key=lambda p: p.stat().st_mtime)
+    return len(pd.read_csv(newest / "probes.csv"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=100_000)
+    ap.add_argument("--full", action="store_true", help="full compare instead of --quick")
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    mode = [] if a.full else ["--quick"]
+    with tempfile.TemporaryDirectory(prefix="slobench-scale-") as name:
+        tmp = Path(name)
+        t0 = time.perf_counter()
+        make_trace(tmp / "trace.csv", a.rows, a.seed)
+        print(f"trace: {a.rows} rows written in {time.perf_counter() - t0:.1f} s "
+              f"({(tmp / 'trace.csv').stat().st_size / 1e6:.1f} MB)")
+        wall, out, code = timed(["workloads", "new", "scale", "--from-trace", "trace.csv"], tmp)
+        if code != 0:
+            sys.exit(f"workloads new failed ({code}):\n{out}")
+        print(f"workloads new: {wall:.1f} s")
+        rows = {}
+        for label, workload in (("trace (100k rows)", "scale.yaml"), ("shipped coding", "coding")):
+            out_dir = tmp / f"results-{workload.split('.')[0]}"
+            args = ["compare", "--workload", workload, *mode, "-j", str(a.jobs), "--out", str(out_dir)]
+            wall, out, code = timed(args, tmp)
+            if code not in (0, 3):
+                sys.exit(f"{' '.join(args)} failed ({code}):\n{out}")
+            n = probes_of(out_dir)
+            rows[label] = (wall, n)
+            print(f"{label:>18}: slobench {' '.join(args[:-2])}: {wall:6.1f} s, {n} probes, {wall / n:.2f} s/probe")
+        (tw, tn), (cw, cn) = rows["trace (100k rows)"], rows["shipped coding"]
+        print(f"ratio trace/coding: total {tw / cw:.2f}×, per probe {(tw / tn) / (cw / cn):.2f}× "
+              f"(done-means: total within 2×)")
+
+
+if __name__ == "__main__":
+    main()

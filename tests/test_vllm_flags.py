@@ -218,3 +218,39 @@ def test_a_saved_plan_with_a_bad_goodput_is_one_line() -> None:
     with pytest.raises(UserError, match="--goodput: unknown metric 'x'"):
         validate_config(workload="chatbot", goodput_ms={"x": 1})
     assert math.isclose(validate_config(workload="chatbot", goodput_ms={"ttft": 5}).goodput_ms["ttft"], 5.0)
+
+
+# --- the overall progress line of multi-search commands -----------------------------------------------------
+
+
+def test_time_left_uses_the_finished_searches_probe_counts() -> None:
+    from slobench.cli.display import time_left_s
+
+    assert time_left_s(0.0, 4, [], []) is None  # nothing finished yet: no estimate
+    assert time_left_s(10.0, 4, [], [5], prior_probes=10) == pytest.approx(70.0)  # 5 of 40 probes in 10 s
+    assert time_left_s(30.0, 3, [10, 14], [6]) == pytest.approx(1 * 30 / 5)  # 12 per search; 30 done of 36
+    assert time_left_s(30.0, 2, [10, 10], []) == 0.0
+
+
+def test_search_progress_shows_an_overall_line_with_the_time_left() -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from slobench.capacity.plan import SearchSpec
+    from slobench.cli.display import SearchProgress
+
+    prog = SearchProgress(Console(file=StringIO(), width=200), prior_probes=4)
+    specs = [SearchSpec("coding", s, {}) for s in ("vllm", "slos-serve")]
+    probe = make_probe(1.0, 0, ProbeResult(10, 10), ValidityLimits())
+    prog.started -= 8.0  # as if 8 s had passed
+    prog.start_search(specs[0], 1, 2)
+    assert "overall: 0/2 searches done, 0 probes" in prog.overall_text()
+    assert "estimating time left" in prog.overall_text()
+    for _ in range(4):
+        prog.finished(probe, cached=False)
+    prog.finished_search(specs[0], None)
+    prog.start_search(specs[1], 2, 2)
+    text = prog.overall_text()
+    assert "1/2 searches done, 4 probes" in text and "≈ 0:08 left" in text  # 4 more probes at 2 s each
+    assert prog.overall is not None  # drawn as a second line of the live display

@@ -95,7 +95,8 @@ def _parse_list(value: str) -> list[str]:
 def _run(plan: Plan, store: Collector, jobs: int | None = None) -> NoReturn:
     """Execute with live progress, print the outcome, exit with its code (Ctrl-C: re-raised after the lines)."""
     try:
-        with display.SearchProgress() as progress:
+        prior = 8.0 if plan.search.rel_tol >= 0.05 else 14.0  # typical probes per search: --quick / full
+        with display.SearchProgress(prior_probes=prior) as progress:
             outcome = execute(plan, store, progress, jobs)
     except Exception:
         display.print_failed(store.out_dir)

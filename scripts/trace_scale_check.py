@@ -2,15 +2,16 @@
 
 Usage: python scripts/trace_scale_check.py [--rows 100000] [--full] [--jobs 1] [--seed 0]
 
-Writes a seeded trace CSV (timestamp, input_length, output_length; Poisson arrivals, coding-like lengths) into a
-temporary folder, turns it into a workload with ``slobench workloads new --from-trace`` and times, each in a fresh
+Writes a seeded trace CSV (timestamp, input_length, output_length: the coding workload's lengths, Poisson arrivals)
+into a temporary folder, turns it into a workload with ``slobench workloads new --from-trace --app coding`` (the
+coding SLOs) and times, each in a fresh
 interpreter as a user runs them, ``slobench compare --workload trace.yaml`` and ``slobench compare --workload
 coding`` with the same flags (``--quick`` unless ``--full``; ``-j`` as given, 1 by default so the two timings do not
 depend on how many cores are free). Prints the wall times, the probes each ran, seconds per probe and both ratios.
 
-The capacities differ (the trace's SLOs are the `custom` app's, its lengths its own), so the searches may take a
-different number of probes: the per-probe ratio is the one that says whether the trace itself costs time (reading,
-parsing, sampling 100k rows per probe); the total ratio is the done-means' number.
+The two searches may still take a different number of probes (their samples differ): the per-probe ratio says
+whether the trace itself costs time (reading, parsing, sampling 100k rows per probe); the total ratio is the
+done-means' number.
 """
 
 from __future__ import annotations
@@ -32,11 +33,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def make_trace(path: Path, rows: int, seed: int) -> None:
-    """A seeded trace: Poisson arrivals at ~5 req/s, lognormal prompt and output lengths (coding-like)."""
-    rng = np.random.default_rng(seed)
-    t = np.cumsum(rng.exponential(0.2, rows))
-    prompt = np.clip(rng.lognormal(6.8, 0.9, rows), 16, 7000).astype(int)
-    output = np.clip(rng.lognormal(4.6, 0.8, rows), 4, 1000).astype(int)
+    """A seeded trace with the shipped coding workload's lengths (drawn by slobench's own generator from the
+    Azure code trace it ships) and Poisson arrivals at 5 req/s, so that with the coding SLOs (``--app coding``)
+    the two compares differ only in where the requests come from: the user's file or the shipped sample."""
+    from slobench.perf import get_latency_model
+    from slobench.workloads import generate, load_spec
+
+    perf = get_latency_model(hardware="H100-SXM", model="Llama-3.1-8B", tp=1, profile=None)
+    wl = generate(load_spec("coding"), perf=perf, seed=seed, num_requests=rows, rate_rps=5.0)
+    t = np.array([r.arrival_s for r in wl.requests])
+    prompt = np.array([r.stages[0].prompt_tokens for r in wl.requests])
+    output = np.array([r.stages[0].output_tokens for r in wl.requests])
     pd.DataFrame({"timestamp": t.round(4), "input_length": prompt, "output_length": output}).to_csv(path, index=False)
 
 
@@ -68,7 +75,7 @@ def main() -> None:
         make_trace(tmp / "trace.csv", a.rows, a.seed)
         print(f"trace: {a.rows} rows written in {time.perf_counter() - t0:.1f} s "
               f"({(tmp / 'trace.csv').stat().st_size / 1e6:.1f} MB)")
-        wall, out, code = timed(["workloads", "new", "scale", "--from-trace", "trace.csv"], tmp)
+        wall, out, code = timed(["workloads", "new", "scale", "--from-trace", "trace.csv", "--app", "coding"], tmp)
         if code != 0:
             sys.exit(f"workloads new failed ({code}):\n{out}")
         print(f"workloads new: {wall:.1f} s")

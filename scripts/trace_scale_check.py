@@ -1,13 +1,14 @@
 """Does a `compare` on a user's 100k-row trace run within 2× of a shipped workload's compare? (issue 12)
 
-Usage: python scripts/trace_scale_check.py [--rows 100000] [--full] [--jobs 1] [--seed 0]
+Usage: python scripts/trace_scale_check.py [--rows 100000] [--full] [--jobs 1] [--seed 0] [--repeat 1]
 
 Writes a seeded trace CSV (timestamp, input_length, output_length: the coding workload's lengths, Poisson arrivals)
-into a temporary folder, turns it into a workload with ``slobench workloads new --from-trace --app coding`` (the
-coding SLOs) and times, each in a fresh
+into a temporary folder, turns it into a workload with ``slobench workloads new --from-trace --app coding --slo-preset
+coding`` (the coding SLOs) and times, each in a fresh
 interpreter as a user runs them, ``slobench compare --workload trace.yaml`` and ``slobench compare --workload
 coding`` with the same flags (``--quick`` unless ``--full``; ``-j`` as given, 1 by default so the two timings do not
-depend on how many cores are free). Prints the wall times, the probes each ran, seconds per probe and both ratios.
+depend on how many cores are free), alternating ``--repeat`` times (on a shared machine the fastest of each is the
+least disturbed). Prints every wall time, the probes each ran, seconds per probe and the ratios of the fastest.
 
 The two searches may still take a different number of probes (their samples differ): the per-probe ratio says
 whether the trace itself costs time (reading, parsing, sampling 100k rows per probe); the total ratio is the
@@ -67,6 +68,7 @@ def main() -> None:
     ap.add_argument("--full", action="store_true", help="full compare instead of --quick")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeat", type=int, default=1, help="alternate the two compares this many times")
     a = ap.parse_args()
     mode = [] if a.full else ["--quick"]
     with tempfile.TemporaryDirectory(prefix="slobench-scale-") as name:
@@ -75,23 +77,27 @@ def main() -> None:
         make_trace(tmp / "trace.csv", a.rows, a.seed)
         print(f"trace: {a.rows} rows written in {time.perf_counter() - t0:.1f} s "
               f"({(tmp / 'trace.csv').stat().st_size / 1e6:.1f} MB)")
-        wall, out, code = timed(["workloads", "new", "scale", "--from-trace", "trace.csv", "--app", "coding"], tmp)
+        wall, out, code = timed(["workloads", "new", "scale", "--from-trace", "trace.csv", "--app", "coding",
+                                 "--slo-preset", "coding"], tmp)
         if code != 0:
             sys.exit(f"workloads new failed ({code}):\n{out}")
         print(f"workloads new: {wall:.1f} s")
-        rows = {}
-        for label, workload in (("trace (100k rows)", "scale.yaml"), ("shipped coding", "coding")):
-            out_dir = tmp / f"results-{workload.split('.')[0]}"
-            args = ["compare", "--workload", workload, *mode, "-j", str(a.jobs), "--out", str(out_dir)]
-            wall, out, code = timed(args, tmp)
-            if code not in (0, 3):
-                sys.exit(f"{' '.join(args)} failed ({code}):\n{out}")
-            n = probes_of(out_dir)
-            rows[label] = (wall, n)
-            print(f"{label:>18}: slobench {' '.join(args[:-2])}: {wall:6.1f} s, {n} probes, {wall / n:.2f} s/probe")
-        (tw, tn), (cw, cn) = rows["trace (100k rows)"], rows["shipped coding"]
-        print(f"ratio trace/coding: total {tw / cw:.2f}×, per probe {(tw / tn) / (cw / cn):.2f}× "
-              f"(done-means: total within 2×)")
+        best: dict[str, tuple[float, int]] = {}
+        for _ in range(a.repeat):
+            for label, workload in (("trace (100k rows)", "scale.yaml"), ("shipped coding", "coding")):
+                out_dir = tmp / f"results-{workload.split('.')[0]}"
+                args = ["compare", "--workload", workload, *mode, "-j", str(a.jobs), "--out", str(out_dir)]
+                wall, out, code = timed(args, tmp)
+                if code not in (0, 3):
+                    sys.exit(f"{' '.join(args)} failed ({code}):\n{out}")
+                n = probes_of(out_dir)
+                if label not in best or wall < best[label][0]:
+                    best[label] = (wall, n)
+                print(f"{label:>18}: slobench {' '.join(args[:-2])}: {wall:6.1f} s, {n} probes, "
+                      f"{wall / n:.2f} s/probe", flush=True)
+        (tw, tn), (cw, cn) = best["trace (100k rows)"], best["shipped coding"]
+        print(f"fastest of {a.repeat}: trace {tw:.1f} s, coding {cw:.1f} s; ratio trace/coding: total {tw / cw:.2f}×, "
+              f"per probe {(tw / tn) / (cw / cn):.2f}× (done-means: total within 2×)")
 
 
 if __name__ == "__main__":

@@ -163,8 +163,30 @@ def test_capacity_writes_latency_columns_and_metadata(tmp_path: Path, monkeypatc
     df = pd.read_csv(out / "probes.csv")
     assert {"p90_ttft_ms", "median_itl_ms", "vllm_goodput_rps", "output_tok_s", "goodput_rps"} <= set(df.columns)
     assert df["vllm_goodput_rps"].notna().all() and (df["output_tok_s"] > 0).all()
-    assert json.loads((out / "summary.json").read_text())["metadata"] == {"run": "ci"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["metadata"] == {"run": "ci"}
     assert json.loads((out / "manifest.json").read_text())["metadata"] == {"run": "ci"}
+    # the report: the vLLM-style figure, the workload's statistics and the run settings beside the setup
+    assert (out / "figures" / "serving-chatbot.html").exists()
+    [setup] = summary["setup"]
+    assert setup["workload"].startswith("chatbot: poisson arrivals; prompt tokens mean")
+    assert "e2el ≤ 8000 ms" in setup["vLLM-style figures"]
+    page = (out / "report.html").read_text()
+    for text in ("Run settings", "metadata: run", ">command<", ">seeds<", "TTFT (ms)"):
+        assert text in page, text
+
+
+def test_the_serving_figure_needs_version_4_probes() -> None:
+    from slobench.report.figures import serving_vs_rate
+
+    old = pd.DataFrame({"workload": ["w"] * 2, "scheduler": ["a"] * 2, "rate_rps": [1.0, 2.0], "valid": [True] * 2})
+    assert serving_vs_rate(old) is None  # a folder written before version 4 draws no empty panels
+    new = old.assign(output_tok_s=[10.0, 20.0], total_tok_s=[50.0, 90.0], goodput_rps=[1.0, 1.9],
+                     vllm_goodput_rps=[None, None], p50_ttft_ms=[5.0, 6.0], p99_ttft_ms=[9.0, 12.0])
+    fig = serving_vs_rate(new)
+    names = {t.name for t in fig.data}
+    assert "a: p99_ttft" in names and "a: p50_ttft" not in names  # the highest percentile chosen
+    assert "a: every token on time (slobench)" in names and not any("vLLM" in n for n in names)  # not asked for
 
 
 # --- every bad input: one line, exit 2 --------------------------------------------------------------------------

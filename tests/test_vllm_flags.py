@@ -296,3 +296,23 @@ def test_length_columns_are_read_through_arrow_not_row_by_row(tmp_path: Path, mo
     table = sources._read_file(tmp_path / "l.csv", prompt_col="in", output_col="out", text_col=None, tokenizer=None,
                                answer_col=None, output_tokens=None, origin="lengths")
     assert list(table.prompt) == [5, 7, 9] and list(table.output) == [1, 2, 3]
+
+
+# --- engines and URLs (docs/bad-inputs.md rows without a test elsewhere) -------------------------------------
+
+ENGINE_BAD = {
+    "unknown engine": (["--engine", "tpu"], "--engine: Input should be 'sim', 'vllm' or 'openai'"),
+    "url not http": (["--engine", "openai", "--url", "notaurl"], "--url 'notaurl': must start with http://"),
+    "engine-arg without =": (["--engine-arg", "max_num_seqs"], "--engine-arg 'max_num_seqs': expected KEY=VALUE"),
+    "engine-arg not a number": (["--engine-arg", "max_num_seqs=lots"], "--engine-arg max_num_seqs: Input should be"),
+    "engine-config missing": (["--engine-config", "nope.yaml"], "--engine-config nope.yaml: file not found"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ENGINE_BAD))
+def test_bad_engine_inputs_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    args, expected = ENGINE_BAD[case]
+    line = _one_line(runner.invoke(app, ["run", "-n", "5", *args]))
+    assert expected in line, line
+    assert not Path("results").exists()

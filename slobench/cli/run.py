@@ -161,6 +161,10 @@ def _check_inputs(cfg: RunConfig) -> None:
 
         build_latency_model(cfg)
         make_policy(cfg.policy)
+    elif cfg.engine == "openai" and cfg.url:
+        from slobench.engines.openai.engine import normalize_url
+
+        normalize_url(cfg.url)  # a malformed URL: one line before a results folder exists
     elif cfg.engine == "vllm" and cfg.policy.is_import_path:
         from slobench.schedulers.registry import import_policy_class
 

@@ -51,6 +51,11 @@ Notes on the accepted-but-changed inputs and the results folders above:
   `summary.json`, followed by `note:` lines (how many requests have records; when the workload cannot be
   generated again, that goodput divides by the span of the recorded arrivals). A torn last line of
   `requests.jsonl` is dropped.
+- vLLM bench's flags (`--burstiness`, `--goodput`, `--percentile-metrics`, `--metric-percentiles`, `--metadata`)
+  are checked before a results folder is made; `--burstiness` shapes generated arrivals only, so a trace replay
+  refuses it rather than dropping the trace's timestamps (docs/metrics.md).
+- Engines and URLs: a malformed `--url` is refused before a results folder is made; a URL with nothing listening
+  fails when the first request is sent, after the run folder exists (the line names its records file).
 """
 
 

@@ -169,7 +169,7 @@ def test_capacity_writes_latency_columns_and_metadata(tmp_path: Path, monkeypatc
     # the report: the vLLM-style figure, the workload's statistics and the run settings beside the setup
     assert (out / "figures" / "serving-chatbot.html").exists()
     [setup] = summary["setup"]
-    assert setup["workload"].startswith("chatbot: poisson arrivals; prompt tokens mean")
+    assert setup["workload"].startswith("poisson arrivals; prompt tokens mean")
     assert "e2el ≤ 8000 ms" in setup["vLLM-style figures"]
     page = (out / "report.html").read_text()
     for text in ("Run settings", "metadata: run", ">command<", ">seeds<", "TTFT (ms)"):
@@ -316,3 +316,17 @@ def test_bad_engine_inputs_are_one_line(tmp_path: Path, monkeypatch: pytest.Monk
     line = _one_line(runner.invoke(app, ["run", "-n", "5", *args]))
     assert expected in line, line
     assert not Path("results").exists()
+
+
+def test_bad_cells_and_keys_are_named_as_the_user_wrote_them(tmp_path: Path) -> None:
+    """A negative count shows as -3 (not numpy's repr: the columns are read through Arrow now), and an unknown
+    top-level `rate` is not 'corrected' to itself (arrival has a `rate` field)."""
+    pd.DataFrame({"t": [0, 1, 2], "in": [100, -3, 300], "out": [10, 20, 30]}).to_csv(tmp_path / "n.csv", index=False)
+    app_ = {"name": "custom", "tier": "t", "slo": {"main": {"ttft_ms": 2000, "tpot_ms": 100}},
+            "lengths": {"path": "n.csv", "prompt_tokens_column": "in", "output_tokens_column": "out"}}
+    (tmp_path / "n.yaml").write_text(json.dumps({"name": "n", "apps": [app_], "rate_rps": 1.0}))
+    line = _one_line(runner.invoke(app, ["run", "-w", str(tmp_path / "n.yaml"), "-n", "5", "--out", str(tmp_path)]))
+    assert "row 2 is -3 (1 such rows)" in line, line
+    (tmp_path / "k.yaml").write_text(json.dumps({"name": "k", "apps": [app_], "rate_rps": 1.0, "rate": 2}))
+    line = _one_line(runner.invoke(app, ["run", "-w", str(tmp_path / "k.yaml"), "-n", "5", "--out", str(tmp_path)]))
+    assert "field `rate`: Extra inputs are not permitted" in line and "did you mean `rate`" not in line, line

@@ -67,7 +67,7 @@ def _workload(cfg: Any) -> str:
     if cfg.burstiness_cv is not None:
         arrival += f", from --burstiness {1 / cfg.burstiness_cv ** 2:.3g}"
     multi = f", {stages.mean():.2f} stages per request" if stages.max() > 1 else ""
-    return (f"{spec.name}: {arrival} arrivals; prompt tokens mean {prompt.mean():.0f} (p50 {np.median(prompt):.0f}, "
+    return (f"{arrival} arrivals; prompt tokens mean {prompt.mean():.0f} (p50 {np.median(prompt):.0f}, "
             f"p99 {np.percentile(prompt, 99):.0f}), output tokens mean {output.mean():.0f} (p50 "
             f"{np.median(output):.0f}, p99 {np.percentile(output, 99):.0f}){multi}")
 
@@ -87,13 +87,12 @@ def _serving(cfg: Any) -> str:
 
 
 def _safe(describe: Any, cfg: Any) -> str:
-    """A description that cannot generate (e.g. a trace file moved since) says so instead of dropping the setup."""
-    from slobench.errors import UserError
-
+    """A description that cannot generate (e.g. a trace file moved since) says so instead of dropping the setup:
+    it only describes, so no failure of it may stop the searches it describes."""
     try:
         return describe(cfg)
-    except (UserError, OSError) as exc:
-        return f"statistics unavailable ({exc})"
+    except Exception as exc:  # noqa: BLE001 - descriptive only; the probes report real problems themselves
+        return f"statistics unavailable ({type(exc).__name__}: {exc})"
 
 
 def describe_setup(specs: Sequence[SearchSpec]) -> list[dict[str, str]]:

@@ -330,21 +330,21 @@ def _table_from(ds, path: str, *, prompt_col: str | None, output_col: str | None
     """A `LengthTable` from an opened dataset's columns; every missing or bad column is one line."""
     cols = set(ds.column_names)
 
-    def col(name: str | None, field: str) -> pd.Series | None:
+    def col(name: str | None, field: str) -> list | None:
         if name is None:
             return None
         if name not in cols:
             raise UserError(f"{origin}.{field}: column '{name}' is not in {path}; columns: {sorted(cols)}")
         # Through Arrow, not ``ds[name]``: datasets ≥ 3 hands that out as a lazy column decoded row by row
         # (12 s for two 100k-row columns; this is milliseconds).
-        return ds.with_format("arrow")[name].to_pandas().reset_index(drop=True)
+        return ds.with_format("arrow")[name].to_pylist()  # Python values: an empty cell stays None
 
     def counts(name: str | None, field: str) -> np.ndarray | None:
         """A token-count column as int64; empty or non-numeric cells are an error, not a silent 0."""
         values = col(name, field)
         if values is None:
             return None
-        num = pd.to_numeric(values.astype(object), errors="coerce").to_numpy(dtype=float)
+        num = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype=float)
         bad = np.flatnonzero(~np.isfinite(num) | (num < 0) | (num != np.round(num)))
         if bad.size:
             raise UserError(f"{origin}.{field}: column '{name}' of {path} must hold token counts (whole numbers "

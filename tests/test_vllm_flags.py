@@ -165,6 +165,10 @@ def test_capacity_writes_latency_columns_and_metadata(tmp_path: Path, monkeypatc
     assert df["vllm_goodput_rps"].notna().all() and (df["output_tok_s"] > 0).all()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["metadata"] == {"run": "ci"}
+    cap = summary["capacities"][0]
+    assert cap["capacity_rps"] is not None, cap  # the figures of the probes at the capacity, mean over seeds
+    at = df[df["rate_rps"] == cap["capacity_rps"]]
+    assert len(at) and cap["at_capacity"]["p90_ttft_ms"] == pytest.approx(at["p90_ttft_ms"].mean())
     assert json.loads((out / "manifest.json").read_text())["metadata"] == {"run": "ci"}
     # the report: the vLLM-style figure, the workload's statistics and the run settings beside the setup
     assert (out / "figures" / "serving-chatbot.html").exists()

@@ -53,7 +53,23 @@ def capacity_row(spec: SearchSpec, result: CapacityResult) -> CapacityRow:
         "message": result.message, "min_rate_rps": result.points[0].rate_rps if result.points else None,
         "num_rates": len(result.points), "num_probes": len(result.probes), "notes": "; ".join(result.notes),
         "probe_requests": spec.run_kwargs.get("probe_requests"), "warmup": spec.run_kwargs.get("warmup"),
+        "at_capacity": serving_at(result.probes, result.capacity_rps),
     } | spec.extra)
+
+
+def serving_at(probes: list[Probe], rate_rps: float | None) -> dict[str, float]:
+    """The vLLM-style figures (tokens/s, both goodputs, latency ms) of the probes at ``rate_rps``, averaged over
+    seeds: what a capacity means in the numbers `vllm bench serve` users read. Empty without such probes."""
+    if rate_rps is None:
+        return {}
+    values: dict[str, list[float]] = {}
+    for p in probes:
+        if abs(p.rate_rps - rate_rps) > 1e-9 * max(1.0, rate_rps):
+            continue
+        for k, v in p.evidence.items():
+            if k not in EVIDENCE_FIELDS and isinstance(v, int | float) and v == v:
+                values.setdefault(k, []).append(float(v))
+    return {k: sum(v) / len(v) for k, v in values.items()}
 
 
 def _evidence_columns_missing(path: Path) -> list[str]:

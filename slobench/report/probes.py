@@ -9,7 +9,8 @@ column or key; they read as version 1, and optional columns missing from them ta
 2 = these models; 3 = steady-state probes (probes.csv: the warm-up and the evidence of the backlog, drain
 and compute-ceiling checks; summary.json's capacity rows: ``notes``, ``probe_requests``, ``warmup``); 4 = the
 vLLM-style figures per probe (probes.csv: ``goodput_rps``, ``vllm_goodput_rps``, ``output_tok_s``, ``total_tok_s``
-and the latency columns in ms named as vLLM names them, e.g. ``p99_ttft_ms``; summary.json: ``metadata``). A
+and the latency columns in ms named as vLLM names them, e.g. ``p99_ttft_ms``; summary.json: ``metadata`` and each
+capacity row's ``at_capacity``, those figures at the capacity). A
 file of a newer version than this slobench knows is refused in one line; older files read, the new
 columns empty.
 
@@ -154,6 +155,9 @@ class CapacityRow(BaseModel):
     notes: str = ""  # what the search did beyond bisection (the crossing's confirmation; version 3)
     probe_requests: int | None = None  # expected requests per probe and replica (version 3)
     warmup: float | None = None  # share of each probe's duration not counted (version 3)
+    # vLLM-style figures of the probes at the capacity, mean over seeds (version 4): goodput_rps,
+    # vllm_goodput_rps, output_tok_s, total_tok_s and the latency keys in ms (e.g. p99_ttft_ms)
+    at_capacity: dict[str, float] = Field(default_factory=dict)
 
     _nan = field_validator("capacity_rps", "lower_rps", "upper_rps", "min_rate_rps",
                            mode="before")(lambda cls, v: _none_if_nan(v))

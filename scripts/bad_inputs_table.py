@@ -51,6 +51,11 @@ Notes on the accepted-but-changed inputs and the results folders above:
   `summary.json`, followed by `note:` lines (how many requests have records; when the workload cannot be
   generated again, that goodput divides by the span of the recorded arrivals). A torn last line of
   `requests.jsonl` is dropped.
+- vLLM bench's flags (`--burstiness`, `--goodput`, `--percentile-metrics`, `--metric-percentiles`, `--metadata`)
+  are checked before a results folder is made; `--burstiness` shapes generated arrivals only, so a trace replay
+  refuses it rather than dropping the trace's timestamps (docs/metrics.md).
+- Engines and URLs: a malformed `--url` is refused before a results folder is made; a URL with nothing listening
+  fails when the first request is sent, after the run folder exists (the line names its records file).
 """
 
 
@@ -92,6 +97,26 @@ def make_files(tmp: Path) -> None:
     (tmp / "syntax.yaml").write_text("name: x\napps:\n  - name: chatbot\n   tier: chat\n")
     (tmp / "weird.txt").write_text("t,in,out\n0,1,1\n")
     (tmp / "weird-format.yaml").write_text(_spec("w", ok | {"path": "weird.txt"}))
+    # `workloads new` inputs: traces whose columns cannot be guessed, and trace replay options in a spec
+    cols = {"two-prompt": "timestamp,input_length,output_length,prompt_tokens",
+            "two-time": "timestamp,time,input_length,output_length", "no-output": "timestamp,input_length,x",
+            "no-prompt": "timestamp,y,output_length", "trace": "timestamp,input_length,output_length",
+            "no-time": "a,input_length,output_length"}
+    for name, header in cols.items():
+        n = header.count(",") + 1
+        body = "".join(",".join(str(i + 0.5 if j == 0 else 10 * (i + 1) + j) for j in range(n)) + "\n"
+                       for i in range(20))
+        (tmp / f"{name}.csv").write_text(header + "\n" + body)
+    (tmp / "exists.yaml").write_text("# mine\n")
+    trace = {"process": "trace", "trace": "ok.csv", "timestamp_column": "t"}
+    options = {"jitter-poisson": {"process": "poisson", "jitter_s": 1.0}, "jitter-negative": trace | {"jitter_s": -1},
+               "jitter-word": trace | {"jitter_s": "lots"}, "native-thin": trace | {"rate": "native", "scale": "thin"},
+               "rate-word": trace | {"rate": "fast"}, "unit-hours": trace | {"timestamp_unit": "h"},
+               "native": trace | {"rate": "native"}, "thin": trace | {"scale": "thin"}}
+    for name, arrival in options.items():
+        (tmp / f"{name}.yaml").write_text(_spec(name, ok, arrival))
+    (tmp / "trace-replay.yaml").write_text(_spec("trace-replay", ok, trace))
+    (tmp / "burst-grid.yaml").write_text("workload: chatbot\ngrid: {burstiness_cv: [1, 2]}\n")
 
 
 def run(args: list[str], cwd: Path) -> tuple[str, int]:
@@ -181,6 +206,56 @@ def cases(tmp: Path) -> list[tuple[str, list[str]]]:
                                                                     write("manifest.json", "[1, 2]"))]),
         ("interrupted `slobench run` folder", ["resume", one.relative_to(tmp).as_posix()]),
         ("interrupted `slobench run` folder (summarised)", ["report", one.relative_to(tmp).as_posix()]),
+        # engines and URLs
+        ("engine: unknown name", ["run", "--engine", "tpu"]),
+        ("engine: openai without --url", ["run", "--engine", "openai", "-n", "5"]),
+        ("URL: not http(s)", ["run", "--engine", "openai", "--url", "notaurl", "-n", "5"]),
+        ("URL: nothing listening", ["run", "--engine", "openai", "--url", "http://127.0.0.1:9/v1", "-n", "5"]),
+        ("engine option without =", ["run", "--engine-arg", "max_num_seqs", "-n", "5"]),
+        ("engine option not a number", ["run", "--engine-arg", "max_num_seqs=lots", "-n", "5"]),
+        ("engine options file missing", ["run", "--engine-config", "nope.yaml", "-n", "5"]),
+        # `workloads new`: a user's trace whose columns cannot be guessed, bad flags, bad targets
+        ("new: two prompt-length candidates", ["workloads", "new", "t", "--from-trace", "two-prompt.csv"]),
+        ("new: two timestamp candidates", ["workloads", "new", "t", "--from-trace", "two-time.csv"]),
+        ("new: no output-length column", ["workloads", "new", "t", "--from-trace", "no-output.csv"]),
+        ("new: no prompt-length column", ["workloads", "new", "t", "--from-trace", "no-prompt.csv"]),
+        ("new: --prompt-column not in the file", ["workloads", "new", "t", "--from-trace", "trace.csv",
+                                                  "--prompt-column", "nope"]),
+        ("new: a timestamp column as token counts", ["workloads", "new", "t", "--from-trace", "trace.csv",
+                                                      "--prompt-column", "timestamp"]),
+        ("new: unknown --slo-preset", ["workloads", "new", "t", "--from-trace", "trace.csv", "--slo-preset", "gold"]),
+        ("new: multi-stage --app", ["workloads", "new", "t", "--from-trace", "trace.csv", "--app", "reasoning"]),
+        ("new: unknown --time-unit", ["workloads", "new", "t", "--from-trace", "trace.csv", "--time-unit", "h"]),
+        ("new: --time-unit without a time column", ["workloads", "new", "t", "--from-trace", "no-time.csv",
+                                                    "--time-unit", "ms"]),
+        ("new: NAME with a slash", ["workloads", "new", "--from-trace", "trace.csv", "--out", "x.yaml", "--",
+                                    "a/b"]),
+        ("new: the YAML exists", ["workloads", "new", "exists", "--from-trace", "trace.csv"]),
+        ("new: trace file missing", ["workloads", "new", "t", "--from-trace", "nope.csv"]),
+        ("new: trace file not data", ["workloads", "new", "t", "--from-trace", "exists.yaml"]),
+        ("new: --out under a file", ["workloads", "new", "t", "--from-trace", "trace.csv", "--out", "afile/t.yaml"]),
+        ("new: neither --from-trace nor --from-hf", ["workloads", "new", "t"]),
+        # trace replay options in a spec (workloads show checks them as a run reads them)
+        ("trace options: jitter on Poisson arrivals", ["workloads", "show", "jitter-poisson.yaml"]),
+        ("trace options: negative jitter", ["workloads", "show", "jitter-negative.yaml"]),
+        ("trace options: jitter a word", ["workloads", "show", "jitter-word.yaml"]),
+        ("trace options: native rate and thinning", ["workloads", "show", "native-thin.yaml"]),
+        ("trace options: unknown rate", ["workloads", "show", "rate-word.yaml"]),
+        ("trace options: unknown timestamp unit", ["workloads", "show", "unit-hours.yaml"]),
+        ("trace options: a rate for a native replay", ["run", "-w", "native.yaml", "--rate", "3", "-n", "10"]),
+        ("trace options: thinning above the trace's rate", ["run", "-w", "thin.yaml", "--rate", "50", "-n", "10"]),
+        # vLLM bench's flags
+        ("flag: --burstiness 0", ["run", "--burstiness", "0"]),
+        ("flag: --burstiness on a trace replay", ["run", "-w", "trace-replay.yaml", "--burstiness", "2"]),
+        ("flag: --burstiness beside a burstiness_cv grid", ["sweep", "--grid", "burst-grid.yaml", "--burstiness",
+                                                            "2"]),
+        ("flag: --goodput unknown metric", ["run", "--goodput", "foo:5"]),
+        ("flag: --goodput bound not a number", ["run", "--goodput", "ttft:fast"]),
+        ("flag: --goodput metric twice", ["compare", "--goodput", "ttft:500,ttft:300"]),
+        ("flag: --goodput without a bound", ["capacity", "--goodput", "tpot"]),
+        ("flag: --percentile-metrics unknown", ["run", "--percentile-metrics", "ttft,latency"]),
+        ("flag: --metric-percentiles out of range", ["run", "--metric-percentiles", "50,150"]),
+        ("flag: --metadata without =", ["run", "--metadata", "team"]),
     ]
 
 

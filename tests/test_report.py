@@ -84,7 +84,7 @@ def test_figures_from_synthetic_frames() -> None:
     assert {t.name for t in fig.data} == {"a", "a (invalid)", "b"}
     bars = capacity_bars(caps)
     assert "2.00×" in bars.data[1].text[0]
-    assert len(latency_cdfs(_stages(rng)).data) == 2
+    assert len(latency_cdfs(_stages(rng)).data) == 4  # TTFT and TPOT, each ÷ SLO and in ms
     assert len(batch_timeline(_iterations()).data) == 4
     scale = replica_scaling(pd.DataFrame({"scheduler": ["a"] * 2, "replicas": [1, 2], "capacity_rps": [2, 3.8]}))
     assert len(scale.data) == 2

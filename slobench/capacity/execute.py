@@ -90,7 +90,8 @@ def probe_result(res: Any, rate: float) -> ProbeResult:
     - ``tail_s``: how long the run kept going after the last SLO deadline of any stage (kept as evidence);
     - ``offered_rate_rps``: the rate asked for; ``achieved_rate_rps``: the load generator's
       realised rate on real engines, the generated arrivals' rate on the simulator;
-    - ``client_lag_s``: how far a real engine's load generator fell behind its schedule.
+    - ``client_lag_s``: how far a real engine's load generator fell behind its schedule;
+    - ``serving``: the vLLM-style figures (`serving_row`), reported beside attainment, never judged.
     """
     from slobench.capacity import validity
 
@@ -142,7 +143,7 @@ def probe_result(res: Any, rate: float) -> ProbeResult:
         backlog_arrivals=None if backlog is None else backlog.arrivals,
         backlog_mean=None if backlog is None else backlog.mean, drain_ratio=drain,
         offered_tok_s=offered_tok, ceiling_tok_s=ceiling, kv_full_share=kv_full,
-        stopped_early=getattr(s, "stopped_early", None),
+        stopped_early=getattr(s, "stopped_early", None), serving=serving_row(s),
     )
 
 
@@ -159,6 +160,17 @@ def _kv_full_share(res: Any, cfg: Any, t0: float, t1: float) -> float | None:
 
     total = int(build_latency_model(cfg).kv_capacity_tokens()) // int(sim["block_size"])
     return validity.kv_full_share(iterations, total, t0, t1)
+
+
+def serving_row(s: Any) -> dict[str, float | None]:
+    """A run summary's vLLM-style figures as probes.csv columns: tokens/s, slobench's goodput (every per-token
+    deadline met), vLLM-style goodput (fixed bounds; None without --goodput) and the latency keys (ms)."""
+    def num(v: Any) -> float | None:
+        return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+    return {"goodput_rps": num(s.goodput_rps), "vllm_goodput_rps": num(getattr(s, "vllm_goodput_rps", None)),
+            "output_tok_s": num(getattr(s, "output_tok_s", None)), "total_tok_s": num(getattr(s, "total_tok_s", None)),
+            } | {k: num(v) for k, v in (getattr(s, "latency_ms", None) or {}).items()}
 
 
 def run_search(
@@ -314,22 +326,25 @@ def execute(plan: Plan, store: Collector, observer: SearchObserver | None = None
     return _finish(plan, store, interrupted)
 
 
-def write_plan_manifest(out_dir: Path, plan: Plan, config: dict[str, Any]) -> None:
-    """manifest.json of a plan's results folder: command, config and the plan (what resume replays)."""
+def write_plan_manifest(out_dir: Path, plan: Plan, config: dict[str, Any],
+                        metadata: dict[str, str] | None = None) -> None:
+    """manifest.json of a plan's results folder: command, config, the plan (what resume replays) and the
+    user's ``--metadata``."""
     from slobench.report.results import write_manifest
 
     seeds = plan.search.seeds
     write_manifest(out_dir, command=sys.argv, config=config, seed=seeds[0] if seeds else None,
-                   extra={"plan": plan.to_dict()})
+                   extra={"plan": plan.to_dict()} | ({"metadata": metadata} if metadata else {}))
 
 
-def start(plan: Plan, out: Path, name: str, config: dict[str, Any]) -> Collector:
+def start(plan: Plan, out: Path, name: str, config: dict[str, Any],
+          metadata: dict[str, str] | None = None) -> Collector:
     """Make the results folder ``out/<stamp>-<name>``, write the manifest (with the plan), return its store."""
     from slobench.report.results import new_run_dir
 
     path = new_run_dir(name, root=out)
-    write_plan_manifest(path, plan, {"name": name} | config)
-    return Collector(path, plan.search.target, plan.title)
+    write_plan_manifest(path, plan, {"name": name} | config, metadata)
+    return Collector(path, plan.search.target, plan.title, metadata=dict(metadata or {}))
 
 
 def open_resume(results_dir: Path, *, kind: str | None = None) -> tuple[Plan, Collector]:
@@ -368,7 +383,9 @@ def open_resume(results_dir: Path, *, kind: str | None = None) -> tuple[Plan, Co
     manifest.setdefault("resumed", []).append({"at": datetime.now().isoformat(timespec="seconds"),
                                                "command": " ".join(sys.argv)})
     write_json(manifest_path, manifest)
-    store = Collector(results_dir, plan.search.target, plan.title)
+    meta = manifest.get("metadata")
+    store = Collector(results_dir, plan.search.target, plan.title,
+                      metadata={str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {})
     store.load_previous()
     return plan, store
 

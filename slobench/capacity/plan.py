@@ -240,7 +240,6 @@ def preflight(specs: Sequence[SearchSpec], settings: SearchSettings | None = Non
     With ``settings``, a trace replayed natively or thinned is also checked against the highest rate the
     searches may ask for (``rate: native`` takes none; ``scale: thin`` none above the trace's own rate)."""
     from slobench.cluster import run as cluster_run
-    from slobench.workloads import load_spec
     from slobench.workloads.generate import check_sources
 
     check_schedulers(list(dict.fromkeys(s.scheduler for s in specs)))
@@ -252,7 +251,7 @@ def preflight(specs: Sequence[SearchSpec], settings: SearchSettings | None = Non
         seen.add(sig)
         cfg = spec.config(1.0, 0)
         top = None if settings is None else max(settings.rates) if settings.rates else settings.rate_hi
-        check_sources(load_spec(cfg.workload), rate_rps=top)  # reads (and caches) traces: bad ones fail now
+        check_sources(cluster_run.workload_spec(cfg), rate_rps=top)  # reads (and caches) traces: bad ones fail now
         if cfg.engine == "sim":
             cluster_run.build_latency_model(cfg)
 

@@ -66,6 +66,9 @@ class ProbeResult:
     ceiling_tok_s: float | None = None  # modelled compute ceiling of the replicas for that token mix
     kv_full_share: float | None = None  # share of the measured window with a replica's KV cache ≥ 95% full
     stopped_early: str | None = None  # a real-engine probe stopped as a certain FAIL: why (`metrics.early_fail`)
+    # The run's vLLM-style figures (slobench.metrics.serving): tokens/s, both goodputs, latency keys in ms.
+    # Reported only (probes.csv, report); the search never decides on them.
+    serving: dict[str, float | None] = field(default_factory=dict)
 
     @property
     def attainment(self) -> float:
@@ -154,7 +157,9 @@ class Probe:
             "num_requests": self.num_requests, "valid": self.valid, "reason": self.reason,
             "offered_rate_rps": self.offered_rate_rps, "achieved_rate_rps": self.achieved_rate_rps,
             "client_lag_s": self.client_lag_s, "tail_s": self.tail_s, "unfinished": self.unfinished,
-        } | {f: self.evidence.get(f) for f in EVIDENCE_FIELDS} | {"span_factor": self.span_factor}
+        } | {f: self.evidence.get(f) for f in EVIDENCE_FIELDS} | {
+            k: v for k, v in self.evidence.items() if k not in EVIDENCE_FIELDS} | {  # the serving figures
+            "span_factor": self.span_factor}
 
 
 def make_probe(rate_rps: float, seed: int, result: ProbeResult, limits: ValidityLimits,
@@ -164,8 +169,8 @@ def make_probe(rate_rps: float, seed: int, result: ProbeResult, limits: Validity
     lo, hi = wilson_interval(result.num_met, result.num_requests, confidence)
     return Probe(rate_rps, seed, result.attainment, lo, hi, result.num_met, result.num_requests,
                  reason is None, reason or "", result.offered_rate_rps, result.achieved_rate_rps,
-                 result.client_lag_s, result.tail_s, result.unfinished, result.records, result.evidence(),
-                 span_factor)
+                 result.client_lag_s, result.tail_s, result.unfinished, result.records,
+                 result.evidence() | result.serving, span_factor)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""What a plan's numbers rest on, in words: information, simulator ground truth, SLO preset, probe size.
+"""What a plan's numbers rest on, in words: information, simulator ground truth, SLOs, workload, probe size.
 
 A capacity is only meaningful with its conditions: whether the policies knew output lengths (the
 oracle) or predicted them, how the simulated GPU differs from the model the policies plan with, which
@@ -50,6 +50,51 @@ def _probes(kw: dict[str, Any]) -> str:
             f"first {warm:.0%} of each probe is warm-up, not counted")
 
 
+def _workload(cfg: Any) -> str:
+    """The workload's arrival process and length statistics, from a sample the probes would send (seed 0, 1000
+    requests at the spec's rate): what a reader needs to tell this workload from another of the same name."""
+    import numpy as np
+
+    from slobench.cluster import run as cluster_run
+
+    probe = cfg.model_copy(update={"num_requests": 1000, "duration_s": None, "rate_rps": None, "seed": 0})
+    spec = cluster_run.workload_spec(probe)
+    wl = cluster_run.build_workload(probe, cluster_run.build_latency_model(probe))
+    prompt = np.array([sum(s.prompt_tokens for s in r.stages) for r in wl.requests], dtype=float)
+    output = np.array([sum(s.output_tokens for s in r.stages) for r in wl.requests], dtype=float)
+    stages = np.array([len(r.stages) for r in wl.requests], dtype=float)
+    arrival = spec.arrival.process + (f" (CV {spec.arrival.cv:.3g})" if spec.arrival.cv else "")
+    if cfg.burstiness_cv is not None:
+        arrival += f", from --burstiness {1 / cfg.burstiness_cv ** 2:.3g}"
+    multi = f", {stages.mean():.2f} stages per request" if stages.max() > 1 else ""
+    return (f"{arrival} arrivals; prompt tokens mean {prompt.mean():.0f} (p50 {np.median(prompt):.0f}, "
+            f"p99 {np.percentile(prompt, 99):.0f}), output tokens mean {output.mean():.0f} (p50 "
+            f"{np.median(output):.0f}, p99 {np.percentile(output, 99):.0f}){multi}")
+
+
+def _serving(cfg: Any) -> str:
+    """The vLLM-style figures asked for (--goodput, --percentile-metrics, --metric-percentiles)."""
+    from slobench.metrics.serving import parse_metric_percentiles, parse_percentile_metrics, percentile_word
+
+    metrics = parse_percentile_metrics(cfg.percentile_metrics)
+    pcts = parse_metric_percentiles(cfg.metric_percentiles)
+    text = (f"latency mean/median/std and p{', p'.join(percentile_word(p) for p in pcts)} of "
+            f"{', '.join(metrics)} (ms)")
+    if cfg.goodput_ms:
+        bounds = ", ".join(f"{k} ≤ {v:g} ms" for k, v in cfg.goodput_ms.items())
+        text += f"; vLLM-style goodput: requests with {bounds}"
+    return text
+
+
+def _safe(describe: Any, cfg: Any) -> str:
+    """A description that cannot generate (e.g. a trace file moved since) says so instead of dropping the setup:
+    it only describes, so no failure of it may stop the searches it describes."""
+    try:
+        return describe(cfg)
+    except Exception as exc:  # noqa: BLE001 - descriptive only; the probes report real problems themselves
+        return f"statistics unavailable ({type(exc).__name__}: {exc})"
+
+
 def describe_setup(specs: Sequence[SearchSpec]) -> list[dict[str, str]]:
     """One record per distinct run setting of ``specs`` (searches sharing it listed together)."""
     groups: dict[str, list[SearchSpec]] = {}
@@ -67,6 +112,8 @@ def describe_setup(specs: Sequence[SearchSpec]) -> list[dict[str, str]]:
             "output lengths": _information(cfg),
             "ground truth": _ground_truth(cfg),
             "SLOs": _slos(cfg.workload),
+            "workload": _safe(_workload, cfg),
             "probes": _probes(first.run_kwargs),
+            "vLLM-style figures": _serving(cfg),
         })
     return out

@@ -53,7 +53,23 @@ def capacity_row(spec: SearchSpec, result: CapacityResult) -> CapacityRow:
         "message": result.message, "min_rate_rps": result.points[0].rate_rps if result.points else None,
         "num_rates": len(result.points), "num_probes": len(result.probes), "notes": "; ".join(result.notes),
         "probe_requests": spec.run_kwargs.get("probe_requests"), "warmup": spec.run_kwargs.get("warmup"),
+        "at_capacity": serving_at(result.probes, result.capacity_rps),
     } | spec.extra)
+
+
+def serving_at(probes: list[Probe], rate_rps: float | None) -> dict[str, float]:
+    """The vLLM-style figures (tokens/s, both goodputs, latency ms) of the probes at ``rate_rps``, averaged over
+    seeds: what a capacity means in the numbers `vllm bench serve` users read. Empty without such probes."""
+    if rate_rps is None:
+        return {}
+    values: dict[str, list[float]] = {}
+    for p in probes:
+        if abs(p.rate_rps - rate_rps) > 1e-9 * max(1.0, rate_rps):
+            continue
+        for k, v in p.evidence.items():
+            if k not in EVIDENCE_FIELDS and isinstance(v, int | float) and v == v:
+                values.setdefault(k, []).append(float(v))
+    return {k: sum(v) / len(v) for k, v in values.items()}
 
 
 def _evidence_columns_missing(path: Path) -> list[str]:
@@ -80,6 +96,7 @@ class Collector:
     complete: bool = False
     started: float = field(default_factory=time.perf_counter)
     setup: list[dict[str, str]] = field(default_factory=list)  # `slobench.capacity.setup.describe_setup`
+    metadata: dict[str, str] = field(default_factory=dict)  # --metadata KEY=VALUE, copied into summary.json
     _pending: dict[ProbeKey, tuple[pd.DataFrame, pd.DataFrame]] = field(default_factory=dict)
 
     def load_previous(self) -> int:
@@ -114,7 +131,7 @@ class Collector:
         return ProbeResult(
             num_met=row.num_met, num_requests=row.num_requests, offered_rate_rps=row.offered_rate_rps,
             achieved_rate_rps=row.achieved_rate_rps, client_lag_s=row.client_lag_s, tail_s=row.tail_s,
-            unfinished=row.unfinished, **{f: getattr(row, f) for f in EVIDENCE_FIELDS},
+            unfinished=row.unfinished, **{f: getattr(row, f) for f in EVIDENCE_FIELDS}, serving=row.serving(),
         )
 
     def stash(self, key: ProbeKey, stages: pd.DataFrame, iterations: pd.DataFrame) -> None:
@@ -163,7 +180,8 @@ class Collector:
     def summary(self) -> ExperimentSummary:
         return ExperimentSummary(schema_version=SUMMARY_VERSION, title=self.title, target=self.target,
                                  complete=self.complete, capacities=self.capacities, scaling=self.scaling,
-                                 wall_s=time.perf_counter() - self.started, setup=self.setup)
+                                 wall_s=time.perf_counter() - self.started, setup=self.setup,
+                                 metadata=self.metadata)
 
     def save(self, *, final: bool = False) -> None:
         """Write probes.csv and summary.json; on the final save fold the per-probe parts in."""

@@ -35,16 +35,21 @@ from slobench.capacity.plan import (
 from slobench.capacity.store import Collector
 from slobench.cli import display
 from slobench.cli.options import (
+    BurstinessOpt,
     EngineArgOpt,
     EngineConfigOpt,
     EngineOpt,
+    GoodputOpt,
     GridOpt,
     HardwareOpt,
     JobsOpt,
+    MetadataOpt,
+    MetricPercentilesOpt,
     ModelOpt,
     OneWorkloadOpt,
     OracleLengthsOpt,
     OutOpt,
+    PercentileMetricsOpt,
     ProfileOpt,
     QuickOpt,
     RateMaxOpt,
@@ -65,6 +70,8 @@ from slobench.cli.options import (
     UrlOpt,
     WorkloadOpt,
     engine_options,
+    measure_kwargs,
+    metadata_option,
 )
 from slobench.errors import UserError
 
@@ -91,7 +98,8 @@ def _parse_list(value: str) -> list[str]:
 def _run(plan: Plan, store: Collector, jobs: int | None = None) -> NoReturn:
     """Execute with live progress, print the outcome, exit with its code (Ctrl-C: re-raised after the lines)."""
     try:
-        with display.SearchProgress() as progress:
+        prior = 8.0 if plan.search.rel_tol >= 0.05 else 14.0  # typical probes per search: --quick / full
+        with display.SearchProgress(prior_probes=prior) as progress:
             outcome = execute(plan, store, progress, jobs)
     except Exception:
         display.print_failed(store.out_dir)
@@ -152,6 +160,11 @@ def compare_cmd(
     warmup: WarmupOpt = None,
     confirm: ConfirmOpt = None,
     hold: HoldOpt = None,
+    burstiness: BurstinessOpt = None,
+    goodput: GoodputOpt = None,
+    percentile_metrics: PercentileMetricsOpt = None,
+    metric_percentiles: MetricPercentilesOpt = None,
+    metadata: MetadataOpt = None,
 ) -> None:
     """Capacity of each scheduler on each workload, side by side, with a report.
 
@@ -165,6 +178,9 @@ def compare_cmd(
                     engine_options=engine_options(engine_arg, engine_config), warmup=warmup,
                     oracle_lengths=oracle_lengths, truth={"truth_bias": truth_bias, "truth_noise_cv": truth_noise,
                                                           "schedule_cost": schedule_cost})
+    kw |= measure_kwargs(burstiness=burstiness, goodput=goodput, percentile_metrics=percentile_metrics,
+                         metric_percentiles=metric_percentiles)
+    meta = metadata_option(metadata)
     labels = dict(zip(workloads, workload_labels(workloads), strict=True))
     specs = [SearchSpec(labels[wl], s, kw | {"workload": workload_arg(wl)}) for wl in workloads for s in scheds]
     settings = search_settings(target, seed, quick, rate_start, rate_min, rate_max, refine_interval, confirm, hold)
@@ -173,7 +189,7 @@ def compare_cmd(
     plan = Plan("compare", title, specs, settings)
     name = "compare-" + "-".join(Path(w).stem for w in workloads)
     config = {"workloads": workloads, "schedulers": scheds, "target": target, "seeds": seed, "quick": quick} | kw
-    _run(plan, start(plan, out, name, config), jobs)
+    _run(plan, start(plan, out, name, config, meta), jobs)
 
 
 def capacity_cmd(
@@ -207,6 +223,11 @@ def capacity_cmd(
     warmup: WarmupOpt = None,
     confirm: ConfirmOpt = None,
     hold: HoldOpt = None,
+    burstiness: BurstinessOpt = None,
+    goodput: GoodputOpt = None,
+    percentile_metrics: PercentileMetricsOpt = None,
+    metric_percentiles: MetricPercentilesOpt = None,
+    metadata: MetadataOpt = None,
 ) -> None:
     """Capacity of one scheduler on one workload.
 
@@ -218,13 +239,16 @@ def capacity_cmd(
                     engine_options=engine_options(engine_arg, engine_config), warmup=warmup,
                     oracle_lengths=oracle_lengths, truth={"truth_bias": truth_bias, "truth_noise_cv": truth_noise,
                                                           "schedule_cost": schedule_cost})
+    kw |= measure_kwargs(burstiness=burstiness, goodput=goodput, percentile_metrics=percentile_metrics,
+                         metric_percentiles=metric_percentiles)
+    meta = metadata_option(metadata)
     [label] = workload_labels([workload])
     specs = [SearchSpec(label, scheduler, kw | {"workload": workload_arg(workload)})]
     settings = search_settings(target, seed, quick, rate_start, rate_min, rate_max, refine_interval, confirm, hold)
     preflight(specs, settings)
     plan = Plan("capacity", f"slobench capacity: {label} × {scheduler} ({setup_text(kw)})", specs, settings)
     config = {"workload": workload, "scheduler": scheduler, "target": target, "seeds": seed, "quick": quick} | kw
-    _run(plan, start(plan, out, f"capacity-{Path(workload).stem}-{scheduler}", config), jobs)
+    _run(plan, start(plan, out, f"capacity-{Path(workload).stem}-{scheduler}", config, meta), jobs)
 
 
 def sweep_cmd(
@@ -234,6 +258,11 @@ def sweep_cmd(
     quick: QuickOpt = False,
     resume: ResumeOpt = None,
     jobs: JobsOpt = None,
+    burstiness: BurstinessOpt = None,
+    goodput: GoodputOpt = None,
+    percentile_metrics: PercentileMetricsOpt = None,
+    metric_percentiles: MetricPercentilesOpt = None,
+    metadata: MetadataOpt = None,
 ) -> None:
     """Probe a rate grid, or search capacity, over a parameter grid; tidy probes.csv + report.
 
@@ -243,15 +272,22 @@ def sweep_cmd(
     if grid is None:
         raise UserError("--grid: missing; give a sweep YAML file (or --resume RESULTS_DIR)")
     g = load_grid(grid)
+    measure = measure_kwargs(burstiness=burstiness, goodput=goodput, percentile_metrics=percentile_metrics,
+                             metric_percentiles=metric_percentiles)
+    meta = metadata_option(metadata)
+    if "burstiness_cv" in measure and "burstiness_cv" in g.grid:
+        raise UserError(f"--burstiness: {grid} already sweeps burstiness_cv; drop one of them")
     from slobench.report.results import new_run_dir
 
     out_dir = new_run_dir(f"sweep-{grid.stem}", root=out)
     specs = sweep_specs(g, out_dir, quick=quick)  # workload variants are written into the results folder
+    for spec in specs:
+        spec.run_kwargs = spec.run_kwargs | measure
     preflight(specs, g.settings(quick=quick))
     plan = Plan("sweep", f"slobench sweep: {grid.name}", specs, g.settings(quick=quick), scaling="replicas" in g.grid,
                 strict=False)
-    write_plan_manifest(out_dir, plan, g.model_dump() | {"grid_file": str(grid), "quick": quick})
-    _run(plan, Collector(out_dir, g.target, plan.title), jobs)
+    write_plan_manifest(out_dir, plan, g.model_dump() | {"grid_file": str(grid), "quick": quick}, meta)
+    _run(plan, Collector(out_dir, g.target, plan.title, metadata=meta), jobs)
 
 
 def resume_cmd(

@@ -11,12 +11,21 @@ from __future__ import annotations
 import math
 import shlex
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from rich import box
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from slobench.capacity.bench import BenchRow, ratios
@@ -33,15 +42,45 @@ wide_console = Console() if sys.stdout.isatty() else Console(width=160)
 BASELINES = ("vllm", "vllm-v0", "sarathi")
 
 
-class SearchProgress:
-    """Live rich display: a line per finished probe, a bar (requests done) for the one running."""
+def time_left_s(elapsed_s: float, total_searches: int, done: Sequence[int], running: Sequence[int],
+                prior_probes: float = 10.0) -> float | None:
+    """Estimated seconds left of a multi-search command (None until a probe has finished).
 
-    def __init__(self, out: Console | None = None) -> None:
+    A search's probe count is not known in advance (bracketing and bisection stop when they stop), so each
+    search is taken to need as many probes as the finished ones did on average (``prior_probes`` before any
+    finished); seconds per probe is what the command has taken so far (with parallel searches that is the
+    effective rate). ``done``: probe counts of the finished searches; ``running``: of those under way."""
+    per = sum(done) / len(done) if done else prior_probes
+    work_done = sum(done) + sum(min(n, max(per - 1, 0)) for n in running)
+    if work_done <= 0 or elapsed_s <= 0:
+        return None
+    total = max(total_searches * per, work_done)
+    return (total - work_done) * elapsed_s / work_done
+
+
+def _clock(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+class SearchProgress:
+    """Live rich display: a line per finished probe, a bar (requests done) for the one running, and, when
+    the command runs several searches, an overall line with the searches done and an estimate of the time
+    left (`time_left_s`)."""
+
+    def __init__(self, out: Console | None = None, *, prior_probes: float = 10.0) -> None:
         self.label = ""
         self.prog = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                              TimeElapsedColumn(), console=out or console, transient=True)
         self.task = self.prog.add_task("starting", total=None)
+        self.overall: TaskID | None = None
         self.probes = 0
+        self.prior_probes = prior_probes
+        self.total_searches = 0
+        self.key: tuple[str, str] = ("", "")
+        self.running: dict[tuple[str, str], int] = {}  # probes so far of each search under way
+        self.done: list[int] = []  # probe counts of the finished searches
+        self.started = time.perf_counter()
 
     def __enter__(self) -> SearchProgress:
         self.prog.__enter__()
@@ -50,10 +89,29 @@ class SearchProgress:
     def __exit__(self, *exc: object) -> None:
         self.prog.__exit__(*exc)  # type: ignore[arg-type]
 
+    def overall_text(self) -> str:
+        """"overall: 1/4 searches done, 12 probes, 0:40 elapsed, ≈ 2:00 left" (the estimate once a probe is in)."""
+        elapsed = time.perf_counter() - self.started
+        probes = sum(self.done) + sum(self.running.values())
+        left = time_left_s(elapsed, self.total_searches, self.done, list(self.running.values()), self.prior_probes)
+        eta = "estimating time left" if left is None else f"≈ {_clock(left)} left"
+        return (f"overall: {len(self.done)}/{self.total_searches} searches done, {probes} probes, "
+                f"{_clock(elapsed)} elapsed, {eta}")
+
+    def _update_overall(self) -> None:
+        if self.total_searches < 2:
+            return  # one search: its own line says it all
+        if self.overall is None:
+            self.overall = self.prog.add_task("", total=self.total_searches)
+        self.prog.update(self.overall, description=self.overall_text(), completed=len(self.done))
+
     def start_search(self, spec: SearchSpec, index: int, total: int) -> None:
-        self.probes = 0
+        self.total_searches = total
+        self.key = (spec.label, spec.scheduler)
+        self.probes = self.running.setdefault(self.key, 0)
         self.label = f"[{index}/{total}] {spec.label} × {spec.scheduler}"
         self.prog.update(self.task, description=f"{self.label}: starting", total=None, completed=0)
+        self._update_overall()
 
     def start_probe(self, rate_rps: float, seed: int) -> None:
         self.prog.update(self.task, description=f"{self.label}: probe {self.probes + 1} at {rate_rps:.3g} req/s "
@@ -64,15 +122,18 @@ class SearchProgress:
 
     def finished(self, probe: Probe, cached: bool) -> None:
         self.probes += 1
+        self.running[self.key] = self.running.get(self.key, 0) + 1
         p = probe
         mark = "" if p.valid else f" [red]INVALID[/] ({p.reason})"
         note = " [dim](saved, not rerun)[/]" if cached else ""
         hold = f" [dim]({p.span_factor:g}× longer: hold check)[/]" if p.span_factor != 1 else ""
         self.prog.console.print(f"  {self.label}: {p.rate_rps:.3g} req/s seed {p.seed}{hold} → {p.attainment:.1%} "
                                 f"[{p.ci_low:.1%}, {p.ci_high:.1%}]{mark}{note}", highlight=False, soft_wrap=True)
+        self._update_overall()
 
     def finished_search(self, spec: SearchSpec, result: CapacityResult | None) -> None:
-        pass
+        self.done.append(self.running.pop((spec.label, spec.scheduler), 0))
+        self._update_overall()
 
 
 def _fmt_capacity(row: CapacityRow) -> str:

@@ -60,6 +60,54 @@ ScheduleCostOpt = Annotated[str, typer.Option(
     "--schedule-cost", help="Simulator: schedule() time charged per iteration: model (fitted per policy, "
     "deterministic) | wall (measured, not reproducible) | off.")]
 
+# vLLM bench's flags, with vLLM's meaning (docs/metrics.md "vLLM-style numbers").
+BurstinessOpt = Annotated[float | None, typer.Option(
+    "--burstiness", help="vLLM bench's burstiness B: the shape of Gamma inter-arrival times (B=1 Poisson, B<1 "
+    "burstier, B>1 smoother; CV = 1/√B). B is vLLM's shape, not a CV (a sweep's burstiness_cv axis is the CV). "
+    "Replaces the workload's arrival process; not for trace replays.")]
+GoodputOpt = Annotated[str | None, typer.Option(
+    "--goodput", help="vLLM-style goodput bounds in ms, any of ttft:MS,tpot:MS,e2el:MS: a request counts when its "
+    "TTFT, mean TPOT and end-to-end latency are within them. Reported as vllm_goodput_rps beside (not instead of) "
+    "slobench's per-token-deadline attainment.")]
+PercentileMetricsOpt = Annotated[str | None, typer.Option(
+    "--percentile-metrics", help="Latency metrics to report percentiles of (ms): a subset of ttft,tpot,itl,e2el "
+    "(default ttft,tpot,itl, as vLLM bench).")]
+MetricPercentilesOpt = Annotated[str | None, typer.Option(
+    "--metric-percentiles", help="Percentiles reported for each --percentile-metrics metric, e.g. 50,90,99 "
+    "(default 99, as vLLM bench); mean, median and std are always reported.")]
+MetadataOpt = Annotated[list[str] | None, typer.Option(
+    "--metadata", help="KEY=VALUE saved in manifest.json and summary.json (repeatable), e.g. --metadata team=infra.")]
+
+
+def measure_kwargs(*, burstiness: float | None, goodput: str | None, percentile_metrics: str | None,
+                   metric_percentiles: str | None) -> dict[str, Any]:
+    """The vLLM-bench flags as `RunConfig` keys (validated, one line each); only the ones given, so plans and
+    manifests of commands without them stay as they were."""
+    from slobench.metrics.serving import (
+        burstiness_to_cv,
+        parse_goodput,
+        parse_metric_percentiles,
+        parse_percentile_metrics,
+    )
+
+    kw: dict[str, Any] = {}
+    if burstiness is not None:
+        kw["burstiness_cv"] = burstiness_to_cv(burstiness)
+    if goodput is not None:
+        kw["goodput_ms"] = parse_goodput(goodput)
+    if percentile_metrics is not None:
+        kw["percentile_metrics"] = parse_percentile_metrics(percentile_metrics)
+    if metric_percentiles is not None:
+        kw["metric_percentiles"] = parse_metric_percentiles(metric_percentiles)
+    return kw
+
+
+def metadata_option(pairs: list[str] | None) -> dict[str, str]:
+    """``--metadata KEY=VALUE`` pairs → a dict (one line on a bad pair)."""
+    from slobench.metrics.serving import parse_metadata
+
+    return parse_metadata(pairs)
+
 
 def engine_options(pairs: list[str] | None, config: Path | None) -> dict[str, Any]:
     """``--engine-arg KEY=VALUE`` pairs and ``--engine-config FILE`` → the real engines' options (one line on

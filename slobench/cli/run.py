@@ -16,7 +16,20 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from slobench.cli import app
-from slobench.cli.options import OracleLengthsOpt, ScheduleCostOpt, TruthBiasOpt, TruthNoiseOpt, engine_options
+from slobench.cli.options import (
+    BurstinessOpt,
+    GoodputOpt,
+    MetadataOpt,
+    MetricPercentilesOpt,
+    OracleLengthsOpt,
+    PercentileMetricsOpt,
+    ScheduleCostOpt,
+    TruthBiasOpt,
+    TruthNoiseOpt,
+    engine_options,
+    measure_kwargs,
+    metadata_option,
+)
 from slobench.cluster.run import RunConfig, run_once, validate_config
 from slobench.errors import UserError
 from slobench.report.summary import RunSummary
@@ -29,6 +42,10 @@ app.add_typer(bench_app, name="bench")
 
 def _fmt_ms(v: float | None) -> str:
     return "–" if v is None or v != v else f"{v * 1e3:.1f}"
+
+
+def _fmt_num(v: float | None, spec: str) -> str:
+    return "–" if v is None or v != v else format(v, spec)
 
 
 def summary_table(summary: RunSummary, title: str) -> Table:
@@ -44,9 +61,24 @@ def summary_table(summary: RunSummary, title: str) -> Table:
         t.add_row(f"  stage '{name}'", f"{st.attainment:.1%} of {st.num}")
     for name, tier in summary.per_tier.items():
         t.add_row(f"  tier '{name}'", f"{tier.attainment:.1%} of {tier.num}")
-    t.add_row("goodput (req/s meeting SLO)", f"{summary.goodput_rps:.2f}")
-    for p, label in ((summary.ttft_s, "TTFT ms"), (summary.tpot_s, "TPOT ms"), (summary.itl_s, "ITL ms")):
-        t.add_row(f"{label} p50/p90/p99", f"{_fmt_ms(p.p50)} / {_fmt_ms(p.p90)} / {_fmt_ms(p.p99)}")
+    t.add_row("goodput, slobench (req/s meeting every per-token deadline)", f"{summary.goodput_rps:.2f}")
+    if summary.goodput_bounds_ms:
+        bounds = ", ".join(f"{k} ≤ {v:g} ms" for k, v in summary.goodput_bounds_ms.items())
+        t.add_row(f"goodput, vLLM-style (req/s with {bounds})", _fmt_num(summary.vllm_goodput_rps, ".2f"))
+    if summary.output_tok_s is not None:
+        t.add_row("output / total tokens per s", f"{_fmt_num(summary.output_tok_s, '.0f')} / "
+                  f"{_fmt_num(summary.total_tok_s, '.0f')}")
+    if summary.latency_ms:  # version 4: vLLM bench's figures, as chosen by --percentile-metrics/--metric-percentiles
+        for metric in summary.percentile_metrics:
+            keys = [k for k in summary.latency_ms if k.endswith(f"_{metric}_ms") and not k.startswith("std_")]
+            names = "/".join(k.removesuffix(f"_{metric}_ms") for k in keys)
+            values = " / ".join(_fmt_num(summary.latency_ms[k], ".1f") for k in keys)
+            t.add_row(f"{metric.upper()} ms {names}", values)
+    else:  # a summary written before version 4
+        for p, label in ((summary.ttft_s, "TTFT ms"), (summary.tpot_s, "TPOT ms"), (summary.itl_s, "ITL ms")):
+            t.add_row(f"{label} p50/p90/p99", f"{_fmt_ms(p.p50)} / {_fmt_ms(p.p90)} / {_fmt_ms(p.p99)}")
+    for key, value in summary.metadata.items():
+        t.add_row(f"metadata {key}", value)
     if summary.admission_counts:
         t.add_row("admission", ", ".join(f"{k}={v}" for k, v in summary.admission_counts.items()))
     ov = (summary.scheduler_stats or {}).get("overhead_ms")
@@ -88,6 +120,11 @@ def run_cmd(
     truth_noise: TruthNoiseOpt = 0.05,
     schedule_cost: ScheduleCostOpt = "model",
     oracle_lengths: OracleLengthsOpt = False,
+    burstiness: BurstinessOpt = None,
+    goodput: GoodputOpt = None,
+    percentile_metrics: PercentileMetricsOpt = None,
+    metric_percentiles: MetricPercentilesOpt = None,
+    metadata: MetadataOpt = None,
 ) -> None:
     """Run one workload through one scheduler and report SLO attainment.
 
@@ -99,9 +136,12 @@ def run_cmd(
         spec_alpha=spec_alpha, scheduler_options=_json_options(scheduler_options), engine=engine, url=url,
         engine_options=engine_options(engine_arg, engine_config), truth_bias=truth_bias, truth_noise_cv=truth_noise,
         schedule_cost=schedule_cost, oracle_lengths=oracle_lengths,
+        **measure_kwargs(burstiness=burstiness, goodput=goodput, percentile_metrics=percentile_metrics,
+                         metric_percentiles=metric_percentiles),
     )
+    meta = metadata_option(metadata)
     _check_inputs(cfg)
-    result = run_with_progress(cfg, out, name=f"run-{Path(workload).stem}-{scheduler}")
+    result = run_with_progress(cfg, out, name=f"run-{Path(workload).stem}-{scheduler}", metadata=meta)
     console.print(summary_table(result.summary, f"{result.summary.workload} × {cfg.scheduler} ({cfg.engine})"))
     verb = "simulated" if cfg.engine == "sim" else f"sent to {cfg.engine}"
     console.print(f"results: [bold]{result.run_dir}[/]  ({verb} {result.summary.num_requests} requests "
@@ -111,16 +151,20 @@ def run_cmd(
 def _check_inputs(cfg: RunConfig) -> None:
     """Fail on a bad workload, scheduler or GPU/model name *before* a results folder and a progress
     bar exist, so a typo gives one error line and leaves no empty run folder behind."""
-    from slobench.workloads import load_spec
+    from slobench.cluster.run import workload_spec
     from slobench.workloads.generate import check_sources
 
-    check_sources(load_spec(cfg.workload))  # trace files too: their errors and warnings come before the bar
+    check_sources(workload_spec(cfg))  # trace files too: their errors and warnings come before the bar
     if cfg.engine == "sim":
         from slobench.cluster.run import build_latency_model
         from slobench.schedulers.registry import make_policy
 
         build_latency_model(cfg)
         make_policy(cfg.policy)
+    elif cfg.engine == "openai" and cfg.url:
+        from slobench.engines.openai.engine import normalize_url
+
+        normalize_url(cfg.url)  # a malformed URL: one line before a results folder exists
     elif cfg.engine == "vllm" and cfg.policy.is_import_path:
         from slobench.schedulers.registry import import_policy_class
 
@@ -143,11 +187,12 @@ def _json_options(text: str | None) -> dict[str, Any]:
     return value
 
 
-def run_with_progress(cfg: RunConfig, out: Path, *, name: str):  # noqa: ANN201
+def run_with_progress(cfg: RunConfig, out: Path, *, name: str, metadata: dict[str, str] | None = None):  # noqa: ANN201
     from slobench.report.results import new_run_dir, write_manifest
 
     run_dir = new_run_dir(name, out)
-    write_manifest(run_dir, command=sys.argv, config=cfg.model_dump(), seed=cfg.seed)
+    write_manifest(run_dir, command=sys.argv, config=cfg.model_dump(), seed=cfg.seed,
+                   extra={"metadata": metadata} if metadata else None)
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=console, transient=True, disable=not console.is_terminal,  # piped: no bar, no stray blank line
@@ -162,7 +207,8 @@ def run_with_progress(cfg: RunConfig, out: Path, *, name: str):  # noqa: ANN201
             from slobench.cluster.run import engine_session  # real engines: servers stop when the run ends
 
             with engine_session(run_dir):
-                return run_once(cfg, run_dir=run_dir, on_progress=update)
+                extra = {"metadata": metadata} if metadata else {}  # test doubles of run_once take no metadata
+                return run_once(cfg, run_dir=run_dir, on_progress=update, **extra)
         except KeyboardInterrupt:
             console.print(f"[yellow]interrupted[/]: finished records kept in {run_dir}/requests.jsonl")
             raise

@@ -76,6 +76,13 @@ class RunConfig(BaseModel):
     early_fail_target: float | None = Field(
         default=None, gt=0, le=1, description="real engines: stop once the measured attainment is certainly below "
         "this (a capacity probe that has failed; `slobench.metrics.early_fail`); the simulator ignores it")
+    # vLLM-bench-compatible knobs (docs/metrics.md): Gamma arrivals of this CV instead of the spec's process
+    # (``--burstiness B`` is vLLM's gamma shape, stored as CV = 1/√B); the bounds of vLLM-style goodput (ms);
+    # which latency metrics and percentiles the summary reports (None: vLLM's defaults).
+    burstiness_cv: float | None = Field(default=None, description="Gamma inter-arrival CV (--burstiness B: 1/√B)")
+    goodput_ms: dict[str, float] = Field(default_factory=dict, description="--goodput bounds, ms: ttft/tpot/e2el")
+    percentile_metrics: list[str] | None = Field(default=None, description="--percentile-metrics")
+    metric_percentiles: list[float] | None = Field(default=None, description="--metric-percentiles")
 
     @model_validator(mode="before")
     @classmethod
@@ -156,6 +163,34 @@ class RunConfig(BaseModel):
             raise ValueError("must be a coefficient of variation in [0, 2] (0.05 = 5% per-iteration noise)")
         return v
 
+    @field_validator("burstiness_cv")
+    @classmethod
+    def _cv(cls, v: float | None) -> float | None:
+        if v is not None and not (v > 0 and math.isfinite(v)):
+            raise ValueError("must be a positive coefficient of variation (--burstiness B gives 1/√B)")
+        return v
+
+    @field_validator("goodput_ms", mode="before")
+    @classmethod
+    def _goodput(cls, v: Any) -> Any:
+        from slobench.metrics.serving import check_goodput
+
+        return check_goodput(v) if isinstance(v, dict) else v
+
+    @field_validator("percentile_metrics", mode="before")
+    @classmethod
+    def _pmetrics(cls, v: Any) -> Any:
+        from slobench.metrics.serving import parse_percentile_metrics
+
+        return None if v is None else parse_percentile_metrics(v)
+
+    @field_validator("metric_percentiles", mode="before")
+    @classmethod
+    def _mpercentiles(cls, v: Any) -> Any:
+        from slobench.metrics.serving import parse_metric_percentiles
+
+        return None if v is None else parse_metric_percentiles(v)
+
     @field_validator("router")
     @classmethod
     def _router(cls, v: str) -> str:
@@ -214,7 +249,7 @@ _FLAGS = {
     "rate_rps": "--rate", "duration_s": "--duration", "warmup_s": "--warmup", "policy.name": "--scheduler",
     "policy.options": "--scheduler-options", "policy.draft.alpha": "--spec-alpha",
     "policy.draft.max_draft": "--spec-max-draft", "engine_options": "--engine-arg",
-    "truth_noise_cv": "--truth-noise",
+    "truth_noise_cv": "--truth-noise", "burstiness_cv": "--burstiness", "goodput_ms": "--goodput",
     "policy.oracle_lengths": "--oracle-lengths",
 }
 
@@ -235,10 +270,27 @@ def build_latency_model(cfg: RunConfig):  # noqa: ANN201 - LatencyModel protocol
     return get_latency_model(hardware=cfg.hardware, model=cfg.model, tp=cfg.tp, profile=cfg.profile)
 
 
-def build_workload(cfg: RunConfig, perf: Any):  # noqa: ANN201
-    from slobench.workloads import generate, load_spec
+def workload_spec(cfg: RunConfig):  # noqa: ANN201 - WorkloadSpec
+    """The run's workload spec: the named/YAML spec, with Gamma arrivals of ``burstiness_cv`` when given.
+
+    A trace replay keeps its recorded timing: ``--burstiness`` on it would silently throw the trace's arrivals
+    away, so it is one line instead."""
+    from slobench.workloads import apply_overrides, load_spec
 
     spec = load_spec(cfg.workload)
+    if cfg.burstiness_cv is None:
+        return spec
+    if spec.arrival.process == "trace":
+        raise UserError(f"--burstiness: workload {spec.name!r} replays its trace's timestamps (arrival.process: "
+                        "trace); burstiness shapes generated arrivals only. Drop the flag, or set arrival.process: "
+                        "gamma in a copy of the spec")
+    return apply_overrides(spec, burstiness_cv=cfg.burstiness_cv)  # named e.g. chatbot-cv0.707
+
+
+def build_workload(cfg: RunConfig, perf: Any):  # noqa: ANN201
+    from slobench.workloads import generate
+
+    spec = workload_spec(cfg)
     return generate(
         spec, perf=perf, seed=cfg.seed, rate_rps=cfg.rate_rps, num_requests=cfg.num_requests,
         duration_s=cfg.duration_s,
@@ -310,9 +362,11 @@ def run_once(
     run_dir: Path | None = None,
     on_record: Callable[[StageRecord], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> RunResult:
     """Run ``cfg`` once. With ``run_dir``, records stream to ``run_dir/requests.jsonl`` as they finish,
-    and ``requests.parquet``, ``iterations.parquet`` (simulator) and ``summary.json`` are written at the end."""
+    and ``requests.parquet``, ``iterations.parquet`` (simulator) and ``summary.json`` are written at the end.
+    ``metadata`` (``--metadata KEY=VALUE``) is copied into the summary as given."""
     from slobench.report.results import RecordSink
 
     t_start = time.perf_counter()
@@ -360,8 +414,10 @@ def run_once(
         evidence = {"achieved_rate_rps": result.client.achieved_rate_rps,
                     "client_lag_s": result.client.client_lag_s, "client": result.client.counters}
     summary = RunSummary.build(
-        summarize(df, duration_s=span, warmup_s=cfg.warmup_s),
-        workload=workload.name, scheduler=cfg.scheduler, engine=cfg.engine, seed=cfg.seed,
+        summarize(df, duration_s=span, warmup_s=cfg.warmup_s, goodput_ms=cfg.goodput_ms,
+                  percentile_metrics=cfg.percentile_metrics, metric_percentiles=cfg.metric_percentiles),
+        workload=workload.name, metadata=dict(metadata or {}), scheduler=cfg.scheduler, engine=cfg.engine,
+        seed=cfg.seed,
         offered_rate_rps=(len(workload.requests) - 1) / span if span else math.nan,
         wall_s=time.perf_counter() - t_start, hardware=cfg.hardware, model=cfg.model, replicas=cfg.replicas,
         engine_info=result.info, scheduler_stats=result.scheduler_stats, **evidence,
@@ -454,7 +510,9 @@ def summarize_run_dir(run_dir: Path) -> RunDirSummary:
         notes.append(f"records of {recorded} requests; if the run was interrupted, requests that had not finished "
                      "are not counted")
     summary = RunSummary.build(
-        summarize(df, duration_s=span),
+        summarize(df, duration_s=span, goodput_ms=cfg.goodput_ms, percentile_metrics=cfg.percentile_metrics,
+                  metric_percentiles=cfg.metric_percentiles),
+        metadata=manifest.get("metadata") if isinstance(manifest.get("metadata"), dict) else {},
         workload=Path(cfg.workload).stem if cfg.workload.endswith((".yaml", ".yml")) else cfg.workload,
         scheduler=cfg.scheduler, engine=cfg.engine, seed=cfg.seed, hardware=cfg.hardware, model=cfg.model,
         replicas=cfg.replicas, offered_rate_rps=(sent - 1) / span if span and sent else math.nan,

@@ -22,11 +22,14 @@ the first requests of a run see less load than the rest; counting them flatters 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from itertools import chain
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from slobench.metrics.serving import DEFAULT_METRIC_PERCENTILES, DEFAULT_PERCENTILE_METRICS, serving_metrics
 
 TOLERANCE = 1.05
 
@@ -170,8 +173,14 @@ def measured_flags(arrival_s: pd.Series | np.ndarray, warmup_s: float) -> np.nda
     return arrivals >= warmup_s if warmup_s > 0 else np.ones(arrivals.shape, dtype=bool)
 
 
-def summarize(records: pd.DataFrame, *, duration_s: float | None = None, warmup_s: float = 0.0) -> dict[str, Any]:
+def summarize(records: pd.DataFrame, *, duration_s: float | None = None, warmup_s: float = 0.0,
+              goodput_ms: dict[str, float] | None = None, percentile_metrics: Sequence[str] | None = None,
+              metric_percentiles: Sequence[float] | None = None) -> dict[str, Any]:
     """Attainment, goodput and latency percentiles of one run; overall, per stage name, per tier.
+
+    Beside them, the vLLM-bench-style figures of `slobench.metrics.serving` (latency mean/median/std and
+    ``metric_percentiles`` of ``percentile_metrics`` in ms, tokens/s, and ``vllm_goodput_rps`` under the
+    ``goodput_ms`` bounds), so a user can compare with ``vllm bench serve`` on the same terms.
 
     ``warmup_s`` > 0: every figure is over the measured window only (requests arriving at or after it);
     ``num_arrivals`` counts every request and ``num_warmup`` those left out; goodput divides by the
@@ -215,6 +224,11 @@ def summarize(records: pd.DataFrame, *, duration_s: float | None = None, warmup_
     for col, key in (("tier", "per_tier"), ("app", "per_app")):
         for name, grp in reqs.groupby(col, sort=True):
             summary[key][str(name)] = {"num": len(grp), "attainment": _share(grp["met"])}
+    start = float(warmup_s) if warmup_s > 0 else (float(reqs["arrival_s"].min()) if n else 0.0)
+    summary |= serving_metrics(
+        stages, reqs, itl, window_start_s=start, goodput_ms=goodput_ms,
+        percentile_metrics=DEFAULT_PERCENTILE_METRICS if percentile_metrics is None else percentile_metrics,
+        metric_percentiles=DEFAULT_METRIC_PERCENTILES if metric_percentiles is None else metric_percentiles)
     if n:
         last_arrival = float(reqs["arrival_s"].max())
         summary["last_arrival_s"] = last_arrival

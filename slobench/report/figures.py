@@ -129,27 +129,73 @@ def _ecdf(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def latency_cdfs(stages: pd.DataFrame, *, title: str = "") -> go.Figure:
-    """CDFs of TTFT and mean TPOT divided by each stage's own SLO (SLOs differ per request; 1.0 = the SLO).
+    """CDFs of TTFT and mean TPOT: divided by each stage's own SLO (top; SLOs differ per request, 1.0 = the SLO)
+    and absolute in ms (bottom; what a user compares with another tool or a fixed bound such as --goodput).
 
-    The TPOT panel is the stage's *mean* time per output token, not the TPOT check: attainment gives
+    The TPOT panels show the stage's *mean* time per output token, not the TPOT check: attainment gives
     every token a deadline (``slobench.metrics.attainment``), so a stage whose first token came early
     can sit right of 1.0 and still meet every deadline, and one long stall can miss left of it.
     """
     if "ttft_s" not in stages.columns and len(stages):
         stages = stage_metrics(stages)
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("TTFT / TTFT SLO", "mean TPOT / TPOT SLO"))
+    fig = make_subplots(rows=2, cols=2, vertical_spacing=0.16,
+                        subplot_titles=("TTFT / TTFT SLO", "mean TPOT / TPOT SLO", "TTFT (ms)", "mean TPOT (ms)"))
     group_col = "scheduler" if "scheduler" in stages.columns else None
     groups = stages.groupby(group_col, sort=False) if group_col else [("run", stages)]
     for i, (name, grp) in enumerate(groups):
         for col, (val, slo) in enumerate((("ttft_s", "ttft_slo_s"), ("tpot_s", "tpot_slo_s")), start=1):
-            x, y = _ecdf((grp[val] / grp[slo]).to_numpy(dtype=float))
-            fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=str(name), legendgroup=str(name),
-                                     showlegend=col == 1, line={"color": _colour(i)}), row=1, col=col)
+            for row, values in ((1, grp[val] / grp[slo]), (2, grp[val] * 1e3)):
+                x, y = _ecdf(values.to_numpy(dtype=float))
+                fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=str(name), legendgroup=str(name),
+                                         showlegend=col == 1 and row == 1, line={"color": _colour(i)}),
+                              row=row, col=col)
     for col in (1, 2):
         fig.add_vline(x=1.0, line={"color": "grey", "dash": "dash"}, row=1, col=col)
         fig.update_xaxes(type="log", title_text="latency ÷ SLO (log)", row=1, col=col)
+        fig.update_xaxes(type="log", title_text="ms (log)", row=2, col=col)
     fig.update_yaxes(title_text="share of stages", range=[0, 1.02])
-    fig.update_layout(title=title or "Latency CDFs against the SLO", template="plotly_white")
+    fig.update_layout(title=title or "Latency CDFs against the SLO and in ms", template="plotly_white", height=760)
+    return fig
+
+
+def _serving_points(probes: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Mean over seeds of ``column`` per (scheduler, rate), valid probes only, rows where it was measured."""
+    sel = probes[probes["valid"].astype(bool)] if "valid" in probes else probes
+    sel = sel[["scheduler", "rate_rps", column]].dropna()
+    return sel.groupby(["scheduler", "rate_rps"], sort=False, as_index=False)[column].mean()
+
+
+def serving_vs_rate(probes: pd.DataFrame, *, title: str = "") -> go.Figure | None:
+    """vLLM-style figures against the offered rate, a line per scheduler (probes.csv version 4; None before):
+    latency percentiles in ms (the highest percentile chosen, per metric), both goodputs, and tokens/s."""
+    from slobench.metrics.serving import is_latency_key
+
+    if "output_tok_s" not in probes or probes["output_tok_s"].isna().all():
+        return None
+    latency = [c for c in probes.columns if is_latency_key(c) and c.startswith("p") and probes[c].notna().any()]
+    top: dict[str, str] = {}  # metric → its highest percentile's column
+    for c in latency:
+        pct, metric = c[1:].split("_")[0], c.split("_")[1]
+        if metric not in top or float(pct) > float(top[metric][1:].split("_")[0]):
+            top[metric] = c
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("latency (ms)", "goodput (req/s)", "throughput (tokens/s)"))
+    dashes = ("solid", "dash", "dot", "dashdot")
+    scheds = list(dict.fromkeys(probes["scheduler"]))
+    panels = ((1, [(c, f"{c.removesuffix('_ms')}") for c in top.values()]),
+              (2, [("goodput_rps", "every token on time (slobench)"), ("vllm_goodput_rps", "within --goodput (vLLM)")]),
+              (3, [("output_tok_s", "output"), ("total_tok_s", "prompt + output")]))
+    for col, series in panels:
+        for j, (column, label) in enumerate(series):
+            if column not in probes or probes[column].isna().all():
+                continue
+            for i, sched in enumerate(scheds):
+                pts = _serving_points(probes[probes["scheduler"] == sched], column)
+                fig.add_trace(go.Scatter(x=pts["rate_rps"], y=pts[column], mode="lines+markers",
+                                         name=f"{sched}: {label}", legendgroup=str(sched),
+                                         line={"color": _colour(i), "dash": dashes[j % len(dashes)]}), row=1, col=col)
+        fig.update_xaxes(title_text="request rate (req/s)", type="log", row=1, col=col)
+    fig.update_yaxes(type="log", row=1, col=1)
+    fig.update_layout(title=title or "Latency, goodput and throughput vs rate", template="plotly_white")
     return fig
 
 
@@ -262,6 +308,10 @@ def report_figures(
         caps = capacities[capacities["workload"] == wl] if len(capacities) else capacities
         figs[f"attainment-{slug(wl)}"] = attainment_vs_rate(
             probes[probes["workload"] == wl], caps, target=target, title=f"{wl}: SLO attainment vs rate")
+        serving = serving_vs_rate(probes[probes["workload"] == wl],
+                                  title=f"{wl}: latency, goodput and tokens/s vs rate")
+        if serving is not None:
+            figs[f"serving-{slug(wl)}"] = serving
     if stages is not None and len(stages):
         figs["latency-cdf"] = latency_cdfs(stages)
     if iterations is not None and len(iterations):

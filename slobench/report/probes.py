@@ -7,7 +7,10 @@ the models here, so a writer and its readers cannot drift apart. The models sit 
 Versions (``schema_version``): 1 = the files written before these models (no ``schema_version``
 column or key; they read as version 1, and optional columns missing from them take their defaults);
 2 = these models; 3 = steady-state probes (probes.csv: the warm-up and the evidence of the backlog, drain
-and compute-ceiling checks; summary.json's capacity rows: ``notes``, ``probe_requests``, ``warmup``). A
+and compute-ceiling checks; summary.json's capacity rows: ``notes``, ``probe_requests``, ``warmup``); 4 = the
+vLLM-style figures per probe (probes.csv: ``goodput_rps``, ``vllm_goodput_rps``, ``output_tok_s``, ``total_tok_s``
+and the latency columns in ms named as vLLM names them, e.g. ``p99_ttft_ms``; summary.json: ``metadata`` and each
+capacity row's ``at_capacity``, those figures at the capacity). A
 file of a newer version than this slobench knows is refused in one line; older files read, the new
 columns empty.
 
@@ -32,10 +35,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from slobench.errors import UserError
 from slobench.report.results import atomic_target, check_version, first_error, read_json_model, write_json
 
-PROBES_VERSION = 3
-SUMMARY_VERSION = 3
+PROBES_VERSION = 4
+SUMMARY_VERSION = 4
 
 # Columns every probes.csv has had; the evidence columns (offered_rate_rps …) came later and default.
+# The vLLM-style columns every version-4 row has (the latency columns follow the command's choices).
+SERVING_COLUMNS = ("goodput_rps", "vllm_goodput_rps", "output_tok_s", "total_tok_s")
 REQUIRED_PROBE_COLUMNS = ("workload", "scheduler", "rate_rps", "seed", "attainment", "ci_low", "ci_high",
                           "num_met", "num_requests", "valid")
 
@@ -79,8 +84,15 @@ class ProbeRow(BaseModel):
     drain_ratio: float | None = None  # last measured request's lateness ÷ its own e2e SLO
     offered_tok_s: float | None = None  # offered prefill + decode tokens per second
     ceiling_tok_s: float | None = None  # the replicas' modelled compute ceiling for that mix
+    # Steady-state evidence added in version 4 (None in older rows and where not measured).
     kv_full_share: float | None = None  # share of the measured window with a KV cache ≥ 95% full (simulator)
     stopped_early: str | None = None  # a real-engine probe stopped as a certain FAIL: why
+    # vLLM-style figures (version 4; slobench.metrics.serving). The latency columns (``mean_ttft_ms``,
+    # ``p99_itl_ms`` …: the --percentile-metrics × --metric-percentiles chosen) ride as extra columns.
+    goodput_rps: float | None = None  # requests meeting every per-token deadline per second (slobench's goodput)
+    vllm_goodput_rps: float | None = None  # requests within the --goodput bounds per second (None: not asked)
+    output_tok_s: float | None = None  # output tokens of completed stages per second
+    total_tok_s: float | None = None  # prompt + output tokens of completed stages per second
     # A hold probe (the capacity re-run longer, docs/capacity.md "Hold check") has its span factor here; 1 for
     # a search probe and in rows written before the column existed.
     span_factor: float = 1.0
@@ -88,7 +100,8 @@ class ProbeRow(BaseModel):
 
     _nan = field_validator("offered_rate_rps", "achieved_rate_rps", "client_lag_s", "tail_s", "num_arrivals",
                            "warmup_s", "backlog_growth", "backlog_arrivals", "backlog_mean", "drain_ratio",
-                           "offered_tok_s", "ceiling_tok_s", "kv_full_share", "stopped_early",
+                           "offered_tok_s", "ceiling_tok_s", "kv_full_share", "stopped_early", "goodput_rps",
+                           "vllm_goodput_rps", "output_tok_s", "total_tok_s",
                            mode="before")(lambda cls, v: _none_if_nan(v))
 
     @field_validator("reason", mode="before")
@@ -121,6 +134,16 @@ class ProbeRow(BaseModel):
 
         return probe_key(self.workload, self.scheduler, self.rate_rps, self.seed, self.span_factor)
 
+    def serving(self) -> dict[str, float | None]:
+        """The probe's vLLM-style figures (tokens/s, both goodputs, latency columns in ms) as the search's
+        `ProbeResult` carries them, so a resumed probe writes the same row again."""
+        from slobench.metrics.serving import is_latency_key
+
+        figures = {"goodput_rps": self.goodput_rps, "vllm_goodput_rps": self.vllm_goodput_rps,
+                   "output_tok_s": self.output_tok_s, "total_tok_s": self.total_tok_s}
+        figures |= {k: _none_if_nan(v) for k, v in (self.model_extra or {}).items() if is_latency_key(k)}
+        return {k: v for k, v in figures.items() if v is not None}  # empty cells: not measured
+
     def to_row(self) -> dict[str, Any]:
         """The CSV row: today's columns in their order, then extra (grid) columns, then schema_version."""
         row = self.model_dump(exclude={"schema_version"})
@@ -145,6 +168,9 @@ class CapacityRow(BaseModel):
     notes: str = ""  # what the search did beyond bisection (the crossing's confirmation; version 3)
     probe_requests: int | None = None  # expected requests per probe and replica (version 3)
     warmup: float | None = None  # share of each probe's duration not counted (version 3)
+    # vLLM-style figures of the probes at the capacity, mean over seeds (version 4): goodput_rps,
+    # vllm_goodput_rps, output_tok_s, total_tok_s and the latency keys in ms (e.g. p99_ttft_ms)
+    at_capacity: dict[str, float] = Field(default_factory=dict)
 
     _nan = field_validator("capacity_rps", "lower_rps", "upper_rps", "min_rate_rps",
                            mode="before")(lambda cls, v: _none_if_nan(v))
@@ -182,6 +208,7 @@ class ExperimentSummary(BaseModel):
     # What the numbers rest on, per distinct run setting (`slobench.capacity.setup.describe_setup`):
     # searches, engine, output-length information, simulator ground truth, SLOs, probe size.
     setup: list[dict[str, str]] = Field(default_factory=list)
+    metadata: dict[str, str] = Field(default_factory=dict)  # --metadata KEY=VALUE (version 4)
 
     def write(self, path: Path) -> None:
         """Write summary.json atomically (temp file in the same folder, then a rename)."""

@@ -159,8 +159,14 @@ CAPTIONS = {  # first matching prefix wins, so the more specific names come firs
     "attainment": "Pooled attainment at each probed rate with its 95% Wilson interval; dashed line = target, dotted "
                   "lines = each scheduler's capacity; crosses = INVALID probes (rate not offered, client lag or a "
                   "tail that never drained), never reported as capacity.",
-    "latency-cdf": "At each scheduler's capacity probe: every stage's TTFT and mean TPOT divided by its own SLO "
-                   "(SLOs differ per request). TTFT left of the dashed 1.0 line = TTFT met (5% tolerance). Mean TPOT "
+    "serving": "vLLM bench's figures against the offered rate (mean over seeds of the valid probes): left, the "
+               "highest percentile chosen (--metric-percentiles) of each latency metric in ms; middle, slobench's "
+               "goodput (requests meeting every per-token deadline, per second) beside vLLM-style goodput (requests "
+               "within the --goodput bounds on TTFT, mean TPOT and end-to-end latency, when given); right, output "
+               "and total tokens per second. See docs/metrics.md.",
+    "latency-cdf": "At each scheduler's capacity probe: top, every stage's TTFT and mean TPOT divided by its own SLO "
+                   "(SLOs differ per request); bottom, the same in ms. TTFT left of the dashed 1.0 line = TTFT met "
+                   "(5% tolerance). Mean TPOT "
                    "is not what the TPOT SLO checks: each token has a deadline (token i due at max(start + TTFT "
                    "SLO, first token) + i × TPOT SLO), so a stage whose first token came early can lie right of 1.0 "
                    "and meet every deadline, and one with a long stall can lie left of 1.0 and miss. See "
@@ -189,6 +195,37 @@ def setup_html(setup: list[dict[str, str]]) -> str:
     return "".join(parts)
 
 
+def run_settings_html(results_dir: Path, summary: object) -> str:
+    """The run's settings from manifest.json and summary.json, beside the per-setting table: the command,
+    slobench's version and commit, when, the seeds and target, the user's --metadata."""
+    import json
+
+    try:
+        manifest = json.loads((Path(results_dir) / "manifest.json").read_text())
+    except (OSError, ValueError):
+        manifest = {}
+    if not isinstance(manifest, dict):
+        manifest = {}
+    plan = manifest.get("plan") if isinstance(manifest.get("plan"), dict) else {}
+    search = plan.get("search") if isinstance(plan.get("search"), dict) else {}
+    versions = manifest.get("versions") if isinstance(manifest.get("versions"), dict) else {}
+    sha = str(manifest.get("git_sha") or "")[:10]
+    rows = {
+        "command": f"slobench {manifest['command']}" if manifest.get("command") else "",
+        "slobench": " ".join(x for x in (str(versions.get("slobench", "")), f"(commit {sha})" if sha else "") if x),
+        "created": str(manifest.get("created", "")),
+        "seeds": ", ".join(str(s) for s in search.get("seeds", [])),
+        "target attainment": f"{search['target']:.0%}" if isinstance(search.get("target"), int | float) else "",
+        "rate grid": (f"relative tolerance {search['rel_tol']:.0%}" if isinstance(search.get("rel_tol"), float)
+                      else ""),
+    }
+    meta = getattr(summary, "metadata", None) or manifest.get("metadata") or {}
+    rows |= {f"metadata: {k}": str(v) for k, v in meta.items()}
+    cells = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>"
+                    f"<code>{html.escape(v)}</code></td></tr>" for k, v in rows.items() if v)
+    return f"<h3>Run settings</h3><table>{cells}</table>" if cells else ""
+
+
 def _notes_html(capacities: pd.DataFrame) -> str:
     """What each search did beyond the plain bisection (crossing confirmed, non-monotone points found)."""
     if "notes" not in capacities or capacities.empty:
@@ -203,6 +240,7 @@ def _intro_html(results_dir: Path, data: dict[str, object]) -> str:
     intro = capacity_table_html(data["capacities"]) + _notes_html(data["capacities"])
     if isinstance(summary, ExperimentSummary):
         intro += setup_html(summary.setup)
+    intro += run_settings_html(results_dir, summary)
     if isinstance(summary, ExperimentSummary) and not summary.complete:
         d = html.escape(str(results_dir))
         intro = (f'<p class="warn">Partial results: this run was interrupted. Continue it with '

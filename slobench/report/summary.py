@@ -9,7 +9,10 @@ once for every engine.
 
 Versions: 1 = the untyped dict written before this model (no ``schema_version`` key; it reads as
 version 1 and validates, since its keys are this model's field names); 2 = this model; 3 = the warm-up
-fields (``warmup_s``, ``num_arrivals``, ``num_warmup``: counts and attainment are over the measured window).
+fields (``warmup_s``, ``num_arrivals``, ``num_warmup``: counts and attainment are over the measured window);
+4 = the vLLM-bench-style figures (`slobench.metrics.serving`: ``latency_ms``, ``e2el_s``, ``output_tok_s``,
+``total_tok_s``, ``vllm_goodput_rps`` under ``goodput_bounds_ms``) and the user's ``metadata``. Older files read,
+the new fields empty.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from slobench.report.results import read_json_model, write_json
 
-SUMMARY_VERSION = 3
+SUMMARY_VERSION = 4
 
 
 def _nan_if_none(v: Any) -> Any:
@@ -98,6 +101,20 @@ class RunSummary(BaseModel):
     num_warmup: int = 0
     last_arrival_s: float | None = None  # None when the run had no requests
     tail_s: float | None = None  # last token − last arrival
+    # vLLM-bench-style figures (version 4; slobench.metrics.serving). Not attainment: ``vllm_goodput_rps``
+    # counts requests within fixed TTFT / mean-TPOT / E2EL bounds, ``goodput_rps`` above those meeting every
+    # per-token deadline.
+    e2el_s: Percentiles = Field(default_factory=Percentiles)  # per request: arrival → last token
+    latency_ms: dict[str, float] = Field(default_factory=dict)  # vLLM's keys, e.g. p99_ttft_ms, median_itl_ms
+    percentile_metrics: list[str] = Field(default_factory=list)  # --percentile-metrics (empty: before v4)
+    metric_percentiles: list[float] = Field(default_factory=list)  # --metric-percentiles
+    bench_duration_s: float | None = None  # measured window's start → last token of a measured request
+    output_tok_s: float | None = None  # output tokens of completed stages / bench_duration_s
+    total_tok_s: float | None = None  # (prompt + output) tokens of completed stages / bench_duration_s
+    goodput_bounds_ms: dict[str, float] = Field(default_factory=dict)  # --goodput (empty: not asked for)
+    num_good: int | None = None  # completed requests within every --goodput bound
+    vllm_goodput_rps: float | None = None  # num_good / bench_duration_s (None without --goodput)
+    metadata: dict[str, str] = Field(default_factory=dict)  # --metadata KEY=VALUE
 
     # --- the run's settings (slobench.cluster.run) ---
     workload: str = ""
@@ -120,6 +137,8 @@ class RunSummary(BaseModel):
     engine_info: dict[str, Any] = Field(default_factory=dict)  # server URL, pid, start-up time, versions
     scheduler_stats: dict[str, Any] | None = None  # the policy's counters (SchedulerStats.as_dict())
 
+    _nan_ms = field_validator("latency_ms", mode="before")(
+        lambda cls, v: {k: _nan_if_none(x) for k, x in v.items()} if isinstance(v, dict) else v)
     _nan = field_validator(
         "attainment", "attainment_ttft", "attainment_tpot", "attainment_admitted_only", "goodput_rps",
         "offered_rate_rps", mode="before")(lambda cls, v: _nan_if_none(v))

@@ -267,6 +267,7 @@ _FIXES = {
 def _did_you_mean(key: object) -> str | None:
     """The spec field closest to a misspelt key (``rate_rsp`` → ``rate_rps``), if any is close."""
     fields = {f for m in (WorkloadSpec, AppSpec, LengthSpec, SLOSpec, ToolSpec, ArrivalSpec) for f in m.model_fields}
+    fields.discard(str(key))  # a field of another section (`rate` is arrival's) is no spelling fix for itself
     close = difflib.get_close_matches(str(key), sorted(fields), n=1, cutoff=0.75)
     return close[0] if close else None
 

@@ -23,9 +23,10 @@ import heapq
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field, replace
 from itertools import accumulate
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -36,6 +37,9 @@ from slobench.perf.base import LatencyModel
 from slobench.perf.schedule_cost import NOISE_CHUNK, ScheduleCost, TruthFactors
 from slobench.schedulers.base import Admission, BatchPlan, Scheduler, SchedulerView, SeqState, SpecConfig
 from slobench.workloads.model import Request, Workload
+
+if TYPE_CHECKING:
+    from slobench.schedulers.lengths import LengthInfo
 
 
 def _accepted(rng: np.random.Generator, alpha: float, k: int) -> int:
@@ -215,6 +219,21 @@ def simulate(
             gc.enable()
 
 
+def kv_capacity_tokens(cfg: SimConfig, perf: LatencyModel) -> int:
+    """The replica's KV cache in tokens: the config's when set, else the perf model's."""
+    return cfg.kv_capacity_tokens if cfg.kv_capacity_tokens is not None else perf.kv_capacity_tokens()
+
+
+def check_fits(reqs: list[Request], kv_tokens: int, block_size: int) -> None:
+    """Refuse (as a policy-independent contract error) a request that could never fit one replica's KV."""
+    total_blocks = kv_tokens // block_size
+    for r in reqs:
+        if math.ceil(r.max_context_tokens / block_size) > total_blocks:
+            raise SchedulerContractError(
+                f"request {r.id} needs {r.max_context_tokens} tokens of KV but the replica holds {kv_tokens}"
+            )
+
+
 def _simulate(
     workload: Workload,
     scheduler: Scheduler,
@@ -224,7 +243,55 @@ def _simulate(
     on_record: Callable[[StageRecord], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> SimResult:
-    """Run ``workload`` through ``scheduler`` on a replica whose iterations take ``perf``'s time.
+    """One replica with its whole request stream known up front: `replica_loop` run to its end.
+
+    The gate is at infinity (no event outside the replica), so the loop never pauses: the single-replica
+    path is the same code, at the same speed, as the replica stepper the multi-replica driver uses.
+    """
+    cfg = config or SimConfig()
+    reqs = sorted(workload.requests, key=lambda r: (r.arrival_s, r.id))
+    kv_tokens = kv_capacity_tokens(cfg, perf)
+    check_fits(reqs, kv_tokens, cfg.block_size)
+    from slobench.schedulers.lengths import make_length_info
+
+    lengths = make_length_info(cfg.oracle_lengths, workload.spec, kv_tokens)
+    horizon = (reqs[-1].arrival_s if reqs else 0.0) + cfg.drain_timeout_s
+    loop = replica_loop(reqs, scheduler, perf, cfg, lengths, [math.inf, horizon],
+                        on_record=on_record, on_progress=on_progress)
+    try:
+        next(loop)
+    except StopIteration as stop:
+        return stop.value
+    raise RuntimeError("replica_loop paused with no event outside the replica")  # unreachable: the gate is ∞
+
+
+# What a paused `replica_loop` yields: (its clock, its waiting queue, its running list, its free KV blocks).
+# The lists are the loop's own (no copies): valid until the loop is resumed; readers must not change them.
+Pause = tuple[float, list[SeqState], list[SeqState], int]
+
+
+def replica_loop(
+    reqs: list[Request],
+    scheduler: Scheduler,
+    perf: LatencyModel,
+    cfg: SimConfig,
+    lengths: LengthInfo,
+    gate: list[float],
+    *,
+    on_record: Callable[[StageRecord], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    on_done: Callable[[int, float], None] | None = None,
+) -> Generator[Pause, None, SimResult]:
+    """Run ``reqs`` through ``scheduler`` on a replica whose iterations take ``perf``'s time.
+
+    A resumable replica (a generator), so that a driver can advance R replicas in lockstep and route each
+    request at its arrival time (`slobench.engines.sim_cluster`). ``reqs`` is the replica's own arrival list,
+    in (arrival_s, id) order; the driver may append to it while the loop is paused. ``gate = [bound, horizon]``
+    is owned by the driver: the loop makes every decision at a time < ``bound`` on its own, and pauses
+    (yields a `Pause`) at the first point where a decision would depend on an event at ``bound`` the driver has
+    not resolved yet — an arrival that may be routed here, a routing-state refresh, a closed-loop send. It
+    re-reads the gate when resumed. ``horizon`` is when the run stops (the last arrival + drain timeout).
+    ``on_done(request_id, t)`` is called when a request leaves (finished, rejected, or unfinished at the end).
 
     ``on_record`` is called with every stage record as soon as it is final (streamed to disk by
     the runner, so an interrupted run keeps finished requests); ``on_progress`` with the number of
@@ -236,27 +303,17 @@ def _simulate(
     and removes newly running sequences from the head of the waiting queue by slicing when the policy
     took them in queue order (FCFS policies always do).
     """
-    cfg = config or SimConfig()
     rng = np.random.default_rng(cfg.seed)
     spec_cfg = cfg.spec
     bs = cfg.block_size
-    kv_tokens = cfg.kv_capacity_tokens if cfg.kv_capacity_tokens is not None else perf.kv_capacity_tokens()
+    kv_tokens = kv_capacity_tokens(cfg, perf)
     total_blocks = kv_tokens // bs
     free_blocks = total_blocks
-    reqs = sorted(workload.requests, key=lambda r: (r.arrival_s, r.id))
-    for r in reqs:
-        if math.ceil(r.max_context_tokens / bs) > total_blocks:
-            raise SchedulerContractError(
-                f"request {r.id} needs {r.max_context_tokens} tokens of KV but the replica holds {kv_tokens}"
-            )
-    # --- output-length information (issue 10): the policy sees public requests and a predictor -------
-    from slobench.schedulers.lengths import make_length_info
-
-    lengths = make_length_info(cfg.oracle_lengths, workload.spec, kv_tokens)
-    # ---
-    n_reqs = len(reqs)
+    # Output-length information (issue 10): the policy sees public requests (``lengths.public``) and a predictor.
     next_arrival = 0
     next_arrival_s = reqs[0].arrival_s if reqs else math.inf
+    if gate[0] < next_arrival_s:
+        next_arrival_s = gate[0]  # from here on: the earlier of our next own arrival and the gate
     gap_heap: list[tuple[float, int, _Live]] = []
     waiting: list[SeqState] = []
     running: list[SeqState] = []
@@ -271,7 +328,7 @@ def _simulate(
     log_budget, log_kv = log.budget_s.append, log.kv_used_blocks.append
     log_pred, log_sched = log.predicted_s.append, log.schedule_s.append
     now = 0.0
-    horizon = (reqs[-1].arrival_s if reqs else 0.0) + cfg.drain_timeout_s
+    horizon = gate[1]
     finished_requests = 0
     iterations = 0
     admitted = Admission.ADMITTED
@@ -366,7 +423,7 @@ def _simulate(
         if on_record is not None:
             on_record(rec)
 
-    def finish_request(live: _Live, status: Status) -> None:
+    def finish_request(live: _Live, status: Status, t: float) -> None:
         nonlocal finished_requests
         live.done = True
         live.where = _ELSEWHERE
@@ -385,20 +442,32 @@ def _simulate(
         finished_requests += 1
         if on_progress is not None:
             on_progress(finished_requests)
+        if on_done is not None:
+            on_done(req.id, t)
 
     while True:
         # 1. Admit everything that has happened by `now`.
         if next_arrival_s <= now:
-            while next_arrival < n_reqs and reqs[next_arrival].arrival_s <= now:
-                r = reqs[next_arrival]
-                seq = SeqState(req=lengths.public(r), stage_idx=0, stage_start_s=r.arrival_s,
-                               num_tokens=r.stages[0].prompt_tokens)
-                live = _Live(seq, _stage_record(r, 0, r.arrival_s, cfg.replica), r)
-                live.where = _WAITING
-                waiting.append(seq)
-                by_id[r.id] = live
-                next_arrival += 1
-            next_arrival_s = reqs[next_arrival].arrival_s if next_arrival < n_reqs else math.inf
+            while True:
+                n_reqs = len(reqs)
+                while next_arrival < n_reqs and reqs[next_arrival].arrival_s <= now:
+                    r = reqs[next_arrival]
+                    seq = SeqState(req=lengths.public(r), stage_idx=0, stage_start_s=r.arrival_s,
+                                   num_tokens=r.stages[0].prompt_tokens)
+                    live = _Live(seq, _stage_record(r, 0, r.arrival_s, cfg.replica), r)
+                    live.where = _WAITING
+                    waiting.append(seq)
+                    by_id[r.id] = live
+                    next_arrival += 1
+                if gate[0] > now:
+                    break
+                # An event outside this replica is due by now (an arrival that may be ours): let the driver
+                # resolve it before deciding anything at `now`.
+                yield now, waiting, running, free_blocks
+                horizon = gate[1]
+            next_arrival_s = reqs[next_arrival].arrival_s if next_arrival < len(reqs) else math.inf
+            if gate[0] < next_arrival_s:
+                next_arrival_s = gate[0]
         while gap_heap and gap_heap[0][0] <= now:
             ready_s, _, live = heapq.heappop(gap_heap)
             live.seq.stage_start_s = ready_s
@@ -525,14 +594,28 @@ def _simulate(
                     lv = by_id[s.req.id]
                     free_blocks += s.kv_blocks
                     release(lv, s, False)
-                    finish_request(lv, Status.REJECTED)
+                    finish_request(lv, Status.REJECTED, now)
+                if gate[0] < next_arrival_s:
+                    next_arrival_s = gate[0]  # a driver that must act on the freed slot moved the gate
                 waiting = [s for s in waiting if s.req.id not in rejected]
                 running = [s for s in running if s.req.id not in rejected]
 
         scheduled = plan.num_scheduled
         if not scheduled:
             busy_until = now + sched_s
-            now = min(next_arrival_s, gap_heap[0][0] if gap_heap else math.inf, now + cfg.idle_tick_s)
+            t_next = min(next_arrival_s, gap_heap[0][0] if gap_heap else math.inf, now + cfg.idle_tick_s)
+            if t_next >= gate[0]:
+                # The gate may come first, and whether it brings us an arrival decides when we look again (a
+                # tick landing on a foreign arrival would be an extra schedule() call): pause until it is resolved.
+                while True:
+                    own_s = reqs[next_arrival].arrival_s if next_arrival < len(reqs) else math.inf
+                    t_next = min(own_s, gap_heap[0][0] if gap_heap else math.inf, now + cfg.idle_tick_s)
+                    if gate[0] >= t_next:
+                        break
+                    yield gate[0], waiting, running, free_blocks
+                    horizon = gate[1]
+                next_arrival_s = own_s if own_s < gate[0] else gate[0]
+            now = t_next
             if now < busy_until:
                 now = busy_until  # the policy's call itself took this long
             continue
@@ -667,7 +750,9 @@ def _simulate(
                 free_blocks += seq.kv_blocks
                 release(lv, seq, False)  # its blocks stay in the pool (cached content nobody will ask for)
                 _remove_identity(running, seq)
-                finish_request(lv, Status.FINISHED)
+                finish_request(lv, Status.FINISHED, now)
+                if gate[0] < next_arrival_s:
+                    next_arrival_s = gate[0]  # a driver that must act on the freed slot moved the gate
                 continue
             emit(lv.record)
             nxt_stage = req.stages[nxt_idx]
@@ -693,10 +778,10 @@ def _simulate(
     # Horizon reached or nothing left: whatever is still in flight is unfinished.
     leftovers = [by_id[s.req.id] for s in waiting] + [by_id[s.req.id] for s in running] + [lv for _, _, lv in gap_heap]
     for lv in sorted(leftovers, key=lambda lv: lv.seq.req_id):
-        finish_request(lv, Status.UNFINISHED)
-    while next_arrival < n_reqs:  # never arrived before the horizon (cannot happen unless drain < 0)
+        finish_request(lv, Status.UNFINISHED, now)
+    while next_arrival < len(reqs):  # never arrived before the horizon (cannot happen unless drain < 0)
         r = reqs[next_arrival]
-        finish_request(_Live(SeqState(req=r), _stage_record(r, 0, r.arrival_s, cfg.replica)), Status.UNFINISHED)
+        finish_request(_Live(SeqState(req=r), _stage_record(r, 0, r.arrival_s, cfg.replica)), Status.UNFINISHED, now)
         next_arrival += 1
     log.latency_s = (np.array(log.predicted_s) * np.array(factors)).tolist()  # the products the clock used
     return SimResult(records=records, iterations=log, end_time_s=now, num_iterations=iterations)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from slobench.engines.base import EngineJob, EngineResult, open_loop_workload
+from slobench.engines.base import ClosedLoopLoad, EngineJob, EngineResult, OpenLoopLoad, unsupported_load
 from slobench.metrics.records import StageRecord, Status
 from slobench.perf.base import LatencyModel
 from slobench.perf.schedule_cost import NOISE_CHUNK, ScheduleCost, TruthFactors
@@ -788,11 +788,13 @@ def replica_loop(
 
 
 class SimEngine:
-    """The discrete-event simulator as an `Engine` (``--engine sim``): R replicas, each simulated in turn.
+    """The discrete-event simulator as an `Engine` (``--engine sim``): R replicas behind a router.
 
-    Requests are placed on replicas by the job's router before the run (`presplit`; round-robin gives
-    request i to replica i mod R); replica r simulates with seed ``job.seed + r``. Every replica gets
-    its own policy instance, built from ``job.policy``; their `SchedulerStats` are merged into one.
+    One replica under an open-loop load is `simulate` itself. Otherwise `sim_cluster.simulate_replicas`
+    advances the replicas in lockstep and routes each request when it is sent (with the job's router and
+    stats refresh interval); a `ClosedLoopLoad` caps the requests in flight. Replica r simulates with seed
+    ``job.seed + r`` and its own policy instance, built from ``job.policy``; their `SchedulerStats` are merged
+    into one. Records, iteration logs and stats are reported replica by replica, in replica order.
     """
 
     name = "sim"
@@ -802,38 +804,50 @@ class SimEngine:
 
     def run(self, job: EngineJob) -> EngineResult:
         from slobench.schedulers.registry import make_policy
-        from slobench.schedulers.routers import make_router, presplit
 
-        workload = open_loop_workload(self.name, job)
+        load = job.load
+        if not isinstance(load, OpenLoopLoad | ClosedLoopLoad):
+            raise unsupported_load(self.name, load)
+        workload = load.workload
+        concurrency = load.concurrency if isinstance(load, ClosedLoopLoad) else None
         gpu = getattr(job.perf, "gpu", None)
         gpu_mem, gpu_name = getattr(gpu, "memory_bytes", None), getattr(gpu, "name", "")
         spec = job.policy.draft.spec_config() if job.policy.draft is not None else None
         total = len(workload.requests)
-        parts = presplit(workload, make_router(job.replicas.router), job.replicas.count)
-        records: list[StageRecord] = []
-        iterations: list[pd.DataFrame] = []
-        stats = None
-        done = 0
         base = self.config
         if base.schedule_cost == "model" and base.schedule_cost_model is None:
             from slobench.perf.schedule_cost import schedule_cost_for
 
             base = replace(base, schedule_cost_model=schedule_cost_for(job.policy.name))
-        info: dict = {}
-        for replica, part in enumerate(parts):
+        policies: list[Scheduler] = []
+        configs: list[SimConfig] = []
+        for replica in range(max(1, job.replicas.count)):
             policy = make_policy(job.policy, gpu_memory_bytes=gpu_mem, gpu_name=gpu_name)
             limits = engine_limits(base, policy, gpu_mem, gpu_name)
+            policies.append(policy)
+            configs.append(replace(base, spec=spec, seed=job.seed + replica, replica=replica,
+                                   drain_timeout_s=job.drain_timeout_s, oracle_lengths=job.policy.oracle_lengths,
+                                   **limits))
 
-            def progress(n: int, base: int = done) -> None:
-                if job.on_progress is not None:
-                    job.on_progress(base + n, total)
+        def progress(n: int) -> None:
+            if job.on_progress is not None:
+                job.on_progress(n, total)
 
-            cfg = replace(base, spec=spec, seed=job.seed + replica, replica=replica,
-                          drain_timeout_s=job.drain_timeout_s, oracle_lengths=job.policy.oracle_lengths, **limits)
-            info = simulator_info(cfg)
-            sim = simulate(part, policy, job.perf, cfg, on_record=job.on_record, on_progress=progress)
+        if len(policies) == 1 and concurrency is None:
+            sims = [simulate(workload, policies[0], job.perf, configs[0], on_record=job.on_record,
+                             on_progress=progress)]
+        else:
+            from slobench.engines.sim_cluster import simulate_replicas
+            from slobench.schedulers.routers import make_router
+
+            sims = simulate_replicas(workload, policies, job.perf, configs, make_router(job.replicas.router, job.seed),
+                                     refresh_s=job.replicas.refresh_s, concurrency=concurrency,
+                                     on_record=job.on_record, on_progress=progress)
+        records: list[StageRecord] = []
+        iterations: list[pd.DataFrame] = []
+        stats = None
+        for replica, (sim, policy) in enumerate(zip(sims, policies, strict=True)):
             records.extend(sim.records)
-            done += len(part.requests)
             it = pd.DataFrame(sim.iterations.as_dict())
             it["replica"] = replica
             iterations.append(it)
@@ -842,6 +856,11 @@ class SimEngine:
                 stats = replica_stats
             elif replica_stats is not None:
                 stats.merge(replica_stats)  # one summary for all replicas of the policy
+        info = simulator_info(configs[-1])
+        if concurrency is not None:
+            info["max_concurrency"] = concurrency
+        if len(policies) > 1:
+            info |= {"router": job.replicas.router, "router_refresh_s": job.replicas.refresh_s}
         return EngineResult(
             records=records,
             iterations=pd.concat(iterations, ignore_index=True) if iterations else pd.DataFrame(),

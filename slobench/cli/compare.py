@@ -41,6 +41,7 @@ from slobench.cli.options import (
     GridOpt,
     HardwareOpt,
     JobsOpt,
+    MaxConcurrencyOpt,
     ModelOpt,
     OneWorkloadOpt,
     OracleLengthsOpt,
@@ -53,6 +54,8 @@ from slobench.cli.options import (
     ReplicasOpt,
     RequestsOpt,
     ResumeOpt,
+    RouterOpt,
+    RouterRefreshOpt,
     ScheduleCostOpt,
     SchedulerOpt,
     SchedulersOpt,
@@ -128,6 +131,9 @@ def compare_cmd(
     tp: TpOpt = 1,
     profile: ProfileOpt = None,
     replicas: ReplicasOpt = 1,
+    router: RouterOpt = "round-robin",
+    router_refresh_ms: RouterRefreshOpt = 100.0,
+    max_concurrency: MaxConcurrencyOpt = None,
     seed: SeedOpt = [0],  # noqa: B006
     quick: QuickOpt = False,
     engine: EngineOpt = "sim",
@@ -160,7 +166,9 @@ def compare_cmd(
                     num_requests=num_requests, quick=quick, url=url,
                     engine_options=engine_options(engine_arg, engine_config), warmup=warmup,
                     oracle_lengths=oracle_lengths, truth={"truth_bias": truth_bias, "truth_noise_cv": truth_noise,
-                                                          "schedule_cost": schedule_cost})
+                                                          "schedule_cost": schedule_cost},
+                    routing={"router": router, "router_refresh_ms": router_refresh_ms,
+                             "max_concurrency": max_concurrency})
     labels = dict(zip(workloads, workload_labels(workloads), strict=True))
     specs = [SearchSpec(labels[wl], s, kw | {"workload": workload_arg(wl)}) for wl in workloads for s in scheds]
     settings = search_settings(target, seed, quick, rate_start, rate_min, rate_max, refine_interval, confirm)
@@ -182,6 +190,9 @@ def capacity_cmd(
     tp: TpOpt = 1,
     profile: ProfileOpt = None,
     replicas: ReplicasOpt = 1,
+    router: RouterOpt = "round-robin",
+    router_refresh_ms: RouterRefreshOpt = 100.0,
+    max_concurrency: MaxConcurrencyOpt = None,
     seed: SeedOpt = [0],  # noqa: B006
     quick: QuickOpt = False,
     engine: EngineOpt = "sim",
@@ -212,7 +223,9 @@ def capacity_cmd(
                     num_requests=num_requests, quick=quick, url=url,
                     engine_options=engine_options(engine_arg, engine_config), warmup=warmup,
                     oracle_lengths=oracle_lengths, truth={"truth_bias": truth_bias, "truth_noise_cv": truth_noise,
-                                                          "schedule_cost": schedule_cost})
+                                                          "schedule_cost": schedule_cost},
+                    routing={"router": router, "router_refresh_ms": router_refresh_ms,
+                             "max_concurrency": max_concurrency})
     [label] = workload_labels([workload])
     specs = [SearchSpec(label, scheduler, kw | {"workload": workload_arg(workload)})]
     settings = search_settings(target, seed, quick, rate_start, rate_min, rate_max, refine_interval, confirm)

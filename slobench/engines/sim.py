@@ -289,8 +289,10 @@ def replica_loop(
     in (arrival_s, id) order; the driver may append to it while the loop is paused. ``gate = [bound, horizon]``
     is owned by the driver: the loop makes every decision at a time < ``bound`` on its own, and pauses
     (yields a `Pause`) at the first point where a decision would depend on an event at ``bound`` the driver has
-    not resolved yet — an arrival that may be routed here, a routing-state refresh, a closed-loop send. It
-    re-reads the gate when resumed. ``horizon`` is when the run stops (the last arrival + drain timeout).
+    not resolved yet — an arrival that may be routed here, a routing-state refresh, a closed-loop send. A pause
+    carries the time of the loop's next decision should nothing be routed to it (its clock when the gate is
+    already due; its next own event or idle tick when it waits). It re-reads the gate when resumed.
+    ``horizon`` is when the run stops (the last arrival + drain timeout).
     ``on_done(request_id, t)`` is called when a request leaves (finished, rejected, or unfinished at the end).
 
     ``on_record`` is called with every stage record as soon as it is final (streamed to disk by
@@ -477,6 +479,18 @@ def replica_loop(
 
         if not waiting and not running:
             nxt = min(next_arrival_s, gap_heap[0][0] if gap_heap else math.inf)
+            if nxt >= gate[0]:
+                # Idle until our own next event, unless the gate (an event outside) brings us work first: pause,
+                # telling the driver when we would next act, rather than step to the gate (two idle replicas
+                # would then leapfrog each other's gates).
+                while True:
+                    own_s = reqs[next_arrival].arrival_s if next_arrival < len(reqs) else math.inf
+                    nxt = min(own_s, gap_heap[0][0] if gap_heap else math.inf)
+                    if gate[0] >= nxt:
+                        break
+                    yield nxt, waiting, running, free_blocks
+                    horizon = gate[1]
+                next_arrival_s = own_s if own_s < gate[0] else gate[0]
             if nxt == math.inf:
                 break
             now = nxt
@@ -612,7 +626,7 @@ def replica_loop(
                     t_next = min(own_s, gap_heap[0][0] if gap_heap else math.inf, now + cfg.idle_tick_s)
                     if gate[0] >= t_next:
                         break
-                    yield gate[0], waiting, running, free_blocks
+                    yield t_next, waiting, running, free_blocks  # our next decision, unless the gate brings work
                     horizon = gate[1]
                 next_arrival_s = own_s if own_s < gate[0] else gate[0]
             now = t_next

@@ -62,7 +62,8 @@ class _Replica:
 
     def advance(self, bound: float) -> None:
         """Run until the loop's next decision depends on an event at ``bound`` (or the loop ends)."""
-        assert self.loop is not None
+        if self.loop is None or self.result is not None:
+            raise RuntimeError(f"replica {self.index}: advanced after its loop ended (a driver bug)")
         self.gate[0] = bound
         try:
             self.pause = next(self.loop)
@@ -190,8 +191,10 @@ def simulate_replicas(
             for rep in replicas:
                 if rep.pos < t_ev:
                     rep.advance(t_ev)
+            if send_time() < t_send:
+                continue  # a completion freed a slot: a send comes before the event we advanced to
         if t_ev == math.inf:
-            break
+            break  # everything sent (or nothing can be sent): the replicas finish below
         if snap_due:
             stale = [rep.counts() for rep in replicas]
             if refresh_s > 0:
@@ -211,7 +214,9 @@ def simulate_replicas(
         if not 0 <= target < len(replicas):
             raise ValueError(f"router {router.name} chose replica {target} of {len(replicas)}")
         stale[target][0] += 1  # optimistic local increment until the next snapshot
-        replicas[target].inbox.append(req)
+        chosen = replicas[target]
+        chosen.inbox.append(req)
+        chosen.pos = min(chosen.pos, t_send)  # it now acts at the send, if it was waiting for later
         k += 1
         if closed:
             heapq.heappop(slots)
@@ -221,6 +226,9 @@ def simulate_replicas(
             for rep in replicas:
                 rep.gate[0] = math.inf
 
+    for rep in replicas:  # run each to its end (an idle one paused with nothing ahead reports pos = inf)
+        while rep.result is None:
+            rep.advance(math.inf)
     results = [rep.result for rep in replicas]
     assert all(res is not None for res in results)
     out: list[SimResult] = [res for res in results if res is not None]

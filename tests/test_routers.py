@@ -53,8 +53,11 @@ def test_prefix_aware_follows_the_cache_unless_imbalanced() -> None:
     pa = make_router("prefix-aware")
     # Balanced, replica 2 holds 60% of the prompt: cache wins over load.
     assert pa.route(REQ, loads((0, 10), (0, 2), (0, 12), hits=(0, 0, 60))) == 2
-    # A hit below the 0.3 threshold: the replica with the most free KV.
-    assert pa.route(REQ, loads((0, 10), (0, 2), (0, 12), kv=(0.5, 0.9, 0.2), hits=(20, 0, 0))) == 2
+    # A hit below the 0.3 threshold: the smallest approximate tree (prompt tokens this router sent there so far:
+    # 100 to replica 2 above), whatever the stale KV use says.
+    assert pa.route(REQ, loads((0, 10), (0, 2), (0, 12), kv=(0.5, 0.1, 0.0), hits=(20, 0, 0))) == 0
+    assert pa.route(REQ, loads((0, 10), (0, 2), (0, 12), kv=(0.5, 0.1, 0.0), hits=(20, 0, 0))) == 1
+    assert pa.tree_tokens == [100, 100, 100]
     # Imbalanced beyond both thresholds (100 − 2 > 64 and 100 > 1.5·2): shortest queue, whatever the cache.
     assert pa.route(REQ, loads((50, 50), (0, 2), (0, 30), hits=(100, 0, 0))) == 1
     # Beyond the absolute threshold only (300 − 230 > 64, but 300 < 1.5·230): not imbalanced, the cache wins.

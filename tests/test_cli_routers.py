@@ -53,3 +53,19 @@ def test_run_records_the_routing_in_manifest_and_summary(tmp_path: Path, monkeyp
     assert (config["router"], config["router_refresh_ms"], config["max_concurrency"]) == ("vllm-dp", 0.0, 3)
     sim = json.loads((run_dir / "summary.json").read_text())["engine_info"]["simulator"]
     assert (sim["router"], sim["router_refresh_s"], sim["max_concurrency"]) == ("vllm-dp", 0.0, 3)
+
+
+def test_capacity_plans_carry_routing_only_where_not_default(tmp_path: Path) -> None:
+    from slobench.capacity.plan import SearchSpec, SweepGrid, run_kwargs, setup_text, sweep_specs
+
+    base = {"hardware": "H100-SXM", "model": "Llama-3.1-8B", "tp": 1, "profile": None, "replicas": 2,
+            "engine": "sim", "num_requests": None, "quick": True}
+    assert not {"router", "router_refresh_ms", "max_concurrency"} & set(run_kwargs(**base, routing={
+        "router": "round-robin", "router_refresh_ms": 100.0, "max_concurrency": None}))
+    kw = run_kwargs(**base, routing={"router": "vllm-dp", "router_refresh_ms": 0.0, "max_concurrency": 8})
+    assert "×2 replicas (vllm-dp), ≤8 in flight" in setup_text(kw)
+    cfg = SearchSpec("chatbot", "vllm", kw | {"workload": "chatbot"}).config(4.0, 0)
+    assert (cfg.router, cfg.router_refresh_ms, cfg.max_concurrency) == ("vllm-dp", 0.0, 8)
+    grid = SweepGrid(workload="chatbot", grid={"replicas": [2], "router": ["slo-aware", "power-of-two"]})
+    routers = [s.config(4.0, 0).router for s in sweep_specs(grid, tmp_path, quick=True)]
+    assert sorted(set(routers)) == ["power-of-two", "slo-aware"]

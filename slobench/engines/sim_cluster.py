@@ -22,6 +22,7 @@ behind runs, and only up to where the next one is (parallel discrete-event simul
 
 from __future__ import annotations
 
+import gc
 import heapq
 import math
 from collections.abc import Callable, Generator, Sequence
@@ -118,7 +119,30 @@ def simulate_replicas(
     ``concurrency``: at most this many requests in flight (a closed loop; records carry the send time as
     ``arrival_s``); None: open loop. Returns one `SimResult` per replica; a request that was never sent
     (the run stopped first) is reported as unfinished, once, at its arrival time, by replica 0.
+    The cyclic garbage collector is paused meanwhile, as in `simulate` (the same loop, the same reason).
     """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _simulate_replicas(workload, policies, perf, configs, router, refresh_s=refresh_s,
+                                  concurrency=concurrency, on_record=on_record, on_progress=on_progress)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _simulate_replicas(
+    workload: Workload,
+    policies: Sequence[Scheduler],
+    perf: LatencyModel,
+    configs: Sequence[SimConfig],
+    router: Router,
+    *,
+    refresh_s: float,
+    concurrency: int | None,
+    on_record: Callable[[StageRecord], None] | None,
+    on_progress: Callable[[int], None] | None,
+) -> list[SimResult]:
     if refresh_s < 0 or not math.isfinite(refresh_s):
         raise ValueError(f"refresh_s must be a finite number ≥ 0 (got {refresh_s})")
     reqs = sorted(workload.requests, key=lambda r: (r.arrival_s, r.id))

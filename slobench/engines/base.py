@@ -113,7 +113,8 @@ class ClientEvidence:
 class EngineResult:
     """What an engine returns. The run (cluster.run) computes every metric and summary from it."""
 
-    records: list[StageRecord]  # one per request stage, as passed to EngineJob.on_record (same order)
+    records: list[StageRecord]  # one per request stage, as passed to EngineJob.on_record (in that order for one
+    # replica; the simulator's replicas stream interleaved as requests finish and are returned replica by replica)
     iterations: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per engine iteration (time_s,
     # latency_s, num_seqs, prefill/decode tokens, budget_s, kv_used_blocks, replica): the simulator's;
     # empty for real engines (their iterations happen inside the server)
@@ -149,11 +150,6 @@ def unsupported_load(engine: str, load: object) -> UserError:
     kind = getattr(load, "kind", type(load).__name__)
     hint = " (--max-concurrency)" if kind == "closed-loop" else ""
     return UserError(f"--engine {engine}: {kind} loads{hint} are not supported yet; use an open-loop load (--rate)")
-
-
-def load_workload(load: Load) -> Workload:
-    """The workload behind any load."""
-    return load.workload
 
 
 def open_loop_workload(engine: str, job: EngineJob) -> Workload:

@@ -7,7 +7,7 @@ loop's concurrency.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import pytest
 
@@ -17,9 +17,11 @@ from slobench.engines.sim import SimConfig, SimEngine, engine_limits, simulate
 from slobench.engines.sim_cluster import simulate_replicas
 from slobench.errors import UserError
 from slobench.metrics.records import StageRecord, records_frame
+from slobench.schedulers.base import BatchPlan, SchedulerView
 from slobench.schedulers.registry import make_policy
 from slobench.schedulers.routers import ReplicaLoad, make_router, presplit
 from slobench.schedulers.routers.slo_aware import SLOAwareRouter
+from slobench.testing.policies import Fcfs
 from slobench.workloads.model import Request, Workload
 
 
@@ -203,3 +205,34 @@ def test_run_config_validates_routing_fields_and_records_them(tmp_path) -> None:
     res = run_once(cfg, run_dir=tmp_path)
     sim = res.summary.engine_info["simulator"]
     assert sim["router"] == "power-of-two" and sim["router_refresh_s"] == 0.0 and sim["max_concurrency"] == 5
+
+
+@dataclass
+class _Batching(Fcfs):
+    """Fcfs that holds new requests until the oldest has waited ``hold_s`` (a batching delay): replicas then
+    sit in idle ticks with work in hand. Records when it is asked."""
+
+    hold_s: float = 0.05
+    asked_s: list[float] = field(default_factory=list)
+
+    def _schedule(self, view: SchedulerView) -> BatchPlan:
+        self.asked_s.append(view.now_s)
+        if not view.running and view.waiting and view.now_s < view.waiting[0].stage_start_s + self.hold_s:
+            return BatchPlan()
+        return super()._schedule(view)
+
+
+def test_a_waiting_replica_is_asked_when_it_would_be_asked_alone() -> None:
+    """A replica holding work in idle ticks must not be woken by arrivals routed elsewhere: every schedule()
+    call happens at the times of the pre-split run (an extra call at a foreign arrival would be a change)."""
+    cfg, perf, wl = _setup("chatbot", "vllm", 60, 6.0, 2)
+    reqs = sorted(wl.requests, key=lambda r: (r.arrival_s, r.id))
+    wl = replace(wl, requests=reqs[:-2] + [replace(r, arrival_s=reqs[-1].arrival_s) for r in reqs[-2:]])
+    configs = _configs(cfg, perf, 2)[1]
+    alone = [_Batching(), _Batching()]
+    for part, policy, c in zip(presplit(wl, make_router("round-robin"), 2), alone, configs, strict=True):
+        simulate(part, policy, perf, c)
+    together = [_Batching(), _Batching()]
+    simulate_replicas(wl, together, perf, configs, make_router("round-robin"))
+    assert sum(len(p.asked_s) for p in alone) > 2 * len(wl.requests)  # idle ticks happened
+    assert [p.asked_s for p in together] == [p.asked_s for p in alone]

@@ -236,3 +236,18 @@ def test_a_waiting_replica_is_asked_when_it_would_be_asked_alone() -> None:
     simulate_replicas(wl, together, perf, configs, make_router("round-robin"))
     assert sum(len(p.asked_s) for p in alone) > 2 * len(wl.requests)  # idle ticks happened
     assert [p.asked_s for p in together] == [p.asked_s for p in alone]
+
+
+def test_a_pure_closed_loop_sends_each_request_when_one_ends() -> None:
+    """Every arrival at 0 (vLLM bench's ``--request-rate inf``): N requests at 0, each later one sent at the
+    moment an earlier one ended (its last token), on any replica."""
+    cfg, perf, wl = _setup("chatbot", "vllm", 30, 10.0, 2)
+    wl = replace(wl, requests=[replace(r, arrival_s=0.0) for r in wl.requests])
+    job = EngineJob(load=ClosedLoopLoad(wl, concurrency=4), policy=cfg.policy, perf=perf, seed=cfg.seed,
+                    replicas=ReplicaSet(2, "power-of-two"))
+    recs = SimEngine().run(job).records
+    sent = sorted(r.arrival_s for r in recs)
+    ends = {max(r.token_times_s) for r in recs}
+    assert sent[:4] == [0.0] * 4 and sent[4] > 0
+    assert all(t in ends for t in sent[4:])
+    assert _in_flight_max(recs) == 4

@@ -177,6 +177,10 @@ def test_closed_loop_caps_requests_in_flight(replicas: int) -> None:
     sent = {r.request_id: r.arrival_s for r in res.records}
     assert any(sent[r.id] > r.arrival_s for r in wl.requests)  # some waited for a slot: their latency counts
     assert all(sent[r.id] >= r.arrival_s for r in wl.requests)  # from the send, never before the arrival
+    # The client's evidence says so (what marks a capacity probe INVALID when the cap held the load back).
+    lag = max(sent[r.id] - r.arrival_s for r in wl.requests)
+    assert res.client is not None and res.client.client_lag_s == lag > 0
+    assert res.client.counters["waited_for_slot"] == sum(sent[r.id] > r.arrival_s for r in wl.requests)
 
 
 @pytest.mark.parametrize("replicas", [1, 2])
@@ -190,6 +194,10 @@ def test_closed_loop_with_room_for_everyone_is_the_open_loop(replicas: int) -> N
         return engine.run(job).records
 
     assert _same_records(records(OpenLoopLoad(wl)), records(ClosedLoopLoad(wl, concurrency=40)))
+    job = EngineJob(load=ClosedLoopLoad(wl, concurrency=40), policy=cfg.policy, perf=perf, seed=cfg.seed,
+                    replicas=ReplicaSet(replicas, "vllm-dp"))
+    client = engine.run(job).client
+    assert client is not None and client.client_lag_s == 0.0 and client.counters["waited_for_slot"] == 0
 
 
 def test_run_config_validates_routing_fields_and_records_them(tmp_path) -> None:  # noqa: ANN001

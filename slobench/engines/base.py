@@ -98,7 +98,8 @@ class EngineJob:
 
 @dataclass
 class ClientEvidence:
-    """The load generator's account of itself (real engines only): did it offer the load it was asked to?
+    """The load generator's account of itself (real engines; the simulator's closed loop): did it offer the
+    load it was asked to?
 
     Capacity searches mark a probe INVALID on it (lag above 1 s, achieved rate off the offered one).
     """
@@ -121,8 +122,8 @@ class EngineResult:
     scheduler_stats: dict[str, Any] | None = None  # the policy's SchedulerStats.as_dict() (calls, overhead_ms,
     # counters), merged over replicas; vLLM: the adapter's, from its events file; None: stock vLLM or a
     # remote server (no slobench policy ran), or a policy without stats
-    client: ClientEvidence | None = None  # the load generator's evidence; None on the simulator, which
-    # offers exactly the generated arrivals
+    client: ClientEvidence | None = None  # the load generator's evidence; None on the simulator's open loop,
+    # which offers exactly the generated arrivals (a closed loop reports how long sends waited for a slot)
     info: dict[str, Any] = field(default_factory=dict)  # engine facts for summary.json's engine_info: server
     # URL, pid, log, start-up time, versions, run id; empty on the simulator
 

@@ -870,6 +870,11 @@ class SimEngine:
                 stats = replica_stats
             elif replica_stats is not None:
                 stats.merge(replica_stats)  # one summary for all replicas of the policy
+        client = None
+        if concurrency is not None:
+            from slobench.engines.sim_cluster import closed_loop_evidence
+
+            client = closed_loop_evidence(workload, records, concurrency)
         info = simulator_info(configs[-1])
         if concurrency is not None:
             info["max_concurrency"] = concurrency
@@ -879,6 +884,7 @@ class SimEngine:
             records=records,
             iterations=pd.concat(iterations, ignore_index=True) if iterations else pd.DataFrame(),
             scheduler_stats=stats.as_dict() if stats is not None and hasattr(stats, "as_dict") else None,
+            client=client,
             info={"simulator": info, "deterministic": info.get("deterministic", True)},
         )
 

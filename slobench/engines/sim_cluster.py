@@ -28,6 +28,7 @@ import math
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field, replace
 
+from slobench.engines.base import ClientEvidence
 from slobench.engines.sim import (
     Pause,
     SimConfig,
@@ -265,3 +266,22 @@ def _simulate_replicas(
                 on_record(rec)
         progress(0)
     return out
+
+
+def closed_loop_evidence(workload: Workload, records: Sequence[StageRecord], concurrency: int) -> ClientEvidence:
+    """The closed-loop client's account of itself, in the terms real load generators use: how late each send
+    was against its arrival (waiting for a slot) and the send rate achieved. A capacity search at a fixed
+    ``--max-concurrency`` then marks a probe INVALID where the cap, not the server, held the load back (lag
+    above 1 s, achieved rate off the offered one: `capacity.search.check_validity`), instead of reporting an
+    attainment measured on a load that was never offered."""
+    arrival = {r.id: r.arrival_s for r in workload.requests}
+    sent = {r.request_id: r.arrival_s for r in records if r.stage_idx == 0}
+    lags = sorted(sent[i] - arrival[i] for i in sent if i in arrival)
+    times = sorted(sent.values())
+    span = times[-1] - times[0] if times else 0.0
+    achieved = (len(times) - 1) / span if len(times) >= 2 and span > 0 else None
+    counters: dict[str, float | int] = {"max_concurrency": concurrency,
+                                        "waited_for_slot": sum(1 for x in lags if x > 0)}
+    if lags:
+        counters |= {"lag_p50_s": lags[len(lags) // 2], "lag_p99_s": lags[min(len(lags) - 1, int(0.99 * len(lags)))]}
+    return ClientEvidence(achieved_rate_rps=achieved, client_lag_s=lags[-1] if lags else None, counters=counters)

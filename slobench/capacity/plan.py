@@ -157,19 +157,23 @@ def workload_labels(workloads: Sequence[str]) -> list[str]:
 
 # The simulator's ground-truth defaults (`RunConfig`): a plan stores only what differs from them.
 TRUTH_DEFAULTS: dict[str, Any] = {"truth_bias": 0.0, "truth_noise_cv": 0.05, "schedule_cost": "model"}
+# Routing and load defaults (`RunConfig`): likewise stored only where they differ.
+ROUTING_DEFAULTS: dict[str, Any] = {"router": "round-robin", "router_refresh_ms": 100.0, "max_concurrency": None}
 
 
 def run_kwargs(*, hardware: str, model: str, tp: int, profile: str | None, replicas: int, engine: str,
                num_requests: int | None, quick: bool, url: str | None = None,
                engine_options: dict[str, Any] | None = None, warmup: float | None = None,
-               oracle_lengths: bool = False, truth: dict[str, Any] | None = None) -> dict[str, Any]:
+               oracle_lengths: bool = False, truth: dict[str, Any] | None = None,
+               routing: dict[str, Any] | None = None) -> dict[str, Any]:
     """The `SearchSpec.run_kwargs` of a compare/capacity/sensitivity command (without the workload).
 
     ``num_requests`` (``--num-requests``) is the expected request count of a probe per replica: a probe at
     rate r lasts ``num_requests·replicas/r`` seconds, the first ``warmup`` share of it not counted.
     ``oracle_lengths`` and the simulator's ground truth (``truth``: ``truth_bias``, ``truth_noise_cv``,
-    ``schedule_cost``) are kept only where they differ from the defaults, so plans and manifests without
-    them stay as they were; `RunConfig` validates them in the preflight.
+    ``schedule_cost``) and the routing (``routing``: ``router``, ``router_refresh_ms``, ``max_concurrency`` — a
+    capacity search at a fixed max concurrency) are kept only where they differ from the defaults, so plans and
+    manifests without them stay as they were; `RunConfig` validates them in the preflight.
     """
     n = num_requests or (QUICK_REQUESTS if quick else DEFAULT_REQUESTS)
     w = check_warmup(DEFAULT_WARMUP if warmup is None else warmup)
@@ -184,6 +188,7 @@ def run_kwargs(*, hardware: str, model: str, tp: int, profile: str | None, repli
     if oracle_lengths:
         kw["oracle_lengths"] = True
     kw |= {k: v for k, v in (truth or {}).items() if v != TRUTH_DEFAULTS[k]}
+    kw |= {k: v for k, v in (routing or {}).items() if v != ROUTING_DEFAULTS[k]}
     return kw
 
 
@@ -193,6 +198,10 @@ def setup_text(kw: dict[str, Any]) -> str:
         return f"profile {kw['profile']}"
     tp = f" TP{kw['tp']}" if kw.get("tp", 1) > 1 else ""
     reps = f" ×{kw['replicas']} replicas" if kw.get("replicas", 1) > 1 else ""
+    if kw.get("replicas", 1) > 1 and kw.get("router"):
+        reps += f" ({kw['router']})"
+    if kw.get("max_concurrency"):
+        reps += f", ≤{kw['max_concurrency']} in flight"
     return f"{kw['hardware']}, {kw['model']}{tp}{reps}, {kw['engine']}"
 
 
@@ -260,6 +269,7 @@ def preflight(specs: Sequence[SearchSpec], settings: SearchSettings | None = Non
 
 # Grid axis → RunConfig field it sets. slo_scale / burstiness_cv go through the workload overrides.
 GRID_AXES = {"model": "model", "hardware": "hardware", "replicas": "replicas", "tp": "tp", "profile": "profile",
+             "router": "router", "router_refresh_ms": "router_refresh_ms", "max_concurrency": "max_concurrency",
              "slo_scale": None, "burstiness_cv": None}
 
 

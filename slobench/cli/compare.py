@@ -43,6 +43,7 @@ from slobench.cli.options import (
     GridOpt,
     HardwareOpt,
     JobsOpt,
+    MaxConcurrencyOpt,
     MetadataOpt,
     MetricPercentilesOpt,
     ModelOpt,
@@ -58,6 +59,8 @@ from slobench.cli.options import (
     ReplicasOpt,
     RequestsOpt,
     ResumeOpt,
+    RouterOpt,
+    RouterRefreshOpt,
     ScheduleCostOpt,
     SchedulerOpt,
     SchedulersOpt,
@@ -139,6 +142,9 @@ def compare_cmd(
     tp: TpOpt = 1,
     profile: ProfileOpt = None,
     replicas: ReplicasOpt = 1,
+    router: RouterOpt = "round-robin",
+    router_refresh_ms: RouterRefreshOpt = 100.0,
+    max_concurrency: MaxConcurrencyOpt = None,
     seed: SeedOpt = [0],  # noqa: B006
     quick: QuickOpt = False,
     engine: EngineOpt = "sim",
@@ -177,7 +183,9 @@ def compare_cmd(
                     num_requests=num_requests, quick=quick, url=url,
                     engine_options=engine_options(engine_arg, engine_config), warmup=warmup,
                     oracle_lengths=oracle_lengths, truth={"truth_bias": truth_bias, "truth_noise_cv": truth_noise,
-                                                          "schedule_cost": schedule_cost})
+                                                          "schedule_cost": schedule_cost},
+                    routing={"router": router, "router_refresh_ms": router_refresh_ms,
+                             "max_concurrency": max_concurrency})
     kw |= measure_kwargs(burstiness=burstiness, goodput=goodput, percentile_metrics=percentile_metrics,
                          metric_percentiles=metric_percentiles)
     meta = metadata_option(metadata)
@@ -202,6 +210,9 @@ def capacity_cmd(
     tp: TpOpt = 1,
     profile: ProfileOpt = None,
     replicas: ReplicasOpt = 1,
+    router: RouterOpt = "round-robin",
+    router_refresh_ms: RouterRefreshOpt = 100.0,
+    max_concurrency: MaxConcurrencyOpt = None,
     seed: SeedOpt = [0],  # noqa: B006
     quick: QuickOpt = False,
     engine: EngineOpt = "sim",
@@ -238,7 +249,9 @@ def capacity_cmd(
                     num_requests=num_requests, quick=quick, url=url,
                     engine_options=engine_options(engine_arg, engine_config), warmup=warmup,
                     oracle_lengths=oracle_lengths, truth={"truth_bias": truth_bias, "truth_noise_cv": truth_noise,
-                                                          "schedule_cost": schedule_cost})
+                                                          "schedule_cost": schedule_cost},
+                    routing={"router": router, "router_refresh_ms": router_refresh_ms,
+                             "max_concurrency": max_concurrency})
     kw |= measure_kwargs(burstiness=burstiness, goodput=goodput, percentile_metrics=percentile_metrics,
                          metric_percentiles=metric_percentiles)
     meta = metadata_option(metadata)

@@ -24,6 +24,16 @@ TpOpt = Annotated[int, typer.Option("--tp", min=1, help="Tensor-parallel degree 
 ProfileOpt = Annotated[str | None, typer.Option(
     "--profile", help="Named latency profile, e.g. paper:opt-13b-a100-tp2 (overrides --hardware/--model/--tp).")]
 ReplicasOpt = Annotated[int, typer.Option("--replicas", min=1, help="Replicas behind the router.")]
+# Routing and closed-loop load (docs/routers.md); values are checked by `validate_config` (one line, exit 2).
+RouterOpt = Annotated[str, typer.Option(
+    "--router", help="How requests are placed on replicas: round-robin | vllm-dp | power-of-two | prefix-aware | "
+    "slo-aware (docs/routers.md).")]
+RouterRefreshOpt = Annotated[float, typer.Option(
+    "--router-refresh-ms", help="How stale the router's view of replica loads is: refreshed every this many ms "
+    "(vLLM: 100); 0 = fresh at every request.")]
+MaxConcurrencyOpt = Annotated[int | None, typer.Option(
+    "--max-concurrency", help="At most N requests in flight (vLLM bench's --max-concurrency): a request arriving "
+    "while N are in flight is sent when one ends; latency counts from the send. Simulator only.")]
 SeedOpt = Annotated[list[int], typer.Option("--seed", help="Seed(s); the same for every scheduler. Repeatable.")]
 QuickOpt = Annotated[bool, typer.Option("--quick", help="200 requests per probe, 5% grid: a first look in seconds.")]
 EngineOpt = Annotated[str, typer.Option("--engine", help="sim (default) | vllm | openai")]

@@ -19,10 +19,13 @@ from slobench.cli import app
 from slobench.cli.options import (
     BurstinessOpt,
     GoodputOpt,
+    MaxConcurrencyOpt,
     MetadataOpt,
     MetricPercentilesOpt,
     OracleLengthsOpt,
     PercentileMetricsOpt,
+    RouterOpt,
+    RouterRefreshOpt,
     ScheduleCostOpt,
     TruthBiasOpt,
     TruthNoiseOpt,
@@ -103,7 +106,9 @@ def run_cmd(
     tp: Annotated[int, typer.Option(help="Tensor-parallel degree.")] = 1,
     profile: Annotated[str | None, typer.Option(help="Named latency profile, e.g. paper:opt-13b-h100.")] = None,
     replicas: Annotated[int, typer.Option(help="Number of replicas.")] = 1,
-    router: Annotated[str, typer.Option(help="How requests are placed on replicas: round-robin.")] = "round-robin",
+    router: RouterOpt = "round-robin",
+    router_refresh_ms: RouterRefreshOpt = 100.0,
+    max_concurrency: MaxConcurrencyOpt = None,
     spec_alpha: Annotated[float | None, typer.Option(help="Speculative decoding acceptance rate.")] = None,
     scheduler_options: Annotated[str | None, typer.Option(
         "--scheduler-options", help='The policy\'s options as JSON, e.g. \'{"capacity_margin": 0.8}\' (every '
@@ -133,6 +138,7 @@ def run_cmd(
     cfg = validate_config(
         workload=workload, scheduler=scheduler, rate_rps=rate, duration_s=duration, num_requests=num_requests,
         seed=seed, hardware=hardware, model=model, tp=tp, profile=profile, replicas=replicas, router=router,
+        router_refresh_ms=router_refresh_ms, max_concurrency=max_concurrency,
         spec_alpha=spec_alpha, scheduler_options=_json_options(scheduler_options), engine=engine, url=url,
         engine_options=engine_options(engine_arg, engine_config), truth_bias=truth_bias, truth_noise_cv=truth_noise,
         schedule_cost=schedule_cost, oracle_lengths=oracle_lengths,

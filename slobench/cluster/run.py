@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from slobench.engines.base import Engine, EngineJob, OpenLoopLoad, ReplicaSet
+from slobench.engines.base import ClosedLoopLoad, Engine, EngineJob, OpenLoopLoad, ReplicaSet
 from slobench.engines.errors import EngineError
 from slobench.errors import InputWarning, UserError
 from slobench.metrics.attainment import measured_flags, summarize
@@ -62,6 +62,11 @@ class RunConfig(BaseModel):
     profile: str | None = Field(default=None, description="named latency profile, e.g. paper:opt-13b-h100")
     replicas: int = 1
     router: str = Field(default="round-robin", description="how requests are placed on replicas")
+    router_refresh_ms: float = Field(
+        default=100.0, description="how often the router's view of replica loads is refreshed (0: every request)")
+    max_concurrency: int | None = Field(
+        default=None, description="at most this many requests in flight (vLLM bench's --max-concurrency); None: "
+        "open loop")
     drain_timeout_s: float = 600.0
     url: str | None = Field(default=None, description="--engine openai: the server's base URL")
     engine_options: dict[str, Any] = Field(
@@ -194,11 +199,32 @@ class RunConfig(BaseModel):
     @field_validator("router")
     @classmethod
     def _router(cls, v: str) -> str:
-        from slobench.schedulers.routers import router_names
+        from slobench.schedulers.routers import canonical_router, router_names
 
-        if v.strip().lower().replace("_", "-") not in router_names():
+        if canonical_router(v) not in router_names():
             raise ValueError(f"unknown router; choose one of: {', '.join(router_names())}")
+        return canonical_router(v)
+
+    @field_validator("router_refresh_ms")
+    @classmethod
+    def _refresh(cls, v: float) -> float:
+        if not (v >= 0 and math.isfinite(v)):
+            raise ValueError("must be a number of milliseconds ≥ 0 (0: the router sees fresh loads at every request)")
         return v
+
+    @field_validator("max_concurrency")
+    @classmethod
+    def _concurrency(cls, v: int | None) -> int | None:
+        if v is not None and v < 1:
+            raise ValueError("must be ≥ 1 (requests in flight at once); leave it out for an open-loop load")
+        return v
+
+    @model_validator(mode="after")
+    def _closed_loop_engine(self) -> RunConfig:
+        if self.max_concurrency is not None and self.engine != "sim":
+            raise UserError(f"--max-concurrency: --engine {self.engine} drives open-loop loads only (its load "
+                            "generator has no concurrency cap yet); drop the flag or use --engine sim")
+        return self
 
 
 def _fold_oracle(data: dict[str, Any], oracle: Any) -> dict[str, Any]:
@@ -251,6 +277,7 @@ _FLAGS = {
     "policy.draft.max_draft": "--spec-max-draft", "engine_options": "--engine-arg",
     "truth_noise_cv": "--truth-noise", "burstiness_cv": "--burstiness", "goodput_ms": "--goodput",
     "policy.oracle_lengths": "--oracle-lengths",
+    "router_refresh_ms": "--router-refresh-ms", "max_concurrency": "--max-concurrency",
 }
 
 
@@ -391,9 +418,12 @@ def run_once(
         if early is not None:
             early.add(rec)
 
+    load = (OpenLoopLoad(workload) if cfg.max_concurrency is None
+            else ClosedLoopLoad(workload, concurrency=cfg.max_concurrency))
     job = EngineJob(
-        load=OpenLoopLoad(workload), policy=cfg.policy, perf=perf,
-        replicas=ReplicaSet(count=cfg.replicas, router=cfg.router), on_record=record, on_progress=on_progress,
+        load=load, policy=cfg.policy, perf=perf,
+        replicas=ReplicaSet(count=cfg.replicas, router=cfg.router, refresh_s=cfg.router_refresh_ms / 1000.0),
+        on_record=record, on_progress=on_progress,
         seed=cfg.seed, drain_timeout_s=cfg.drain_timeout_s, log_dir=run_dir,
         stop=None if early is None else (lambda: early.reason is not None),
     )

@@ -31,19 +31,36 @@ ProgressFn = Callable[[int, int], None]  # (requests done, requests in the load)
 
 @dataclass(frozen=True)
 class OpenLoopLoad:
-    """Requests sent at their workload arrival times, whatever the engine does (the benchmark's load).
-
-    A closed-loop load (``ClosedLoopLoad(concurrency, …)``: a fixed number of clients, each sending
-    its next request when the previous one ends) will be a second class with its own ``kind``;
-    `Load` becomes their union, and an engine that cannot drive one says so with `unsupported_load`.
-    """
+    """Requests sent at their workload arrival times, whatever the engine does (the benchmark's load)."""
 
     kind: ClassVar[str] = "open-loop"
 
     workload: Workload  # generated once by cluster.run (seeded); every request's arrival_s is its send time
 
 
-Load = OpenLoopLoad  # the loads an engine may be given (a union once closed-loop loads exist)
+@dataclass(frozen=True)
+class ClosedLoopLoad:
+    """At most ``concurrency`` requests in flight: vLLM ``bench serve --max-concurrency``'s meaning.
+
+    Requests keep their open-loop arrival times, but one that arrives while ``concurrency`` requests are in
+    flight waits for a slot and is sent when one frees (a request is in flight from its send to its last
+    token, tool gaps included: the client holds the slot). With every arrival at 0 it is a pure closed loop
+    (N clients, each sending its next request when the previous one ends). Latency is measured from the
+    send, as vLLM's benchmark does: a request's records carry its send time as ``arrival_s`` (time spent
+    waiting for a slot is the client's, not the server's, and counts against no SLO).
+    """
+
+    kind: ClassVar[str] = "closed-loop"
+
+    workload: Workload
+    concurrency: int  # most requests in flight at once (≥ 1)
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise UserError(f"--max-concurrency: must be ≥ 1 (got {self.concurrency})")
+
+
+Load = OpenLoopLoad | ClosedLoopLoad  # the loads an engine may be given
 
 
 @dataclass(frozen=True)
@@ -52,6 +69,8 @@ class ReplicaSet:
 
     count: int = 1  # replicas; real engines run exactly one (they refuse more with one line)
     router: str = "round-robin"  # a name of slobench.schedulers.routers.ROUTERS
+    refresh_s: float = 0.1  # how often the router's view of replica loads is refreshed (vLLM's DP
+    # coordinator publishes every 100 ms); 0: fresh at every request
 
 
 @dataclass
@@ -82,7 +101,8 @@ class EngineJob:
 
 @dataclass
 class ClientEvidence:
-    """The load generator's account of itself (real engines only): did it offer the load it was asked to?
+    """The load generator's account of itself (real engines; the simulator's closed loop): did it offer the
+    load it was asked to?
 
     Capacity searches mark a probe INVALID on it (lag above 1 s, achieved rate off the offered one).
     """
@@ -97,15 +117,16 @@ class ClientEvidence:
 class EngineResult:
     """What an engine returns. The run (cluster.run) computes every metric and summary from it."""
 
-    records: list[StageRecord]  # one per request stage, as passed to EngineJob.on_record (same order)
+    records: list[StageRecord]  # one per request stage, as passed to EngineJob.on_record (in that order for one
+    # replica; the simulator's replicas stream interleaved as requests finish and are returned replica by replica)
     iterations: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per engine iteration (time_s,
     # latency_s, num_seqs, prefill/decode tokens, budget_s, kv_used_blocks, replica): the simulator's;
     # empty for real engines (their iterations happen inside the server)
     scheduler_stats: dict[str, Any] | None = None  # the policy's SchedulerStats.as_dict() (calls, overhead_ms,
     # counters), merged over replicas; vLLM: the adapter's, from its events file; None: stock vLLM or a
     # remote server (no slobench policy ran), or a policy without stats
-    client: ClientEvidence | None = None  # the load generator's evidence; None on the simulator, which
-    # offers exactly the generated arrivals
+    client: ClientEvidence | None = None  # the load generator's evidence; None on the simulator's open loop,
+    # which offers exactly the generated arrivals (a closed loop reports how long sends waited for a slot)
     info: dict[str, Any] = field(default_factory=dict)  # engine facts for summary.json's engine_info: server
     # URL, pid, log, start-up time, versions, run id; empty on the simulator
 
@@ -131,7 +152,8 @@ class Engine(Protocol):
 def unsupported_load(engine: str, load: object) -> UserError:
     """The one-line error of an engine given a kind of load it cannot drive yet."""
     kind = getattr(load, "kind", type(load).__name__)
-    return UserError(f"--engine {engine}: {kind} loads are not supported yet; use an open-loop load (--rate)")
+    hint = " (--max-concurrency)" if kind == "closed-loop" else ""
+    return UserError(f"--engine {engine}: {kind} loads{hint} are not supported yet; use an open-loop load (--rate)")
 
 
 def open_loop_workload(engine: str, job: EngineJob) -> Workload:

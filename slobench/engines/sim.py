@@ -23,19 +23,23 @@ import heapq
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field, replace
 from itertools import accumulate
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from slobench.engines.base import EngineJob, EngineResult, open_loop_workload
+from slobench.engines.base import ClosedLoopLoad, EngineJob, EngineResult, OpenLoopLoad, unsupported_load
 from slobench.metrics.records import StageRecord, Status
 from slobench.perf.base import LatencyModel
 from slobench.perf.schedule_cost import NOISE_CHUNK, ScheduleCost, TruthFactors
 from slobench.schedulers.base import Admission, BatchPlan, Scheduler, SchedulerView, SeqState, SpecConfig
 from slobench.workloads.model import Request, Workload
+
+if TYPE_CHECKING:
+    from slobench.schedulers.lengths import LengthInfo
 
 
 def _accepted(rng: np.random.Generator, alpha: float, k: int) -> int:
@@ -215,6 +219,21 @@ def simulate(
             gc.enable()
 
 
+def kv_capacity_tokens(cfg: SimConfig, perf: LatencyModel) -> int:
+    """The replica's KV cache in tokens: the config's when set, else the perf model's."""
+    return cfg.kv_capacity_tokens if cfg.kv_capacity_tokens is not None else perf.kv_capacity_tokens()
+
+
+def check_fits(reqs: list[Request], kv_tokens: int, block_size: int) -> None:
+    """Refuse (as a policy-independent contract error) a request that could never fit one replica's KV."""
+    total_blocks = kv_tokens // block_size
+    for r in reqs:
+        if math.ceil(r.max_context_tokens / block_size) > total_blocks:
+            raise SchedulerContractError(
+                f"request {r.id} needs {r.max_context_tokens} tokens of KV but the replica holds {kv_tokens}"
+            )
+
+
 def _simulate(
     workload: Workload,
     scheduler: Scheduler,
@@ -224,7 +243,57 @@ def _simulate(
     on_record: Callable[[StageRecord], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> SimResult:
-    """Run ``workload`` through ``scheduler`` on a replica whose iterations take ``perf``'s time.
+    """One replica with its whole request stream known up front: `replica_loop` run to its end.
+
+    The gate is at infinity (no event outside the replica), so the loop never pauses: the single-replica
+    path is the same code, at the same speed, as the replica stepper the multi-replica driver uses.
+    """
+    cfg = config or SimConfig()
+    reqs = sorted(workload.requests, key=lambda r: (r.arrival_s, r.id))
+    kv_tokens = kv_capacity_tokens(cfg, perf)
+    check_fits(reqs, kv_tokens, cfg.block_size)
+    from slobench.schedulers.lengths import make_length_info
+
+    lengths = make_length_info(cfg.oracle_lengths, workload.spec, kv_tokens)
+    horizon = (reqs[-1].arrival_s if reqs else 0.0) + cfg.drain_timeout_s
+    loop = replica_loop(reqs, scheduler, perf, cfg, lengths, [math.inf, horizon],
+                        on_record=on_record, on_progress=on_progress)
+    try:
+        next(loop)
+    except StopIteration as stop:
+        return stop.value
+    raise RuntimeError("replica_loop paused with no event outside the replica")  # unreachable: the gate is ∞
+
+
+# What a paused `replica_loop` yields: (its clock, its waiting queue, its running list, its free KV blocks).
+# The lists are the loop's own (no copies): valid until the loop is resumed; readers must not change them.
+Pause = tuple[float, list[SeqState], list[SeqState], int]
+
+
+def replica_loop(
+    reqs: list[Request],
+    scheduler: Scheduler,
+    perf: LatencyModel,
+    cfg: SimConfig,
+    lengths: LengthInfo,
+    gate: list[float],
+    *,
+    on_record: Callable[[StageRecord], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    on_done: Callable[[int, float], None] | None = None,
+) -> Generator[Pause, None, SimResult]:
+    """Run ``reqs`` through ``scheduler`` on a replica whose iterations take ``perf``'s time.
+
+    A resumable replica (a generator), so that a driver can advance R replicas in lockstep and route each
+    request at its arrival time (`slobench.engines.sim_cluster`). ``reqs`` is the replica's own arrival list,
+    in (arrival_s, id) order; the driver may append to it while the loop is paused. ``gate = [bound, horizon]``
+    is owned by the driver: the loop makes every decision at a time < ``bound`` on its own, and pauses
+    (yields a `Pause`) at the first point where a decision would depend on an event at ``bound`` the driver has
+    not resolved yet — an arrival that may be routed here, a routing-state refresh, a closed-loop send. A pause
+    carries the time of the loop's next decision should nothing be routed to it (its clock when the gate is
+    already due; its next own event or idle tick when it waits). It re-reads the gate when resumed.
+    ``horizon`` is when the run stops (the last arrival + drain timeout).
+    ``on_done(request_id, t)`` is called when a request leaves (finished, rejected, or unfinished at the end).
 
     ``on_record`` is called with every stage record as soon as it is final (streamed to disk by
     the runner, so an interrupted run keeps finished requests); ``on_progress`` with the number of
@@ -236,27 +305,17 @@ def _simulate(
     and removes newly running sequences from the head of the waiting queue by slicing when the policy
     took them in queue order (FCFS policies always do).
     """
-    cfg = config or SimConfig()
     rng = np.random.default_rng(cfg.seed)
     spec_cfg = cfg.spec
     bs = cfg.block_size
-    kv_tokens = cfg.kv_capacity_tokens if cfg.kv_capacity_tokens is not None else perf.kv_capacity_tokens()
+    kv_tokens = kv_capacity_tokens(cfg, perf)
     total_blocks = kv_tokens // bs
     free_blocks = total_blocks
-    reqs = sorted(workload.requests, key=lambda r: (r.arrival_s, r.id))
-    for r in reqs:
-        if math.ceil(r.max_context_tokens / bs) > total_blocks:
-            raise SchedulerContractError(
-                f"request {r.id} needs {r.max_context_tokens} tokens of KV but the replica holds {kv_tokens}"
-            )
-    # --- output-length information (issue 10): the policy sees public requests and a predictor -------
-    from slobench.schedulers.lengths import make_length_info
-
-    lengths = make_length_info(cfg.oracle_lengths, workload.spec, kv_tokens)
-    # ---
-    n_reqs = len(reqs)
+    # Output-length information (issue 10): the policy sees public requests (``lengths.public``) and a predictor.
     next_arrival = 0
     next_arrival_s = reqs[0].arrival_s if reqs else math.inf
+    if gate[0] < next_arrival_s:
+        next_arrival_s = gate[0]  # from here on: the earlier of our next own arrival and the gate
     gap_heap: list[tuple[float, int, _Live]] = []
     waiting: list[SeqState] = []
     running: list[SeqState] = []
@@ -271,7 +330,7 @@ def _simulate(
     log_budget, log_kv = log.budget_s.append, log.kv_used_blocks.append
     log_pred, log_sched = log.predicted_s.append, log.schedule_s.append
     now = 0.0
-    horizon = (reqs[-1].arrival_s if reqs else 0.0) + cfg.drain_timeout_s
+    horizon = gate[1]
     finished_requests = 0
     iterations = 0
     admitted = Admission.ADMITTED
@@ -366,7 +425,7 @@ def _simulate(
         if on_record is not None:
             on_record(rec)
 
-    def finish_request(live: _Live, status: Status) -> None:
+    def finish_request(live: _Live, status: Status, t: float) -> None:
         nonlocal finished_requests
         live.done = True
         live.where = _ELSEWHERE
@@ -385,20 +444,32 @@ def _simulate(
         finished_requests += 1
         if on_progress is not None:
             on_progress(finished_requests)
+        if on_done is not None:
+            on_done(req.id, t)
 
     while True:
         # 1. Admit everything that has happened by `now`.
         if next_arrival_s <= now:
-            while next_arrival < n_reqs and reqs[next_arrival].arrival_s <= now:
-                r = reqs[next_arrival]
-                seq = SeqState(req=lengths.public(r), stage_idx=0, stage_start_s=r.arrival_s,
-                               num_tokens=r.stages[0].prompt_tokens)
-                live = _Live(seq, _stage_record(r, 0, r.arrival_s, cfg.replica), r)
-                live.where = _WAITING
-                waiting.append(seq)
-                by_id[r.id] = live
-                next_arrival += 1
-            next_arrival_s = reqs[next_arrival].arrival_s if next_arrival < n_reqs else math.inf
+            while True:
+                n_reqs = len(reqs)
+                while next_arrival < n_reqs and reqs[next_arrival].arrival_s <= now:
+                    r = reqs[next_arrival]
+                    seq = SeqState(req=lengths.public(r), stage_idx=0, stage_start_s=r.arrival_s,
+                                   num_tokens=r.stages[0].prompt_tokens)
+                    live = _Live(seq, _stage_record(r, 0, r.arrival_s, cfg.replica), r)
+                    live.where = _WAITING
+                    waiting.append(seq)
+                    by_id[r.id] = live
+                    next_arrival += 1
+                if gate[0] > now:
+                    break
+                # An event outside this replica is due by now (an arrival that may be ours): let the driver
+                # resolve it before deciding anything at `now`.
+                yield now, waiting, running, free_blocks
+                horizon = gate[1]
+            next_arrival_s = reqs[next_arrival].arrival_s if next_arrival < len(reqs) else math.inf
+            if gate[0] < next_arrival_s:
+                next_arrival_s = gate[0]
         while gap_heap and gap_heap[0][0] <= now:
             ready_s, _, live = heapq.heappop(gap_heap)
             live.seq.stage_start_s = ready_s
@@ -408,6 +479,18 @@ def _simulate(
 
         if not waiting and not running:
             nxt = min(next_arrival_s, gap_heap[0][0] if gap_heap else math.inf)
+            if nxt >= gate[0]:
+                # Idle until our own next event, unless the gate (an event outside) brings us work first: pause,
+                # telling the driver when we would next act, rather than step to the gate (two idle replicas
+                # would then leapfrog each other's gates).
+                while True:
+                    own_s = reqs[next_arrival].arrival_s if next_arrival < len(reqs) else math.inf
+                    nxt = min(own_s, gap_heap[0][0] if gap_heap else math.inf)
+                    if gate[0] >= nxt:
+                        break
+                    yield nxt, waiting, running, free_blocks
+                    horizon = gate[1]
+                next_arrival_s = own_s if own_s < gate[0] else gate[0]
             if nxt == math.inf:
                 break
             now = nxt
@@ -525,14 +608,28 @@ def _simulate(
                     lv = by_id[s.req.id]
                     free_blocks += s.kv_blocks
                     release(lv, s, False)
-                    finish_request(lv, Status.REJECTED)
+                    finish_request(lv, Status.REJECTED, now)
+                if gate[0] < next_arrival_s:
+                    next_arrival_s = gate[0]  # a driver that must act on the freed slot moved the gate
                 waiting = [s for s in waiting if s.req.id not in rejected]
                 running = [s for s in running if s.req.id not in rejected]
 
         scheduled = plan.num_scheduled
         if not scheduled:
             busy_until = now + sched_s
-            now = min(next_arrival_s, gap_heap[0][0] if gap_heap else math.inf, now + cfg.idle_tick_s)
+            t_next = min(next_arrival_s, gap_heap[0][0] if gap_heap else math.inf, now + cfg.idle_tick_s)
+            if t_next >= gate[0]:
+                # The gate may come first, and whether it brings us an arrival decides when we look again (a
+                # tick landing on a foreign arrival would be an extra schedule() call): pause until it is resolved.
+                while True:
+                    own_s = reqs[next_arrival].arrival_s if next_arrival < len(reqs) else math.inf
+                    t_next = min(own_s, gap_heap[0][0] if gap_heap else math.inf, now + cfg.idle_tick_s)
+                    if gate[0] >= t_next:
+                        break
+                    yield t_next, waiting, running, free_blocks  # our next decision, unless the gate brings work
+                    horizon = gate[1]
+                next_arrival_s = own_s if own_s < gate[0] else gate[0]
+            now = t_next
             if now < busy_until:
                 now = busy_until  # the policy's call itself took this long
             continue
@@ -667,7 +764,9 @@ def _simulate(
                 free_blocks += seq.kv_blocks
                 release(lv, seq, False)  # its blocks stay in the pool (cached content nobody will ask for)
                 _remove_identity(running, seq)
-                finish_request(lv, Status.FINISHED)
+                finish_request(lv, Status.FINISHED, now)
+                if gate[0] < next_arrival_s:
+                    next_arrival_s = gate[0]  # a driver that must act on the freed slot moved the gate
                 continue
             emit(lv.record)
             nxt_stage = req.stages[nxt_idx]
@@ -693,21 +792,23 @@ def _simulate(
     # Horizon reached or nothing left: whatever is still in flight is unfinished.
     leftovers = [by_id[s.req.id] for s in waiting] + [by_id[s.req.id] for s in running] + [lv for _, _, lv in gap_heap]
     for lv in sorted(leftovers, key=lambda lv: lv.seq.req_id):
-        finish_request(lv, Status.UNFINISHED)
-    while next_arrival < n_reqs:  # never arrived before the horizon (cannot happen unless drain < 0)
+        finish_request(lv, Status.UNFINISHED, now)
+    while next_arrival < len(reqs):  # never arrived before the horizon (cannot happen unless drain < 0)
         r = reqs[next_arrival]
-        finish_request(_Live(SeqState(req=r), _stage_record(r, 0, r.arrival_s, cfg.replica)), Status.UNFINISHED)
+        finish_request(_Live(SeqState(req=r), _stage_record(r, 0, r.arrival_s, cfg.replica)), Status.UNFINISHED, now)
         next_arrival += 1
     log.latency_s = (np.array(log.predicted_s) * np.array(factors)).tolist()  # the products the clock used
     return SimResult(records=records, iterations=log, end_time_s=now, num_iterations=iterations)
 
 
 class SimEngine:
-    """The discrete-event simulator as an `Engine` (``--engine sim``): R replicas, each simulated in turn.
+    """The discrete-event simulator as an `Engine` (``--engine sim``): R replicas behind a router.
 
-    Requests are placed on replicas by the job's router before the run (`presplit`; round-robin gives
-    request i to replica i mod R); replica r simulates with seed ``job.seed + r``. Every replica gets
-    its own policy instance, built from ``job.policy``; their `SchedulerStats` are merged into one.
+    One replica under an open-loop load is `simulate` itself. Otherwise `sim_cluster.simulate_replicas`
+    advances the replicas in lockstep and routes each request when it is sent (with the job's router and
+    stats refresh interval); a `ClosedLoopLoad` caps the requests in flight. Replica r simulates with seed
+    ``job.seed + r`` and its own policy instance, built from ``job.policy``; their `SchedulerStats` are merged
+    into one. Records, iteration logs and stats are reported replica by replica, in replica order.
     """
 
     name = "sim"
@@ -717,38 +818,50 @@ class SimEngine:
 
     def run(self, job: EngineJob) -> EngineResult:
         from slobench.schedulers.registry import make_policy
-        from slobench.schedulers.routers import make_router, presplit
 
-        workload = open_loop_workload(self.name, job)
+        load = job.load
+        if not isinstance(load, OpenLoopLoad | ClosedLoopLoad):
+            raise unsupported_load(self.name, load)
+        workload = load.workload
+        concurrency = load.concurrency if isinstance(load, ClosedLoopLoad) else None
         gpu = getattr(job.perf, "gpu", None)
         gpu_mem, gpu_name = getattr(gpu, "memory_bytes", None), getattr(gpu, "name", "")
         spec = job.policy.draft.spec_config() if job.policy.draft is not None else None
         total = len(workload.requests)
-        parts = presplit(workload, make_router(job.replicas.router), job.replicas.count)
-        records: list[StageRecord] = []
-        iterations: list[pd.DataFrame] = []
-        stats = None
-        done = 0
         base = self.config
         if base.schedule_cost == "model" and base.schedule_cost_model is None:
             from slobench.perf.schedule_cost import schedule_cost_for
 
             base = replace(base, schedule_cost_model=schedule_cost_for(job.policy.name))
-        info: dict = {}
-        for replica, part in enumerate(parts):
+        policies: list[Scheduler] = []
+        configs: list[SimConfig] = []
+        for replica in range(max(1, job.replicas.count)):
             policy = make_policy(job.policy, gpu_memory_bytes=gpu_mem, gpu_name=gpu_name)
             limits = engine_limits(base, policy, gpu_mem, gpu_name)
+            policies.append(policy)
+            configs.append(replace(base, spec=spec, seed=job.seed + replica, replica=replica,
+                                   drain_timeout_s=job.drain_timeout_s, oracle_lengths=job.policy.oracle_lengths,
+                                   **limits))
 
-            def progress(n: int, base: int = done) -> None:
-                if job.on_progress is not None:
-                    job.on_progress(base + n, total)
+        def progress(n: int) -> None:
+            if job.on_progress is not None:
+                job.on_progress(n, total)
 
-            cfg = replace(base, spec=spec, seed=job.seed + replica, replica=replica,
-                          drain_timeout_s=job.drain_timeout_s, oracle_lengths=job.policy.oracle_lengths, **limits)
-            info = simulator_info(cfg)
-            sim = simulate(part, policy, job.perf, cfg, on_record=job.on_record, on_progress=progress)
+        if len(policies) == 1 and concurrency is None:
+            sims = [simulate(workload, policies[0], job.perf, configs[0], on_record=job.on_record,
+                             on_progress=progress)]
+        else:
+            from slobench.engines.sim_cluster import simulate_replicas
+            from slobench.schedulers.routers import make_router
+
+            sims = simulate_replicas(workload, policies, job.perf, configs, make_router(job.replicas.router, job.seed),
+                                     refresh_s=job.replicas.refresh_s, concurrency=concurrency,
+                                     on_record=job.on_record, on_progress=progress)
+        records: list[StageRecord] = []
+        iterations: list[pd.DataFrame] = []
+        stats = None
+        for replica, (sim, policy) in enumerate(zip(sims, policies, strict=True)):
             records.extend(sim.records)
-            done += len(part.requests)
             it = pd.DataFrame(sim.iterations.as_dict())
             it["replica"] = replica
             iterations.append(it)
@@ -757,10 +870,21 @@ class SimEngine:
                 stats = replica_stats
             elif replica_stats is not None:
                 stats.merge(replica_stats)  # one summary for all replicas of the policy
+        client = None
+        if concurrency is not None:
+            from slobench.engines.sim_cluster import closed_loop_evidence
+
+            client = closed_loop_evidence(workload, records, concurrency)
+        info = simulator_info(configs[-1])
+        if concurrency is not None:
+            info["max_concurrency"] = concurrency
+        if len(policies) > 1:
+            info |= {"router": job.replicas.router, "router_refresh_s": job.replicas.refresh_s}
         return EngineResult(
             records=records,
             iterations=pd.concat(iterations, ignore_index=True) if iterations else pd.DataFrame(),
             scheduler_stats=stats.as_dict() if stats is not None and hasattr(stats, "as_dict") else None,
+            client=client,
             info={"simulator": info, "deterministic": info.get("deterministic", True)},
         )
 

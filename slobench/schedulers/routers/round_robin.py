@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 from slobench.schedulers.routers.base import ReplicaLoad
 from slobench.workloads.model import Request, Workload
@@ -19,6 +20,7 @@ class RoundRobinRouter:
 
     name: str = "round-robin"
     _next: int = 0
+    reads_load: ClassVar[bool] = False
 
     def route(self, req: Request, replicas: Sequence[ReplicaLoad]) -> int:
         i = self._next % len(replicas)

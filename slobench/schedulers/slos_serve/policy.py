@@ -181,6 +181,33 @@ def _pop_victim(victims: list[SeqState], asking: SeqState, best_effort_ids: set[
     return None
 
 
+def _classify(view: SchedulerView) -> tuple[list[SeqState], list[SeqState], list[SeqState], list[SeqState],
+                                             list[SeqState]]:
+    """The view's sequences as (admitted decodes, admitted prefills, best-effort decodes, best-effort
+    prefills, pending): running ones by what they do this iteration, waiting ones by admission."""
+    adm_dec: list[SeqState] = []
+    adm_pre: list[SeqState] = []
+    be_dec: list[SeqState] = []
+    be_pre: list[SeqState] = []
+    pending: list[SeqState] = []
+    best_effort, admitted_, pending_ = Admission.BEST_EFFORT, Admission.ADMITTED, Admission.PENDING
+    for seq in view.running:
+        be = seq.admission is best_effort
+        if seq.stage_out == 0 or seq.num_tokens - seq.num_computed > 1:  # seq.is_prefilling, inlined
+            (be_pre if be else adm_pre).append(seq)
+        else:
+            (be_dec if be else adm_dec).append(seq)
+    for seq in view.waiting:  # thousands when overloaded: the enum members are locals
+        a = seq.admission
+        if a is pending_:
+            pending.append(seq)
+        elif a is best_effort:
+            be_pre.append(seq)
+        elif a is admitted_:
+            adm_pre.append(seq)
+    return adm_dec, adm_pre, be_dec, be_pre, pending
+
+
 @dataclass
 class SLOsServeScheduler(TimedSchedule):
     """The `slos-serve` policy. Options are documented on each field; defaults follow the paper."""
@@ -262,27 +289,7 @@ class SLOsServeScheduler(TimedSchedule):
             self._iter_ewma_s = gap if math.isinf(self._iter_ewma_s) else 0.9 * self._iter_ewma_s + 0.1 * gap
         self._prev_now_s = now
         plan = BatchPlan()
-        adm_dec: list[SeqState] = []
-        adm_pre: list[SeqState] = []
-        be_dec: list[SeqState] = []
-        be_pre: list[SeqState] = []
-        pending: list[SeqState] = []
-        best_effort, admitted_, pending_ = Admission.BEST_EFFORT, Admission.ADMITTED, Admission.PENDING
-        for seq in view.running:
-            be = seq.admission is best_effort
-            if seq.stage_out == 0 or seq.num_tokens - seq.num_computed > 1:  # seq.is_prefilling, inlined
-                (be_pre if be else adm_pre).append(seq)
-            else:
-                (be_dec if be else adm_dec).append(seq)
-        for seq in view.waiting:  # thousands when overloaded: the enum members are locals
-            a = seq.admission
-            if a is pending_:
-                pending.append(seq)
-            elif a is best_effort:
-                be_pre.append(seq)
-            elif a is admitted_:
-                adm_pre.append(seq)
-
+        adm_dec, adm_pre, be_dec, be_pre, pending = _classify(view)
         pending = self._expire(view, pending, plan, be_pre)
         if self.arrival_slack_quantile is not None:
             self._note_committed_arrivals(view, adm_pre)
@@ -299,6 +306,30 @@ class SLOsServeScheduler(TimedSchedule):
                     self._zero_load_ttft.pop((seq.req_id, seq.stage_idx), None)
         self._build_batch(view, plan, adm_dec, adm_pre, be_dec, be_pre)
         return plan
+
+    def would_admit(self, view: SchedulerView, seq: SeqState) -> bool:
+        """Would this replica's admission planner admit ``seq`` (a request not yet here) if it arrived now?
+
+        The question SLOs-Serve's router asks each replica in turn (`slobench.schedulers.routers.slo_aware`):
+        the same DP as a plan, over the requests this replica has committed to plus ``seq`` alone (its own
+        undecided requests are left out: they are re-planned with it at its next plan). Side-effect free:
+        every model, counter and cache a plan touches is restored, so asking never changes what the replica
+        does, and a run with a router that asks gives the same records as one that does not ask.
+        """
+        fb = self._feedback
+        saved = (self._rate, self._rate_key, self._rate_at_s, self._spec, self._kv_growth_blocks,
+                 self._last_plan_s, self.stats, fb._cache)
+        self.stats = SchedulerStats()
+        try:
+            if self.latency_feedback:
+                perf = fb.scaled(view.perf)
+                if perf is not view.perf:
+                    view = _with_perf(view, perf)
+            adm_dec, adm_pre, be_dec, be_pre, _ = _classify(view)
+            return seq.req_id in self._admit(view, [seq], adm_pre, adm_dec, be_dec, be_pre)
+        finally:
+            (self._rate, self._rate_key, self._rate_at_s, self._spec, self._kv_growth_blocks,
+             self._last_plan_s, self.stats, fb._cache) = saved
 
     # -- step 2 ---------------------------------------------------------------------------------
     def _expire(self, view: SchedulerView, pending: list[SeqState], plan: BatchPlan,

@@ -1,0 +1,177 @@
+"""Capacity per replica for replicas × routers × policies × workloads: does routing make replicas scale?
+
+For each point, a capacity search exactly as `slobench capacity` runs one (`capacity.plan.run_kwargs`,
+`capacity.execute.run_search`: same grid, seeds, probe sizing, validity checks), with ``--replicas R
+--router NAME --router-refresh-ms MS``. One replica needs no router, so R = 1 is searched once per policy and
+workload and shown in every router's row. Writes, into ``--out``:
+
+- ``router_scaling.csv``: one row per search (capacity, its interval, capacity per replica, status, wall time);
+  rows are appended as searches finish and a rerun skips every point already in the file (resumable,
+  incremental: widen ``--replicas`` or ``--routers`` and only the new points run);
+- ``router_scaling.md``: per workload × policy, capacity per replica (req/s) for each router and replica count,
+  with the share of ideal linear scaling (capacity(R) / (R · capacity(1))).
+
+The full grid (4 replica counts × 5 routers × 2 policies × 3 workloads) is hours of CPU; ``--quick`` is the
+smoke-sized version (1 and 2 replicas, chatbot only, 200-request probes, a 5% grid):
+
+    python scripts/router_scaling.py --quick --out results/router-scaling-quick
+    python scripts/router_scaling.py --refresh-ms 0,100 --out results/router-scaling   # the benchmark
+
+Uses the library (capacity, cluster), never the CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+FIELDS = ["workload", "policy", "router", "replicas", "refresh_ms", "capacity_rps", "capacity_per_replica_rps",
+          "lower_rps", "upper_rps", "status", "probes", "wall_s"]
+KEY = ("workload", "policy", "router", "replicas", "refresh_ms")
+SINGLE = "(one replica)"  # the router column of R = 1 rows: no routing happens
+
+
+def _split(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _key(row: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(str(row[k]) for k in KEY)
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """The rows already measured (none when the file does not exist yet)."""
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def append_row(path: Path, row: dict[str, Any]) -> None:
+    """Add one finished search to the CSV at once, so an interrupted run keeps it."""
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=FIELDS)
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+def search(workload: str, policy: str, router: str, replicas: int, refresh_ms: float, args: argparse.Namespace
+           ) -> dict[str, Any]:
+    """One capacity search, as `slobench capacity --replicas R --router NAME` would run it."""
+    from slobench.capacity.execute import run_search
+    from slobench.capacity.plan import SearchSpec, run_kwargs, search_settings
+
+    kw = run_kwargs(hardware=args.hardware, model=args.model, tp=1, profile=args.profile, replicas=replicas,
+                    engine="sim", num_requests=args.num_requests, quick=args.quick,
+                    routing={"router": router if replicas > 1 else "round-robin", "router_refresh_ms": refresh_ms,
+                             "max_concurrency": None})
+    settings = search_settings(args.target, [0], args.quick, args.rate_start * replicas, 0.05, 1024.0, None)
+    t0 = time.perf_counter()
+    res = run_search(SearchSpec(workload, policy, kw | {"workload": workload}), settings)
+    assert res is not None
+    cap = res.capacity_rps
+    return {"workload": workload, "policy": policy, "router": router if replicas > 1 else SINGLE,
+            "replicas": replicas, "refresh_ms": f"{refresh_ms:g}", "capacity_rps": cap,
+            "capacity_per_replica_rps": cap / replicas if cap is not None else None,
+            "lower_rps": res.lower_rps, "upper_rps": res.upper_rps, "status": res.status,
+            "probes": len(res.probes), "wall_s": round(time.perf_counter() - t0, 1)}
+
+
+def markdown(rows: list[dict[str, str]]) -> str:
+    """Capacity per replica per router and replica count, with the share of ideal linear scaling."""
+    out = ["# Capacity per replica (req/s) by router", "",
+           "Share of ideal linear scaling in brackets: capacity(R) / (R · capacity(1)). "
+           "R = 1 has no router: its value repeats in every row.", ""]
+    groups = sorted({(r["workload"], r["policy"]) for r in rows})
+    for wl, pol in groups:
+        mine = [r for r in rows if r["workload"] == wl and r["policy"] == pol]
+        reps = sorted({int(r["replicas"]) for r in mine})
+        single = {r["refresh_ms"]: float(r["capacity_rps"]) for r in mine
+                  if int(r["replicas"]) == 1 and r["capacity_rps"]}
+        routers = sorted({(r["router"], r["refresh_ms"]) for r in mine if r["router"] != SINGLE})
+        out += [f"## {wl} × {pol}", "", "| router | refresh ms | " + " | ".join(f"R={n}" for n in reps) + " |",
+                "|---|---|" + "---|" * len(reps)]
+        for router, refresh in routers or [(SINGLE, next(iter(single), "100"))]:
+            cells = []
+            for n in reps:
+                hit = [r for r in mine if int(r["replicas"]) == n and (n == 1 or r["router"] == router)
+                       and r["refresh_ms"] == refresh]
+                if not hit or not hit[0]["capacity_rps"]:
+                    cells.append("—" if not hit else f"none ({hit[0]['status']})")
+                    continue
+                per = float(hit[0]["capacity_per_replica_rps"])
+                base = single.get(refresh)
+                cells.append(f"{per:.2f}" + (f" ({per / base:.0%})" if base and n > 1 else ""))
+            out.append(f"| {router} | {refresh} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--replicas", default="1,2,4,8")
+    ap.add_argument("--routers", default="round-robin,vllm-dp,power-of-two,prefix-aware,slo-aware")
+    ap.add_argument("--policies", default="vllm,slos-serve")
+    ap.add_argument("--workloads", default="chatbot,coding,mixed")
+    ap.add_argument("--refresh-ms", default="100", help="router stats refresh intervals, e.g. 0,100")
+    ap.add_argument("--quick", action="store_true", help="1 and 2 replicas, chatbot, 200-request probes, 5%% grid")
+    ap.add_argument("--num-requests", type=int, default=None, help="expected requests per probe and replica")
+    ap.add_argument("--rate-start", type=float, default=4.0, help="first rate probed, per replica (req/s)")
+    ap.add_argument("--target", type=float, default=0.9)
+    ap.add_argument("--hardware", default="H100-SXM")
+    ap.add_argument("--model", default="Llama-3.1-8B")
+    ap.add_argument("--profile", default=None)
+    ap.add_argument("--out", type=Path, default=Path("results/router-scaling"))
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.replicas = "1,2" if args.replicas == "1,2,4,8" else args.replicas
+        args.workloads = "chatbot" if args.workloads == "chatbot,coding,mixed" else args.workloads
+    from slobench.errors import UserError
+    from slobench.schedulers.routers import canonical_router, router_names
+
+    try:
+        replicas = [int(n) for n in _split(args.replicas)]
+        routers = [canonical_router(r) for r in _split(args.routers)]
+        bad = [r for r in routers if r not in router_names()]
+        if bad or not routers:
+            raise UserError(f"--routers: unknown {bad[0] if bad else '(none)'}; known: {', '.join(router_names())}")
+        refreshes = [float(ms) for ms in _split(args.refresh_ms)]
+        if any(n < 1 for n in replicas) or any(ms < 0 for ms in refreshes):
+            raise UserError("--replicas must be ≥ 1 and --refresh-ms ≥ 0")
+    except (UserError, ValueError) as exc:
+        print(f"error: {exc}")
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = args.out / "router_scaling.csv", args.out / "router_scaling.md"
+    done = {_key(r) for r in read_rows(csv_path)}
+    points = [(wl, pol, router, n, ms) for wl in _split(args.workloads) for pol in _split(args.policies)
+              for ms in refreshes for n in replicas for router in (routers if n > 1 else [SINGLE])]
+    for wl, pol, router, n, ms in points:
+        key = _key({"workload": wl, "policy": pol, "router": router, "replicas": n, "refresh_ms": f"{ms:g}"})
+        if key in done:
+            continue
+        try:
+            row = search(wl, pol, router, n, ms, args)
+        except UserError as exc:
+            print(f"error: {exc}")
+            return 2
+        append_row(csv_path, row)
+        done.add(key)
+        cap = row["capacity_rps"]
+        print(f"{wl} × {pol} × {router} × {n} replicas (refresh {ms:g} ms): "
+              f"{'none' if cap is None else f'{cap:.2f} req/s'} ({row['status']}, {row['probes']} probes, "
+              f"{row['wall_s']} s)", flush=True)
+        md_path.write_text(markdown(read_rows(csv_path)))
+    md_path.write_text(markdown(read_rows(csv_path)))
+    print(f"wrote {csv_path} and {md_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

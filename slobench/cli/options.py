@@ -22,7 +22,8 @@ ModelOpt = Annotated[str, typer.Option("--model", help="Model spec name, e.g. Ll
                                       "model folder (or hub id) to serve.")]
 TpOpt = Annotated[int, typer.Option("--tp", min=1, help="Tensor-parallel degree (roofline model).")]
 ProfileOpt = Annotated[str | None, typer.Option(
-    "--profile", help="Named latency profile, e.g. paper:opt-13b-a100-tp2 (overrides --hardware/--model/--tp).")]
+    "--profile", help="Latency profile: a shipped name, e.g. paper:opt-13b-a100-tp2, or a FILE.yaml written by "
+    "`slobench calibrate` (overrides --hardware/--model/--tp).")]
 ReplicasOpt = Annotated[int, typer.Option("--replicas", min=1, help="Replicas behind the router.")]
 SeedOpt = Annotated[list[int], typer.Option("--seed", help="Seed(s); the same for every scheduler. Repeatable.")]
 QuickOpt = Annotated[bool, typer.Option("--quick", help="200 requests per probe, 5% grid: a first look in seconds.")]

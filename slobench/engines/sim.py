@@ -107,7 +107,7 @@ class _Live:
     ``req`` is the true request; ``seq.req`` is what the policy sees (`schedulers.lengths`).
     """
 
-    __slots__ = ("seq", "record", "done", "where", "out_target", "seg", "req")
+    __slots__ = ("seq", "record", "done", "where", "out_target", "seg", "req", "ingress_s")
 
     def __init__(self, seq: SeqState, record: StageRecord, req: Request | None = None) -> None:
         self.seq = seq
@@ -117,6 +117,7 @@ class _Live:
         self.req = req if req is not None else seq.req
         self.out_target = self.req.stages[seq.stage_idx].output_tokens
         self.seg: list | None = None
+        self.ingress_s = 0.0  # front-end delay of the stage now waiting in the gap heap (client → engine)
 
 
 # _Live.where: the engine queue a sequence is in (a tool gap or finished = elsewhere).
@@ -243,7 +244,20 @@ def _simulate(
     kv_tokens = cfg.kv_capacity_tokens if cfg.kv_capacity_tokens is not None else perf.kv_capacity_tokens()
     total_blocks = kv_tokens // bs
     free_blocks = total_blocks
-    reqs = sorted(workload.requests, key=lambda r: (r.arrival_s, r.id))
+    # Front-end cost (a calibrated profile's ``frontend``; docs/calibration.md): a request reaches the engine
+    # ``ingress`` after the client sent it, and every token reaches the client ``egress_s`` after the engine
+    # emitted it. Records keep client times (so TTFT includes both); the policy sees engine arrival times, as
+    # inside vLLM. Shipped profiles and the roofline model have none: arrival times are then used unchanged.
+    fe = getattr(perf, "frontend", None)
+    if fe is not None and fe.is_zero:
+        fe = None
+    egress_s = fe.per_output_token_s if fe is not None else 0.0
+    if fe is None:
+        reqs = sorted(workload.requests, key=lambda r: (r.arrival_s, r.id))
+        engine_arrival = [r.arrival_s for r in reqs]
+    else:
+        reqs = sorted(workload.requests, key=lambda r: (r.arrival_s + fe.ingress_s(r.stages[0].prompt_tokens), r.id))
+        engine_arrival = [r.arrival_s + fe.ingress_s(r.stages[0].prompt_tokens) for r in reqs]
     for r in reqs:
         if math.ceil(r.max_context_tokens / bs) > total_blocks:
             raise SchedulerContractError(
@@ -256,7 +270,7 @@ def _simulate(
     # ---
     n_reqs = len(reqs)
     next_arrival = 0
-    next_arrival_s = reqs[0].arrival_s if reqs else math.inf
+    next_arrival_s = engine_arrival[0] if reqs else math.inf
     gap_heap: list[tuple[float, int, _Live]] = []
     waiting: list[SeqState] = []
     running: list[SeqState] = []
@@ -271,7 +285,7 @@ def _simulate(
     log_budget, log_kv = log.budget_s.append, log.kv_used_blocks.append
     log_pred, log_sched = log.predicted_s.append, log.schedule_s.append
     now = 0.0
-    horizon = (reqs[-1].arrival_s if reqs else 0.0) + cfg.drain_timeout_s
+    horizon = (engine_arrival[-1] if reqs else 0.0) + cfg.drain_timeout_s
     finished_requests = 0
     iterations = 0
     admitted = Admission.ADMITTED
@@ -362,6 +376,8 @@ def _simulate(
         return full * bs
 
     def emit(rec: StageRecord) -> None:
+        if egress_s and rec.token_times_s:
+            rec.token_times_s = [t + egress_s for t in rec.token_times_s]
         records.append(rec)
         if on_record is not None:
             on_record(rec)
@@ -389,20 +405,20 @@ def _simulate(
     while True:
         # 1. Admit everything that has happened by `now`.
         if next_arrival_s <= now:
-            while next_arrival < n_reqs and reqs[next_arrival].arrival_s <= now:
+            while next_arrival < n_reqs and engine_arrival[next_arrival] <= now:
                 r = reqs[next_arrival]
-                seq = SeqState(req=lengths.public(r), stage_idx=0, stage_start_s=r.arrival_s,
+                seq = SeqState(req=lengths.public(r), stage_idx=0, stage_start_s=engine_arrival[next_arrival],
                                num_tokens=r.stages[0].prompt_tokens)
                 live = _Live(seq, _stage_record(r, 0, r.arrival_s, cfg.replica), r)
                 live.where = _WAITING
                 waiting.append(seq)
                 by_id[r.id] = live
                 next_arrival += 1
-            next_arrival_s = reqs[next_arrival].arrival_s if next_arrival < n_reqs else math.inf
+            next_arrival_s = engine_arrival[next_arrival] if next_arrival < n_reqs else math.inf
         while gap_heap and gap_heap[0][0] <= now:
             ready_s, _, live = heapq.heappop(gap_heap)
             live.seq.stage_start_s = ready_s
-            live.record.stage_start_s = ready_s
+            live.record.stage_start_s = ready_s - live.ingress_s  # the client sent it before the engine got it
             live.where = _WAITING
             waiting.append(live.seq)
 
@@ -675,7 +691,7 @@ def _simulate(
             seq.stage_out = 0
             seq.first_token_s = None
             lv.out_target = nxt_stage.output_tokens
-            lv.record = _stage_record(req, nxt_idx, now, cfg.replica)
+            lv.record = _stage_record(req, nxt_idx, now + egress_s, cfg.replica)  # the client's view of "now"
             lv.record.admission = seq.admission
             if nxt_stage.is_continuation:
                 seq.stage_start_s = now
@@ -687,7 +703,10 @@ def _simulate(
             free_blocks += seq.kv_blocks
             seq.num_computed = release(lv, seq, True)
             seq.num_tokens += nxt_stage.prompt_tokens
-            ready = now + nxt_stage.gap_s
+            ready = now + egress_s + nxt_stage.gap_s
+            if fe is not None:  # the next round is a new HTTP request carrying the whole context
+                lv.ingress_s = fe.ingress_s(seq.num_tokens)
+                ready += lv.ingress_s
             heapq.heappush(gap_heap, (ready, req.id, lv))
 
     # Horizon reached or nothing left: whatever is still in flight is unfinished.

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +36,16 @@ Piece = tuple[float, float, float]  # (k1 s/token, k2 s/spec-step, b s)
 
 
 class PiecewiseLinearModel:
-    """`LatencyModel` T = max_i(k1_i·Σq + k2_i·spec_steps + b_i); ignores context lengths, as the paper does."""
+    """`LatencyModel` T = max_i(k1_i·Σq + k2_i·spec_steps + b_i); ignores context lengths, as the paper does.
+
+    A calibrated profile file (`slobench.perf.profile_file`) also sets ``frontend`` (the per-request cost
+    outside iterations, which the simulator charges), ``hardware_label`` (what the run says it ran on) and
+    ``source`` (the file); shipped profiles leave them None: no front-end cost, the GPU's name.
+    """
+
+    frontend: Any = None  # profile_file.FrontendCost (not imported here: that module imports this one)
+    hardware_label: str | None = None
+    source: str | None = None
 
     def __init__(self, pieces: Sequence[Piece], kv_tokens: int, name: str = "piecewise",
                  gpu: GPUSpec | None = None, model: ModelSpec | None = None, tp: int = 1) -> None:

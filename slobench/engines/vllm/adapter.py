@@ -200,7 +200,9 @@ class _PolicyAdapterMixin:
         self._events.write("loaded", policy=self._policy_name, options=spec.options, information=self._lengths.kind,
                            draft_alpha=self._spec.alpha if self._spec else None, variant=self.variant,
                            vllm=vllm.__version__, cls=type(self).__name__, perf=repr(self._perf),
-                           max_num_batched_tokens=sc.max_num_batched_tokens, max_num_seqs=sc.max_num_seqs)
+                           max_num_batched_tokens=sc.max_num_batched_tokens, max_num_seqs=sc.max_num_seqs,
+                           kv_blocks=self.kv_cache_manager.block_pool.num_gpu_blocks, block_size=self.block_size,
+                           max_model_len=self.vllm_config.model_config.max_model_len)
         logger.info("slobench scheduler adapter loaded: policy=%s variant=%s (vllm %s)", self._policy_name,
                     self.variant, vllm.__version__)
 

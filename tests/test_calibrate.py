@@ -1,0 +1,145 @@
+"""`slobench calibrate`: the grid, the fit and its held-back quality, the front-end fit, the refusals, and (with
+vLLM) the whole path at a tiny scale on the test suite's shared adapter server, then the simulator on the profile.
+
+The real test asks the engine pool for exactly the adapter server tests/test_real_vllm.py uses
+(`slobench.testing.kit.shared_server_spec`) and leaves it running: in one pytest session both modules share one
+server; alone, this module starts it (≈ 25–60 s on a 2-core machine) and the pool stops it at exit.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from slobench.cli import app
+from slobench.engines.vllm.calibrate import design_grid
+from slobench.errors import UserError
+from slobench.perf.calibration import ZeroLoadSample, fit_frontend, fit_iterations
+from slobench.perf.profile_file import load_profile_file
+
+runner = CliRunner()
+
+
+def _one_line(output: str) -> str:
+    errs = [ln for ln in output.splitlines() if ln.startswith("error:")]
+    assert len(errs) == 1 and "Traceback" not in output, output
+    return errs[0]
+
+
+def test_grid_covers_every_kind_and_stays_within_the_budget() -> None:
+    full = design_grid(max_batched_tokens=512, max_model_len=4096)
+    assert {c.kind for c in full} == {"prefill", "decode", "mixed"}
+    assert max(c.prompt_tokens for c in full if c.kind == "prefill") == 512  # the budget caps prefill cells
+    assert all(c.inject_prompt <= 512 for c in full)
+    small = design_grid(points=4, max_batched_tokens=2048)
+    assert len(small) == 4 and {c.kind for c in small} == {"prefill", "decode", "mixed"}
+    assert len(design_grid(quick=True)) == 6
+    with pytest.raises(UserError, match="--points 0"):
+        design_grid(points=0)
+
+
+def _synthetic_rows(n: int, seed: int = 0) -> list[dict]:
+    """Iterations of T = 20 µs/token + 8 ms, 3% noise: prefills of 16–2048 tokens and decodes of 1–32 seqs."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        if i % 2:
+            q = [int(rng.integers(16, 2048))]
+            ctx = [0]
+        else:
+            b = int(rng.integers(1, 33))
+            q, ctx = [1] * b, [int(c) for c in rng.integers(10, 600, b)]
+        lat = (20e-6 * sum(q) + 8e-3) * rng.lognormal(0, 0.03)
+        rows.append({"q_lens": q, "ctx_lens": ctx, "latency_s": lat, "spec_steps": 0})
+    return rows
+
+
+def test_fit_recovers_the_model_and_judges_it_on_held_back_points() -> None:
+    fit = fit_iterations(_synthetic_rows(100), name="syn", kv_tokens=1000)
+    assert fit.fit.n_holdout == 20 and fit.fit.n_train == 80
+    assert fit.fit.r2 > 0.97 and fit.fit.abs_error_pct.p50 < 5
+    assert fit.model.time_s(1000) == pytest.approx(0.028, rel=0.05)
+    assert fit.model.time_s(1) == pytest.approx(0.008, rel=0.1)
+    ids = {id(r) for r in fit.holdout_rows}
+    assert len(ids) == 20  # the held-back rows are the ones judged, not refitted
+
+
+def test_fit_refuses_too_few_iterations() -> None:
+    with pytest.raises(UserError, match="only 5 iterations were recorded"):
+        fit_iterations(_synthetic_rows(5), name="x", kv_tokens=1)
+
+
+def test_frontend_fit_recovers_constant_and_per_token_cost() -> None:
+    samples = [ZeroLoadSample(p, 0.04 + 2e-5 * p + 0.001 * p / 1000 + 0.01, 0.01 + 0.001 * p / 1000)
+               for p in (16, 64, 256, 1024, 2048)]
+    fe, r2 = fit_frontend(samples)
+    assert fe.constant_s == pytest.approx(0.04, abs=1e-6) and fe.per_prompt_token_s == pytest.approx(2e-5)
+    assert r2 == pytest.approx(1.0) and fe.per_output_token_s == 0.0
+    fe1, r2_1 = fit_frontend(samples[:1])
+    assert r2_1 is None and fe1.constant_s == pytest.approx(samples[0].frontend_s)
+
+
+def test_openai_engine_and_url_without_iterations_are_one_line(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["calibrate", "--engine", "openai", "--url", "http://127.0.0.1:9"])
+    assert r.exit_code == 2 and "calibrate --engine openai: not built yet" in _one_line(r.output)
+    r = runner.invoke(app, ["calibrate", "--url", "http://127.0.0.1:9"])
+    assert r.exit_code == 2 and "give --iterations FILE" in _one_line(r.output)
+    r = runner.invoke(app, ["calibrate", "--engine", "vllm"])
+    assert r.exit_code == 2 and "give --model" in _one_line(r.output)
+
+
+# --- the real path ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shared_adapter_server():  # noqa: ANN201 - VLLMServer
+    """The test suite's adapter server on the tiny model (see module docstring); skipped without vllm."""
+    from slobench.testing.kit import require_vllm_or_skip
+
+    require_vllm_or_skip()
+    from slobench.engines.vllm.pool import get_pool
+    from slobench.testing.kit import adapter_policy, shared_server_spec, tiny_model_dir
+
+    tiny = tiny_model_dir()
+    srv = get_pool().acquire(shared_server_spec(tiny, adapter_policy()), cpu_build=True)
+    return tiny, srv
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_calibrate_tiny_grid_then_simulate_with_the_profile(shared_adapter_server, tmp_path: Path) -> None:  # noqa: ANN001
+    tiny, srv = shared_adapter_server
+    out = tmp_path / "tiny.yaml"
+    r = runner.invoke(app, ["calibrate", "--url", srv.base_url, "--iterations", str(srv.iterations_path),
+                            "--model", str(tiny), "--hardware", "cpu", "--quick", "--points", "4",
+                            "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    prof = load_profile_file(out)
+    assert prof.environment.measured == "iterations" and prof.environment.hardware == "cpu"
+    assert prof.fit is not None and prof.fit.n_holdout >= 1 and prof.fit.n_train >= 6
+    assert prof.kv_capacity_tokens > 10_000  # vLLM's own block pool (1 GiB on the CPU build)
+    assert prof.frontend.constant_s > 0  # HTTP + the API-server hop cost something
+    k1, _, b = prof.latency.pieces[0]
+    assert 0 < b < 1.0 and k1 < 1e-3  # milliseconds per iteration, not seconds per token
+    lines = [json.loads(x) for x in out.with_name("tiny.measurements.jsonl").read_text().splitlines()]
+    iters = [x for x in lines if x["kind"] == "iteration"]
+    assert len(iters) == prof.fit.n_train + prof.fit.n_holdout
+    assert all(x["planned"] == x["scheduled"] for x in iters)  # the in-server policy's plans ran as planned
+    assert sum(x["kind"] == "zero_load" for x in lines) >= 1
+    # The simulator on that profile: the run is labelled with the profile's hardware, and TTFT carries the
+    # front-end cost (a TTFT below it would mean the cost was not charged).
+    r = runner.invoke(app, ["run", "--profile", str(out), "-w", "chatbot", "-n", "30", "--rate", "2",
+                            "--out", str(tmp_path / "runs")])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(next((tmp_path / "runs").glob("*/summary.json")).read_text())
+    assert summary["hardware"] == "cpu" and summary["num_finished"] == 30
+    records = [json.loads(x) for x in next((tmp_path / "runs").glob("*/requests.jsonl")).read_text().splitlines()]
+    ttft = min(x["token_times_s"][0] - x["stage_start_s"] for x in records)
+    assert ttft >= prof.frontend.constant_s
+    assert yaml.safe_load(out.read_text())["slobench_profile"] == 1

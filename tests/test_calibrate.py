@@ -143,3 +143,46 @@ def test_calibrate_tiny_grid_then_simulate_with_the_profile(shared_adapter_serve
     ttft = min(x["token_times_s"][0] - x["stage_start_s"] for x in records)
     assert ttft >= prof.frontend.constant_s
     assert yaml.safe_load(out.read_text())["slobench_profile"] == 1
+
+
+def test_ctrl_c_keeps_the_points_measured_so_far(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C during the third grid point: the first two points' iterations (and what the interrupted one had
+    recorded) are returned, flagged as interrupted, for the caller to fit and write."""
+    import slobench.engines.vllm.calibrate as cal
+
+    iters = tmp_path / "iterations.jsonl"
+    iters.write_text("")
+    calls = {"n": 0}
+
+    async def fake_cell(cell, ep, synth, next_id):  # noqa: ANN001, ANN202
+        calls["n"] += 1
+        with iters.open("a") as fh:
+            fh.write(json.dumps({"q": [cell.prompt_tokens], "ctx": [0], "num_seqs": 1, "latency_s": 0.01,
+                                 "sched_s": 0.001, "prefill_tokens": cell.prompt_tokens}) + "\n")
+        if calls["n"] == 4:  # the warm-up is call 1: this is the third grid point
+            raise KeyboardInterrupt
+        return 0.0, 0.05
+
+    monkeypatch.setattr(cal, "_run_cell", fake_cell)
+    grid = [cal.Cell("prefill", p) for p in (16, 64, 256, 1024)]
+    meas = cal.measure(cal.CalibrationTarget("http://x/v1", "m", iters), grid)
+    assert meas.interrupted and meas.cells_done == 2 and meas.cells_total == 4
+    assert [x["q"] for x in meas.iterations] == [[16], [64], [256]]  # the warm-up's line is not a measurement
+    assert [z.prompt_tokens for z in meas.zero_load] == [16, 64]
+    assert meas.zero_load[0].engine_prefill_s == pytest.approx(0.011)
+
+
+def test_bias_by_kind_points_at_the_part_of_the_model_that_is_off() -> None:
+    """Decodes that cost 3× what Σtokens says (a per-sequence cost the piecewise form cannot express) show up
+    as a negative decode bias; repeated identical batches give the noise floor."""
+    from slobench.perf.calibration import bias_by_kind, repeat_noise_pct
+    from slobench.perf.profiles import PiecewiseLinearModel
+
+    model = PiecewiseLinearModel([(1e-5, 0.0, 0.01)], 1000)
+    prefill = {"q_lens": [1000], "ctx_lens": [0], "spec_steps": 0, "latency_s": 0.02}
+    decode = {"q_lens": [1, 1], "ctx_lens": [50, 60], "spec_steps": 0, "latency_s": 3 * model.time_s(2)}
+    bias = bias_by_kind(model, [prefill, decode])
+    assert bias["prefill"] == 0.0 and bias["decode"] == pytest.approx(-66.7, abs=0.1) and "mixed" not in bias
+    again = dict(prefill, latency_s=0.022)
+    assert repeat_noise_pct([prefill, again, decode]) == pytest.approx(4.8, abs=0.1)
+    assert repeat_noise_pct([prefill, decode]) is None

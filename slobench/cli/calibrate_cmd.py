@@ -209,6 +209,10 @@ def _print(prof, meas, n_rows: int, path: Path) -> None:  # noqa: ANN001
     t.add_row("R² held back (fitted)", f"{f.r2:.3f} ({f.r2_train:.3f})")
     t.add_row("|error| held back p50 / p90 / max", f"{f.abs_error_pct.p50:.1f}% / {f.abs_error_pct.p90:.1f}% / "
               f"{f.abs_error_pct.max:.1f}%")
+    if f.bias_pct:
+        t.add_row("median bias by kind", ", ".join(f"{k} {v:+.0f}%" for k, v in f.bias_pct.items()))
+    if f.repeat_noise_pct is not None:
+        t.add_row("noise of repeated identical batches", f"{f.repeat_noise_pct:.1f}% (median)")
     t.add_row("front-end cost", f"{fe.constant_s * 1e3:.1f} ms + {fe.per_prompt_token_s * 1e6:.2f} µs/prompt token"
               + (f" (R² {f.frontend_r2:.2f}, {len(meas.zero_load)} requests)" if f.frontend_r2 is not None else ""))
     t.add_row("KV cache", f"{prof.kv_capacity_tokens:,} tokens")

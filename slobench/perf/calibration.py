@@ -66,7 +66,9 @@ def iteration_rows(lines: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         if not q or lat is None or not lat > 0:
             continue
         spec = ln.get("spec") or [0]
-        rows.append({"q_lens": list(q), "ctx_lens": list(ctx), "latency_s": float(lat), "spec_steps": max(spec)})
+        kind = "decode" if not ln.get("prefill_tokens") else "prefill" if not ln.get("decode_seqs") else "mixed"
+        rows.append({"q_lens": list(q), "ctx_lens": list(ctx), "latency_s": float(lat), "spec_steps": max(spec),
+                     "kind": kind})
     return rows
 
 
@@ -109,7 +111,41 @@ def fit_iterations(rows: Sequence[dict[str, Any]], *, name: str, kv_tokens: int,
                      abs_error_pct=ErrorPercentiles(p50=round(float(np.percentile(err, 50)), 2),
                                                     p90=round(float(np.percentile(err, 90)), 2),
                                                     max=round(float(err.max()), 2)))
+    fit.bias_pct = bias_by_kind(model, rows)
+    fit.repeat_noise_pct = repeat_noise_pct(rows)
     return CalibrationFit(model=model, fit=fit, frontend=FrontendCost(), holdout_rows=held)
+
+
+def iteration_kind(row: dict[str, Any]) -> str:
+    """prefill (no sequence decodes), decode (only decodes) or mixed: the adapter's own classification when the
+    row came from an iterations file, else a sequence with 1 token over a non-empty context is a decode."""
+    if row.get("kind"):
+        return str(row["kind"])
+    decoding = [q == 1 and c > 0 for q, c in zip(row["q_lens"], row["ctx_lens"], strict=True)]
+    return "decode" if all(decoding) else "prefill" if not any(decoding) else "mixed"
+
+
+def bias_by_kind(model: PiecewiseLinearModel, rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Median (predicted/measured − 1) in % per `iteration_kind`: a model can fit well overall and still be
+    biased where serving spends most of its time (decodes)."""
+    out: dict[str, float] = {}
+    y, pred = _abs_err_pct(model, rows)
+    kinds = np.array([iteration_kind(r) for r in rows])
+    for kind in ("prefill", "decode", "mixed"):
+        sel = kinds == kind
+        if sel.any():
+            out[kind] = round(float(np.median(pred[sel] / y[sel] - 1.0) * 100.0), 1)
+    return out
+
+
+def repeat_noise_pct(rows: Sequence[dict[str, Any]]) -> float | None:
+    """Median |y/median(group) − 1| in % over groups of identical batches (same q and ctx per sequence) seen
+    more than once; None when no batch repeated."""
+    groups: dict[tuple, list[float]] = {}
+    for r in rows:
+        groups.setdefault((tuple(r["q_lens"]), tuple(r["ctx_lens"])), []).append(r["latency_s"])
+    dev = [abs(v / float(np.median(vs)) - 1.0) for vs in groups.values() if len(vs) > 1 for v in vs]
+    return round(float(np.median(dev)) * 100.0, 1) if dev else None
 
 
 def fit_frontend(samples: Sequence[ZeroLoadSample]) -> tuple[FrontendCost, float | None]:

@@ -20,6 +20,8 @@ fit:                                # quality on points held back from the fit
   n_train: 120
   n_holdout: 30
   abs_error_pct: {p50: 4.1, p90: 11.0, max: 25.2}
+  bias_pct: {prefill: 3.0, decode: -1.2, mixed: 0.4}
+  repeat_noise_pct: 2.5               # repeated identical batches: the measurement's own noise
 environment:
   hardware: cpu
   engine: vllm
@@ -118,6 +120,12 @@ class FitSection(_Strict):
     n_train: int = Field(ge=0)
     n_holdout: int = Field(ge=0)
     abs_error_pct: ErrorPercentiles = Field(description="|predicted/measured − 1| in %, held-back iterations")
+    bias_pct: dict[str, float] = Field(
+        default_factory=dict, description="median (predicted/measured − 1) in % per iteration kind (prefill, "
+        "decode, mixed), all iterations: which part of the model is off, and in which direction")
+    repeat_noise_pct: float | None = Field(
+        default=None, description="median |measured/median − 1| in % over repeated identical batches: the "
+        "run-to-run noise, a floor under any model's error")
     frontend_r2: float | None = None
 
 

@@ -22,12 +22,27 @@ from slobench.errors import UserError
 
 
 def _hardware_label(given: str | None, build: str | None) -> str:
+    """What the profile says it was measured on: --hardware, else "cpu" on vLLM's CPU build; otherwise asked for
+    (a GPU's name cannot be guessed reliably, and a profile must not claim the wrong hardware)."""
     if given:
         return given
     if build == "cpu":
         return "cpu"
-    raise UserError("calibrate: give --hardware NAME (e.g. H100-SXM): this vLLM build is not the CPU one, and "
-                    "the profile must say what it was measured on")
+    where = "calibrate --url: the server's hardware is unknown here" if build is None else \
+        "calibrate: this vLLM build is not the CPU one"
+    raise UserError(f"{where}; give --hardware NAME (e.g. cpu, H100-SXM): the profile must say what it was "
+                    "measured on")
+
+
+def _planning_hardware(label: str) -> str:
+    """The GPU table entry the in-server policy's (unused for calibration) latency model is built from: the label
+    when the table knows it, else the ``cpu`` entry, so a free-form label never stops vLLM from starting."""
+    from slobench.perf.hardware import get_gpu
+
+    try:
+        return get_gpu(label).name
+    except UserError:
+        return "cpu"
 
 
 def calibrate_cmd(
@@ -93,8 +108,8 @@ def calibrate_cmd(
     info = require_vllm()
     label = _hardware_label(hardware, info.build)
     # Policy "vllm" inside the adapter: vLLM-like FCFS chunked-prefill batches, and the adapter records them.
-    spec = ServerSpec(model=model, policy=PolicySpec(name="vllm"), options=opts.server_fields(), hardware="cpu"
-                      if label == "cpu" else label, perf_model=model)
+    spec = ServerSpec(model=model, policy=PolicySpec(name="vllm"), options=opts.server_fields(),
+                      hardware=_planning_hardware(label), perf_model=model)
     with engine_session() as pool:
         with console.status("starting vLLM (≈30 s on a CPU)…"):
             srv = pool.acquire(spec, cpu_build=info.build == "cpu", startup_timeout_s=opts.startup_timeout_s)

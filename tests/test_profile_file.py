@@ -129,3 +129,12 @@ def test_frontend_cost_charged_again_for_a_tool_round(tmp_path: Path) -> None:
     assert final.stage_start_s == pytest.approx(first.token_times_s[-1] + 0.5)  # client: last token + gap
     ctx = 100 + 5 + 20
     assert final.token_times_s[0] - final.stage_start_s > 0.05 + ctx * 1e-4 + 0.002
+
+
+def test_shipped_profile_run_is_labelled_with_its_gpu_and_roofline_with_hardware() -> None:
+    from slobench.cluster.run import build_latency_model, hardware_label, validate_config
+
+    cfg = validate_config(workload="chatbot", profile="paper:opt-13b-a100-tp2")
+    assert hardware_label(cfg, build_latency_model(cfg)) == "A100-80GB"  # not the --hardware default, H100-SXM
+    cfg = validate_config(workload="chatbot", hardware="L40S")
+    assert hardware_label(cfg, build_latency_model(cfg)) == "L40S"

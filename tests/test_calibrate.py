@@ -186,3 +186,35 @@ def test_bias_by_kind_points_at_the_part_of_the_model_that_is_off() -> None:
     again = dict(prefill, latency_s=0.022)
     assert repeat_noise_pct([prefill, again, decode]) == pytest.approx(4.8, abs=0.1)
     assert repeat_noise_pct([prefill, decode]) is None
+
+
+def test_decode_cost_per_sequence_and_context_is_fitted_when_the_engine_has_it() -> None:
+    """An engine whose iteration pays 2 ms per sequence and 5 µs per cached token besides 20 µs per token: the
+    Σtokens-only form is biased on decodes, so calibration picks the form with the extra terms, and a profile
+    file carries them to the simulator."""
+    from slobench.perf.profile_file import LatencySection, to_model
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(120):
+        if i % 2:
+            q, ctx = [int(rng.integers(16, 2048))], [0]
+        else:
+            b = int(rng.integers(1, 33))
+            q, ctx = [1] * b, [int(c) for c in rng.integers(100, 4000, b)]
+        lat = (20e-6 * sum(q) + 2e-3 * len(q) + 5e-6 * sum(ctx) + 8e-3) * rng.lognormal(0, 0.02)
+        rows.append({"q_lens": q, "ctx_lens": ctx, "latency_s": lat, "spec_steps": 0})
+    fit = fit_iterations(rows, name="seq", kv_tokens=1000)
+    m = fit.model
+    assert m.per_seq_s == pytest.approx(2e-3, rel=0.15) and m.per_ctx_token_s == pytest.approx(5e-6, rel=0.15)
+    assert abs(fit.fit.bias_pct["decode"]) < 3 and fit.fit.abs_error_pct.p50 < 3
+    lat = LatencySection(pieces=[list(p) for p in m.pieces], per_seq_s=m.per_seq_s,
+                         per_context_token_s=m.per_ctx_token_s)
+    from slobench.perf.profile_file import EnvironmentSection, ProfileFile
+
+    prof = ProfileFile(name="seq", latency=lat, kv_capacity_tokens=1000,
+                       environment=EnvironmentSection(hardware="cpu", engine="vllm"))
+    sim_model = to_model(prof)
+    decode = ([1] * 8, [1000] * 8)
+    assert sim_model.batch_latency_s(*decode) == pytest.approx(m.batch_latency_s(*decode))
+    assert sim_model.latency_from_stats(8.0, 8000.0, 8000.0, 8.0, 8) == pytest.approx(m.batch_latency_s(*decode))

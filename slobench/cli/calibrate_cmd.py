@@ -176,7 +176,8 @@ def _calibrate(target, model: str, out: Path | None, points: int | None, quick: 
              "latency_s = engine time per iteration besides schedule() (docs/calibration.md)"]
     prof = ProfileFile(
         name=prof_name,
-        latency=LatencySection(pieces=[list(p) for p in fit.model.pieces]),
+        latency=LatencySection(pieces=[list(p) for p in fit.model.pieces], per_seq_s=fit.model.per_seq_s,
+                               per_context_token_s=fit.model.per_ctx_token_s),
         kv_capacity_tokens=kv_capacity_tokens(meas),
         frontend=frontend,
         fit=fit.fit,
@@ -220,7 +221,10 @@ def _print(prof, meas, n_rows: int, path: Path) -> None:  # noqa: ANN001
                        for k1, k2, b in prof.latency.pieces)
     t.add_row("iterations measured", f"{n_rows} ({f.n_train} fitted, {f.n_holdout} held back) over "
               f"{meas.cells_done}/{meas.cells_total} grid points")
-    t.add_row("iteration latency", f"max({pieces})" if len(prof.latency.pieces) > 1 else pieces)
+    lat = prof.latency
+    extra = (f" + {lat.per_seq_s * 1e3:.2f} ms/sequence + {lat.per_context_token_s * 1e6:.3f} µs/context token"
+             if lat.per_seq_s or lat.per_context_token_s else "")
+    t.add_row("iteration latency", (f"max({pieces})" if len(lat.pieces) > 1 else pieces) + extra)
     t.add_row("R² held back (fitted)", f"{f.r2:.3f} ({f.r2_train:.3f})")
     t.add_row("|error| held back p50 / p90 / max", f"{f.abs_error_pct.p50:.1f}% / {f.abs_error_pct.p90:.1f}% / "
               f"{f.abs_error_pct.max:.1f}%")

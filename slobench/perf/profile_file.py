@@ -6,9 +6,11 @@ measured, so a simulated capacity can always say what it rests on:
 ```yaml
 slobench_profile: 1                 # format version
 name: tiny-llama-cpu
-latency:                            # one iteration: T(n, s) = max_i(k1_i·n + k2_i·s + b_i), n = Σ tokens
-  kind: piecewise
+latency:                            # T = max_i(k1_i·n + k2_i·s + b_i) + per_seq_s·seqs + per_context_token_s·Σctx
+  kind: piecewise                   # n = Σ tokens of the batch, s = speculation depth
   pieces: [[3.1e-05, 0.0, 0.0042]]  # (k1 s/token, k2 s/speculation step, b s); 1 or 2 pieces
+  per_seq_s: 0.0                    # optional, default 0 (the paper's form)
+  per_context_token_s: 0.0
 kv_capacity_tokens: 65536           # KV-cache tokens of one replica (vLLM's own count at start-up)
 frontend:                           # per-request cost outside engine iterations (HTTP, tokenise, API hop)
   constant_s: 0.012
@@ -73,6 +75,13 @@ class LatencySection(_Strict):
 
     kind: Literal["piecewise"] = "piecewise"
     pieces: list[tuple[float, float, float]] = Field(min_length=1, max_length=2)
+    per_seq_s: float = 0.0  # + per_seq_s × sequences in the batch (outside the max)
+    per_context_token_s: float = 0.0  # + per_context_token_s × Σ cached context tokens of the batch
+
+    @field_validator("per_seq_s", "per_context_token_s")
+    @classmethod
+    def _extra_nonneg(cls, v: float) -> float:
+        return _finite_nonneg(v)
 
     @field_validator("pieces")
     @classmethod
@@ -180,7 +189,9 @@ def load_profile_file(path: str | Path) -> ProfileFile:
 
 def to_model(prof: ProfileFile, source: str = "") -> PiecewiseLinearModel:
     """The simulator's latency model for a profile, with ``frontend`` and ``hardware_label`` attached."""
-    model = PiecewiseLinearModel(prof.latency.pieces, prof.kv_capacity_tokens, name=prof.name)
+    lat = prof.latency
+    model = PiecewiseLinearModel(lat.pieces, prof.kv_capacity_tokens, name=prof.name, per_seq_s=lat.per_seq_s,
+                                 per_ctx_token_s=lat.per_context_token_s)
     model.frontend = prof.frontend  # read by the simulator
     model.hardware_label = prof.environment.hardware  # the run's hardware label
     model.source = source

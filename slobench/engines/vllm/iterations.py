@@ -62,6 +62,8 @@ class IterationRecorder:
                 decode += 1
             else:
                 prefill += int(q)
+        if len(self._pending) > 64:  # outputs never given back (an engine error mid-step): do not grow forever
+            self._pending.clear()
         self._pending[id(out)] = {
             "step": self.step, "t": time.time() - (t_end - t_start), "sched_s": t_end - t_start, "_t_end": t_end,
             "num_seqs": len(qs), "prefill_tokens": prefill, "decode_seqs": decode, "sum_ctx": sum(ctxs),

@@ -125,8 +125,11 @@ def test_calibrate_tiny_grid_then_simulate_with_the_profile(shared_adapter_serve
     assert prof.fit is not None and prof.fit.n_holdout >= 1 and prof.fit.n_train >= 6
     assert prof.kv_capacity_tokens > 10_000  # vLLM's own block pool (1 GiB on the CPU build)
     assert prof.frontend.constant_s > 0  # HTTP + the API-server hop cost something
-    k1, _, b = prof.latency.pieces[0]
-    assert 0 < b < 1.0 and k1 < 1e-3  # milliseconds per iteration, not seconds per token
+    from slobench.perf import get_latency_model
+
+    m = get_latency_model(profile=str(out))
+    assert 1e-4 < m.batch_latency_s([1], [32]) < 1.0  # a decode step: milliseconds, not seconds or nothing
+    assert m.prefill_latency_s(1000) < 10.0
     lines = [json.loads(x) for x in out.with_name("tiny.measurements.jsonl").read_text().splitlines()]
     iters = [x for x in lines if x["kind"] == "iteration"]
     assert len(iters) == prof.fit.n_train + prof.fit.n_holdout

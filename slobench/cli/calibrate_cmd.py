@@ -52,7 +52,7 @@ def calibrate_cmd(
     out: Annotated[Path | None, typer.Option("--out", help="Profile file to write (default: "
                                              "results/profiles/<name>.yaml).")] = None,
     points: Annotated[int | None, typer.Option("--points", min=1, help="Grid points to measure (default: the "
-                                               "whole grid, ~28; --quick: 6).")] = None,
+                                               "whole grid, 22 cells; --quick: 6).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A small grid: a first profile in about a minute.")] = False,
     name: Annotated[str | None, typer.Option("--name", help="Profile name (default: model folder + hardware).")]
     = None,

@@ -107,6 +107,7 @@ def _scheduler(tiny: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, poli
     spec = policy if isinstance(policy, PolicySpec) else PolicySpec(name=f"{POLICY}:{policy}")
     monkeypatch.setenv(POLICY_ENV, spec.model_dump_json())
     monkeypatch.setenv("SLOBENCH_SCHED_EVENTS", str(tmp_path / "events.jsonl"))
+    monkeypatch.setenv("SLOBENCH_ITERATIONS", str(tmp_path / "iterations.jsonl"))
     vc = _config(tiny, async_scheduling)
     kv = KVCacheConfig(num_blocks=512, kv_cache_tensors=[], kv_cache_groups=[KVCacheGroupSpec(
         ["layer"], FullAttentionSpec(block_size=16, num_kv_heads=1, head_size=64, dtype=torch.float32))])
@@ -271,3 +272,28 @@ def test_stats_window_is_bounded(tiny: Path, monkeypatch: pytest.MonkeyPatch, tm
     sched.add_request(_request(0, 10, [40]))
     _drive(sched, 45, False)
     assert sched._stats.calls == 45 and len(sched._stats.call_s) <= 16 and len(sched._policy_time.call_s) <= 16
+
+
+def test_slos_serve_plans_within_vllm_budget_and_iterations_are_recorded(
+        tiny: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Issue 11: inside vLLM, slos-serve planned beyond ``max_num_batched_tokens`` and vLLM cut 16% of its
+    tokens. The view now carries vLLM's limits (256 tokens, 16 seqs here) and every planned token must run;
+    each executed batch is a line in the iterations file with its shape and planned == scheduled."""
+    from slobench.engines.vllm.iterations import read_iterations
+
+    sched = _scheduler(tiny, monkeypatch, tmp_path, PolicySpec(name="slos-serve", oracle_lengths=True), False)
+    assert sched._view(0.0).max_num_batched_tokens == 256 and sched._view(0.0).max_num_seqs == 16
+    for i, p in enumerate([300, 200, 150, 120, 90, 60]):  # 920 prompt tokens: several budgets' worth
+        sched.add_request(_request(i, p, [4]))
+    got = _drive(sched, 60, False)
+    stats = sched._stats.as_dict()
+    assert not sched.requests, "every request ran to its end"
+    assert max(sum(step.values()) for step in got) <= 256
+    assert stats["planned_tokens"] == stats["scheduled_tokens"] > 920 and stats["short_tokens"] == 0
+    assert stats["unplanned_tokens"] == 0
+    rows, _ = read_iterations(tmp_path / "iterations.jsonl")
+    assert len(rows) == sum(1 for step in got if step)
+    assert all(r["planned"] == r["scheduled"] == sum(r["q"]) for r in rows)
+    assert sum(r["prefill_tokens"] for r in rows) == 920 and any(r["decode_seqs"] for r in rows)
+    assert all(r["latency_s"] >= r["exec_s"] >= 0 and r["num_seqs"] == len(r["ctx"]) for r in rows)
+    assert rows[0]["ctx"] == [0] * rows[0]["num_seqs"]  # the first batch: nothing cached yet

@@ -29,31 +29,24 @@ from typer.testing import CliRunner  # noqa: E402
 from slobench.cli import app  # noqa: E402
 from slobench.engines.openai.client import run_load  # noqa: E402
 from slobench.engines.openai.protocol import Endpoint  # noqa: E402
-from slobench.engines.options import EngineOptions  # noqa: E402
 from slobench.engines.vllm import procs  # noqa: E402
 from slobench.engines.vllm.events import EventReader  # noqa: E402
 from slobench.engines.vllm.launcher import ServerSpec, VLLMServer  # noqa: E402
 from slobench.engines.vllm.pool import get_pool  # noqa: E402
-from slobench.schedulers.spec import PolicySpec  # noqa: E402
-from slobench.testing.kit import pids_serving_port, tiny_model_dir, tiny_workload  # noqa: E402
+from slobench.testing.kit import (  # noqa: E402
+    adapter_policy,
+    pids_serving_port,
+    shared_server_spec,
+    tiny_model_dir,
+    tiny_workload,
+)
 from slobench.workloads.model import SLO, Request, Stage, Workload  # noqa: E402
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(600)]
 runner = CliRunner()
 
 
-def _policy() -> str:
-    """slos-serve when the policy is importable here, else the registry's vLLM re-expression."""
-    from slobench.schedulers.registry import make_scheduler
-
-    try:
-        make_scheduler("slos-serve")
-        return "slos-serve"
-    except Exception:  # noqa: BLE001 - any failure means: not available in this build
-        return "vllm"
-
-
-POLICY = _policy()
+POLICY = adapter_policy()
 
 
 @pytest.fixture(scope="module")
@@ -77,9 +70,9 @@ def _pool(logs: Path):
 
 
 def _spec(tiny: Path, policy: str | None) -> ServerSpec:
-    """Exactly the spec `slobench run/compare --engine vllm --model <tiny>` builds (so the CLI reuses it)."""
-    return ServerSpec(model=str(tiny), policy=PolicySpec(name=policy) if policy else None,
-                      options=EngineOptions().server_fields(), hardware="H100-SXM", perf_model=str(tiny))
+    """Exactly the spec `slobench run/compare --engine vllm --model <tiny>` builds (so the CLI reuses it, and
+    tests/test_calibrate.py's server is this module's adapter server when both run in one session)."""
+    return shared_server_spec(tiny, policy)
 
 
 @pytest.fixture(scope="module")

@@ -217,6 +217,19 @@ def test_vllm_policy_takes_its_limits_from_the_view() -> None:
     assert max(log["num_seqs"]) == 3
 
 
+def test_slos_serve_keeps_its_plans_within_the_engine_limits() -> None:
+    """Issue 11: slos-serve planned without the engine's token budget (inside vLLM, 16% of its planned tokens never
+    ran). Under a tight budget the simulator, which refuses a plan over the limits, now runs it to the end."""
+    from slobench.schedulers.registry import make_scheduler
+
+    wl = _workload(30, 20.0, 600, 8, seed=8)
+    res = simulate(wl, make_scheduler("slos-serve"), LinearLatency(), SimConfig(max_num_batched_tokens=300,
+                                                                                max_num_seqs=4))
+    log = _log(res)
+    assert max(p + d for p, d in zip(log["prefill_tokens"], log["decode_tokens"], strict=True)) <= 300
+    assert max(log["num_seqs"]) <= 4 and sum(r.status == "finished" for r in res.records) == 30
+
+
 # --- 4. preemption order -----------------------------------------------------------------------------------
 
 

@@ -195,7 +195,10 @@ def run_kwargs(*, hardware: str, model: str, tp: int, profile: str | None, repli
 def setup_text(kw: dict[str, Any]) -> str:
     """The setup in a title: "H100-SXM, Llama-3.1-8B, sim" or "profile paper:…"."""
     if kw.get("profile"):
-        return f"profile {kw['profile']}"
+        from slobench.perf.profile_file import is_profile_path
+
+        prof = str(kw["profile"])
+        return f"profile {Path(prof).name}" if is_profile_path(prof) else f"profile {prof}"
     tp = f" TP{kw['tp']}" if kw.get("tp", 1) > 1 else ""
     reps = f" ×{kw['replicas']} replicas" if kw.get("replicas", 1) > 1 else ""
     if kw.get("replicas", 1) > 1 and kw.get("router"):

@@ -100,6 +100,9 @@ def _register() -> None:
     from slobench.cli.sensitivity_cmd import register as register_sensitivity
 
     register_sensitivity(app)
+    from slobench.cli.calibrate_cmd import register as register_calibrate
+
+    register_calibrate(app)
     try:
         from slobench.cli.doctor import register as register_doctor
 

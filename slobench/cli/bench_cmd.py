@@ -20,7 +20,8 @@ def bench_schedulers(
     workloads: Annotated[str, typer.Option("--workloads", help="Comma-separated workload names.")] = ALL_WORKLOADS,
     schedulers: Annotated[str, typer.Option("--schedulers", help="Policies; slos-serve is compared to the rest.")]
     = "vllm,vllm-v0,sarathi,slos-serve",
-    profile: Annotated[str | None, typer.Option("--profile", help="Latency profile, e.g. paper:opt-13b-h100.")]
+    profile: Annotated[str | None, typer.Option(
+        "--profile", help="Latency profile: paper:opt-13b-h100 or a calibrated FILE.yaml.")]
     = None,
     hardware: Annotated[str, typer.Option("--hardware")] = "H100-SXM",
     model: Annotated[str, typer.Option("--model")] = "Llama-3.1-8B",

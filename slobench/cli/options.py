@@ -22,7 +22,8 @@ ModelOpt = Annotated[str, typer.Option("--model", help="Model spec name, e.g. Ll
                                       "model folder (or hub id) to serve.")]
 TpOpt = Annotated[int, typer.Option("--tp", min=1, help="Tensor-parallel degree (roofline model).")]
 ProfileOpt = Annotated[str | None, typer.Option(
-    "--profile", help="Named latency profile, e.g. paper:opt-13b-a100-tp2 (overrides --hardware/--model/--tp).")]
+    "--profile", help="Latency profile: a shipped name, e.g. paper:opt-13b-a100-tp2, or a FILE.yaml written by "
+    "`slobench calibrate` (overrides --hardware/--model/--tp).")]
 ReplicasOpt = Annotated[int, typer.Option("--replicas", min=1, help="Replicas behind the router.")]
 # Routing and closed-loop load (docs/routers.md); values are checked by `validate_config` (one line, exit 2).
 RouterOpt = Annotated[str, typer.Option(

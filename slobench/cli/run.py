@@ -104,7 +104,8 @@ def run_cmd(
     model: Annotated[str, typer.Option(help="Model name, or a path to a HF config.json; real engines: the "
                                        "local model folder (or hub id) to serve.")] = "Llama-3.1-8B",
     tp: Annotated[int, typer.Option(help="Tensor-parallel degree.")] = 1,
-    profile: Annotated[str | None, typer.Option(help="Named latency profile, e.g. paper:opt-13b-h100.")] = None,
+    profile: Annotated[str | None, typer.Option(
+        help="Latency profile: a shipped name (paper:opt-13b-h100) or a calibrated FILE.yaml.")] = None,
     replicas: Annotated[int, typer.Option(help="Number of replicas.")] = 1,
     router: RouterOpt = "round-robin",
     router_refresh_ms: RouterRefreshOpt = 100.0,

@@ -196,6 +196,17 @@ class RunConfig(BaseModel):
 
         return None if v is None else parse_metric_percentiles(v)
 
+    @field_validator("profile")
+    @classmethod
+    def _profile_path(cls, v: str | None) -> str | None:
+        """A profile file is kept as an absolute path: probes, resumed runs and vLLM's engine core (another
+        working directory) must all read the same file."""
+        from slobench.perf.profile_file import is_profile_path
+
+        if v and is_profile_path(v):
+            return str(Path(v).expanduser().resolve())
+        return v
+
     @field_validator("router")
     @classmethod
     def _router(cls, v: str) -> str:
@@ -295,6 +306,14 @@ def build_latency_model(cfg: RunConfig):  # noqa: ANN201 - LatencyModel protocol
     from slobench.perf import get_latency_model
 
     return get_latency_model(hardware=cfg.hardware, model=cfg.model, tp=cfg.tp, profile=cfg.profile)
+
+
+def hardware_label(cfg: RunConfig, perf: Any) -> str:
+    """What the run ran on, for summaries and report titles: a calibrated profile's measured hardware (a CPU
+    run must not be titled "H100-SXM"), a shipped profile's GPU, else ``--hardware``."""
+    label = getattr(perf, "hardware_label", None)
+    gpu = getattr(perf, "gpu", None)
+    return label or (gpu.name if cfg.profile and gpu is not None else cfg.hardware)
 
 
 def workload_spec(cfg: RunConfig):  # noqa: ANN201 - WorkloadSpec
@@ -449,7 +468,8 @@ def run_once(
         workload=workload.name, metadata=dict(metadata or {}), scheduler=cfg.scheduler, engine=cfg.engine,
         seed=cfg.seed,
         offered_rate_rps=(len(workload.requests) - 1) / span if span else math.nan,
-        wall_s=time.perf_counter() - t_start, hardware=cfg.hardware, model=cfg.model, replicas=cfg.replicas,
+        wall_s=time.perf_counter() - t_start, hardware=hardware_label(cfg, perf), model=cfg.model,
+        replicas=cfg.replicas,
         engine_info=result.info, scheduler_stats=result.scheduler_stats, **evidence,
         stopped_early=None if early is None else early.reason,
         # what the policy knew (schedulers.lengths); an external server's own policy: not ours to say

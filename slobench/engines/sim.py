@@ -111,7 +111,7 @@ class _Live:
     ``req`` is the true request; ``seq.req`` is what the policy sees (`schedulers.lengths`).
     """
 
-    __slots__ = ("seq", "record", "done", "where", "out_target", "seg", "req")
+    __slots__ = ("seq", "record", "done", "where", "out_target", "seg", "req", "ingress_s")
 
     def __init__(self, seq: SeqState, record: StageRecord, req: Request | None = None) -> None:
         self.seq = seq
@@ -121,6 +121,7 @@ class _Live:
         self.req = req if req is not None else seq.req
         self.out_target = self.req.stages[seq.stage_idx].output_tokens
         self.seg: list | None = None
+        self.ingress_s = 0.0  # front-end delay of the stage now waiting in the gap heap (client → engine)
 
 
 # _Live.where: the engine queue a sequence is in (a tool gap or finished = elsewhere).
@@ -313,7 +314,22 @@ def replica_loop(
     free_blocks = total_blocks
     # Output-length information (issue 10): the policy sees public requests (``lengths.public``) and a predictor.
     next_arrival = 0
-    next_arrival_s = reqs[0].arrival_s if reqs else math.inf
+    # Front-end cost (a calibrated profile's ``frontend``; docs/calibration.md): a request reaches the engine
+    # ``ingress`` after the client sent it, and every token reaches the client ``egress_s`` after the engine
+    # emitted it. Records keep client times (so TTFT includes both); the policy sees engine arrival times, as
+    # inside vLLM. Requests pass the front-end in the order they were sent (FIFO). Shipped profiles and the
+    # roofline model have none: arrival times are then used unchanged.
+    fe = getattr(perf, "frontend", None)
+    if fe is not None and fe.is_zero:
+        fe = None
+    egress_s = fe.per_output_token_s if fe is not None else 0.0
+
+    def engine_arrival(i: int) -> float:
+        """When ``reqs[i]`` reaches the engine (its send time plus the front-end's ingress delay)."""
+        r = reqs[i]
+        return r.arrival_s if fe is None else r.arrival_s + fe.ingress_s(r.stages[0].prompt_tokens)
+
+    next_arrival_s = engine_arrival(0) if reqs else math.inf
     if gate[0] < next_arrival_s:
         next_arrival_s = gate[0]  # from here on: the earlier of our next own arrival and the gate
     gap_heap: list[tuple[float, int, _Live]] = []
@@ -421,6 +437,8 @@ def replica_loop(
         return full * bs
 
     def emit(rec: StageRecord) -> None:
+        if egress_s and rec.token_times_s:
+            rec.token_times_s = [t + egress_s for t in rec.token_times_s]
         records.append(rec)
         if on_record is not None:
             on_record(rec)
@@ -452,9 +470,9 @@ def replica_loop(
         if next_arrival_s <= now:
             while True:
                 n_reqs = len(reqs)
-                while next_arrival < n_reqs and reqs[next_arrival].arrival_s <= now:
+                while next_arrival < n_reqs and (at := engine_arrival(next_arrival)) <= now:
                     r = reqs[next_arrival]
-                    seq = SeqState(req=lengths.public(r), stage_idx=0, stage_start_s=r.arrival_s,
+                    seq = SeqState(req=lengths.public(r), stage_idx=0, stage_start_s=at,
                                    num_tokens=r.stages[0].prompt_tokens)
                     live = _Live(seq, _stage_record(r, 0, r.arrival_s, cfg.replica), r)
                     live.where = _WAITING
@@ -467,13 +485,13 @@ def replica_loop(
                 # resolve it before deciding anything at `now`.
                 yield now, waiting, running, free_blocks
                 horizon = gate[1]
-            next_arrival_s = reqs[next_arrival].arrival_s if next_arrival < len(reqs) else math.inf
+            next_arrival_s = engine_arrival(next_arrival) if next_arrival < len(reqs) else math.inf
             if gate[0] < next_arrival_s:
                 next_arrival_s = gate[0]
         while gap_heap and gap_heap[0][0] <= now:
             ready_s, _, live = heapq.heappop(gap_heap)
             live.seq.stage_start_s = ready_s
-            live.record.stage_start_s = ready_s
+            live.record.stage_start_s = ready_s - live.ingress_s  # the client sent it before the engine got it
             live.where = _WAITING
             waiting.append(live.seq)
 
@@ -484,7 +502,7 @@ def replica_loop(
                 # telling the driver when we would next act, rather than step to the gate (two idle replicas
                 # would then leapfrog each other's gates).
                 while True:
-                    own_s = reqs[next_arrival].arrival_s if next_arrival < len(reqs) else math.inf
+                    own_s = engine_arrival(next_arrival) if next_arrival < len(reqs) else math.inf
                     nxt = min(own_s, gap_heap[0][0] if gap_heap else math.inf)
                     if gate[0] >= nxt:
                         break
@@ -622,7 +640,7 @@ def replica_loop(
                 # The gate may come first, and whether it brings us an arrival decides when we look again (a
                 # tick landing on a foreign arrival would be an extra schedule() call): pause until it is resolved.
                 while True:
-                    own_s = reqs[next_arrival].arrival_s if next_arrival < len(reqs) else math.inf
+                    own_s = engine_arrival(next_arrival) if next_arrival < len(reqs) else math.inf
                     t_next = min(own_s, gap_heap[0][0] if gap_heap else math.inf, now + cfg.idle_tick_s)
                     if gate[0] >= t_next:
                         break
@@ -774,7 +792,7 @@ def replica_loop(
             seq.stage_out = 0
             seq.first_token_s = None
             lv.out_target = nxt_stage.output_tokens
-            lv.record = _stage_record(req, nxt_idx, now, cfg.replica)
+            lv.record = _stage_record(req, nxt_idx, now + egress_s, cfg.replica)  # the client's view of "now"
             lv.record.admission = seq.admission
             if nxt_stage.is_continuation:
                 seq.stage_start_s = now
@@ -786,7 +804,10 @@ def replica_loop(
             free_blocks += seq.kv_blocks
             seq.num_computed = release(lv, seq, True)
             seq.num_tokens += nxt_stage.prompt_tokens
-            ready = now + nxt_stage.gap_s
+            ready = now + egress_s + nxt_stage.gap_s
+            if fe is not None:  # the next round is a new HTTP request carrying the whole context
+                lv.ingress_s = fe.ingress_s(seq.num_tokens)
+                ready += lv.ingress_s
             heapq.heappush(gap_heap, (ready, req.id, lv))
 
     # Horizon reached or nothing left: whatever is still in flight is unfinished.

@@ -2,7 +2,8 @@
 
 Entry point: `get_latency_model(hardware, model, tp, profile)`. Without ``profile`` it builds a
 `RooflineModel` from the GPU and model tables (or a local HF ``config.json`` path as ``model``);
-with ``profile="paper:..."`` it returns the SLOs-Serve paper's published piecewise-linear fit.
+with ``profile="paper:..."`` it returns the SLOs-Serve paper's published piecewise-linear fit, and with
+``profile="FILE.yaml"`` a profile written by `slobench calibrate` (`slobench.perf.profile_file`).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def get_latency_model(
 ) -> LatencyModel:
     """The latency model the simulator and schedulers use.
 
-    ``profile`` (e.g. ``"paper:opt-13b-a100-tp2"``) selects a published fit and overrides
+    ``profile`` (e.g. ``"paper:opt-13b-a100-tp2"``, or a calibrated ``FILE.yaml``) selects a fit and overrides
     hardware/model/tp (the fit was measured on its own setup); otherwise a `RooflineModel` with
     the default efficiencies. ``model`` may be a table name, an HF repo id whose tail is in the
     table, or a path to a local ``config.json``. Keyword options (``eta_compute``, ``eta_memory``,
@@ -56,9 +57,10 @@ def get_latency_model(
     ``draft_model`` (a model name) pass through to `RooflineModel`, e.g. calibrated values.
     """
     if profile:
+        from slobench.perf.profile_file import is_profile_path, model_from_file
         from slobench.perf.profiles import get_profile
 
-        return get_profile(profile)
+        return model_from_file(profile) if is_profile_path(profile) else get_profile(profile)
     allowed = {"eta_compute", "eta_memory", "t0_s", "gpu_mem_util", "activation_reserve_bytes", "draft_fraction"}
     unknown = sorted(set(roofline_options) - allowed)
     if unknown:

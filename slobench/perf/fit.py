@@ -104,12 +104,14 @@ def fit_roofline(rows: Any, gpu: GPUSpec, model: ModelSpec, tp: int = 1) -> FitR
 
 
 def fit_piecewise(rows: Any, pieces: int = 1, seed: int = 0, name: str = "fitted",
-                  kv_tokens: int = 0) -> tuple[PiecewiseLinearModel, float]:
+                  kv_tokens: int = 0, extra: bool = False) -> tuple[PiecewiseLinearModel, float]:
     """Fit T(n, s) = max_i(k1_i·n + k2_i·s + b_i), coefficients ≥ 0, by L-BFGS-B (as SLOs-Serve does).
 
     Features are scaled (n per 1k tokens) so the optimiser sees O(1) numbers; a 2-piece fit starts
     from a split of the data at several token counts plus seeded random starts and keeps the best.
     ``kv_tokens`` is passed to the returned model (the fit itself knows nothing about memory).
+    ``extra`` adds ``per_seq_s·sequences + per_ctx_token_s·Σctx`` outside the max (both ≥ 0), the terms a
+    decode-heavy batch pays beyond its token count (`PiecewiseLinearModel`).
     """
     if pieces not in (1, 2):
         raise UserError(f"pieces must be 1 or 2 (got {pieces})")
@@ -117,20 +119,26 @@ def fit_piecewise(rows: Any, pieces: int = 1, seed: int = 0, name: str = "fitted
     n = np.array([float(r[0].sum()) for r in data])
     s = np.array([float(r[3]) for r in data])
     y = np.array([r[2] for r in data])
-    n_scale = 1000.0
+    n_scale, ctx_scale = 1000.0, 100_000.0
     a = np.column_stack([n / n_scale, s, np.ones_like(n)])  # per-piece design matrix
+    # shared terms outside the max: sequences, Σctx per 100k tokens (none without ``extra``)
+    e = (np.column_stack([[float(r[0].size) for r in data], [float(r[1].sum()) / ctx_scale for r in data]])
+         if extra else np.zeros((len(y), 0)))
+    n_extra = e.shape[1]
     y_var = float(np.var(y)) or 1.0
 
     def loss_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        k = theta.reshape(pieces, 3)
+        k = theta[: 3 * pieces].reshape(pieces, 3)
+        phi = theta[3 * pieces:]
         preds = a @ k.T  # rows × pieces
         arg = preds.argmax(axis=1)
-        err = preds[np.arange(len(y)), arg] - y
+        err = preds[np.arange(len(y)), arg] + e @ phi - y
         grad = np.zeros_like(k)
         for i in range(pieces):
             sel = arg == i
             grad[i] = 2.0 * (err[sel] @ a[sel]) / len(y)
-        return float(err @ err) / len(y) / y_var, grad.reshape(-1) / y_var
+        g_phi = 2.0 * (err @ e) / len(y)
+        return float(err @ err) / len(y) / y_var, np.concatenate([grad.reshape(-1), g_phi]) / y_var
 
     def lstsq(sel: np.ndarray) -> np.ndarray:
         if sel.sum() < 3:
@@ -147,7 +155,9 @@ def fit_piecewise(rows: Any, pieces: int = 1, seed: int = 0, name: str = "fitted
         base = starts[0][:3]
         for _ in range(4):
             starts.append(np.concatenate([base * rng.uniform(0.5, 1.5, 3), base * rng.uniform(0.5, 1.5, 3)]))
-    bounds = [(0.0, None)] * (3 * pieces)
+    bounds = [(0.0, None)] * (3 * pieces + n_extra)
+    if n_extra:
+        starts = [np.concatenate([x0, np.zeros(n_extra)]) for x0 in starts]
     best = None
     for x0 in starts:
         res = minimize(loss_grad, x0, jac=True, method="L-BFGS-B", bounds=bounds,
@@ -155,8 +165,10 @@ def fit_piecewise(rows: Any, pieces: int = 1, seed: int = 0, name: str = "fitted
         if best is None or res.fun < best.fun:
             best = res
     assert best is not None
-    k = best.x.reshape(pieces, 3)
+    k = best.x[: 3 * pieces].reshape(pieces, 3)
+    phi = best.x[3 * pieces:]
     fitted = [(float(k1 / n_scale), float(k2), float(b)) for k1, k2, b in k]
-    model = PiecewiseLinearModel(fitted, kv_tokens, name=name)
-    pred = np.array([model.time_s(ni, int(si)) for ni, si in zip(n, s, strict=True)])
+    per_seq, per_ctx = (float(phi[0]), float(phi[1]) / ctx_scale) if n_extra else (0.0, 0.0)
+    model = PiecewiseLinearModel(fitted, kv_tokens, name=name, per_seq_s=per_seq, per_ctx_token_s=per_ctx)
+    pred = np.array([model.batch_latency_s(q, c, si) for q, c, _, si in data])
     return model, r_squared(y, pred)

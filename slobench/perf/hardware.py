@@ -46,6 +46,10 @@ _GPUS: tuple[GPUSpec, ...] = (
     GPUSpec("L40S", 362e12, 0.864e12, 45 * GiB, 32e9, 20e-6),
     # MI300X: 1307 TFLOP/s bf16 dense, 5.3 TB/s, 192 GB; 7 Infinity Fabric links × 64 GB/s.
     GPUSpec("MI300X", 1307e12, 5.3e12, 192 * GiB, 448e9, 12e-6, vendor="amd"),
+    # A CPU host running vLLM's CPU build: a label for calibrated profiles and reports, not a roofline target.
+    # Its numbers are a generic 2-socket-class server's order of magnitude (≈1 TFLOP/s fp32 with AVX-512,
+    # ≈100 GB/s DRAM); a CPU's iteration latency comes from `slobench calibrate`, never from these.
+    GPUSpec("cpu", 1e12, 100e9, 64 * GiB, 20e9, 50e-6, vendor="cpu"),
 )
 
 GPUS: dict[str, GPUSpec] = {g.name: g for g in _GPUS}

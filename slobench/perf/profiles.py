@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -35,10 +36,24 @@ Piece = tuple[float, float, float]  # (k1 s/token, k2 s/spec-step, b s)
 
 
 class PiecewiseLinearModel:
-    """`LatencyModel` T = max_i(k1_i·Σq + k2_i·spec_steps + b_i); ignores context lengths, as the paper does."""
+    """`LatencyModel` T = max_i(k1_i·Σq + k2_i·spec_steps + b_i); ignores context lengths, as the paper does.
+
+    Optionally (calibrated profiles only) ``+ per_seq_s·sequences + per_ctx_token_s·Σctx`` on top of the max: a
+    CPU (and a GPU at large batches) pays per sequence and per cached token read, which Σq alone cannot express
+    (docs/calibration.md measured it). Both default to 0, and then the model is exactly the paper's.
+
+    A calibrated profile file (`slobench.perf.profile_file`) also sets ``frontend`` (the per-request cost
+    outside iterations, which the simulator charges), ``hardware_label`` (what the run says it ran on) and
+    ``source`` (the file); shipped profiles leave them None: no front-end cost, the GPU's name.
+    """
+
+    frontend: Any = None  # profile_file.FrontendCost (not imported here: that module imports this one)
+    hardware_label: str | None = None
+    source: str | None = None
 
     def __init__(self, pieces: Sequence[Piece], kv_tokens: int, name: str = "piecewise",
-                 gpu: GPUSpec | None = None, model: ModelSpec | None = None, tp: int = 1) -> None:
+                 gpu: GPUSpec | None = None, model: ModelSpec | None = None, tp: int = 1,
+                 per_seq_s: float = 0.0, per_ctx_token_s: float = 0.0) -> None:
         if not pieces:
             raise UserError("a piecewise-linear latency profile needs at least one (k1, k2, b) piece")
         self.pieces: tuple[Piece, ...] = tuple((float(a), float(b), float(c)) for a, b, c in pieces)
@@ -47,28 +62,39 @@ class PiecewiseLinearModel:
         self.gpu = gpu
         self.model = model
         self.tp = tp
+        self.per_seq_s = float(per_seq_s)
+        self.per_ctx_token_s = float(per_ctx_token_s)
+        self._extra = self.per_seq_s != 0.0 or self.per_ctx_token_s != 0.0
 
     def batch_latency_s(self, q_lens: np.ndarray | Sequence[int], ctx_lens: np.ndarray | Sequence[int],
                         spec_steps: int = 0) -> float:
         n = float(q_lens.sum()) if isinstance(q_lens, np.ndarray) else float(sum(q_lens))
         if n <= 0:
             return 0.0
+        if self._extra:
+            ctx = float(ctx_lens.sum()) if isinstance(ctx_lens, np.ndarray) else float(sum(ctx_lens))
+            return self.time_s(n, spec_steps) + self.per_seq_s * len(q_lens) + self.per_ctx_token_s * ctx
         return self.time_s(n, spec_steps)
 
     def latency_from_stats(self, s_q: float, s_c: float, s_qc: float, s_qq: float, n: int,
                            spec_steps: int = 0) -> float:
-        """O(1) latency from batch sums; only Σq and the speculation depth matter here."""
-        return self.time_s(s_q, spec_steps) if s_q > 0 else 0.0
+        """O(1) latency from batch sums: Σq and the speculation depth (plus n and Σctx with the extra terms)."""
+        if s_q <= 0:
+            return 0.0
+        if self._extra:
+            return self.time_s(s_q, spec_steps) + self.per_seq_s * n + self.per_ctx_token_s * s_c
+        return self.time_s(s_q, spec_steps)
 
     def time_s(self, n_tokens: float, spec_steps: int = 0) -> float:
         """T(n_tokens, s) straight from the pieces."""
         return max(k1 * n_tokens + k2 * spec_steps + b for k1, k2, b in self.pieces)
 
     def max_tokens_within(self, budget_s: float, spec_steps: int = 0) -> int:
-        """Largest n_tokens with T(n, s) ≤ budget (the paper's ``time_to_batch``); 0 when none fits."""
+        """Largest n_tokens with T(n, s) ≤ budget (the paper's ``time_to_batch``); 0 when none fits. With the
+        extra terms: for one sequence without cached context (a prompt alone)."""
         n = math.inf
         for k1, k2, b in self.pieces:
-            slack = budget_s - k2 * spec_steps - b
+            slack = budget_s - k2 * spec_steps - b - self.per_seq_s
             if slack < 0:
                 return 0
             if k1 > 0:
@@ -79,10 +105,11 @@ class PiecewiseLinearModel:
         return self._kv_tokens
 
     def prefill_latency_s(self, prompt_tokens: int) -> float:
-        return self.time_s(float(prompt_tokens), 0)
+        return self.time_s(float(prompt_tokens), 0) + self.per_seq_s
 
     def __repr__(self) -> str:
-        return f"PiecewiseLinearModel({self.name!r}, pieces={list(self.pieces)}, kv_tokens={self._kv_tokens})"
+        extra = f", per_seq_s={self.per_seq_s}, per_ctx_token_s={self.per_ctx_token_s}" if self._extra else ""
+        return f"PiecewiseLinearModel({self.name!r}, pieces={list(self.pieces)}{extra}, kv_tokens={self._kv_tokens})"
 
 
 @dataclass(frozen=True)

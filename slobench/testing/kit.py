@@ -86,3 +86,26 @@ def pids_serving_port(port: int) -> list[int]:
             if a == b"--port" and b == str(port).encode():
                 out.append(int(entry))
     return out
+
+
+def adapter_policy() -> str:
+    """The policy the test suite's shared adapter server runs: slos-serve when importable here, else the
+    registry's vLLM re-expression."""
+    from slobench.schedulers.registry import make_scheduler
+
+    try:
+        make_scheduler("slos-serve")
+        return "slos-serve"
+    except Exception:  # noqa: BLE001 - any failure means: not available in this build
+        return "vllm"
+
+
+def shared_server_spec(model_dir: Path, policy: str | None):  # noqa: ANN201 - ServerSpec (imported lazily)
+    """Exactly the spec `slobench run/compare --engine vllm --model <dir>` builds, so every test module that
+    asks the engine pool for it (the real-vLLM tests, calibrate's) shares one running server per policy."""
+    from slobench.engines.options import EngineOptions
+    from slobench.engines.vllm.launcher import ServerSpec
+    from slobench.schedulers.spec import PolicySpec
+
+    return ServerSpec(model=str(model_dir), policy=PolicySpec(name=policy) if policy else None,
+                      options=EngineOptions().server_fields(), hardware="H100-SXM", perf_model=str(model_dir))

@@ -30,7 +30,9 @@ Loaded by vLLM's engine-core process as
    deviations), so KV allocation, prefix caching, speculative bookkeeping, structured output and
    async scheduling all stay vLLM's own, correct code.
 4. records admission decisions and schedule() statistics (one `SchedulerStats`, the type every
-   policy uses, with a bounded window of recent call times) in the events file (`sched_events`).
+   policy uses, with a bounded window of recent call times) in the events file (`sched_events`),
+   and every iteration's timing and batch shape in the iterations file (`IterationRecorder`, below;
+   what `slobench calibrate` fits the latency model to).
    When a plan schedules nothing while requests wait, ``schedule()`` sleeps 1 ms so vLLM's engine
    loop does not spin a core re-asking.
 
@@ -69,6 +71,7 @@ from vllm.v1.request import Request as VRequest
 from vllm.v1.request import RequestStatus
 
 from slobench.engines.vllm.events import EventWriter
+from slobench.engines.vllm.iterations import ITERATIONS_ENV, IterationRecorder
 from slobench.engines.vllm.launcher import POLICY_ENV
 from slobench.engines.vllm.support import SUPPORTED_TEXT, version_supported
 from slobench.errors import UserError
@@ -190,13 +193,16 @@ class _PolicyAdapterMixin:
         self._policy_time = SchedulerStats(window=STATS_WINDOW)  # the policy's schedule() alone
         self._stats_written_s = 0.0
         self._events = EventWriter(_env("SLOBENCH_SCHED_EVENTS") or None)
+        self._iters = IterationRecorder(_env(ITERATIONS_ENV) or None)
         if self.policy.value != "fcfs":
             logger.warning("slobench adapter: vLLM scheduling policy %s cannot be reordered; use fcfs",
                            self.policy.value)
         self._events.write("loaded", policy=self._policy_name, options=spec.options, information=self._lengths.kind,
                            draft_alpha=self._spec.alpha if self._spec else None, variant=self.variant,
                            vllm=vllm.__version__, cls=type(self).__name__, perf=repr(self._perf),
-                           max_num_batched_tokens=sc.max_num_batched_tokens, max_num_seqs=sc.max_num_seqs)
+                           max_num_batched_tokens=sc.max_num_batched_tokens, max_num_seqs=sc.max_num_seqs,
+                           kv_blocks=self.kv_cache_manager.block_pool.num_gpu_blocks, block_size=self.block_size,
+                           max_model_len=self.vllm_config.model_config.max_model_len)
         logger.info("slobench scheduler adapter loaded: policy=%s variant=%s (vllm %s)", self._policy_name,
                     self.variant, vllm.__version__)
 
@@ -256,6 +262,9 @@ class _PolicyAdapterMixin:
             now_s=now, waiting=waiting, running=running, block_size=self.block_size,
             total_kv_blocks=pool.num_gpu_blocks, free_kv_blocks=pool.get_num_free_blocks(), perf=self._perf,
             spec=self._spec, lengths=self._lengths,
+            # vLLM will not run more than these: a plan beyond them is cut short (``short_tokens``)
+            max_num_batched_tokens=self.scheduler_config.max_num_batched_tokens,
+            max_num_seqs=self.scheduler_config.max_num_seqs,
         )
 
     # ---- applying the plan -------------------------------------------------------------------
@@ -340,6 +349,7 @@ class _PolicyAdapterMixin:
         finally:
             self._caps = None
         self._account(caps, out, applied)
+        self._iters.scheduled(out, self.requests, t_start, time.perf_counter(), sum(caps.values()))
         if not out.num_scheduled_tokens and not self._rejected_out and self.requests:
             # The policy holds every request back (e.g. pacing decodes to their deadlines): vLLM's
             # engine loop would call schedule() again at once and spin a core; yield it briefly.
@@ -366,7 +376,9 @@ class _PolicyAdapterMixin:
         count("preempted_by_vllm", max(len(out.preempted_req_ids or ()) - preempted_by_plan, 0))
 
     def update_from_output(self, scheduler_output: Any, model_runner_output: Any):  # noqa: ANN201
+        t_update = time.perf_counter()
         outputs = super().update_from_output(scheduler_output, model_runner_output)
+        self._iters.updated(scheduler_output, t_update, time.perf_counter())
         now = time.time()
         completed = {o.request_id for eco in outputs.values() for o in eco.outputs
                      if o.finish_reason in (FinishReason.STOP, FinishReason.LENGTH)}
@@ -440,6 +452,7 @@ class _PolicyAdapterMixin:
     def shutdown(self) -> None:
         self._write_stats()
         self._events.close()
+        self._iters.close()
         super().shutdown()
 
 

@@ -36,7 +36,8 @@ CPU_KV_CACHE_BYTES = 1 << 30  # vLLM's CPU build cannot size its KV cache by its
 POLICY_ENV = "SLOBENCH_POLICY_SPEC"  # PolicySpec.model_dump_json(): what the adapter builds its policy from
 # Variables the launcher owns: cleared for a stock server, so none leaks in from the caller's environment.
 _ADAPTER_ENV = (POLICY_ENV, "SLOBENCH_POLICY", "SLOBENCH_POLICY_OPTIONS", "SLOBENCH_SPEC_ALPHA", "SLOBENCH_HARDWARE",
-                "SLOBENCH_PERF_MODEL", "SLOBENCH_TP", "SLOBENCH_PROFILE", "SLOBENCH_SCHED_EVENTS")
+                "SLOBENCH_PERF_MODEL", "SLOBENCH_TP", "SLOBENCH_PROFILE", "SLOBENCH_SCHED_EVENTS",
+                "SLOBENCH_ITERATIONS")
 
 
 def check_model_arg(model: str) -> None:
@@ -133,6 +134,7 @@ class VLLMServer:
         self.port: int | None = None
         self.log_path: Path | None = None
         self.events_path: Path | None = None
+        self.iterations_path: Path | None = None  # per-iteration timing + batch shape (engines.vllm.iterations)
         self.startup_s: float | None = None
         self.leftover_pids: list[int] = []
 
@@ -155,6 +157,7 @@ class VLLMServer:
                 "SLOBENCH_TP": str(self.spec.tp),
                 "SLOBENCH_PROFILE": self.spec.profile or "",
                 "SLOBENCH_SCHED_EVENTS": str(self.events_path),
+                "SLOBENCH_ITERATIONS": str(self.iterations_path),
             })
         return env
 
@@ -170,6 +173,7 @@ class VLLMServer:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.log_dir / f"vllm-server-{self.spec.label}-{self.port}.log"
         self.events_path = self.log_dir / f"scheduler-events-{self.spec.label}-{self.port}.jsonl"
+        self.iterations_path = self.log_dir / f"iterations-{self.spec.label}-{self.port}.jsonl"
         cmd = build_command(self.spec, self.port, cpu_build=self.cpu_build)
         self.log_path.write_text("# slobench launched: " + " ".join(cmd) + "\n")
         t0 = time.perf_counter()

@@ -415,6 +415,7 @@ def test_capacity_that_does_not_hold_in_a_longer_run_is_stepped_down(tmp_path: P
                                    "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
     assert "did not hold in a 4× longer probe" in res.output and "hold check" in res.output
+    assert "capacity re-run 4× longer and stepped down until it holds" in res.output  # the setup says so
     run_dir = _only_dir(tmp_path)
     (cap,) = json.loads((run_dir / "summary.json").read_text())["capacities"]
     assert 2.0 <= cap["capacity_rps"] <= 2.21 and "stepped down" in cap["notes"]  # 90% of 100 at ≤ 2.2 req/s

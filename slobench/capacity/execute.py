@@ -305,7 +305,7 @@ def execute(plan: Plan, store: Collector, observer: SearchObserver | None = None
         from slobench.capacity.setup import describe_setup
 
         try:
-            store.setup = describe_setup(plan.specs)
+            store.setup = describe_setup(plan.specs, plan.search)
         except UserError:  # a setting the preflight let through for its own reasons: the probes will say
             store.setup = []
     try:

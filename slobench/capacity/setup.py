@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from slobench.capacity.plan import SearchSpec
+from slobench.capacity.plan import SearchSettings, SearchSpec
 
 
 def _information(cfg: Any) -> str:
@@ -95,8 +95,22 @@ def _safe(describe: Any, cfg: Any) -> str:
         return f"statistics unavailable ({type(exc).__name__}: {exc})"
 
 
-def describe_setup(specs: Sequence[SearchSpec]) -> list[dict[str, str]]:
-    """One record per distinct run setting of ``specs`` (searches sharing it listed together)."""
+def _search(settings: SearchSettings | None) -> str | None:
+    """How the capacity was decided: target, grid, confirmation, hold check (None for a fixed rate grid)."""
+    if settings is None or settings.rates is not None:
+        return None
+    parts = [f"{settings.target:.0%} of requests meet every SLO", f"{settings.rel_tol:.0%} rate grid"]
+    if settings.confirm:
+        parts.append(f"crossing confirmed by the next {settings.confirm} grid rates")
+    if settings.hold_factor > 1:
+        parts.append(f"capacity re-run {settings.hold_factor:g}× longer and stepped down until it holds")
+    return "; ".join(parts) + ("; INVALID probes (rate not offered, queue growing or not draining, load above the "
+                               "compute ceiling, KV cache near full) count as misses")
+
+
+def describe_setup(specs: Sequence[SearchSpec], settings: SearchSettings | None = None) -> list[dict[str, str]]:
+    """One record per distinct run setting of ``specs`` (searches sharing it listed together); with the plan's
+    ``settings``, a line on how the capacity was decided."""
     groups: dict[str, list[SearchSpec]] = {}
     for s in specs:
         groups.setdefault(json.dumps(s.run_kwargs, sort_keys=True, default=str), []).append(s)
@@ -115,5 +129,5 @@ def describe_setup(specs: Sequence[SearchSpec]) -> list[dict[str, str]]:
             "workload": _safe(_workload, cfg),
             "probes": _probes(first.run_kwargs),
             "vLLM-style figures": _serving(cfg),
-        })
+        } | ({"capacity": how} if (how := _search(settings)) else {}))
     return out

@@ -256,6 +256,14 @@ def cases(tmp: Path) -> list[tuple[str, list[str]]]:
         ("flag: --percentile-metrics unknown", ["run", "--percentile-metrics", "ttft,latency"]),
         ("flag: --metric-percentiles out of range", ["run", "--metric-percentiles", "50,150"]),
         ("flag: --metadata without =", ["run", "--metadata", "team"]),
+        # capacity search and replicas
+        ("flag: --hold 1 (not longer)", ["compare", "--hold", "1"]),
+        ("flag: --hold 50", ["capacity", "--hold", "50"]),
+        ("flag: --router unknown", ["run", "--replicas", "2", "--router", "random"]),
+        ("flag: --router-refresh-ms negative", ["compare", "--router-refresh-ms", "-5"]),
+        ("flag: --max-concurrency 0", ["run", "--max-concurrency", "0"]),
+        ("flag: --max-concurrency on a real engine", ["run", "--engine", "openai", "--url", "http://127.0.0.1:9",
+                                                      "--max-concurrency", "4"]),
     ]
 
 

@@ -102,6 +102,25 @@ def connect(address: str, num_cpus: int | None = None) -> RaySession:
     return session
 
 
+def _import(module: str, hold_s: float) -> int:
+    """Import ``module`` in a worker and hold it ``hold_s`` seconds (so the next task lands on another worker)."""
+    import importlib
+    import time
+
+    importlib.import_module(module)
+    time.sleep(hold_s)
+    return os.getpid()
+
+
+def warm_up(session: RaySession, module: str, workers: int) -> int:
+    """Have ``workers`` Ray workers import ``module`` now: a fresh worker pays slobench's imports (seconds)
+    on its first task, which a forked local process never does; a benchmark counts that as start-up.
+    Returns how many distinct worker processes did it."""
+    remote = session.ray.remote(_import).options(num_cpus=1, max_retries=0)
+    refs = [remote.remote(module, 1.0) for _ in range(workers)]
+    return len(set(session.ray.get(refs, timeout=GET_TIMEOUT_S * 2)))
+
+
 def _call(fn: Callable[..., Any], *args: Any) -> Any:
     """The body of every task: ``fn(*args)`` (``fn`` travels by reference, so it is slobench's own code)."""
     return fn(*args)

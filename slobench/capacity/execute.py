@@ -288,16 +288,15 @@ def parallel_jobs(plan: Plan, jobs: int | None, cpus: int | None = None) -> int:
     return max(1, min(want, len(plan.specs)))
 
 
-def _ray_session(plan: Plan, jobs: int | None, address: str) -> Any:
-    """Connect to Ray for ``plan`` (``local``: a Ray with ``jobs`` CPUs, default every core); only simulator
-    searches fan out, since a real engine's probes need the server this machine launched."""
-    from slobench.cluster.ray_fanout import check_address, connect
+def _check_ray_plan(plan: Plan, address: str) -> None:
+    """``--ray-address`` checked before anything runs: a Ray address, and simulator searches only, since a real
+    engine's probes need the server this machine launched."""
+    from slobench.cluster.ray_fanout import check_address
 
     check_address(address)
     if any(s.run_kwargs.get("engine", "sim") != "sim" for s in plan.specs):
         raise UserError("--ray-address fans out simulator searches only; real engines run their probes on this "
                         "machine (drop --ray-address)")
-    return connect(address, num_cpus=jobs)
 
 
 def execute(plan: Plan, store: Collector, observer: SearchObserver | None = None,
@@ -316,7 +315,8 @@ def execute(plan: Plan, store: Collector, observer: SearchObserver | None = None
 
     obs = observer if observer is not None else NullObserver()
     interrupted = False
-    ray = _ray_session(plan, jobs, ray_address) if ray_address is not None else None
+    if ray_address is not None:
+        _check_ray_plan(plan, ray_address)
     if not store.setup:
         from slobench.capacity.setup import describe_setup
 
@@ -326,9 +326,11 @@ def execute(plan: Plan, store: Collector, observer: SearchObserver | None = None
             store.setup = []
     try:
         with cluster_run.engine_session(store.out_dir):  # real engines: launched servers stop with the command
-            if ray is not None:
+            if ray_address is not None:
                 from slobench.capacity.parallel import execute_parallel
+                from slobench.cluster.ray_fanout import connect
 
+                ray = connect(ray_address, num_cpus=jobs)  # `local`: a Ray with -j CPUs; closed by execute_parallel
                 execute_parallel(plan, store, obs, parallel_jobs(plan, jobs, ray.cpus()), ray=ray)
             elif parallel_jobs(plan, jobs) > 1:
                 from slobench.capacity.parallel import execute_parallel

@@ -25,12 +25,15 @@ import signal
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slobench.capacity.plan import Plan, SearchSettings, SearchSpec
 from slobench.capacity.search import CapacityResult, Probe, ProbeResult
 from slobench.capacity.store import Collector, ProbeKey
 from slobench.errors import UserError
+
+if TYPE_CHECKING:
+    from slobench.cluster.ray_fanout import RaySession
 
 _PROGRESS_EVERY_S = 0.25  # request-progress messages per worker are throttled to this
 
@@ -149,7 +152,7 @@ def _saved_results(store: Collector, spec: SearchSpec) -> dict[ProbeKey, ProbeRe
     return {k: r for k in keys if (r := store.saved_result(k)) is not None}
 
 
-def execute_parallel(plan: Plan, store: Collector, observer: Any, jobs: int, ray: Any = None) -> None:
+def execute_parallel(plan: Plan, store: Collector, observer: Any, jobs: int, ray: RaySession | None = None) -> None:
     """Run every search of ``plan``, up to ``jobs`` at once, saving as probes arrive.
 
     ``ray``: None runs them in this machine's processes; a `slobench.cluster.ray_fanout.RaySession` runs

@@ -96,17 +96,23 @@ def _capacity_row(wl: str, sched: str, num_requests: int, target: float, rel_tol
 def capacity_table(workloads: Sequence[str], schedulers: Sequence[str], *, num_requests: int = DEFAULT_REQUESTS,
                    target: float = 0.9, rel_tol: float = 0.02, seeds: Sequence[int] = (0,),
                    run_kwargs: dict[str, Any] | None = None,  # + "scheduler_options_for": {name: opts}
-                   on_row: Callable[[BenchRow], None] | None = None, jobs: int = 1,
-                   warmup: float = DEFAULT_WARMUP, confirm: int = CONFIRM, hold: float = HOLD) -> list[BenchRow]:
+                   on_row: Callable[[BenchRow], None] | None = None, jobs: int | None = 1,
+                   warmup: float = DEFAULT_WARMUP, confirm: int = CONFIRM, hold: float = HOLD,
+                   ray_address: str | None = None) -> list[BenchRow]:
     """Capacity of each scheduler on each workload (same seeds and rate grid for all).
 
     Every search is `slobench.capacity.execute.run_search` without a results folder, so each probe
     goes through the same `probe_result` adapter and validity checks as `compare`'s. With
     ``jobs > 1`` the (workload, scheduler) searches run in that many processes; every search is
-    seeded, so the table is the same either way, only faster on a many-core machine.
+    seeded, so the table is the same either way, only faster on a many-core machine. ``ray_address``
+    (``--ray-address``): they run as Ray tasks there instead, at most ``jobs`` at once (None: the
+    cluster's CPUs); there is nothing to save per probe, so a task returns its row.
     """
     tasks = [(wl, sched, num_requests, target, rel_tol, tuple(seeds), run_kwargs or {}, warmup, confirm, hold)
              for wl in workloads for sched in schedulers]
+    if ray_address is not None:
+        return _ray_table(tasks, jobs, ray_address, on_row)
+    jobs = 1 if jobs is None else jobs
     if jobs <= 1 or len(tasks) == 1:
         rows = []
         for task in tasks:
@@ -123,6 +129,26 @@ def capacity_table(workloads: Sequence[str], schedulers: Sequence[str], *, num_r
             done[futures[fut]] = fut.result()
             if on_row is not None:
                 on_row(done[futures[fut]])
+    return [done[i] for i in range(len(tasks))]
+
+
+def _ray_table(tasks: list[tuple[Any, ...]], jobs: int | None, address: str,
+               on_row: Callable[[BenchRow], None] | None) -> list[BenchRow]:
+    """`capacity_table`'s searches as Ray tasks (`slobench.cluster.ray_fanout.map_unordered`), rows in
+    table order; ``local`` starts a Ray with ``jobs`` CPUs (default every core) and stops it after."""
+    from slobench.cluster.ray_fanout import connect, map_unordered
+
+    session = connect(address, num_cpus=jobs)
+    try:
+        width = max(1, min(jobs or session.cpus(), len(tasks)))
+        done: dict[int, BenchRow] = {}
+        for i, row in map_unordered(session, _capacity_row, tasks, width,
+                                    what=lambda i: f"search {tasks[i][0]} × {tasks[i][1]}"):
+            done[i] = row
+            if on_row is not None:
+                on_row(row)
+    finally:
+        session.close()
     return [done[i] for i in range(len(tasks))]
 
 

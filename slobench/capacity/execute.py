@@ -276,23 +276,37 @@ def _finish(plan: Plan, store: Collector, interrupted: bool) -> ExecuteOutcome:
     return out
 
 
-def parallel_jobs(plan: Plan, jobs: int | None) -> int:
-    """Processes to run ``plan``'s searches in: ``jobs`` (None: one per CPU core), at most one per search,
-    and 1 unless every search is on the simulator (real engines share one server pool and the machine)."""
+def parallel_jobs(plan: Plan, jobs: int | None, cpus: int | None = None) -> int:
+    """Searches of ``plan`` to run at once: ``jobs`` (None: ``cpus``, by default one per CPU core of this
+    machine), at most one per search, and 1 unless every search is on the simulator (real engines share
+    one server pool and the machine)."""
     import os
 
     if any(s.run_kwargs.get("engine", "sim") != "sim" for s in plan.specs):
         return 1
-    want = (os.cpu_count() or 1) if jobs is None else jobs
+    want = (cpus or os.cpu_count() or 1) if jobs is None else jobs
     return max(1, min(want, len(plan.specs)))
 
 
+def _check_ray_plan(plan: Plan, address: str) -> None:
+    """``--ray-address`` checked before anything runs: a Ray address, and simulator searches only, since a real
+    engine's probes need the server this machine launched."""
+    from slobench.cluster.ray_fanout import check_address
+
+    check_address(address)
+    if any(s.run_kwargs.get("engine", "sim") != "sim" for s in plan.specs):
+        raise UserError("--ray-address fans out simulator searches only; real engines run their probes on this "
+                        "machine (drop --ray-address)")
+
+
 def execute(plan: Plan, store: Collector, observer: SearchObserver | None = None,
-            jobs: int | None = 1) -> ExecuteOutcome:
+            jobs: int | None = 1, ray_address: str | None = None) -> ExecuteOutcome:
     """Run every search of ``plan``, saving as probes finish; save and draw the report; return the outcome.
 
     ``jobs``: simulator searches run in that many processes (None: one per core; see `parallel_jobs`);
     the results are the same as a serial run's, only probes.csv's row order follows finishing order.
+    ``ray_address`` (``--ray-address``): the searches run as Ray tasks there instead, ``jobs`` at most at
+    once (None: the cluster's CPUs), with the same results and the same saving as the local pool.
 
     Ctrl-C: what finished is saved and the outcome says ``interrupted`` (exit code 130). Any other
     error: what finished is saved (final save, parts folded in) and the error propagates.
@@ -301,6 +315,8 @@ def execute(plan: Plan, store: Collector, observer: SearchObserver | None = None
 
     obs = observer if observer is not None else NullObserver()
     interrupted = False
+    if ray_address is not None:
+        _check_ray_plan(plan, ray_address)
     if not store.setup:
         from slobench.capacity.setup import describe_setup
 
@@ -310,7 +326,13 @@ def execute(plan: Plan, store: Collector, observer: SearchObserver | None = None
             store.setup = []
     try:
         with cluster_run.engine_session(store.out_dir):  # real engines: launched servers stop with the command
-            if parallel_jobs(plan, jobs) > 1:
+            if ray_address is not None:
+                from slobench.capacity.parallel import execute_parallel
+                from slobench.cluster.ray_fanout import connect
+
+                ray = connect(ray_address, num_cpus=jobs)  # `local`: a Ray with -j CPUs; closed by execute_parallel
+                execute_parallel(plan, store, obs, parallel_jobs(plan, jobs, ray.cpus()), ray=ray)
+            elif parallel_jobs(plan, jobs) > 1:
                 from slobench.capacity.parallel import execute_parallel
 
                 execute_parallel(plan, store, obs, parallel_jobs(plan, jobs))
@@ -391,7 +413,7 @@ def open_resume(results_dir: Path, *, kind: str | None = None) -> tuple[Plan, Co
 
 
 def resume_run(results_dir: Path, *, kind: str | None = None, observer: SearchObserver | None = None,
-               jobs: int | None = 1) -> ExecuteOutcome:
+               jobs: int | None = 1, ray_address: str | None = None) -> ExecuteOutcome:
     """Continue the plan saved in ``results_dir``; saved probes are reused, the rest run."""
     plan, store = open_resume(results_dir, kind=kind)
-    return execute(plan, store, observer, jobs)
+    return execute(plan, store, observer, jobs, ray_address)

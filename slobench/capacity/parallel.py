@@ -11,6 +11,10 @@ records, its judged `Probe` and the search's outcome travel back over one queue 
 which writes them through the real `Collector` (one writer, so probes.csv and summary.json stay
 whole) and drives the observer. Workers ignore Ctrl-C: the parent catches it, stops them, saves
 what already arrived and reports the run as interrupted.
+
+With ``--ray-address`` the same `search_worker` runs as a Ray task (`slobench.cluster.ray_fanout`) and
+its messages come over a Ray queue instead: the loop, the saving and the error lines are this module's
+either way, which is what keeps the two backends' results and failures the same (docs/cluster.md).
 """
 
 from __future__ import annotations
@@ -21,12 +25,15 @@ import signal
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slobench.capacity.plan import Plan, SearchSettings, SearchSpec
 from slobench.capacity.search import CapacityResult, Probe, ProbeResult
 from slobench.capacity.store import Collector, ProbeKey
 from slobench.errors import UserError
+
+if TYPE_CHECKING:
+    from slobench.cluster.ray_fanout import RaySession
 
 _PROGRESS_EVERY_S = 0.25  # request-progress messages per worker are throttled to this
 
@@ -78,10 +85,10 @@ class _RelayObserver:
         pass
 
 
-def _worker(index: int, spec: SearchSpec, settings: SearchSettings, cached: dict[ProbeKey, ProbeResult],
-            q: Any) -> None:
-    """One search in a child process; ends with ("done", i) or ("error", i, message, is_user_error)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent owns Ctrl-C
+def search_worker(index: int, spec: SearchSpec, settings: SearchSettings, cached: dict[ProbeKey, ProbeResult],
+                  q: Any) -> None:
+    """One search, anywhere (a child process, a Ray task); ends with ("done", i) or ("error", i, message,
+    is_user_error). Every failure crosses as a message, so the parent reports it the same way on both."""
     from slobench.capacity.execute import run_search
 
     try:
@@ -97,6 +104,47 @@ def _worker(index: int, spec: SearchSpec, settings: SearchSettings, cached: dict
         q.put(("done", index))
 
 
+def _worker(index: int, spec: SearchSpec, settings: SearchSettings, cached: dict[ProbeKey, ProbeResult],
+            q: Any) -> None:
+    """`search_worker` in a child process of the local pool, which leaves Ctrl-C to the parent."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent owns Ctrl-C
+    search_worker(index, spec, settings, cached, q)
+
+
+class _Processes:
+    """The local pool: one forked process per search, messages over one multiprocessing queue."""
+
+    def __init__(self) -> None:
+        self.ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+        self.q = self.ctx.Queue()
+        self.procs: dict[int, Any] = {}
+
+    def start(self, i: int, *args: Any) -> None:
+        proc = self.ctx.Process(target=_worker, args=(i, *args, self.q), daemon=True)
+        proc.start()
+        self.procs[i] = proc
+
+    def get(self, timeout: float) -> tuple:
+        return self.q.get(timeout=timeout)
+
+    def finished(self, i: int) -> None:
+        self.procs.pop(i).join()
+
+    def died(self) -> tuple[int, str] | None:
+        dead = [i for i, p in self.procs.items() if not p.is_alive() and p.exitcode not in (0, None)]
+        if not dead:
+            return None
+        return dead[0], f"its worker process died (exit code {self.procs[dead[0]].exitcode}; out of memory?)"
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            proc.terminate()
+
+    def close(self) -> None:
+        for proc in self.procs.values():
+            proc.join(timeout=5)
+
+
 def _saved_results(store: Collector, spec: SearchSpec) -> dict[ProbeKey, ProbeResult]:
     """The earlier session's probes of ``spec``, as the worker's cache (not yet marked as replayed:
     a saved probe the search does not ask for again stays in probes.csv)."""
@@ -104,17 +152,29 @@ def _saved_results(store: Collector, spec: SearchSpec) -> dict[ProbeKey, ProbeRe
     return {k: r for k in keys if (r := store.saved_result(k)) is not None}
 
 
-def execute_parallel(plan: Plan, store: Collector, observer: Any, jobs: int) -> None:
-    """Run every search of ``plan`` in up to ``jobs`` processes, saving as probes arrive.
+def execute_parallel(plan: Plan, store: Collector, observer: Any, jobs: int, ray: RaySession | None = None) -> None:
+    """Run every search of ``plan``, up to ``jobs`` at once, saving as probes arrive.
 
-    Raises KeyboardInterrupt after saving what arrived (workers stopped); a worker's `UserError` is
-    re-raised as one; any other worker failure as a RuntimeError carrying its traceback.
+    ``ray``: None runs them in this machine's processes; a `slobench.cluster.ray_fanout.RaySession` runs
+    them as Ray tasks (the session is closed at the end). Either way the parent saves and shows every
+    message the same way. Raises KeyboardInterrupt after saving what arrived (workers stopped); a worker's
+    `UserError` is re-raised as one; any other worker failure as a RuntimeError carrying its traceback.
     """
-    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-    q = ctx.Queue()
+    if ray is None:
+        workers: Any = _Processes()
+        where = "a worker process"
+    else:
+        from slobench.cluster.ray_fanout import RayWorkers
+
+        try:
+            workers = RayWorkers(ray, search_worker)
+        except BaseException:
+            ray.close()
+            raise
+        where = "a Ray task"
     todo = list(enumerate(plan.specs))
     total = len(plan.specs)
-    running: dict[int, Any] = {}
+    running: set[int] = set()
     current: int | None = None
 
     def focus(i: int) -> None:
@@ -146,45 +206,42 @@ def execute_parallel(plan: Plan, store: Collector, observer: Any, jobs: int) -> 
             if current == i:
                 observer.requests(msg[2], msg[3])
         elif kind == "done":
-            running.pop(i).join()
+            running.discard(i)
+            workers.finished(i)
         elif kind == "interrupted":
             raise KeyboardInterrupt
         elif kind == "error":
             raise UserError(msg[2]) if msg[3] else RuntimeError(f"search {spec.label} × {spec.scheduler} failed "
-                                                                 f"in a worker process:\n{msg[2]}")
+                                                                 f"in {where}:\n{msg[2]}")
 
     try:
         while todo or running:
             while todo and len(running) < jobs:
                 i, spec = todo.pop(0)
-                proc = ctx.Process(target=_worker, args=(i, spec, plan.search, _saved_results(store, spec), q),
-                                   daemon=True)
-                proc.start()
-                running[i] = proc
+                workers.start(i, spec, plan.search, _saved_results(store, spec))
+                running.add(i)
                 focus(i)
             try:
-                handle(q.get(timeout=0.5))
+                handle(workers.get(timeout=0.5))
             except queue_mod.Empty:
-                dead = [i for i, p in running.items() if not p.is_alive() and p.exitcode not in (0, None)]
-                if dead:
+                dead = workers.died()
+                if dead is not None:
                     spec = plan.specs[dead[0]]
-                    raise RuntimeError(f"search {spec.label} × {spec.scheduler}: its worker process died "
-                                       f"(exit code {running[dead[0]].exitcode}; out of memory?)") from None
+                    raise RuntimeError(f"search {spec.label} × {spec.scheduler}: {dead[1]}") from None
     except BaseException:
-        for proc in running.values():
-            proc.terminate()
-        _drain(q, handle)  # what finished before the stop is saved
-        for proc in running.values():
-            proc.join(timeout=5)
+        workers.stop()
+        _drain(workers, handle)  # what finished before the stop is saved
         raise
+    finally:
+        workers.close()
 
 
-def _drain(q: Any, handle: Any) -> None:
+def _drain(workers: Any, handle: Any) -> None:
     """Handle the messages already queued (saves finished probes), ignoring errors and late 'done's."""
     while True:
         try:
-            msg = q.get(timeout=0.2)
-        except (queue_mod.Empty, OSError, EOFError):
+            msg = workers.get(timeout=0.2)
+        except Exception:  # noqa: BLE001 - empty, closed, or (Ray) the queue actor is gone
             return
         if msg[0] in ("stash", "probe", "capacity"):
             try:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from slobench.cli import display
-from slobench.cli.options import OracleLengthsOpt
+from slobench.cli.options import OracleLengthsOpt, RayAddressOpt, ray_address_option
 from slobench.errors import UserError
 
 console = display.wide_console
@@ -48,7 +48,10 @@ def bench_schedulers(
                                                 help="Most draft tokens per step.")] = 4,
     seed: Annotated[list[int] | None, typer.Option(
         "--seed", help="Workload seed; repeat to pool seeds in every probe (default 0).")] = None,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Capacity searches run in parallel.")] = 1,
+    jobs: Annotated[int | None, typer.Option(
+        "--jobs", "-j", min=1, help="Capacity searches run in parallel (default 1; with --ray-address the "
+        "cluster's CPUs); the table is the same as with -j 1.")] = None,
+    ray_address: RayAddressOpt = None,
     overhead_only: Annotated[bool, typer.Option("--overhead-only", help="Skip capacities.")] = False,
     out: Annotated[Path | None, typer.Option("--out", help="Also write the table as CSV here.")] = None,
     oracle_lengths: OracleLengthsOpt = False,
@@ -61,6 +64,7 @@ def bench_schedulers(
     from slobench.capacity.plan import check_hold, check_warmup
     from slobench.schedulers.registry import scheduler_names
 
+    ray_address = ray_address_option(ray_address)
     check_warmup(warmup)
     hold = check_hold(hold, quick)
     confirm = (0 if quick else 2) if confirm is None else confirm
@@ -102,8 +106,9 @@ def bench_schedulers(
                 progress.advance(task)
 
             rows = capacity_table(wls, scheds, num_requests=num_requests, target=target, run_kwargs=kwargs,
-                                  seeds=seeds, jobs=jobs, on_row=on_row, warmup=warmup, confirm=confirm, hold=hold,
-                                  rel_tol=0.05 if quick else 0.02)
+                                  seeds=seeds, jobs=jobs if jobs or ray_address else 1, on_row=on_row,
+                                  warmup=warmup, confirm=confirm, hold=hold, rel_tol=0.05 if quick else 0.02,
+                                  ray_address=ray_address)
         console.print(display.bench_table(rows, wls, scheds, target=target, setup=setup, num_requests=num_requests,
                                           seeds=seeds, warmup=warmup))
         display.print_search_notes((r.workload, r.scheduler, r.notes) for r in rows)

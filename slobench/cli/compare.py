@@ -55,6 +55,7 @@ from slobench.cli.options import (
     QuickOpt,
     RateMaxOpt,
     RateMinOpt,
+    RayAddressOpt,
     RefineOpt,
     ReplicasOpt,
     RequestsOpt,
@@ -75,6 +76,7 @@ from slobench.cli.options import (
     engine_options,
     measure_kwargs,
     metadata_option,
+    ray_address_option,
 )
 from slobench.errors import UserError
 
@@ -98,12 +100,12 @@ def _parse_list(value: str) -> list[str]:
     return items
 
 
-def _run(plan: Plan, store: Collector, jobs: int | None = None) -> NoReturn:
+def _run(plan: Plan, store: Collector, jobs: int | None = None, ray_address: str | None = None) -> NoReturn:
     """Execute with live progress, print the outcome, exit with its code (Ctrl-C: re-raised after the lines)."""
     try:
         prior = 8.0 if plan.search.rel_tol >= 0.05 else 14.0  # typical probes per search: --quick / full
         with display.SearchProgress(prior_probes=prior) as progress:
-            outcome = execute(plan, store, progress, jobs)
+            outcome = execute(plan, store, progress, jobs, ray_address)
     except Exception:
         display.print_failed(store.out_dir)
         raise
@@ -113,23 +115,25 @@ def _run(plan: Plan, store: Collector, jobs: int | None = None) -> NoReturn:
     raise typer.Exit(outcome.exit_code)
 
 
-def _resume(results_dir: Path, *, kind: str | None = None, jobs: int | None = None) -> NoReturn:
+def _resume(results_dir: Path, *, kind: str | None = None, jobs: int | None = None,
+            ray_address: str | None = None) -> NoReturn:
     plan, store = open_resume(results_dir, kind=kind)
     display.print_resuming(plan.kind, results_dir, len(store.previous))
-    _run(plan, store, jobs)
+    _run(plan, store, jobs, ray_address)
 
 
-def _refuse_with_resume(ctx: typer.Context, resume: Path | None, kind: str, jobs: int | None = None) -> None:
+def _refuse_with_resume(ctx: typer.Context, resume: Path | None, kind: str, jobs: int | None = None,
+                        ray_address: str | None = None) -> None:
     """``--resume`` replays the saved settings; other flags on the same line would be silently ignored."""
     if resume is None:
         return
     # Typer vendors click, so compare the source by name rather than against click's enum.
-    given = [p.opts[0] for p in ctx.command.params if p.name not in ("resume", "jobs") and p.name is not None
-             and getattr(ctx.get_parameter_source(p.name), "name", "") == "COMMANDLINE"]
+    given = [p.opts[0] for p in ctx.command.params if p.name not in ("resume", "jobs", "ray_address")
+             and p.name is not None and getattr(ctx.get_parameter_source(p.name), "name", "") == "COMMANDLINE"]
     if given:
         raise UserError(f"--resume continues the saved run with its saved settings; drop {', '.join(given)} "
                         "(or start a new run without --resume)")
-    _resume(resume, kind=kind, jobs=jobs)
+    _resume(resume, kind=kind, jobs=jobs, ray_address=ray_address)
 
 
 def compare_cmd(
@@ -156,6 +160,7 @@ def compare_cmd(
     refine_interval: RefineOpt = None,
     resume: ResumeOpt = None,
     jobs: JobsOpt = None,
+    ray_address: RayAddressOpt = None,
     url: UrlOpt = None,
     engine_arg: EngineArgOpt = None,
     engine_config: EngineConfigOpt = None,
@@ -176,7 +181,8 @@ def compare_cmd(
 
     Example: slobench compare --workload coding --workload chatbot --quick
     """
-    _refuse_with_resume(ctx, resume, "compare", jobs)
+    ray_address = ray_address_option(ray_address)
+    _refuse_with_resume(ctx, resume, "compare", jobs, ray_address)
     workloads = [w for item in workload for w in _parse_list(item)]
     scheds = _parse_list(schedulers)
     kw = run_kwargs(hardware=hardware, model=model, tp=tp, profile=profile, replicas=replicas, engine=engine,
@@ -197,7 +203,7 @@ def compare_cmd(
     plan = Plan("compare", title, specs, settings)
     name = "compare-" + "-".join(Path(w).stem for w in workloads)
     config = {"workloads": workloads, "schedulers": scheds, "target": target, "seeds": seed, "quick": quick} | kw
-    _run(plan, start(plan, out, name, config, meta), jobs)
+    _run(plan, start(plan, out, name, config, meta), jobs, ray_address)
 
 
 def capacity_cmd(
@@ -224,6 +230,7 @@ def capacity_cmd(
     refine_interval: RefineOpt = None,
     resume: ResumeOpt = None,
     jobs: JobsOpt = None,
+    ray_address: RayAddressOpt = None,
     url: UrlOpt = None,
     engine_arg: EngineArgOpt = None,
     engine_config: EngineConfigOpt = None,
@@ -244,7 +251,8 @@ def capacity_cmd(
 
     Example: slobench capacity --workload coding --scheduler slos-serve
     """
-    _refuse_with_resume(ctx, resume, "capacity", jobs)
+    ray_address = ray_address_option(ray_address)
+    _refuse_with_resume(ctx, resume, "capacity", jobs, ray_address)
     kw = run_kwargs(hardware=hardware, model=model, tp=tp, profile=profile, replicas=replicas, engine=engine,
                     num_requests=num_requests, quick=quick, url=url,
                     engine_options=engine_options(engine_arg, engine_config), warmup=warmup,
@@ -261,7 +269,7 @@ def capacity_cmd(
     preflight(specs, settings)
     plan = Plan("capacity", f"slobench capacity: {label} × {scheduler} ({setup_text(kw)})", specs, settings)
     config = {"workload": workload, "scheduler": scheduler, "target": target, "seeds": seed, "quick": quick} | kw
-    _run(plan, start(plan, out, f"capacity-{Path(workload).stem}-{scheduler}", config, meta), jobs)
+    _run(plan, start(plan, out, f"capacity-{Path(workload).stem}-{scheduler}", config, meta), jobs, ray_address)
 
 
 def sweep_cmd(
@@ -271,6 +279,7 @@ def sweep_cmd(
     quick: QuickOpt = False,
     resume: ResumeOpt = None,
     jobs: JobsOpt = None,
+    ray_address: RayAddressOpt = None,
     burstiness: BurstinessOpt = None,
     goodput: GoodputOpt = None,
     percentile_metrics: PercentileMetricsOpt = None,
@@ -281,7 +290,8 @@ def sweep_cmd(
 
     Example: slobench sweep --grid sweep.yaml   (sweep.yaml: workload: coding, grid: {slo_scale: [0.5, 1, 2]})
     """
-    _refuse_with_resume(ctx, resume, "sweep", jobs)
+    ray_address = ray_address_option(ray_address)
+    _refuse_with_resume(ctx, resume, "sweep", jobs, ray_address)
     if grid is None:
         raise UserError("--grid: missing; give a sweep YAML file (or --resume RESULTS_DIR)")
     g = load_grid(grid)
@@ -300,18 +310,19 @@ def sweep_cmd(
     plan = Plan("sweep", f"slobench sweep: {grid.name}", specs, g.settings(quick=quick), scaling="replicas" in g.grid,
                 strict=False)
     write_plan_manifest(out_dir, plan, g.model_dump() | {"grid_file": str(grid), "quick": quick}, meta)
-    _run(plan, Collector(out_dir, g.target, plan.title, metadata=meta), jobs)
+    _run(plan, Collector(out_dir, g.target, plan.title, metadata=meta), jobs, ray_address)
 
 
 def resume_cmd(
     results_dir: Annotated[Path, typer.Argument(help="The results folder of an interrupted compare/capacity/sweep.")],
     jobs: JobsOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Continue an interrupted compare, capacity or sweep: saved probes are reused, the rest run.
 
     Example: slobench resume results/20260101-120000-compare-coding
     """
-    _resume(results_dir, jobs=jobs)
+    _resume(results_dir, jobs=jobs, ray_address=ray_address_option(ray_address))
 
 
 def report_cmd(

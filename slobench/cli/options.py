@@ -57,6 +57,10 @@ ResumeOpt = Annotated[Path | None, typer.Option(
 JobsOpt = Annotated[int | None, typer.Option(
     "--jobs", "-j", min=1, help="Simulator searches run in this many processes (default: one per CPU core); "
     "results are the same as with -j 1.")]
+RayAddressOpt = Annotated[str | None, typer.Option(
+    "--ray-address", help="Run the simulator searches as Ray tasks: auto (the Ray cluster this machine is in) | "
+    "ray://HOST:PORT | HOST:PORT (a head node) | local (start Ray here). -j still caps searches at once (default: "
+    "the cluster's CPUs). Needs the ray extra; without it the local process pool runs them (docs/cluster.md).")]
 OracleLengthsOpt = Annotated[bool, typer.Option(
     "--oracle-lengths", help="Policies know every request's true output lengths (the SLOs-Serve paper's assumption). "
     "Default: they see the max_tokens bound and an online length predictor, as a real server would.")]
@@ -126,3 +130,15 @@ def engine_options(pairs: list[str] | None, config: Path | None) -> dict[str, An
     from slobench.engines.options import parse_engine_args
 
     return parse_engine_args(pairs, config)
+
+
+def ray_address_option(address: str | None) -> str | None:
+    """``--ray-address`` checked before anything runs: a malformed address, or ray not installed, is one line
+    (exit 2) before a results folder is made. Ray itself is imported only here and when the run connects."""
+    if address is None:
+        return None
+    from slobench.cluster.ray_fanout import check_address, import_ray
+
+    address = check_address(address)
+    import_ray()
+    return address

@@ -27,6 +27,7 @@ from slobench.cli.options import (
     QuickOpt,
     RateMaxOpt,
     RateMinOpt,
+    RayAddressOpt,
     ReplicasOpt,
     RequestsOpt,
     ResumeOpt,
@@ -36,6 +37,7 @@ from slobench.cli.options import (
     TargetOpt,
     TpOpt,
     WorkloadOpt,
+    ray_address_option,
 )
 from slobench.errors import UserError
 
@@ -78,12 +80,14 @@ def sensitivity_cmd(
     oracle_lengths: OracleLengthsOpt = False,
     resume: ResumeOpt = None,
     jobs: JobsOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Capacity and each policy's ratio to the first, against SLO scale and planning-model error (simulator).
 
     Example: slobench sensitivity --workload coding --slo-scale 0.5,1,2,4 --model-error 0,0.1,0.2 --quick
     """
-    _refuse_with_resume(ctx, resume, "sensitivity", jobs)
+    ray_address = ray_address_option(ray_address)
+    _refuse_with_resume(ctx, resume, "sensitivity", jobs, ray_address)
     workloads = [w for item in workload for w in _parse_list(item)]
     scheds = _parse_list(schedulers)
     if len(scheds) < 2:
@@ -111,7 +115,7 @@ def sensitivity_cmd(
     from slobench.capacity.execute import write_plan_manifest
 
     write_plan_manifest(store.out_dir, plan, {"name": name} | config)  # now with the searches
-    _run(plan, store, jobs)
+    _run(plan, store, jobs, ray_address)
 
 
 def register(app: typer.Typer) -> None:

@@ -43,6 +43,7 @@ from slobench.perf.base import LatencyModel
 from slobench.perf.schedule_cost import NOISE_CHUNK, ScheduleCost, TruthFactors
 from slobench.schedulers.base import Admission, BatchPlan, Scheduler, SchedulerView, SeqState, SpecConfig
 from slobench.workloads.model import Request, Workload
+from slobench.workloads.prefix import cached_prefix_tokens
 
 if TYPE_CHECKING:
     from slobench.schedulers.lengths import LengthInfo
@@ -117,25 +118,9 @@ PREFIX_KEYS = ("requests", "prompt_tokens", "hit_tokens", "requests_hit", "evict
 
 
 def prefix_hit(cache: dict[int, int], req: Request, block_size: int) -> tuple[int, int]:
-    """(tokens, blocks) of ``req``'s prompt whose prefix blocks are in ``cache`` (hash → tokens the block covers).
-
-    The match stops at the first missing hash or after a partial block; the tokens are capped at prompt − 1
-    (vLLM always computes the last prompt token, to produce the first output) and rounded down to the
-    engine's KV block size (vLLM hits whole blocks).
-    """
-    got = blocks = 0
-    full = req.prefix_block_tokens
-    for h in req.prefix_blocks:
-        c = cache.get(h)
-        if c is None:
-            break
-        got += c
-        blocks += 1
-        if c < full:
-            break
-    cap = req.stages[0].prompt_tokens - 1
-    if got > cap:
-        got = cap
+    """(tokens, blocks) of ``req``'s prompt whose prefix blocks are in ``cache`` (`cached_prefix_tokens`: capped
+    at prompt − 1), the tokens rounded down to the engine's KV block size (vLLM hits whole blocks)."""
+    got, blocks = cached_prefix_tokens(cache, req)
     return got // block_size * block_size, blocks
 
 

@@ -119,8 +119,8 @@ def show_cmd(
     ps = prefix_stats(wl.requests)
     if ps:  # requests carry prefix block hashes (a trace's hash_ids, or sessions)
         head.add_row("shared prefixes", f"{ps['shared_token_share']:.1%} of {ps['prompt_tokens']:,} prompt tokens "
-                     f"are a prefix of an earlier request ({ps['requests_sharing']:.1%} of {ps['requests']:,} requests share "
-                     "one; an infinite cache's hit rate)")
+                     f"are a prefix of an earlier request ({ps['requests_sharing']:.1%} of {ps['requests']:,} "
+                     "requests share one; an infinite cache's hit rate)")
         head.add_row("block reuse", f"requests per block p50 {ps['reuse_p50']:g}, p90 {ps['reuse_p90']:g}, max "
                      f"{ps['reuse_max']:,} ({ps['distinct_blocks']:,} blocks); time since last use p50 "
                      f"{_dur(ps['reuse_gap_p50_s'])}, p90 {_dur(ps['reuse_gap_p90_s'])}")

@@ -135,7 +135,7 @@ class SessionSpec(_Strict):
     take the app's length rows; later user messages and the think times are ASSUMPTIONS (exponential with the
     given means): no public trace pairs chat turns with their lengths and times."""
 
-    turns_mean: float = Field(default=4.0, ge=1)  # turns per session: 1 + Geometric, this mean
+    turns_mean: float = Field(default=4.0, ge=1)  # turns per session: Geometric on 1, 2, …, this mean
     max_turns: int = Field(default=12, gt=0)
     think_mean_s: float = Field(default=20.0, ge=0)  # between one turn's send and the next's (reading + typing;
     # open loop: a turn is sent on schedule whether or not the previous answer is complete)

@@ -52,7 +52,9 @@ def slo_presets() -> dict[str, tuple[str, dict[str, Any]]]:
     out: dict[str, tuple[str, dict[str, Any]]] = {}
     for name in list_specs():
         spec = load_spec(name)
-        if len(spec.apps) == 1 and list(spec.apps[0].slo) == ["main"] and not name.endswith("-bursty"):
+        # Session workloads are left out: chat-sessions has chatbot's SLOs, and a preset names a one-row request.
+        if len(spec.apps) == 1 and list(spec.apps[0].slo) == ["main"] and not name.endswith("-bursty") \
+                and spec.apps[0].sessions is None:
             out[name] = (spec.apps[0].tier, spec.apps[0].slo["main"].model_dump(exclude_defaults=True))
     return out
 

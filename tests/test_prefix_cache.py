@@ -209,3 +209,15 @@ def test_chat_sessions_share_prefixes_and_the_simulator_hits_them() -> None:
     base = simulate(plain, VLLMScheduler(), perf, SimConfig())
     assert hit.prefix_cache["hit_tokens"] > 0.5 * hit.prefix_cache["prompt_tokens"]
     assert _prefill(hit) < 0.5 * _prefill(base)
+
+
+def test_sessions_that_cannot_fit_a_first_turn_are_one_error(tmp_path: Path) -> None:
+    from slobench.errors import UserError
+    from slobench.perf import get_latency_model
+    from slobench.workloads.spec import SPEC_DIR
+
+    spec = yaml.safe_load((SPEC_DIR / "chat-sessions.yaml").read_text())
+    spec["apps"][0]["lengths"]["max_context"] = 600  # below the 1024-token system prompt
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(UserError, match="no session's first turn fits"):
+        generate(tmp_path / "s.yaml", perf=get_latency_model(), seed=0, num_requests=20)

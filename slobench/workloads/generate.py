@@ -417,6 +417,9 @@ def _sessions(spec: WorkloadSpec, rate: float, n_gen: int, dur: float | None, rn
             offset += float(rng_gap.exponential(ss.think_mean_s)) if ss.think_mean_s > 0 else 0.0
         sessions.append(turns)
         total += len(turns)
+        if not total and len(sessions) >= 1000:
+            raise UserError(f"workload '{spec.name}': no session's first turn fits apps.0.lengths.max_context {mc} "
+                            f"(system prompt {sys_tok} tokens + a first message); raise max_context")
         if total >= need and not warm:  # now the warm-up is known: add the turns it swallows
             warm = float(np.percentile([t[-1][0] for t in sessions if t], 99))
             need += 1.3 * rate * warm

@@ -102,8 +102,9 @@ class _Replica:
         cfg = self.cfg
 
         def admits() -> bool:
+            # Its prefix-cache hit counts as computed, as when it reaches the replica (`replica_loop`).
             seq = SeqState(req=self.lengths.public(req), stage_idx=0, stage_start_s=t,
-                           num_tokens=req.stages[0].prompt_tokens)
+                           num_tokens=req.stages[0].prompt_tokens, num_computed=self.prefix_hit_tokens(req))
             view = SchedulerView(
                 now_s=max(now, t), waiting=list(waiting), running=list(running), block_size=cfg.block_size,
                 total_kv_blocks=self.total_blocks, free_kv_blocks=free, perf=perf, spec=cfg.spec,

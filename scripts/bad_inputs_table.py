@@ -117,6 +117,12 @@ def make_files(tmp: Path) -> None:
         (tmp / f"{name}.yaml").write_text(_spec(name, ok, arrival))
     (tmp / "trace-replay.yaml").write_text(_spec("trace-replay", ok, trace))
     (tmp / "burst-grid.yaml").write_text("workload: chatbot\ngrid: {burstiness_cv: [1, 2]}\n")
+    # Mooncake-style block hashes (hash_ids): not a list, a negative id, more hashes than the prompt holds
+    hashes = {"hash-not-list": '0,600,10,"[0, 1]"\n1,700,20,7\n',
+              "hash-negative": '0,600,10,"[0, 1]"\n1,700,20,"[0, -4]"\n',
+              "hash-too-many": '0,600,10,"[0, 1]"\n1,700,20,"[0, 1, 2, 3]"\n'}
+    for name, body in hashes.items():
+        (tmp / f"{name}.csv").write_text("timestamp,input_length,output_length,hash_ids\n" + body)
 
 
 def run(args: list[str], cwd: Path) -> tuple[str, int]:
@@ -235,6 +241,9 @@ def cases(tmp: Path) -> list[tuple[str, list[str]]]:
         ("new: trace file not data", ["workloads", "new", "t", "--from-trace", "exists.yaml"]),
         ("new: --out under a file", ["workloads", "new", "t", "--from-trace", "trace.csv", "--out", "afile/t.yaml"]),
         ("new: neither --from-trace nor --from-hf", ["workloads", "new", "t"]),
+        ("new: hash_ids cell not a list", ["workloads", "new", "t", "--from-trace", "hash-not-list.csv"]),
+        ("new: negative hash id", ["workloads", "new", "t", "--from-trace", "hash-negative.csv"]),
+        ("new: more hashes than the prompt holds", ["workloads", "new", "t", "--from-trace", "hash-too-many.csv"]),
         # trace replay options in a spec (workloads show checks them as a run reads them)
         ("trace options: jitter on Poisson arrivals", ["workloads", "show", "jitter-poisson.yaml"]),
         ("trace options: negative jitter", ["workloads", "show", "jitter-negative.yaml"]),

@@ -434,7 +434,7 @@ def test_docs_describe_every_workload_yaml_field() -> None:
     from slobench.workloads import spec as s
 
     doc = (ROOT / "docs" / "workloads.md").read_text()
-    models = (s.WorkloadSpec, s.AppSpec, s.LengthSpec, s.SLOSpec, s.ToolSpec, s.ArrivalSpec)
+    models = (s.WorkloadSpec, s.AppSpec, s.LengthSpec, s.SLOSpec, s.ToolSpec, s.SessionSpec, s.ArrivalSpec)
     # A field is documented in a table (`field`) or in the annotated YAML block (`field:` opening a line).
     missing = [f"{m.__name__}.{f}" for m in models for f in m.model_fields
                if f"`{f}`" not in doc and not re.search(rf"^\s*-?\s*{f}:", doc, re.M)]

@@ -20,7 +20,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -86,7 +86,9 @@ def probe_result(res: Any, rate: float) -> ProbeResult:
     - ``drain_ratio``: the last measured request's lateness in units of its own e2e SLO;
     - ``offered_tok_s`` / ``ceiling_tok_s``: offered prefill + decode tokens per second vs what the latency
       model computes at full batches of that mix, times the replicas (simulated and real engines alike:
-      the model is the run's; no ceiling when the policy speculates, which the model's batches do not);
+      the model is the run's; no ceiling when the policy speculates, which the model's batches do not); prompt
+      tokens the simulator's cross-request prefix cache served (``engine_info.simulator.prefix_cache``) are not
+      offered work: the engine never computes them;
     - ``tail_s``: how long the run kept going after the last SLO deadline of any stage (kept as evidence);
     - ``offered_rate_rps``: the rate asked for; ``achieved_rate_rps``: the load generator's
       realised rate on real engines, the generated arrivals' rate on the simulator;
@@ -124,6 +126,9 @@ def probe_result(res: Any, rate: float) -> ProbeResult:
         backlog = validity.backlog_growth(reqs["arrival_s"].to_numpy(), reqs["finish_s"].to_numpy(), t0,
                                           float(reqs["arrival_s"].max()))
         tokens = validity.offered_tokens(df)
+        hit = _prefix_hit_tokens(s)
+        if tokens is not None and hit:
+            tokens = replace(tokens, prefill=max(0, tokens.prefill - hit))
         if tokens is not None:
             offered_tok = tokens.per_s
             if cfg is not None and getattr(cfg.policy, "draft", None) is None:
@@ -145,6 +150,14 @@ def probe_result(res: Any, rate: float) -> ProbeResult:
         offered_tok_s=offered_tok, ceiling_tok_s=ceiling, kv_full_share=kv_full,
         stopped_early=getattr(s, "stopped_early", None), serving=serving_row(s),
     )
+
+
+def _prefix_hit_tokens(summary: Any) -> int:
+    """Prompt tokens the simulated replicas took from their cross-request prefix caches (0 when none)."""
+    info = getattr(summary, "engine_info", None) or {}
+    sim = info.get("simulator") if isinstance(info, dict) else None
+    cache = sim.get("prefix_cache") if isinstance(sim, dict) else None
+    return int(cache.get("hit_tokens", 0)) if isinstance(cache, dict) else 0
 
 
 def _kv_full_share(res: Any, cfg: Any, t0: float, t1: float) -> float | None:

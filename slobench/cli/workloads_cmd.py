@@ -17,6 +17,7 @@ from slobench.errors import UserError
 from slobench.workloads import generate, list_specs, load_spec
 from slobench.workloads.arrivals import iat_cv, iat_quantiles, native_rate, quantisation_tick_s
 from slobench.workloads.generate import clip_stats, load_lengths, trace_timestamps
+from slobench.workloads.prefix import prefix_stats
 from slobench.workloads.spec import SPEC_DIR, WorkloadSpec
 
 console = Console()
@@ -115,6 +116,14 @@ def show_cmd(
             head.add_row("hint", f"many simultaneous arrivals (a log in {_dur(quantisation_tick_s(ts))} ticks?): "
                          "arrival.jitter_s: auto spreads each tick's requests over it (docs/workloads.md)")
     head.add_row("seed", str(seed))
+    ps = prefix_stats(wl.requests)
+    if ps:  # requests carry prefix block hashes (a trace's hash_ids, or sessions)
+        head.add_row("shared prefixes", f"{ps['shared_token_share']:.1%} of {ps['prompt_tokens']:,} prompt tokens "
+                     f"are a prefix of an earlier request ({ps['requests_sharing']:.1%} of {ps['requests']:,} "
+                     "requests share one; an infinite cache's hit rate)")
+        head.add_row("block reuse", f"requests per block p50 {ps['reuse_p50']:g}, p90 {ps['reuse_p90']:g}, max "
+                     f"{ps['reuse_max']:,} ({ps['distinct_blocks']:,} blocks); time since last use p50 "
+                     f"{_dur(ps['reuse_gap_p50_s'])}, p90 {_dur(ps['reuse_gap_p90_s'])}")
     console.print(head)
 
     clip = Table(title="What max_context cuts (over the length source's rows)")
@@ -183,6 +192,10 @@ def new_cmd(
         "--slo-preset", help="SLOs of a shipped workload: chatbot, coding or summarization.")] = "chatbot",
     max_context: Annotated[int | None, typer.Option(
         "--max-context", help="Clip requests to this many tokens (default: the longest row, ≥ 8192).")] = None,
+    hash_column: Annotated[str | None, typer.Option(
+        "--hash-column", help="Column of prompt block hashes, Mooncake's hash_ids (default: guessed).")] = None,
+    prefix_block_tokens: Annotated[int | None, typer.Option(
+        "--prefix-block-tokens", help="Prompt tokens per hash (default 512, as Mooncake).")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Where to write the YAML (default: NAME.yaml).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
 ) -> None:
@@ -199,7 +212,8 @@ def new_cmd(
     new = build_spec(name, target, trace=from_trace, dataset=from_hf, split=split,
                      timestamp_column=timestamp_column, prompt_column=prompt_column, output_column=output_column,
                      text_column=text_column, output_tokens=output_tokens, time_unit=time_unit, app=app_name,
-                     tier=tier, slo_preset=slo_preset, max_context=max_context)
+                     tier=tier, slo_preset=slo_preset, max_context=max_context, hash_column=hash_column,
+                     prefix_block_tokens=prefix_block_tokens)
     write_spec(new, target, force=force)
     cols = ", ".join(f"{role} ← {col}" for role, col in new.columns.items())
     console.print(f"[bold green]wrote[/] {escape(str(target))} (validated: read as a run reads it)", highlight=False)

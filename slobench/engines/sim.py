@@ -11,6 +11,12 @@ emitted the previous stage's last token and keeps its KV; a stage after a tool g
 during the gap, and when prefix caching is on (vLLM V1's default) its earlier context counts as
 computed (a cache hit) but must be re-allocated, so only the new tokens are prefilled.
 
+Cross-request prefix cache (requests carrying ``prefix_blocks``, e.g. Mooncake's ``hash_ids``): each replica
+keeps a hash → cached-tokens LRU map of prefix blocks whose prefill finished there; a request reaching the
+engine counts its leading cached blocks as computed (vLLM's automatic prefix caching, capped at prompt − 1
+tokens, block-aligned). Memory is charged for hits (conservative; see `replica_loop` and docs/simulator.md).
+Requests without ``prefix_blocks`` never touch the map: their results are bit-identical to before.
+
 `simulate` runs one replica; `SimEngine` is the `Engine` over a replica set: it routes the load
 over the replicas (`slobench.schedulers.routers`), builds one policy per replica from the job's
 `PolicySpec`, simulates each replica and merges records, iteration logs and policy statistics.
@@ -22,7 +28,7 @@ import gc
 import heapq
 import math
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field, replace
 from itertools import accumulate
@@ -37,6 +43,7 @@ from slobench.perf.base import LatencyModel
 from slobench.perf.schedule_cost import NOISE_CHUNK, ScheduleCost, TruthFactors
 from slobench.schedulers.base import Admission, BatchPlan, Scheduler, SchedulerView, SeqState, SpecConfig
 from slobench.workloads.model import Request, Workload
+from slobench.workloads.prefix import cached_prefix_tokens
 
 if TYPE_CHECKING:
     from slobench.schedulers.lengths import LengthInfo
@@ -100,6 +107,21 @@ class SimResult:
     iterations: IterationLog
     end_time_s: float
     num_iterations: int
+    # Cross-request prefix cache counters (`PREFIX_KEYS`); empty when no request carried prefix_blocks.
+    prefix_cache: dict[str, int] = field(default_factory=dict)
+
+
+# What `SimResult.prefix_cache` counts: requests with prefix_blocks, their first-stage prompt tokens, the tokens
+# counted as computed on arrival (hits) and those still hit when first scheduled (after evictions meanwhile),
+# requests with a hit, and cache entries (prefix blocks) evicted to make room.
+PREFIX_KEYS = ("requests", "prompt_tokens", "hit_tokens", "requests_hit", "evicted_blocks")
+
+
+def prefix_hit(cache: dict[int, int], req: Request, block_size: int) -> tuple[int, int]:
+    """(tokens, blocks) of ``req``'s prompt whose prefix blocks are in ``cache`` (`cached_prefix_tokens`: capped
+    at prompt − 1), the tokens rounded down to the engine's KV block size (vLLM hits whole blocks)."""
+    got, blocks = cached_prefix_tokens(cache, req)
+    return got // block_size * block_size, blocks
 
 
 class _Live:
@@ -111,7 +133,7 @@ class _Live:
     ``req`` is the true request; ``seq.req`` is what the policy sees (`schedulers.lengths`).
     """
 
-    __slots__ = ("seq", "record", "done", "where", "out_target", "seg", "req", "ingress_s")
+    __slots__ = ("seq", "record", "done", "where", "out_target", "seg", "req", "ingress_s", "pfx", "hit")
 
     def __init__(self, seq: SeqState, record: StageRecord, req: Request | None = None) -> None:
         self.seq = seq
@@ -122,6 +144,8 @@ class _Live:
         self.out_target = self.req.stages[seq.stage_idx].output_tokens
         self.seg: list | None = None
         self.ingress_s = 0.0  # front-end delay of the stage now waiting in the gap heap (client → engine)
+        self.pfx: int | None = None  # prefix blocks of its own already in the replica's prefix cache (None: untracked)
+        self.hit = 0  # cross-request hit tokens granted on arrival, until it is first scheduled (then settled)
 
 
 # _Live.where: the engine queue a sequence is in (a tool gap or finished = elsewhere).
@@ -282,6 +306,7 @@ def replica_loop(
     on_record: Callable[[StageRecord], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
     on_done: Callable[[int, float], None] | None = None,
+    prefix_cache: OrderedDict[int, int] | None = None,
 ) -> Generator[Pause, None, SimResult]:
     """Run ``reqs`` through ``scheduler`` on a replica whose iterations take ``perf``'s time.
 
@@ -295,6 +320,8 @@ def replica_loop(
     already due; its next own event or idle tick when it waits). It re-reads the gate when resumed.
     ``horizon`` is when the run stops (the last arrival + drain timeout).
     ``on_done(request_id, t)`` is called when a request leaves (finished, rejected, or unfinished at the end).
+    ``prefix_cache``: the replica's cross-request prefix map (hash → tokens, LRU order), owned by the caller so
+    a router can read it while the loop is paused; None: a private one.
 
     ``on_record`` is called with every stage record as soon as it is final (streamed to disk by
     the runner, so an interrupted run keeps finished requests); ``on_progress`` with the number of
@@ -386,6 +413,49 @@ def replica_loop(
     caching = cfg.prefix_caching
     fresh = total_blocks
     segs: deque[list] = deque()
+    # Cross-request prefix cache: hash → tokens its block covers, least recently used first. A block enters when
+    # the prefill of its tokens completes and is touched by every hit. Its content lives in the free pool:
+    # whenever allocation leaves fewer free tokens than the map covers, least recently used entries are
+    # evicted. Conservative on two counts (docs/simulator.md): entries that a running request still holds
+    # count against the free pool too, and a hit request allocates KV for its hit blocks (memory is not
+    # shared, compute is saved). Untouched unless some request carries prefix_blocks.
+    pcache: OrderedDict[int, int] = prefix_cache if prefix_cache is not None else OrderedDict()
+    pc_tok = [sum(pcache.values())]  # tokens the map covers (a list: closures update it without a cell rebind)
+    pstats = dict.fromkeys(PREFIX_KEYS, 0)
+    tracked = [False]  # some request carried prefix_blocks (report pstats)
+
+    def pc_insert(lv: _Live, done: int) -> None:
+        """Enter ``lv``'s prefix blocks whose tokens are all computed (``done`` tokens) into the map."""
+        req = lv.req
+        hashes = req.prefix_blocks
+        full = req.prefix_block_tokens
+        prompt = req.stages[0].prompt_tokens
+        i = lv.pfx or 0
+        n = len(hashes)
+        while i < n:
+            start = i * full
+            end = start + full if start + full < prompt else prompt
+            if end <= start:
+                i = n  # hashes beyond the prompt (a trace's last partial block rounding): nothing to cache
+                break
+            if done < end:
+                break
+            h = hashes[i]
+            old = pcache.get(h)
+            if old is None:
+                pcache[h] = end - start
+                pc_tok[0] += end - start
+            else:
+                pcache.move_to_end(h)
+            i += 1
+        lv.pfx = i
+
+    def pc_evict(free_tokens: int) -> None:
+        """Evict least recently used prefix blocks until the map fits in ``free_tokens``."""
+        while pc_tok[0] > free_tokens and pcache:
+            _, c = pcache.popitem(last=False)
+            pc_tok[0] -= c
+            pstats["evicted_blocks"] += 1
 
     def take(m: int) -> None:
         """Allocate ``m`` blocks from the free pool (free_blocks already lowered): fresh first, then evict."""
@@ -476,6 +546,16 @@ def replica_loop(
                                    num_tokens=r.stages[0].prompt_tokens)
                     live = _Live(seq, _stage_record(r, 0, r.arrival_s, cfg.replica), r)
                     live.where = _WAITING
+                    if r.prefix_blocks and caching:
+                        tracked[0] = True
+                        live.pfx = 0
+                        pstats["requests"] += 1
+                        pstats["prompt_tokens"] += r.stages[0].prompt_tokens
+                        hit, nb = prefix_hit(pcache, r, bs)
+                        if hit:
+                            seq.num_computed = live.hit = hit
+                            for h in r.prefix_blocks[:nb]:
+                                pcache.move_to_end(h)
                     waiting.append(seq)
                     by_id[r.id] = live
                     next_arrival += 1
@@ -559,6 +639,8 @@ def replica_loop(
                     ti += steps
                     if caching and free0 != free_blocks:
                         take(free0 - free_blocks)  # one take of the window's blocks = one per step, in order
+                        if pcache:
+                            pc_evict(free_blocks * bs)
                     factors.extend(fac[:steps])
                     kv_used = accumulate(new_blocks[:steps], initial=total_blocks - free0)
                     next(kv_used)  # the KV in use before the window
@@ -669,6 +751,13 @@ def replica_loop(
                 raise SchedulerContractError(f"{scheduler.name}: bad token count {n} for request {rid}")
             seq = lv.seq
             computed = seq.num_computed
+            if lv.hit:  # first scheduled since its cross-request hit: entries evicted meanwhile no longer count
+                still = prefix_hit(pcache, lv.req, bs)[0]
+                if still < computed:
+                    seq.num_computed = computed = still
+                pstats["hit_tokens"] += computed
+                pstats["requests_hit"] += computed > 0
+                lv.hit = 0
             if n <= 0 or n > seq.num_tokens - computed:
                 raise SchedulerContractError(f"{scheduler.name}: bad token count {n} for request {rid}")
             k = spec_tokens.get(rid, 0) if spec_tokens else 0
@@ -698,6 +787,8 @@ def replica_loop(
                 s_qq += q * q
             if seq.num_tokens - computed > 1 or seq.stage_out == 0:
                 prefill_tok += n
+                if lv.pfx is not None:
+                    pc_insert(lv, computed + n)
             else:
                 decode_tok += n + k
             if k > max_k:
@@ -720,6 +811,8 @@ def replica_loop(
                     lv.record.admission = admitted
         if new_total and caching:
             take(new_total)
+            if pcache:
+                pc_evict(free_blocks * bs)
         if from_stats is None:
             if max_tokens is not None:
                 s_q = sum(q_list)
@@ -819,7 +912,8 @@ def replica_loop(
         finish_request(_Live(SeqState(req=r), _stage_record(r, 0, r.arrival_s, cfg.replica)), Status.UNFINISHED, now)
         next_arrival += 1
     log.latency_s = (np.array(log.predicted_s) * np.array(factors)).tolist()  # the products the clock used
-    return SimResult(records=records, iterations=log, end_time_s=now, num_iterations=iterations)
+    return SimResult(records=records, iterations=log, end_time_s=now, num_iterations=iterations,
+                     prefix_cache=pstats if tracked[0] else {})
 
 
 class SimEngine:
@@ -897,6 +991,9 @@ class SimEngine:
 
             client = closed_loop_evidence(workload, records, concurrency)
         info = simulator_info(configs[-1])
+        counters = [sim.prefix_cache for sim in sims if sim.prefix_cache]
+        if counters:  # summed over replicas; only for workloads whose requests carry prefix_blocks
+            info["prefix_cache"] = {k: sum(c[k] for c in counters) for k in PREFIX_KEYS}
         if concurrency is not None:
             info["max_concurrency"] = concurrency
         if len(policies) > 1:

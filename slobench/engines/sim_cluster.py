@@ -12,7 +12,9 @@ pre-split run (each replica simulated alone with its share of the stream), which
 Staleness (vLLM's DP coordinator model): load counts are snapshotted at multiples of ``refresh_s`` — the
 router sees the last snapshot taken at or before the send — and between two snapshots the driver adds one
 to the chosen replica's waiting count (the client's optimistic increment). ``refresh_s = 0`` snapshots at
-every send. The replica's own answers (prefix-cache hit, would the policy admit) are asked at the send.
+every send. The replica's own answers (prefix-cache hit, would the policy admit) are asked at the send: the hit
+is read from the replica's prefix map as it is at the send, not from the last snapshot (sglang's router keeps
+its own tree up to date at each routing decision, so its match is not stale by the refresh interval either).
 
 Closed loop (`ClosedLoopLoad`): a request is sent at max(its arrival, the earliest time a slot is free);
 it holds its slot until its last stage ends (or it is rejected, or left unfinished). Since a completion in
@@ -25,6 +27,7 @@ from __future__ import annotations
 import gc
 import heapq
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -36,6 +39,7 @@ from slobench.engines.sim import (
     _stage_record,
     check_fits,
     kv_capacity_tokens,
+    prefix_hit,
     replica_loop,
 )
 from slobench.metrics.records import StageRecord, Status
@@ -61,6 +65,7 @@ class _Replica:
     pos: float = -math.inf  # time of its next decision, where it is paused (-inf: not started; inf: ended)
     pause: Pause | None = None
     result: SimResult | None = None
+    prefix_cache: OrderedDict[int, int] = field(default_factory=OrderedDict)  # the loop's own map (read here)
 
     def advance(self, bound: float) -> None:
         """Run until the loop's next decision depends on an event at ``bound`` (or the loop ends)."""
@@ -82,6 +87,12 @@ class _Replica:
         _, waiting, running, free = self.pause
         return [len(waiting), len(running), 1.0 - free / self.total_blocks if self.total_blocks else 0.0]
 
+    def prefix_hit_tokens(self, req: Request) -> int:
+        """Leading tokens of ``req``'s prompt cached on this replica now (0 without prefix_blocks or caching)."""
+        if not req.prefix_blocks or not self.cfg.prefix_caching:
+            return 0
+        return prefix_hit(self.prefix_cache, req, self.cfg.block_size)[0]
+
     def admission_query(self, req: Request, t: float, perf: LatencyModel) -> Callable[[], bool] | None:
         """The replica policy's side-effect-free "would you admit ``req`` now?", or None if it has none."""
         ask = getattr(self.policy, "would_admit", None)
@@ -91,8 +102,9 @@ class _Replica:
         cfg = self.cfg
 
         def admits() -> bool:
+            # Its prefix-cache hit counts as computed, as when it reaches the replica (`replica_loop`).
             seq = SeqState(req=self.lengths.public(req), stage_idx=0, stage_start_s=t,
-                           num_tokens=req.stages[0].prompt_tokens)
+                           num_tokens=req.stages[0].prompt_tokens, num_computed=self.prefix_hit_tokens(req))
             view = SchedulerView(
                 now_s=max(now, t), waiting=list(waiting), running=list(running), block_size=cfg.block_size,
                 total_kv_blocks=self.total_blocks, free_kv_blocks=free, perf=perf, spec=cfg.spec,
@@ -187,7 +199,7 @@ def _simulate_replicas(
         # send (moved forward at each send).
         rep.gate[1] = (last_arrival if not closed else 0.0) + cfg.drain_timeout_s
         rep.loop = replica_loop(rep.inbox, policy, perf, cfg, rep.lengths, rep.gate, on_record=on_record,
-                                on_progress=progress, on_done=make_done(rep))
+                                on_progress=progress, on_done=make_done(rep), prefix_cache=rep.prefix_cache)
         replicas.append(rep)
 
     reads_load = getattr(router, "reads_load", True)
@@ -232,7 +244,7 @@ def _simulate_replicas(
             req = replace(req, arrival_s=t_send)  # closed loop: latency counts from the send
         loads = [
             ReplicaLoad(rep.index, num_waiting=int(c[0]), num_running=int(c[1]), kv_used_frac=float(c[2]),
-                        admits=rep.admission_query(req, t_send, perf))
+                        prefix_hit_tokens=rep.prefix_hit_tokens(req), admits=rep.admission_query(req, t_send, perf))
             for rep, c in zip(replicas, stale, strict=True)
         ]
         target = router.route(req, loads)

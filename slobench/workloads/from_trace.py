@@ -35,6 +35,7 @@ PROMPT_NAMES = ("input_length", "input_tokens", "prompt_tokens", "prompt_length"
 OUTPUT_NAMES = ("output_length", "output_tokens", "GeneratedTokens", "generated_tokens", "completion_tokens",
                 "num_decode_tokens", "num_output_tokens", "response_tokens", "output_len", "osl")
 TEXT_NAMES = ("prompt", "text", "input", "question", "instruction")
+HASH_NAMES = ("hash_ids", "block_hashes", "prefix_hashes")  # Mooncake's per-row prompt block hashes
 
 # Apps whose requests are one prefill-then-decode stage: the only shape a two-column trace describes.
 SINGLE_STAGE_APPS = ("custom", "chatbot", "coding", "summarization")
@@ -51,7 +52,9 @@ def slo_presets() -> dict[str, tuple[str, dict[str, Any]]]:
     out: dict[str, tuple[str, dict[str, Any]]] = {}
     for name in list_specs():
         spec = load_spec(name)
-        if len(spec.apps) == 1 and list(spec.apps[0].slo) == ["main"] and not name.endswith("-bursty"):
+        # Session workloads are left out: chat-sessions has chatbot's SLOs, and a preset names a one-row request.
+        if len(spec.apps) == 1 and list(spec.apps[0].slo) == ["main"] and not name.endswith("-bursty") \
+                and spec.apps[0].sessions is None:
             out[name] = (spec.apps[0].tier, spec.apps[0].slo["main"].model_dump(exclude_defaults=True))
     return out
 
@@ -110,13 +113,16 @@ def build_spec(name: str, out: Path, *, trace: Path | None = None, dataset: str 
                timestamp_column: str | None = None, prompt_column: str | None = None,
                output_column: str | None = None, text_column: str | None = None, output_tokens: int | None = None,
                time_unit: str | None = None, app: str = "custom", tier: str | None = None,
-               slo_preset: str = "chatbot", max_context: int | None = None, num_requests: int = 1000) -> NewSpec:
+               slo_preset: str = "chatbot", max_context: int | None = None, num_requests: int = 1000,
+               hash_column: str | None = None, prefix_block_tokens: int | None = None) -> NewSpec:
     """A validated workload spec for ``trace`` (a CSV/JSON(L)/parquet file) or ``dataset`` (a Hugging Face id in
     the local cache, or a ``save_to_disk`` folder), to be written at ``out``; every problem is one `UserError`.
 
     Lengths come from the guessed or given columns; arrivals replay the timestamp column (time-scaled to each
     run's rate) when there is one, else Poisson; ``max_context`` defaults to the longest row so nothing is
     clipped unless the user asks; paths are written relative to ``out``'s folder so the pair can be moved.
+    A column of block hashes (``hash_ids``, guessed or ``hash_column``) makes requests that share prompt
+    prefixes (``prefix_block_tokens`` per hash, default 512 as Mooncake), kept row by row with the lengths.
     """
     if not NAME_RE.match(name):
         raise UserError(f"NAME '{name}': use letters, digits, '.', '_' or '-' (it names the workload and the "
@@ -177,7 +183,17 @@ def build_spec(name: str, out: Path, *, trace: Path | None = None, dataset: str 
         lengths["output_tokens_column"] = ocol
     else:
         lengths["output_tokens"] = output_tokens
-    roles = {k: v for k, v in (("prompt", pcol), ("text", tcol), ("output", ocol)) if v is not None}
+    hcol = guess_column(columns, HASH_NAMES, hash_column, "--hash-column", where)
+    if prefix_block_tokens is not None and prefix_block_tokens < 1:
+        raise UserError(f"--prefix-block-tokens must be ≥ 1 (got {prefix_block_tokens})")
+    if hcol is not None:
+        lengths["hash_column"] = hcol
+        if prefix_block_tokens is not None:
+            lengths["prefix_block_tokens"] = prefix_block_tokens
+    elif prefix_block_tokens is not None:
+        raise UserError(f"--prefix-block-tokens: {where} has no hash column to apply it to; pass --hash-column NAME")
+    roles = {k: v for k, v in (("prompt", pcol), ("text", tcol), ("output", ocol), ("prefix hashes", hcol))
+             if v is not None}
 
     ts_col = guess_column(columns, TIME_NAMES, timestamp_column, "--timestamp-column", where)
     notes: list[str] = []

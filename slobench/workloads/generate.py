@@ -38,10 +38,12 @@ def load_lengths(app: AppSpec, index: int = 0) -> LengthTable:
         return load_dataset_lengths(ls.dataset, split=ls.split, prompt_col=ls.prompt_tokens_column,
                                     output_col=ls.output_tokens_column, text_col=ls.text_column,
                                     tokenizer=ls.tokenizer, answer_col=ls.answer_tokens_column,
-                                    output_tokens=ls.output_tokens, origin=f"apps.{index}.lengths")
+                                    output_tokens=ls.output_tokens, origin=f"apps.{index}.lengths",
+                                    hash_col=ls.hash_column, block_tokens=ls.prefix_block_tokens)
     return load_file(Path(ls.path or ""), prompt_col=ls.prompt_tokens_column, output_col=ls.output_tokens_column,
                      text_col=ls.text_column, tokenizer=ls.tokenizer, answer_col=ls.answer_tokens_column,
-                     output_tokens=ls.output_tokens, origin=f"apps.{index}.lengths")
+                     output_tokens=ls.output_tokens, origin=f"apps.{index}.lengths", hash_col=ls.hash_column,
+                     block_tokens=ls.prefix_block_tokens)
 
 
 def warn_if_clipped(app: AppSpec, table: LengthTable, index: int = 0) -> None:
@@ -295,6 +297,9 @@ def generate(spec: WorkloadSpec | str | Path, *, perf: LatencyModel | None, seed
     n_gen = n if dur is None else int(math.ceil(rate * dur * 1.2 + 10 * math.sqrt(rate * dur) + 10))
     if n is not None:
         n_gen = min(n_gen, n)
+    if spec.apps[0].sessions is not None:
+        requests_s = _sessions(spec, rate, n_gen, dur, rng_arrival, rng_len, rng_gap, _SLOMaker(perf))
+        return Workload(name=spec.name, requests=requests_s, spec=_dumped(spec, rate, n, dur), seed=seed)
     times, trace_rows, trace_name, n_trace_rows = _arrival_times(spec, rng_arrival, rate, n_gen)
     if dur is not None:
         times = times[times < dur] if (times < dur).any() else times[:1]
@@ -332,11 +337,23 @@ def generate(spec: WorkloadSpec | str | Path, *, perf: LatencyModel | None, seed
             def build(j: int, _r=rows, _t=table, _a=app) -> tuple[tuple[Stage, ...], str | None]:
                 text = _t.text[_r[j]] if _t.text is not None else None
                 return _stages(_a, _t, int(_r[j]), make_slo), text
+        block = app.lengths.prefix_block_tokens
         for j, i in enumerate(who):
             stages, text = build(j)
+            prefix: tuple[int, ...] = ()
+            if table.prefix is not None and app.name != "toolcalling":
+                # The row's hashes stay with its lengths (sampled or replayed alike); a clipped prompt keeps
+                # only the blocks it still has.
+                prefix = table.prefix[int(rows[j])][: -(-stages[0].prompt_tokens // block)]
             requests[i] = Request(id=int(i), arrival_s=float(times[i]), app=app.name, tier=app.tier,
-                                  stages=stages, text=text)
+                                  stages=stages, text=text, prefix_blocks=prefix, prefix_block_tokens=block)
 
+    return Workload(name=spec.name, requests=[r for r in requests if r is not None],
+                    spec=_dumped(spec, rate, n, dur), seed=seed)
+
+
+def _dumped(spec: WorkloadSpec, rate: float, n: int | None, dur: float | None) -> dict:
+    """The spec as the workload records it: the rate and size it was generated at."""
     dumped = spec.model_dump(mode="json", exclude_none=True) | {"rate_rps": rate}
     dumped.pop("num_requests", None)
     dumped.pop("duration_s", None)
@@ -344,4 +361,75 @@ def generate(spec: WorkloadSpec | str | Path, *, perf: LatencyModel | None, seed
         dumped["num_requests"] = n
     if dur is not None:
         dumped["duration_s"] = dur
-    return Workload(name=spec.name, requests=[r for r in requests if r is not None], spec=dumped, seed=seed)
+    return dumped
+
+
+def _sessions(spec: WorkloadSpec, rate: float, n_gen: int, dur: float | None, rng_arrival: np.random.Generator,
+              rng_len: np.random.Generator, rng_gap: np.random.Generator, make_slo: _SLOMaker) -> list[Request]:
+    """Requests of multi-turn sessions (`SessionSpec`), the first ``n_gen`` by send time (and before ``dur``).
+
+    Sessions start at ``rate / turns_mean`` (so turns arrive at ``rate``) by the spec's arrival process. Turn k's
+    prompt = system prompt + every earlier user message and answer + its own message, clipped: a session ends
+    at the first turn that would pass ``max_context``. Prefix hashes name the prompt's full blocks of
+    ``prefix_block_tokens``: a block inside the system prompt by (system prompt, block), any later block by
+    (session, block) — the conversation only grows, so block b is the same content in every later turn. The
+    prompt's trailing partial block carries no hash (it changes with the next message). Each turn's TTFT SLO is
+    the slowdown × prefill time of its whole prompt: a client does not know what the server has cached.
+    """
+    app = spec.apps[0]
+    ss = app.sessions
+    assert ss is not None
+    table = load_lengths(app, 0)
+    warn_if_clipped(app, table, 0)
+    block = app.lengths.prefix_block_tokens
+    mc = app.lengths.max_context
+    ids: dict[tuple[int, int, int], int] = {}  # (kind, owner, block) → hash id, in order of first use
+
+    def hash_of(kind: int, owner: int, b: int) -> int:
+        return ids.setdefault((kind, owner, b), len(ids))
+
+    # First the sessions' turns (offsets from their start), then their start times, at the rate that gives
+    # ``rate`` turns per second with the mean number of turns that max_turns and max_context left. Sessions
+    # start a warm-up before t = 0 (the longest session but 1%) and turns sent before 0 are dropped, so the
+    # stream is in steady state from its first request instead of ramping up while the first sessions grow.
+    sessions: list[list[tuple[float, tuple[Stage, ...], tuple[int, ...]]]] = []
+    total = 0
+    need = 1.3 * n_gen + 10
+    warm = 0.0
+    while total < need:
+        s_idx = len(sessions)
+        n_turns = min(ss.max_turns, int(rng_len.geometric(1.0 / ss.turns_mean)))  # 1, 2, …; mean turns_mean
+        sys_id = int(rng_len.integers(ss.system_prompts)) if ss.system_prompts and ss.system_prompt_tokens else -1
+        sys_tok = ss.system_prompt_tokens if sys_id >= 0 else 0
+        context, offset = sys_tok, 0.0
+        rows = table.sample(rng_len, n_turns)
+        turns: list[tuple[float, tuple[Stage, ...], tuple[int, ...]]] = []
+        for k in range(n_turns):
+            user = int(table.prompt[rows[0]]) if k == 0 else int(round(rng_gap.exponential(ss.user_tokens_mean)))
+            prompt = context + max(1, user)
+            if prompt + 1 > mc:
+                break
+            out = min(max(1, int(table.output[rows[k]])), mc - prompt)
+            hashes = tuple(hash_of(0, sys_id, b) if (b + 1) * block <= sys_tok else hash_of(1, s_idx, b)
+                           for b in range(prompt // block))
+            turns.append((offset, (Stage(prompt, out, make_slo(app.slo["main"], prompt), 0.0, "main"),), hashes))
+            context = prompt + out
+            offset += float(rng_gap.exponential(ss.think_mean_s)) if ss.think_mean_s > 0 else 0.0
+        sessions.append(turns)
+        total += len(turns)
+        if not total and len(sessions) >= 1000:
+            raise UserError(f"workload '{spec.name}': no session's first turn fits apps.0.lengths.max_context {mc} "
+                            f"(system prompt {sys_tok} tokens + a first message); raise max_context")
+        if total >= need and not warm:  # now the warm-up is known: add the turns it swallows
+            warm = float(np.percentile([t[-1][0] for t in sessions if t], 99))
+            need += 1.3 * rate * warm
+    mean_turns = max(1.0, total / len(sessions))
+    starts, _, _, _ = _arrival_times(spec, rng_arrival, rate / mean_turns, len(sessions))
+    sent = sorted(((float(t0) + off - warm, s_idx, stages, hashes)
+                   for s_idx, (t0, turns) in enumerate(zip(starts, sessions, strict=True))
+                   for off, stages, hashes in turns if t0 + off >= warm), key=lambda x: (x[0], x[1]))
+    if dur is not None:
+        sent = [x for x in sent if x[0] < dur] or sent[:1]
+    sent = sent[:n_gen]
+    return [Request(id=i, arrival_s=t, app=app.name, tier=app.tier, stages=stages, prefix_blocks=hashes,
+                    prefix_block_tokens=block) for i, (t, _, stages, hashes) in enumerate(sent)]

@@ -51,7 +51,14 @@ class Stage:
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """One client request: a chain of stages sharing one growing context."""
+    """One client request: a chain of stages sharing one growing context.
+
+    prefix_blocks: hashes of the leading blocks of the first stage's prompt, each standing for
+    ``prefix_block_tokens`` tokens (the last one may cover a partial block), as Mooncake's ``hash_ids``.
+    Two requests share the leading blocks whose hashes are equal (a hash names the whole prefix up to
+    and including its block), so a replica that computed them may skip them (cross-request prefix
+    caching, `slobench.engines.sim`). Empty: the prompt shares nothing with other requests.
+    """
 
     id: int
     arrival_s: float
@@ -59,6 +66,8 @@ class Request:
     tier: str
     stages: tuple[Stage, ...]
     text: str | None = None
+    prefix_blocks: tuple[int, ...] = ()
+    prefix_block_tokens: int = 512
 
     @property
     def total_prompt_tokens(self) -> int:
@@ -98,6 +107,7 @@ class Workload:
         reqs = [
             Request(
                 id=r["id"], arrival_s=r["arrival_s"], app=r["app"], tier=r["tier"], text=r.get("text"),
+                prefix_blocks=tuple(r.get("prefix_blocks", ())), prefix_block_tokens=r.get("prefix_block_tokens", 512),
                 stages=tuple(
                     Stage(prompt_tokens=s["prompt_tokens"], output_tokens=s["output_tokens"],
                           slo=SLO(**s["slo"]), gap_s=s["gap_s"], name=s["name"])

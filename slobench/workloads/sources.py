@@ -65,6 +65,8 @@ class LengthTable:
     answer: reasoning's answer-stage tokens (output = thinking tokens then).
     group/round/increment: tool-calling rounds; ``increment`` is each round's new context tokens
     (round 1: the whole prompt; later: tool response + chat framing).
+    prefix: per row, the hashes of the prompt's leading blocks (a trace's ``hash_ids``), kept with the
+    row's lengths so sampling and replay carry them together; None when the source has none.
     """
 
     name: str
@@ -75,6 +77,7 @@ class LengthTable:
     timestamps_s: np.ndarray | None = None
     group: np.ndarray | None = None
     increment: np.ndarray | None = None
+    prefix: list[tuple[int, ...]] | None = None
 
     def __len__(self) -> int:
         return int(self.prompt.size)
@@ -194,7 +197,7 @@ def _cached(path: Path, what: tuple, read):  # noqa: ANN001, ANN202
 
 def load_file(path: Path, *, prompt_col: str | None, output_col: str | None, text_col: str | None,
               tokenizer: str | None, answer_col: str | None = None, output_tokens: int | None = None,
-              origin: str = "lengths") -> LengthTable:
+              origin: str = "lengths", hash_col: str | None = None, block_tokens: int = 512) -> LengthTable:
     """Any local CSV/JSON(L)/parquet via `datasets`, offline; columns mapped by the spec (parsed once per
     process for the same file contents and columns).
 
@@ -204,10 +207,11 @@ def load_file(path: Path, *, prompt_col: str | None, output_col: str | None, tex
     """
     if not path.exists():
         raise UserError(f"{origin}.path: file {path} not found; give an existing CSV/JSON/JSONL/parquet path")
-    cols = (prompt_col, output_col, text_col, tokenizer, answer_col, output_tokens)
+    cols = (prompt_col, output_col, text_col, tokenizer, answer_col, output_tokens, hash_col, block_tokens)
     table = _cached(path, ("lengths", *cols), lambda: _read_file(
         path, prompt_col=prompt_col, output_col=output_col, text_col=text_col, tokenizer=tokenizer,
-        answer_col=answer_col, output_tokens=output_tokens, origin=origin))
+        answer_col=answer_col, output_tokens=output_tokens, origin=origin, hash_col=hash_col,
+        block_tokens=block_tokens))
     zeros = [(f"'{c}'", int(np.count_nonzero(v == 0))) for c, v in
              ((prompt_col, table.prompt), (output_col, table.output), (answer_col, table.answer))
              if c is not None and v is not None]
@@ -239,7 +243,7 @@ def _quiet_datasets():  # noqa: ANN202
 
 def _read_file(path: Path, *, prompt_col: str | None, output_col: str | None, text_col: str | None,
                tokenizer: str | None, answer_col: str | None, output_tokens: int | None,
-               origin: str) -> LengthTable:
+               origin: str, hash_col: str | None = None, block_tokens: int = 512) -> LengthTable:
     fmt = _infer_format(path)
     datasets = _quiet_datasets()
     ds_logger = logging.getLogger("datasets")
@@ -258,7 +262,8 @@ def _read_file(path: Path, *, prompt_col: str | None, output_col: str | None, te
     if ds is None or len(ds) == 0:
         raise UserError(f"{origin}.path: {path} has no rows; give a file with one row per request")
     return _table_from(ds, str(path), prompt_col=prompt_col, output_col=output_col, text_col=text_col,
-                       tokenizer=tokenizer, answer_col=answer_col, output_tokens=output_tokens, origin=origin)
+                       tokenizer=tokenizer, answer_col=answer_col, output_tokens=output_tokens, origin=origin,
+                       hash_col=hash_col, block_tokens=block_tokens)
 
 
 def open_dataset(ref: str, split: str = "train", origin: str = "lengths"):  # noqa: ANN201
@@ -309,15 +314,17 @@ def _not_cached(ref: str, split: str, where: str, exc: BaseException) -> str:
 
 def load_dataset_lengths(ref: str, *, split: str, prompt_col: str | None, output_col: str | None,
                          text_col: str | None, tokenizer: str | None, answer_col: str | None = None,
-                         output_tokens: int | None = None, origin: str = "lengths") -> LengthTable:
+                         output_tokens: int | None = None, origin: str = "lengths", hash_col: str | None = None,
+                         block_tokens: int = 512) -> LengthTable:
     """Lengths from a Hugging Face dataset (see `open_dataset`), parsed once per process."""
-    key = ("dataset", ref, split, prompt_col, output_col, text_col, tokenizer, answer_col, output_tokens)
+    key = ("dataset", ref, split, prompt_col, output_col, text_col, tokenizer, answer_col, output_tokens,
+           hash_col, block_tokens)
     if key in _FILE_CACHE:
         _FILE_CACHE.move_to_end(key)
         return _FILE_CACHE[key]  # type: ignore[return-value]
     table = _table_from(open_dataset(ref, split, origin), ref, prompt_col=prompt_col, output_col=output_col,
                         text_col=text_col, tokenizer=tokenizer, answer_col=answer_col,
-                        output_tokens=output_tokens, origin=origin)
+                        output_tokens=output_tokens, origin=origin, hash_col=hash_col, block_tokens=block_tokens)
     _FILE_CACHE[key] = table
     while len(_FILE_CACHE) > _FILE_CACHE_SIZE:
         _FILE_CACHE.popitem(last=False)
@@ -326,7 +333,7 @@ def load_dataset_lengths(ref: str, *, split: str, prompt_col: str | None, output
 
 def _table_from(ds, path: str, *, prompt_col: str | None, output_col: str | None,  # noqa: ANN001
                 text_col: str | None, tokenizer: str | None, answer_col: str | None, output_tokens: int | None,
-                origin: str) -> LengthTable:
+                origin: str, hash_col: str | None = None, block_tokens: int = 512) -> LengthTable:
     """A `LengthTable` from an opened dataset's columns; every missing or bad column is one line."""
     cols = set(ds.column_names)
 
@@ -363,7 +370,42 @@ def _table_from(ds, path: str, *, prompt_col: str | None, output_col: str | None
             raise UserError(f"{origin}: set output_tokens_column or a fixed output_tokens for {path}")
         output = np.full(len(prompt), output_tokens, dtype=np.int64)
     answer = counts(answer_col, "answer_tokens_column")
-    return LengthTable(name=str(path), prompt=prompt, output=output, answer=answer, text=texts)
+    prefix = None
+    if hash_col is not None:
+        prefix = parse_hashes(col(hash_col, "hash_column") or [], prompt, block_tokens,
+                              f"{origin}.hash_column: column '{hash_col}' of {path}")
+    return LengthTable(name=str(path), prompt=prompt, output=output, answer=answer, text=texts, prefix=prefix)
+
+
+def parse_hashes(values: list, prompt: np.ndarray, block_tokens: int, where: str) -> list[tuple[int, ...]]:
+    """Each row's block hashes (Mooncake's ``hash_ids``) as a tuple of ints, or one line naming the row.
+
+    A cell is a list (JSON/JSONL/parquet) or its JSON text (a CSV cell ``"[0, 1, 2]"``); ids are whole numbers
+    ≥ 0; a row may not hold more hashes than its prompt has blocks (hashes × block tokens ≤ prompt + one
+    block: the last hash may cover a partial block). ``where`` names the spec field, column and file.
+    """
+    out: list[tuple[int, ...]] = []
+    for i, v in enumerate(values):
+        cell = v
+        if isinstance(v, str):
+            try:
+                v = json.loads(v)
+            except ValueError:
+                v = None
+        if not isinstance(v, list):
+            raise UserError(f"{where} must hold a list of block hashes per row (JSON such as [0, 1, 2]; [] for a "
+                            f"row with no shared prefix); row {i + 1} is {cell!r}")
+        for x in v:
+            if isinstance(x, bool) or not isinstance(x, int) or x < 0:
+                raise UserError(f"{where}: row {i + 1} has hash id {x!r}; hash ids are whole numbers ≥ 0 (fix or "
+                                "drop that row)")
+        if len(v) * block_tokens > int(prompt[i]) + block_tokens:
+            raise UserError(f"{where}: row {i + 1} has {len(v)} hashes of {block_tokens} tokens "
+                            f"({len(v) * block_tokens} tokens) for a prompt of {int(prompt[i])} tokens; set "
+                            "prefix_block_tokens to the block size the trace hashed (Mooncake: 512), or check the "
+                            "prompt-length column")
+        out.append(tuple(v))
+    return out
 
 
 TIME_UNITS_S = {"s": 1.0, "ms": 1e-3, "us": 1e-6}

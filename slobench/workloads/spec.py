@@ -90,6 +90,10 @@ class LengthSpec(_Strict):
     tokenizer: str | None = None
     output_tokens: int | None = Field(default=None, gt=0)
     max_context: int = Field(default=8192, gt=1)
+    # A column of per-row block hashes (Mooncake's ``hash_ids``): requests share the leading blocks whose
+    # hashes are equal, each block standing for ``prefix_block_tokens`` prompt tokens (Mooncake: 512).
+    hash_column: str | None = None
+    prefix_block_tokens: int = Field(default=512, gt=0)
 
     @field_validator("trace")
     @classmethod
@@ -105,6 +109,8 @@ class LengthSpec(_Strict):
         if sum(v is not None for v in (self.trace, self.path, self.dataset)) != 1:
             raise ValueError("give exactly one of trace (a shipped name), path (a local file) or dataset "
                              "(a Hugging Face dataset id or save_to_disk folder)")
+        if self.hash_column is not None and self.trace is not None:
+            raise ValueError("hash_column needs a file (path:) or dataset (dataset:); shipped traces have no hashes")
         return self
 
     def describe(self) -> str:
@@ -122,6 +128,22 @@ class ToolSpec(_Strict):
     max_rounds: int | None = Field(default=None, gt=0)
 
 
+class SessionSpec(_Strict):
+    """Multi-turn conversations (`generate`): turn k's prompt is the whole conversation so far (system prompt,
+    earlier user messages and answers) plus a new user message, sent as its own request, so consecutive turns
+    share a growing prefix and sessions share their system prompt. The first user message and every answer
+    take the app's length rows; later user messages and the think times are ASSUMPTIONS (exponential with the
+    given means): no public trace pairs chat turns with their lengths and times."""
+
+    turns_mean: float = Field(default=4.0, ge=1)  # turns per session: Geometric on 1, 2, …, this mean
+    max_turns: int = Field(default=12, gt=0)
+    think_mean_s: float = Field(default=20.0, ge=0)  # between one turn's send and the next's (reading + typing;
+    # open loop: a turn is sent on schedule whether or not the previous answer is complete)
+    user_tokens_mean: float = Field(default=150.0, gt=0)  # later turns' new user message
+    system_prompts: int = Field(default=4, ge=0)  # distinct system prompts shared across sessions (0: none)
+    system_prompt_tokens: int = Field(default=1024, ge=0)
+
+
 class AppSpec(_Strict):
     """One application in the mix: its lengths, SLO tier and (tool calling) round structure."""
 
@@ -131,6 +153,7 @@ class AppSpec(_Strict):
     lengths: LengthSpec
     slo: dict[str, SLOSpec]
     tools: ToolSpec | None = None
+    sessions: SessionSpec | None = None
 
     @model_validator(mode="after")
     def _check(self) -> AppSpec:
@@ -144,6 +167,10 @@ class AppSpec(_Strict):
         if self.name == "reasoning" and self.lengths.trace not in (None, "s1k_reasoning") \
                 and self.lengths.answer_tokens_column is None:
             raise ValueError("reasoning needs think+answer lengths: use trace s1k_reasoning or answer_tokens_column")
+        if self.sessions is not None and self.name in STAGE_KINDS:
+            raise ValueError(f"sessions make single-stage turns; app '{self.name}' has stages {STAGE_KINDS[self.name]}")
+        if self.sessions is not None and self.lengths.hash_column is not None:
+            raise ValueError("sessions derive their own prefix hashes: drop lengths.hash_column")
         return self
 
 
@@ -225,6 +252,15 @@ class WorkloadSpec(_Strict):
     rate_rps: float = Field(default=2.0, gt=0)
     num_requests: int | None = Field(default=1000, gt=0)
     duration_s: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _sessions_alone(self) -> WorkloadSpec:
+        if any(a.sessions is not None for a in self.apps):
+            if len(self.apps) > 1:
+                raise ValueError("an app with sessions must be the only app of its workload")
+            if self.arrival.process == "trace":
+                raise ValueError("sessions start by a poisson, gamma or bursts process, not a trace replay")
+        return self
 
     def to_yaml(self, path: Path) -> None:
         """Write the spec atomically (user paths are absolute already, so it loads from anywhere)."""

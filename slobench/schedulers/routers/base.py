@@ -30,8 +30,8 @@ class ReplicaLoad:
     num_waiting: int = 0  # requests queued, not yet scheduled (stale + local increments)
     num_running: int = 0  # requests holding KV (stale)
     kv_used_frac: float = 0.0  # share of the KV blocks in use, 0..1 (stale)
-    prefix_hit_tokens: int = 0  # tokens of this request's prompt already cached there (the simulator holds
-    # each request's own context only, so a new request hits nothing: 0; sessions would make it positive)
+    prefix_hit_tokens: int = 0  # leading tokens of this request's prompt cached there, read from the replica's
+    # prefix map at the send (fresh, not stale); 0 for requests without prefix_blocks
     admits: Callable[[], bool] | None = None  # ask the replica's policy, now, whether it would admit this
     # request (side-effect free); None: the policy has no admission control (it takes every request)
 

@@ -44,7 +44,7 @@ def _rows(probes: list[dict]) -> pd.DataFrame:
 @pytest.mark.parametrize("scheduler", ["vllm", "slos-serve"])
 def test_bench_and_compare_give_the_same_capacity_and_probes(tmp_path: Path, scheduler: str) -> None:
     result, store = _compare_search(tmp_path, scheduler)
-    (row,) = capacity_table(["coding"], [scheduler], num_requests=200, rel_tol=0.05, seeds=(0,), confirm=0,
+    (row,) = capacity_table(["coding"], [scheduler], num_requests=200, rel_tol=0.05, seeds=(0,), confirm=0, hold=0,
                             run_kwargs=QUICK)
     assert result is not None and row.result is not None
     assert row.capacity_rps == result.capacity_rps == store.capacities[0].capacity_rps
@@ -103,7 +103,7 @@ def test_an_untrustworthy_probe_is_invalid_in_both(tmp_path: Path, monkeypatch: 
                                                    needle: str) -> None:
     monkeypatch.setattr(cluster_run, "run_once", _faulty_run_once(fault, from_rate=4.0))
     result, store = _compare_search(tmp_path, "vllm")
-    (row,) = capacity_table(["coding"], ["vllm"], num_requests=200, rel_tol=0.05, seeds=(0,), confirm=0,
+    (row,) = capacity_table(["coding"], ["vllm"], num_requests=200, rel_tol=0.05, seeds=(0,), confirm=0, hold=0,
                             run_kwargs=QUICK)
     assert row.result is not None and result is not None
     for probes in (row.result.probes, result.probes):

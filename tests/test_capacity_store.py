@@ -88,10 +88,10 @@ def test_old_format_folder_reports_and_resumes(tmp_path: Path, fake_engine: list
     assert caps[0][0].status == "ok" and caps[1][0].probe_requests is None and caps[0][0].probe_requests == 200
     old, new = (pd.read_csv(d / "probes.csv") for d in (run_dir, clean_dir))
     assert list(old["rate_rps"]) == list(new["rate_rps"])
-    # the old columns first, in their order; the steady-state evidence and the vLLM-style figures appended (empty
-    # in old rows), then the hold span and the version
-    assert list(old.columns) == OLD_COLUMNS + list(EVIDENCE_FIELDS) + list(SERVING_COLUMNS) + ["span_factor",
-                                                                                               "schema_version"]
+    # the old columns first, in their order; the steady-state evidence, the hold span and the vLLM-style figures
+    # appended (empty in old rows), then the version
+    assert list(old.columns) == OLD_COLUMNS + list(EVIDENCE_FIELDS) + ["span_factor"] + list(SERVING_COLUMNS) + [
+        "schema_version"]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["schema_version"] == SUMMARY_VERSION and summary["complete"] is True
 

@@ -157,9 +157,8 @@ class Probe:
             "num_requests": self.num_requests, "valid": self.valid, "reason": self.reason,
             "offered_rate_rps": self.offered_rate_rps, "achieved_rate_rps": self.achieved_rate_rps,
             "client_lag_s": self.client_lag_s, "tail_s": self.tail_s, "unfinished": self.unfinished,
-        } | {f: self.evidence.get(f) for f in EVIDENCE_FIELDS} | {
-            k: v for k, v in self.evidence.items() if k not in EVIDENCE_FIELDS} | {  # the serving figures
-            "span_factor": self.span_factor}
+        } | {f: self.evidence.get(f) for f in EVIDENCE_FIELDS} | {"span_factor": self.span_factor} | {
+            k: v for k, v in self.evidence.items() if k not in EVIDENCE_FIELDS}  # the serving figures
 
 
 def make_probe(rate_rps: float, seed: int, result: ProbeResult, limits: ValidityLimits,

@@ -87,15 +87,15 @@ class ProbeRow(BaseModel):
     # Steady-state evidence added in version 4 (None in older rows and where not measured).
     kv_full_share: float | None = None  # share of the measured window with a KV cache ≥ 95% full (simulator)
     stopped_early: str | None = None  # a real-engine probe stopped as a certain FAIL: why
+    # A hold probe (the capacity re-run longer, docs/capacity.md "Hold check") has its span factor here; 1 for
+    # a search probe and in rows written before the column existed.
+    span_factor: float = 1.0
     # vLLM-style figures (version 4; slobench.metrics.serving). The latency columns (``mean_ttft_ms``,
     # ``p99_itl_ms`` …: the --percentile-metrics × --metric-percentiles chosen) ride as extra columns.
     goodput_rps: float | None = None  # requests meeting every per-token deadline per second (slobench's goodput)
     vllm_goodput_rps: float | None = None  # requests within the --goodput bounds per second (None: not asked)
     output_tok_s: float | None = None  # output tokens of completed stages per second
     total_tok_s: float | None = None  # prompt + output tokens of completed stages per second
-    # A hold probe (the capacity re-run longer, docs/capacity.md "Hold check") has its span factor here; 1 for
-    # a search probe and in rows written before the column existed.
-    span_factor: float = 1.0
     schema_version: int = 1  # rows without the column are version 1; the store writes PROBES_VERSION
 
     _nan = field_validator("offered_rate_rps", "achieved_rate_rps", "client_lag_s", "tail_s", "num_arrivals",

@@ -318,6 +318,10 @@ def execute(plan: Plan, store: Collector, observer: SearchObserver | None = None
                 for i, spec in enumerate(plan.specs, start=1):
                     obs.start_search(spec, i, len(plan.specs))
                     run_search(spec, plan.search, store=store, observer=obs)
+            if plan.kind == "validate":  # simulated probes at the real rates, then the comparison
+                from slobench.capacity.validate_run import finish_validation
+
+                finish_validation(plan, store, obs)
     except KeyboardInterrupt:
         interrupted = True
     except Exception:

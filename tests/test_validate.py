@@ -160,6 +160,26 @@ def test_validate_end_to_end(tmp_path: Path, profile: Path, fake_engine: None) -
     assert again == summary["validation"]
 
 
+def test_interrupted_validate_compares_what_finished(tmp_path: Path, profile: Path, fake_engine: None,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C during the second policy's real search: the first policy's comparison is saved and printed."""
+    def interrupting(cfg, **kw: object) -> SimpleNamespace:
+        if cfg.scheduler == "slos-serve" and cfg.engine != "sim":
+            raise KeyboardInterrupt
+        return _fake_run_once(cfg, **kw)
+
+    monkeypatch.setattr(runner, "run_once", interrupting)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["validate", "--model", str(tmp_path), "--profile", str(profile), "--quick",
+                                   "--out", str(out)])
+    assert res.exit_code == 130, res.output
+    [run_dir] = list(out.iterdir())
+    pols = json.loads((run_dir / "summary.json").read_text())["validation"]["policies"]
+    assert pols["vllm"]["capacity_error"] == pytest.approx(0.2, abs=0.08)
+    assert pols["slos-serve"]["real_capacity_rps"] is None and pols["slos-serve"]["sim_capacity_rps"] is not None
+    assert "Simulator vs real engine" in res.output
+
+
 @pytest.mark.parametrize(("args", "needle"), [
     (["--engine", "sim"], "--engine sim: the simulator is what validate checks"),
     (["--engine", "openai"], "use --engine vllm"),

@@ -324,6 +324,10 @@ def execute(plan: Plan, store: Collector, observer: SearchObserver | None = None
                 finish_validation(plan, store, obs)
     except KeyboardInterrupt:
         interrupted = True
+        if plan.kind == "validate":  # compare what finished; `slobench resume` completes it
+            from slobench.capacity.validate_run import finish_validation
+
+            finish_validation(plan, store, obs, twins=False)
     except Exception:
         store.save(final=True)  # keep finished probes; the error itself is the caller's to show
         raise

@@ -55,13 +55,14 @@ def _rates(store: Collector, label: str, scheduler: str) -> set[tuple[float, int
             if r.workload == label and r.scheduler == scheduler and r.span_factor == 1.0}
 
 
-def finish_validation(plan: Plan, store: Collector, observer: SearchObserver) -> None:
-    """Simulated probes at the real search's remaining rates, then summary.json's ``validation`` (see module)."""
+def finish_validation(plan: Plan, store: Collector, observer: SearchObserver, *, twins: bool = True) -> None:
+    """Simulated probes at the real search's remaining rates (``twins``), then summary.json's ``validation`` (see
+    module). An interrupted validate calls it with ``twins=False``: what finished is compared as it stands."""
     from slobench.capacity.execute import run_search
     from slobench.report.probes import probes_frame
 
     label, schedulers = plan_policies(plan)
-    sims = [s for s in plan.specs if s.label == label + SIM_SUFFIX]
+    sims = [s for s in plan.specs if s.label == label + SIM_SUFFIX] if twins else []
     for i, spec in enumerate(sims, start=1):
         missing = _rates(store, label + REAL_SUFFIX, spec.scheduler) - _rates(store, spec.label, spec.scheduler)
         rates = sorted({r for r, _ in missing})

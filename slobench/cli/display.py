@@ -211,6 +211,8 @@ def print_outcome(plan: Plan, out: ExecuteOutcome) -> None:
     if out.interrupted:
         console.print(f"[yellow]interrupted[/]: {out.num_saved} finished probes (with their records) saved in "
                       f"{out.out_dir}\n{commands(out.out_dir)}", highlight=False, soft_wrap=True)
+        if plan.kind == "validate":  # what finished, compared (summary.json holds it too)
+            print_validation(out.out_dir)
         return
     if out.num_probes == 0:
         console.print(f"[yellow]no probe finished[/]; results folder: {out.out_dir}")

@@ -367,6 +367,7 @@ def test_setup_says_what_the_numbers_rest_on(tmp_path: Path, monkeypatch: pytest
     [setup] = json.loads((run_dir / "summary.json").read_text())["setup"]
     assert setup["output lengths"].startswith("oracle")
     assert "TPOT 50 ms" in setup["SLOs"] and "noise (CV 0.05)" in setup["ground truth"]
+    assert setup["SLOs derived from"].startswith("zero-load prefill of roofline:Llama-3.1-8B@H100-SXM (no front-end")
     assert "oracle: policies know" in res.output
     report = (run_dir / "report.html").read_text()
     assert "What these numbers rest on" in report and "oracle: policies know" in report

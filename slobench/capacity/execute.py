@@ -353,8 +353,16 @@ def execute(plan: Plan, store: Collector, observer: SearchObserver | None = None
                 for i, spec in enumerate(plan.specs, start=1):
                     obs.start_search(spec, i, len(plan.specs))
                     run_search(spec, plan.search, store=store, observer=obs)
+            if plan.kind == "validate":  # simulated probes at the real rates, then the comparison
+                from slobench.capacity.validate_run import finish_validation
+
+                finish_validation(plan, store, obs)
     except KeyboardInterrupt:
         interrupted = True
+        if plan.kind == "validate":  # compare what finished; `slobench resume` completes it
+            from slobench.capacity.validate_run import finish_validation
+
+            finish_validation(plan, store, obs, twins=False)
     except Exception:
         store.save(final=True)  # keep finished probes; the error itself is the caller's to show
         raise

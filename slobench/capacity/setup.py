@@ -40,6 +40,18 @@ def _slos(workload: str) -> str:
     return "; ".join(f"{a.name}/{a.tier} {k}: {s.describe()}" for a in spec.apps for k, s in a.slo.items())
 
 
+def _slo_model(cfg: Any) -> str:
+    """Which latency model turned the workload's slowdown TTFT targets into seconds (issue 11 item 2): a target
+    is only as meaningful as the zero-load latency it multiplies, so the report names it."""
+    from slobench.cluster import run as cluster_run
+    from slobench.perf.base import describe_zero_load
+
+    spec = cluster_run.workload_spec(cfg)
+    if not any(s.ttft_slowdown is not None for a in spec.apps for s in a.slo.values()):
+        return "none: every target is absolute"
+    return describe_zero_load(cluster_run.build_latency_model(cfg))
+
+
 def _probes(kw: dict[str, Any]) -> str:
     n = kw.get("probe_requests")
     if n is None:
@@ -126,6 +138,7 @@ def describe_setup(specs: Sequence[SearchSpec], settings: SearchSettings | None 
             "output lengths": _information(cfg),
             "ground truth": _ground_truth(cfg),
             "SLOs": _slos(cfg.workload),
+            "SLOs derived from": _safe(_slo_model, cfg),
             "workload": _safe(_workload, cfg),
             "probes": _probes(first.run_kwargs),
             "vLLM-style figures": _serving(cfg),

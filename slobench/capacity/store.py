@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -97,6 +98,7 @@ class Collector:
     started: float = field(default_factory=time.perf_counter)
     setup: list[dict[str, str]] = field(default_factory=list)  # `slobench.capacity.setup.describe_setup`
     metadata: dict[str, str] = field(default_factory=dict)  # --metadata KEY=VALUE, copied into summary.json
+    extra: dict[str, Any] = field(default_factory=dict)  # further summary.json sections (validate: ``validation``)
     _pending: dict[ProbeKey, tuple[pd.DataFrame, pd.DataFrame]] = field(default_factory=dict)
 
     def load_previous(self) -> int:
@@ -181,7 +183,7 @@ class Collector:
         return ExperimentSummary(schema_version=SUMMARY_VERSION, title=self.title, target=self.target,
                                  complete=self.complete, capacities=self.capacities, scaling=self.scaling,
                                  wall_s=time.perf_counter() - self.started, setup=self.setup,
-                                 metadata=self.metadata)
+                                 metadata=self.metadata, **self.extra)
 
     def save(self, *, final: bool = False) -> None:
         """Write probes.csv and summary.json; on the final save fold the per-probe parts in."""

@@ -103,6 +103,9 @@ def _register() -> None:
     from slobench.cli.calibrate_cmd import register as register_calibrate
 
     register_calibrate(app)
+    from slobench.cli.validate_cmd import register as register_validate
+
+    register_validate(app)
     try:
         from slobench.cli.doctor import register as register_doctor
 

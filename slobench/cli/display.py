@@ -211,6 +211,8 @@ def print_outcome(plan: Plan, out: ExecuteOutcome) -> None:
     if out.interrupted:
         console.print(f"[yellow]interrupted[/]: {out.num_saved} finished probes (with their records) saved in "
                       f"{out.out_dir}\n{commands(out.out_dir)}", highlight=False, soft_wrap=True)
+        if plan.kind == "validate":  # what finished, compared (summary.json holds it too)
+            print_validation(out.out_dir)
         return
     if out.num_probes == 0:
         console.print(f"[yellow]no probe finished[/]; results folder: {out.out_dir}")
@@ -220,6 +222,8 @@ def print_outcome(plan: Plan, out: ExecuteOutcome) -> None:
                       highlight=False, soft_wrap=True)
     if plan.kind == "sensitivity":
         print_sensitivity(out.out_dir)
+    if plan.kind == "validate":
+        print_validation(out.out_dir)
     print_setup(out.setup)
     print_search_notes((c.workload, c.scheduler, c.notes) for c in out.capacities if c.status == "ok")
     print_notices(out.notices)
@@ -316,3 +320,57 @@ def bench_table(rows: Sequence[BenchRow], workloads: Sequence[str], schedulers: 
         t.add_row(w, *cells, *[f"{per[b][0][w]:.2f}×" for b in per])
     t.add_row("[bold]geomean[/]", *[""] * len(schedulers), *[f"[bold]{per[b][1]:.2f}×[/]" for b in per])
     return t
+
+
+def _pct(v: float | None, signed: bool = True) -> str:
+    return "–" if v is None else f"{v:+.1%}" if signed else f"{v:.1%}"
+
+
+def _rps(v: float | None) -> str:
+    return "–" if v is None else f"{v:.3g}"
+
+
+def validation_table(validation: dict) -> Table:
+    """Rich table of summary.json's ``validation``: per policy simulated vs real capacity, the error and why."""
+    t = Table(title=f"Simulator vs real engine: {validation.get('workload', '')}", header_style="bold",
+              caption="capacity error = sim / real − 1; latency error = sim / real − 1 of each probe's median, p90 "
+                      "and p99 at the rates probed on both engines: signed mean, then |error| mean / p90 / p99; "
+                      "Δattainment = mean |sim − real| at those rates")
+    for col in ("policy", "sim req/s", "real req/s", "real interval", "capacity error", "TTFT error",
+                "TPOT error", "Δattainment", "common rates"):
+        t.add_column(col, justify="left" if col == "policy" else "right")
+    for name, p in (validation.get("policies") or {}).items():
+        def lat(e: dict) -> str:
+            if not e.get("n"):
+                return "–"
+            return (f"{_pct(e['mean'])} ({_pct(e['mean_abs'], False)} / {_pct(e['p90_abs'], False)} / "
+                    f"{_pct(e['p99_abs'], False)})")
+
+        interval = f"[{_rps(p.get('real_lower_rps'))}, {_rps(p.get('real_upper_rps'))})"
+        gap = p.get("attainment_gap")
+        t.add_row(name, _rps(p.get("sim_capacity_rps")), _rps(p.get("real_capacity_rps")), interval,
+                  _pct(p.get("capacity_error")), lat(p.get("ttft_error") or {}), lat(p.get("tpot_error") or {}),
+                  "–" if gap is None else f"{gap:.3f}", str(p.get("common_rates", 0)))
+    return t
+
+
+def print_validation(out_dir: Path) -> None:
+    """The validation table and, per policy beyond the baseline, whether the simulated gain matches the real."""
+    import json
+
+    try:
+        validation = json.loads((Path(out_dir) / "summary.json").read_text()).get("validation")
+    except (OSError, ValueError):
+        validation = None
+    if not validation:
+        console.print("[yellow]no validation figures[/] (no probe finished on both engines)")
+        return
+    console.print(validation_table(validation))
+    for g in validation.get("gains") or []:
+        if g.get("ratio_of_ratios") is None:
+            console.print(f"gain of {g['policy']} over {g['baseline']}: – (a capacity is missing)")
+            continue
+        verdict = "[green]matches[/]" if g["matches"] else "[yellow]does not match[/]"
+        console.print(f"gain of {g['policy']} over {g['baseline']}: simulated {g['sim_gain']:.2f}×, real "
+                      f"{g['real_gain']:.2f}×, ratio of ratios {g['ratio_of_ratios']:.2f} → {verdict} "
+                      f"(within ±{g['tolerance']:.0%})", highlight=False, soft_wrap=True)

@@ -328,3 +328,25 @@ def report_figures(
     if scaling is not None and len(scaling):
         figs["replica-scaling"] = replica_scaling(scaling)
     return figs
+
+
+def validation_vs_rate(probes: pd.DataFrame, validation: dict, *, target: float = 0.9) -> go.Figure:
+    """`slobench validate`: attainment against rate per policy, the real engine solid and the simulator dashed
+    (valid probes, seeds pooled), so where the two curves part — and by how much at the target — is one look."""
+    fig = go.Figure()
+    span = probes["span_factor"] if "span_factor" in probes else pd.Series(1.0, index=probes.index)
+    valid = probes["valid"].astype(bool) if "valid" in probes else pd.Series(True, index=probes.index)
+    for i, sched in enumerate(validation.get("policies") or {}):
+        for label, dash, engine in ((validation["real_label"], "solid", "real"),
+                                    (validation["sim_label"], "dash", "sim")):
+            grp = probes[(probes["scheduler"].astype(str) == sched) & (probes["workload"].astype(str) == label)
+                         & (span == 1) & valid]
+            pooled = grp.groupby("rate_rps", sort=True)[["num_met", "num_requests"]].sum().reset_index()
+            att = pooled["num_met"] / pooled["num_requests"].clip(lower=1)
+            fig.add_trace(go.Scatter(x=pooled["rate_rps"], y=att, mode="lines+markers", name=f"{sched} ({engine})",
+                                     line={"color": _colour(i), "dash": dash}))
+    fig.add_hline(y=target, line={"color": "grey", "dash": "dot"}, annotation_text=f"target {target:.0%}")
+    fig.update_layout(title=f"{validation.get('workload', '')}: simulator vs real engine",
+                      xaxis_title="request rate (req/s)", yaxis_title="SLO attainment", yaxis_range=[0, 1.05],
+                      template="plotly_white")
+    return fig

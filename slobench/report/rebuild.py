@@ -134,6 +134,11 @@ def build_figures(data: dict[str, object]) -> dict[str, go.Figure]:
         figs = {k: v for k, v in figs.items() if not k.startswith("capacity-vs-")}
         for wl in dict.fromkeys(capacities["base_workload"]):
             figs[f"sensitivity-{slug(wl)}"] = sensitivity_figure(capacities, wl)
+    validation = (summary.model_extra or {}).get("validation") if isinstance(summary, ExperimentSummary) else None
+    if validation:
+        from slobench.report.figures import validation_vs_rate
+
+        figs["validation"] = validation_vs_rate(data["probes"], validation, target=target)
     if not stages.empty and "workload" in stages:
         from slobench.report.figures import latency_cdfs
 
@@ -174,6 +179,9 @@ CAPTIONS = {  # first matching prefix wins, so the more specific names come firs
     "batches": "Every iteration of the capacity probe: prefill and decode tokens (two lines, not stacked), and the "
                "iteration latency "
                "against the time budget the policy planned for (when it sets one).",
+    "validation": "`slobench validate`: attainment against rate of each policy on the real engine (solid) and in the "
+                  "simulator on the calibrated profile (dashed), valid probes, seeds pooled. The table above gives "
+                  "the capacity error (sim / real − 1) and the per-probe latency errors. See docs/calibration.md.",
     "replica-scaling": "Capacity with N replicas behind the router; dotted = linear scaling from one replica.",
 }
 
@@ -181,6 +189,40 @@ CAPTIONS = {  # first matching prefix wins, so the more specific names come firs
 def caption_for(name: str) -> str:
     """The caption of a figure file stem (``attainment-coding`` → the attainment caption)."""
     return next((text for prefix, text in CAPTIONS.items() if name == prefix or name.startswith(prefix + "-")), "")
+
+
+def validation_html(validation: dict | None) -> str:
+    """summary.json's ``validation`` (`slobench validate`) as a table: simulated vs real capacity per policy, the
+    capacity error, the latency errors and the gain agreement."""
+    if not validation:
+        return ""
+
+    def pct(x: object) -> str:
+        return "–" if not isinstance(x, int | float) else f"{x:+.1%}"
+
+    def lat(e: dict) -> str:
+        return "–" if not e or not e.get("n") else f"{pct(e['mean'])} (|·| p90 {abs(e['p90_abs']):.1%})"
+
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{_fmt(p.get('sim_capacity_rps'))}</td>"
+        f"<td>{_fmt(p.get('real_capacity_rps'))}</td><td>[{_fmt(p.get('real_lower_rps'))}, "
+        f"{_fmt(p.get('real_upper_rps'))})</td><td>{pct(p.get('capacity_error'))}</td>"
+        f"<td>{lat(p.get('ttft_error') or {})}</td><td>{lat(p.get('tpot_error') or {})}</td>"
+        f"<td>{_fmt(p.get('attainment_gap'))}</td></tr>"
+        for name, p in (validation.get("policies") or {}).items())
+    gains = "".join(
+        f"<li>{html.escape(g['policy'])} over {html.escape(g['baseline'])}: simulated {_fmt(g.get('sim_gain'))}×, "
+        f"real {_fmt(g.get('real_gain'))}×, ratio of ratios {_fmt(g.get('ratio_of_ratios'))}"
+        f"{'' if g.get('matches') is None else ' (matches)' if g['matches'] else ' (does not match)'}</li>"
+        for g in validation.get("gains") or [])
+    head = "".join(f"<th>{h}</th>" for h in ("policy", "sim req/s", "real req/s", "real interval",
+                                              "capacity error", "TTFT error", "TPOT error", "mean |Δattainment|"))
+    return (f"<h3>Simulator vs real engine (validation)</h3><table><tr>{head}</tr>{rows}</table>"
+            f"{f'<ul>{gains}</ul>' if gains else ''}")
+
+
+def _fmt(x: object) -> str:
+    return "–" if not isinstance(x, int | float) else f"{x:.3g}"
 
 
 def setup_html(setup: list[dict[str, str]]) -> str:
@@ -239,6 +281,7 @@ def _intro_html(results_dir: Path, data: dict[str, object]) -> str:
     summary = data["summary"]
     intro = capacity_table_html(data["capacities"]) + _notes_html(data["capacities"])
     if isinstance(summary, ExperimentSummary):
+        intro += validation_html((summary.model_extra or {}).get("validation"))
         intro += setup_html(summary.setup)
     intro += run_settings_html(results_dir, summary)
     if isinstance(summary, ExperimentSummary) and not summary.complete:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from slobench.errors import InputWarning, UserError
-from slobench.perf.base import LatencyModel
+from slobench.perf.base import LatencyModel, zero_load_ttft_s
 from slobench.workloads import arrivals as arr
 from slobench.workloads.model import SLO, Request, Stage, Workload
 from slobench.workloads.sources import (
@@ -163,7 +163,8 @@ class _SLOMaker:
     def prefill_s(self, tokens: int) -> float:
         if tokens not in self._cache:
             assert self.perf is not None
-            self._cache[tokens] = float(self.perf.prefill_latency_s(tokens))
+            # The client's zero-load TTFT: a calibrated profile adds its front-end cost (perf.base).
+            self._cache[tokens] = zero_load_ttft_s(self.perf, tokens)
         return self._cache[tokens]
 
     def __call__(self, spec: SLOSpec, prefill_tokens: int) -> SLO:

@@ -373,12 +373,24 @@ def load_spec(name_or_path: str | Path) -> WorkloadSpec:
 
 
 def apply_overrides(spec: WorkloadSpec, *, slo_scale: float | None = None,
-                    burstiness_cv: float | None = None) -> WorkloadSpec:
+                    burstiness_cv: float | None = None, time_scale: float | None = None) -> WorkloadSpec:
     """A copy with every SLO target scaled by ``slo_scale`` and/or Gamma arrivals of CV ``burstiness_cv``.
 
-    Used by sweeps ("how does capacity change as SLOs tighten / traffic gets burstier?").
+    Used by sweeps ("how does capacity change as SLOs tighten / traffic gets burstier?"). ``time_scale``
+    scales only the absolute targets (``tpot_ms``, ``ttft_ms``, ``ttft_min_ms``) and leaves slowdowns alone:
+    slowdowns already follow the engine's own speed, absolute milliseconds do not (`--slo-from-profile`).
     """
     new = spec.model_copy(deep=True)
+    if time_scale is not None:
+        if not time_scale > 0:
+            raise UserError(f"time_scale must be > 0 (got {time_scale})")
+        for app in new.apps:
+            for s in app.slo.values():
+                s.tpot_ms *= time_scale
+                s.ttft_min_ms *= time_scale
+                if s.ttft_ms is not None:
+                    s.ttft_ms *= time_scale
+        new.name = f"{new.name}-t{time_scale:.3g}"
     if slo_scale is not None:
         if slo_scale <= 0:
             raise UserError(f"slo_scale must be > 0 (got {slo_scale})")

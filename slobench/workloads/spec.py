@@ -384,22 +384,14 @@ def apply_overrides(spec: WorkloadSpec, *, slo_scale: float | None = None,
     if time_scale is not None:
         if not time_scale > 0:
             raise UserError(f"time_scale must be > 0 (got {time_scale})")
-        for app in new.apps:
-            for s in app.slo.values():
-                s.tpot_ms *= time_scale
-                s.ttft_min_ms *= time_scale
-                if s.ttft_ms is not None:
-                    s.ttft_ms *= time_scale
+        _scale_absolute_targets(new, time_scale)
         new.name = f"{new.name}-t{time_scale:.3g}"
     if slo_scale is not None:
         if slo_scale <= 0:
             raise UserError(f"slo_scale must be > 0 (got {slo_scale})")
+        _scale_absolute_targets(new, slo_scale)
         for app in new.apps:
             for s in app.slo.values():
-                s.tpot_ms *= slo_scale
-                s.ttft_min_ms *= slo_scale
-                if s.ttft_ms is not None:
-                    s.ttft_ms *= slo_scale
                 if s.ttft_slowdown is not None:
                     s.ttft_slowdown *= slo_scale
         new.name = f"{new.name}-slo{slo_scale:g}"
@@ -409,3 +401,13 @@ def apply_overrides(spec: WorkloadSpec, *, slo_scale: float | None = None,
         new.arrival = ArrivalSpec(process="gamma", cv=burstiness_cv)
         new.name = f"{new.name}-cv{burstiness_cv:g}"
     return new
+
+
+def _scale_absolute_targets(spec: WorkloadSpec, factor: float) -> None:
+    """Multiply every app's absolute SLO targets (TPOT, absolute TTFT, the TTFT floor) by ``factor``, in place."""
+    for app in spec.apps:
+        for s in app.slo.values():
+            s.tpot_ms *= factor
+            s.ttft_min_ms *= factor
+            if s.ttft_ms is not None:
+                s.ttft_ms *= factor

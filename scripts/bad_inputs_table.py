@@ -271,8 +271,6 @@ def cases(tmp: Path) -> list[tuple[str, list[str]]]:
         ("flag: --router unknown", ["run", "--replicas", "2", "--router", "random"]),
         ("flag: --router-refresh-ms negative", ["compare", "--router-refresh-ms", "-5"]),
         ("flag: --max-concurrency 0", ["run", "--max-concurrency", "0"]),
-        ("flag: --max-concurrency on a real engine", ["run", "--engine", "openai", "--url", "http://127.0.0.1:9",
-                                                      "--max-concurrency", "4"]),
     ]
 
 

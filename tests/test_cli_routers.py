@@ -25,8 +25,6 @@ def _one_line(args: list[str]) -> str:
     (["--router-refresh-ms", "-5"], "--router-refresh-ms: must be a number of milliseconds ≥ 0"),
     (["--router-refresh-ms", "nan"], "--router-refresh-ms: must be a number of milliseconds ≥ 0"),
     (["--max-concurrency", "0"], "--max-concurrency: must be ≥ 1"),
-    (["--max-concurrency", "4", "--engine", "openai", "--url", "http://127.0.0.1:1/v1"],
-     "--max-concurrency: --engine openai drives open-loop loads only"),
 ])
 def test_run_refuses_bad_routing_in_one_line(args: list[str], says: str, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:

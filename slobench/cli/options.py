@@ -34,7 +34,7 @@ RouterRefreshOpt = Annotated[float, typer.Option(
     "(vLLM: 100); 0 = fresh at every request.")]
 MaxConcurrencyOpt = Annotated[int | None, typer.Option(
     "--max-concurrency", help="At most N requests in flight (vLLM bench's --max-concurrency): a request arriving "
-    "while N are in flight is sent when one ends; latency counts from the send. Simulator only.")]
+    "while N are in flight is sent when one ends; latency counts from the send. Every engine.")]
 SeedOpt = Annotated[list[int], typer.Option("--seed", help="Seed(s); the same for every scheduler. Repeatable.")]
 QuickOpt = Annotated[bool, typer.Option("--quick", help="200 requests per probe, 5% grid: a first look in seconds.")]
 EngineOpt = Annotated[str, typer.Option("--engine", help="sim (default) | vllm | openai")]

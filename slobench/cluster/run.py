@@ -230,13 +230,6 @@ class RunConfig(BaseModel):
             raise ValueError("must be ≥ 1 (requests in flight at once); leave it out for an open-loop load")
         return v
 
-    @model_validator(mode="after")
-    def _closed_loop_engine(self) -> RunConfig:
-        if self.max_concurrency is not None and self.engine != "sim":
-            raise UserError(f"--max-concurrency: --engine {self.engine} drives open-loop loads only (its load "
-                            "generator has no concurrency cap yet); drop the flag or use --engine sim")
-        return self
-
 
 def _fold_oracle(data: dict[str, Any], oracle: Any) -> dict[str, Any]:
     """``oracle_lengths`` given flat (``--oracle-lengths``) → ``policy.oracle_lengths``; given twice,

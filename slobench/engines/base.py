@@ -156,8 +156,12 @@ def unsupported_load(engine: str, load: object) -> UserError:
     return UserError(f"--engine {engine}: {kind} loads{hint} are not supported yet; use an open-loop load (--rate)")
 
 
-def open_loop_workload(engine: str, job: EngineJob) -> Workload:
-    """The workload of an open-loop job; any other load is refused with `unsupported_load`."""
-    if not isinstance(job.load, OpenLoopLoad):
-        raise unsupported_load(engine, job.load)
-    return job.load.workload
+def client_load(engine: str, job: EngineJob) -> tuple[Workload, int | None]:
+    """What a real engine's load generator drives: the workload and the concurrency cap (None: open loop).
+
+    Any other kind of load is refused with `unsupported_load` (before anything is launched)."""
+    if isinstance(job.load, OpenLoopLoad):
+        return job.load.workload, None
+    if isinstance(job.load, ClosedLoopLoad):
+        return job.load.workload, job.load.concurrency
+    raise unsupported_load(engine, job.load)

@@ -31,6 +31,8 @@ class MockServer:
         self.die_after_requests = die_after_requests
         self.requests: list[dict[str, Any]] = []  # bodies received (auth headers are not kept)
         self.auth_failures = 0
+        self.in_flight = 0  # generations streaming now …
+        self.max_in_flight = 0  # … and the most at once (a closed-loop client's cap shows here)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.AbstractServer | None = None
         self._thread: threading.Thread | None = None
@@ -124,6 +126,14 @@ class MockServer:
         prompt = body.get("prompt")
         n_prompt = len(prompt) if isinstance(prompt, list) else len(str(prompt or body.get("messages", "")).split())
         ids = bool(body.get("return_token_ids"))
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            await self._generate(writer, n, n_prompt, ids, chat=chat)
+        finally:
+            self.in_flight -= 1
+
+    async def _generate(self, writer: asyncio.StreamWriter, n: int, n_prompt: int, ids: bool, *, chat: bool) -> None:
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n")
         t0 = time.perf_counter()
         for i in range(n):

@@ -1,7 +1,12 @@
-"""Open-loop load generator for real engines: *when* to send, and the per-stage records.
+"""Load generator for real engines: *when* to send, and the per-stage records.
 
-Requests are sent at their workload arrival times whether or not earlier ones finished (open
-loop, as a real user population behaves; a closed loop would hide overload). For each request:
+By default requests are sent at their workload arrival times whether or not earlier ones finished (open
+loop, as a real user population behaves; a closed loop would hide overload). With ``max_concurrency=N``
+(vLLM ``bench serve --max-concurrency``'s meaning, `slobench.engines.base.ClosedLoopLoad`) at most N
+requests are in flight: one arriving while N are in flight is sent when a slot frees, and its records
+carry the send time as ``arrival_s`` (latency counts from the send, as in vLLM's benchmark and the
+simulator's closed loop). A request holds its slot from its send to its last token, tool gaps included.
+For each request:
 - its stages run in order; a stage after a tool gap is a *new* HTTP request whose prompt is the
   whole context so far (previous prompts + outputs) plus the stage's new tokens, sent ``gap_s``
   after the previous stage's last token (vLLM's prefix cache makes the repeat cheap);
@@ -15,17 +20,21 @@ loop, as a real user population behaves; a closed loop would hide overload). For
 The generator measures itself: for every send, the intended time (workload arrival or
 previous stage end + gap) and the actual one. Their difference (client lag) and the achieved
 arrival rate let capacity searches refuse probes where the client, not the server, was the
-bottleneck. Records are handed to ``on_record`` the moment a stage is final (streamed to disk).
+bottleneck. In a closed loop the lag against the arrival includes the wait for a slot (the cap, not the
+server, held the load back: the simulator reports it the same way); the generator's *own* lateness is
+measured apart, from the moment the slot freed (``send_lag_*``), so a concurrency sweep can tell a slow
+client from a full one. Records are handed to ``on_record`` the moment a stage is final (streamed to disk).
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import math
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -58,6 +67,9 @@ class ClientStats:
     usage_mismatches: int = 0
     prompt_tokens_sent: int = 0  # token-id prompts only: what we sent …
     prompt_tokens_reported: int = 0  # … and what the server's usage says it processed (must match)
+    max_concurrency: int | None = None  # closed loop: the cap; None: open loop
+    send_lag_s: list[float] = field(default_factory=list)  # closed loop: send − max(arrival, slot freed)
+    waited_for_slot: int = 0  # closed loop: sends that waited for a slot
 
     def summary(self) -> dict[str, Any]:
         """Lag percentiles, achieved arrival rate (same formula as the simulator's offered rate)."""
@@ -65,7 +77,13 @@ class ClientStats:
         all_lag = np.concatenate([lag, np.asarray(self.stage_lag_s, dtype=float)]) if lag.size else lag
         n = len(self.actual_s)
         span = max(self.actual_s) if n else 0.0
-        return {
+        closed: dict[str, Any] = {}
+        if self.max_concurrency is not None:
+            own = np.asarray(self.send_lag_s, dtype=float)
+            closed = {"max_concurrency": self.max_concurrency, "waited_for_slot": self.waited_for_slot,
+                      "send_lag_s": float(own.max()) if own.size else 0.0,
+                      "send_lag_p99_s": float(np.percentile(own, 99)) if own.size else 0.0}
+        return closed | {
             "client_lag_s": float(all_lag.max()) if all_lag.size else 0.0,
             "client_lag_p50_s": float(np.percentile(all_lag, 50)) if all_lag.size else 0.0,
             "client_lag_p99_s": float(np.percentile(all_lag, 99)) if all_lag.size else 0.0,
@@ -127,7 +145,10 @@ class LoadGenerator:
         drain_timeout_s: float = 600.0,
         max_connections: int = 2048,
         run_id: str | None = None,
+        max_concurrency: int | None = None,
     ) -> None:
+        if max_concurrency is not None and max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be ≥ 1 (got {max_concurrency})")
         self.ep = endpoint
         self.synth = PromptSynth(seed, vocab_size)
         self.on_record = on_record
@@ -139,13 +160,16 @@ class LoadGenerator:
         self.drain_timeout_s = drain_timeout_s
         self.max_connections = max_connections
         self.run_id = run_id or uuid.uuid4().hex[:8]
-        self.stats = ClientStats()
+        self.max_concurrency = max_concurrency
+        self.stats = ClientStats(max_concurrency=max_concurrency)
         self.records: list[StageRecord] = []
         self._t0 = 0.0
         self._fatal: BaseException | None = None
         self._fatal_event: asyncio.Event | None = None
         self._done = 0
         self._total = 0
+        # Closed loop: when each free slot was given back (a heap; the send takes the earliest).
+        self._freed_at: list[float] = [0.0] * (max_concurrency or 0)
 
     # ---- clock and bookkeeping -------------------------------------------------------------
     def now(self) -> float:
@@ -310,23 +334,33 @@ class LoadGenerator:
         wall0 = time.perf_counter()
         async with httpx.AsyncClient(limits=limits, timeout=self.ep.timeout_s) as client:
             self._t0 = time.perf_counter()
+            slots = asyncio.Semaphore(self.max_concurrency) if self.max_concurrency is not None else None
             try:
                 for req in reqs:
-                    delay = req.arrival_s - self.now()
-                    if delay > 0:
-                        try:
-                            await asyncio.wait_for(self._fatal_event.wait(), timeout=delay)
-                        except asyncio.TimeoutError:
-                            pass
-                    if self._fatal is not None or self.stopped:
+                    if not await self._until(req.arrival_s - self.now()):
                         break
+                    intended = req.arrival_s
+                    if slots is not None:
+                        if not await self._take_slot(slots):
+                            break
+                        freed = heapq.heappop(self._freed_at)  # the slot taken: free since then
+                        if freed > req.arrival_s:
+                            self.stats.waited_for_slot += 1
+                            intended = freed
                     sent = self.now()
                     self.stats.intended_s.append(req.arrival_s)
                     self.stats.actual_s.append(sent)
-                    tasks.append(asyncio.create_task(self._run_request(client, req, sent)))
+                    if slots is None:
+                        tasks.append(asyncio.create_task(self._run_request(client, req, sent)))
+                    else:
+                        self.stats.send_lag_s.append(max(sent - intended, 0.0))
+                        # Latency counts from the send: the records carry it as the arrival.
+                        tasks.append(asyncio.create_task(
+                            self._run_holding(slots, client, replace(req, arrival_s=sent), sent)))
                 if tasks and self._fatal is None and not self.stopped:
                     waiter = asyncio.create_task(self._fatal_event.wait())
-                    horizon = max(self.drain_timeout_s + reqs[-1].arrival_s - self.now(), 0.0)
+                    last = max(reqs[-1].arrival_s, self.stats.actual_s[-1] if self.stats.actual_s else 0.0)
+                    horizon = max(self.drain_timeout_s + last - self.now(), 0.0)
                     await asyncio.wait([waiter, asyncio.gather(*tasks, return_exceptions=True)],
                                        timeout=horizon, return_when=asyncio.FIRST_COMPLETED)
                     waiter.cancel()
@@ -343,6 +377,44 @@ class LoadGenerator:
         if self._fatal is not None:
             raise self._fatal
         return ClientResult(records=self.records, stats=self.stats, run_id=self.run_id)
+
+    async def _until(self, delay: float) -> bool:
+        """Wait ``delay`` seconds unless the run ends first; False when it ended (fatal error or stop)."""
+        assert self._fatal_event is not None
+        if delay > 0:
+            try:
+                await asyncio.wait_for(self._fatal_event.wait(), timeout=delay)
+            except asyncio.TimeoutError:
+                pass
+        return self._fatal is None and not self.stopped
+
+    async def _take_slot(self, slots: asyncio.Semaphore) -> bool:
+        """Closed loop: wait for a free slot, the end of the run, or the drain timeout with no slot freed
+        (every in-flight request stuck: the rest are never sent). True when a slot was taken."""
+        assert self._fatal_event is not None
+        if not slots.locked():
+            await slots.acquire()
+            return True
+        take = asyncio.ensure_future(slots.acquire())
+        ended = asyncio.ensure_future(self._fatal_event.wait())
+        await asyncio.wait([take, ended], timeout=self.drain_timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        ended.cancel()
+        if not take.done():
+            take.cancel()
+            return False
+        if self._fatal is not None or self.stopped:
+            slots.release()
+            return False
+        return True
+
+    async def _run_holding(self, slots: asyncio.Semaphore, client: httpx.AsyncClient, req: Request,
+                           sent_s: float) -> None:
+        """One request of a closed loop: it holds its slot from the send to its last token (tool gaps too)."""
+        try:
+            await self._run_request(client, req, sent_s)
+        finally:
+            heapq.heappush(self._freed_at, self.now())
+            slots.release()
 
     def _emit_never_sent(self, reqs: list[Request]) -> None:
         for req in reqs:

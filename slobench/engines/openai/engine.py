@@ -1,7 +1,7 @@
 """``--engine openai``: the load generator against any OpenAI-compatible endpoint, as an `Engine`.
 
 Also the part both real engines share (`Target` + `run_target`): a ready endpoint is driven by the
-open-loop load generator (`slobench.engines.openai.client.run_load`), which returns the records
+load generator (`slobench.engines.openai.client.run_load`, open or closed loop), which returns the records
 and its own evidence (achieved rate, lag, counters). `slobench.engines.vllm.engine.VLLMEngine`
 builds its `Target` from a launched server and calls the same `run_target`.
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from slobench.engines.base import ClientEvidence, EngineJob, EngineResult, open_loop_workload
+from slobench.engines.base import ClientEvidence, EngineJob, EngineResult, client_load
 from slobench.engines.errors import EngineError
 from slobench.engines.options import EngineOptions
 from slobench.errors import UserError
@@ -48,17 +48,18 @@ def refuse_replicas(job: EngineJob) -> None:
 
 
 def run_target(engine: str, job: EngineJob, target: Target, opts: EngineOptions) -> EngineResult:
-    """Drive ``job``'s open-loop load against ``target``; records stream to ``job.on_record`` as stages end."""
+    """Drive ``job``'s load (open or closed loop) against ``target``; records stream to ``job.on_record`` as
+    stages end."""
     from slobench.engines.openai.client import run_load
     from slobench.engines.vllm.events import EventReader
 
-    workload = open_loop_workload(engine, job)
+    workload, concurrency = client_load(engine, job)
     events = EventReader(target.events_path) if target.events_path else None
     result = run_load(
         workload, target.endpoint, seed=job.seed, vocab_size=target.vocab_size, on_record=job.on_record,
         on_progress=job.on_progress, admission_lookup=events.admission if events else None,
         health_check=target.health_check, drain_timeout_s=job.drain_timeout_s, max_connections=opts.max_connections,
-        stop=job.stop,
+        stop=job.stop, max_concurrency=concurrency,
     )
     client = result.stats.summary()
     return EngineResult(
@@ -142,5 +143,5 @@ class OpenAIEngine:
 
     def run(self, job: EngineJob) -> EngineResult:
         refuse_replicas(job)
-        open_loop_workload(self.name, job)  # refuse other loads before touching the server
+        client_load(self.name, job)  # refuse unknown loads before touching the server
         return run_target(self.name, job, self.target(), self.options)

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from slobench.engines.base import EngineJob, EngineResult, open_loop_workload
+from slobench.engines.base import EngineJob, EngineResult, client_load
 from slobench.engines.openai.engine import Target, refuse_replicas, run_target
 from slobench.engines.options import EngineOptions
 from slobench.engines.vllm.launcher import ServerSpec, check_model_arg
@@ -104,7 +104,7 @@ class VLLMEngine:
 
     def run(self, job: EngineJob) -> EngineResult:
         refuse_replicas(job)
-        open_loop_workload(self.name, job)  # refuse other loads before launching anything
+        client_load(self.name, job)  # refuse unknown loads before launching anything
         target = self.target(job.policy, job.log_dir)
         result = run_target(self.name, job, target, self.options)
         result.scheduler_stats = scheduler_stats(target.events_path)

@@ -107,14 +107,14 @@ def test_the_default_query_without_nvidia_smi(tmp_path: Path, monkeypatch: pytes
 
 
 def test_a_stalled_query_shows_up_as_a_gap() -> None:
-    """A fake clock: 0.1 s per reading, and one reading that takes 2 s (a hung nvidia-smi)."""
+    """A fake clock: 0.1 s per reading, and one reading that takes 3 s (a hung nvidia-smi)."""
     query, enough = _counting_query([250.0], after=15)
     now = [0.0]
     calls = [0]
 
     def clock() -> float:
         calls[0] += 1
-        now[0] += 2.0 if calls[0] == 10 else 0.05  # two clock reads per sample
+        now[0] += 3.0 if calls[0] == 10 else 0.05  # two clock reads per sample
         return now[0]
 
     with PowerSampler(interval_s=0.001, query=query, clock=clock) as sampler:

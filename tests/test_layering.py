@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RANK = {
     "cli": 10,
     "scripts": 9,
+    "qualify": 8.7,
     "testing": 8.5,
     "capacity": 8,
     "cluster": 7,

@@ -185,9 +185,9 @@ def test_evidence_from_a_real_engine_summary() -> None:
     assert ev.requests_failed == 3 and ev.requests_total == 420
     assert ev.prompt_tokens_sent == ev.prompt_tokens_reported == 90_000 and ev.usage_available is True
     assert ev.prefix_cached_tokens is None
-    silent = evidence_from_summary(REAL_SUMMARY | {"client": REAL_SUMMARY["client"] | {
+    text_prompts = evidence_from_summary(REAL_SUMMARY | {"client": REAL_SUMMARY["client"] | {
         "prompt_tokens_sent": 0, "prompt_tokens_reported": 0}})
-    assert silent.usage_available is False
+    assert text_prompts.usage_available is None  # an older client cannot tell "no usage" from text prompts
     explicit = evidence_from_summary(REAL_SUMMARY | {"client": REAL_SUMMARY["client"] | {"usage_reported": 0,
                                                                                          "cached_prompt_tokens": 7}})
     assert explicit.usage_available is False and explicit.prefix_cached_tokens == 7
@@ -213,3 +213,31 @@ def test_evidence_of_a_real_simulator_run_judges_clean() -> None:
     rules = Rules(min_duration_s=20, warmup_s=2, attainment_margin=0.15)
     bounds = [percentile_point_bound(ev.num_requests, ev.num_requests - (ev.num_met or 0), 0.9)]
     assert judge_point(ev, rules, bounds=bounds) == []
+
+
+@pytest.mark.parametrize("server, code", [
+    (dict(), None),
+    (dict(usage=False), ReasonCode.USAGE_NOT_AVAILABLE),
+    (dict(cached_tokens=16), ReasonCode.PREFIX_CACHE_HITS),
+])
+def test_the_load_generators_counters_feed_the_evidence(server: dict, code: ReasonCode | None) -> None:
+    """Against the mock OpenAI server: the client counts usage blocks and cached prompt tokens, and the
+    evidence built from its counters fires usage_not_available (a note) or prefix_cache_hits."""
+    from slobench.engines.openai.client import run_load
+    from slobench.engines.openai.protocol import Endpoint
+    from slobench.testing.mock_server import MockServer
+    from slobench.workloads.model import SLO, Request, Stage, Workload
+
+    slo = SLO(ttft_s=1.0, tpot_s=0.5)
+    wl = Workload("t", [Request(i, 0.01 * i, "chatbot", "c", (Stage(20, 4, slo),)) for i in range(3)])
+    srv = MockServer(**server).start()
+    try:
+        stats = run_load(wl, Endpoint(base_url=srv.url, model="mock"), seed=0, vocab_size=1024).stats.summary()
+    finally:
+        srv.stop()
+    assert stats["usage_reported"] == (0 if server.get("usage") is False else 3)
+    assert stats["cached_prompt_tokens"] == (48 if "cached_tokens" in server else None)
+    ev = evidence_from_summary(REAL_SUMMARY | {"client": stats})
+    assert ev.usage_available is (server.get("usage") is not False)
+    found = codes(judge_point(ev, RULES) + point_notes(ev, RULES))
+    assert found == ([] if code is None else [code])

@@ -124,8 +124,9 @@ def evidence_from_summary(summary: Mapping[str, Any]) -> PointEvidence:
       run) when a client block exists, else stages with status ``failed`` over all stages (measured window);
     - prefix cache: the simulator's ``engine_info.simulator.prefix_cache.hit_tokens``, or a client's
       ``cached_prompt_tokens`` (a server's ``usage.prompt_tokens_details.cached_tokens``); None when unknown;
-    - usage: a client's ``usage_reported`` count when present, else inferred: usage was seen when the server
-      reported prompt tokens for the token-id prompts sent (the client only counts both when usage came back);
+    - usage: a client's ``usage_reported`` count (responses with a usage block) when present; from older clients
+      only "seen" can be inferred (prompt tokens reported for token-id prompts), never "missing": text prompts
+      leave both counts at 0 whether or not usage came back;
     - closed loop: requested concurrency from ``client.max_concurrency`` (or ``engine_info``); achieved mean
       concurrency from ``client.mean_concurrency`` when a client measured it, else Little's law
       L = λ·W = (measured requests / measured span) × mean end-to-end latency.
@@ -157,10 +158,10 @@ def evidence_from_summary(summary: Mapping[str, Any]) -> PointEvidence:
     reported = _int(client.get("prompt_tokens_reported")) if client else None
     mismatches = _int(client.get("usage_mismatches")) if client else None
     usage: bool | None = None
-    if "usage_reported" in client:
+    if "usage_reported" in client and (_int(client.get("requests_sent")) or n):
         usage = bool(_int(client.get("usage_reported")))
-    elif sent is not None or reported is not None:
-        usage = bool(reported)
+    elif reported:
+        usage = True  # older clients: prompt tokens reported ⇒ usage came back; none is unknown (text prompts)
 
     conc = _int(client.get("max_concurrency")) or _int(info.get("max_concurrency")) or _int(
         (sim or {}).get("max_concurrency"))

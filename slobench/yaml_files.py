@@ -6,8 +6,9 @@ Sweep grids and paper-experiment files share this; workload specs have a richer 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -17,8 +18,12 @@ from slobench.errors import UserError
 M = TypeVar("M", bound=BaseModel)
 
 
-def load_yaml_model(path: Path, model: type[M]) -> M:
-    """``model`` validated from the YAML at ``path``; missing file, bad YAML or a bad field → one line."""
+def load_yaml_model(path: Path, model: type[M], *, hint: Callable[[dict[str, Any]], str | None] | None = None) -> M:
+    """``model`` validated from the YAML at ``path``; missing file, bad YAML or a bad field → one line.
+
+    ``hint`` turns pydantic's first error (its ``loc``, ``type``, ``msg``, ``input``) into the fix to append
+    ("known fields: …"), so each file kind can say how to repair its own fields.
+    """
     try:
         raw = yaml.safe_load(Path(path).read_text())
     except FileNotFoundError:
@@ -30,4 +35,5 @@ def load_yaml_model(path: Path, model: type[M]) -> M:
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"]) or "file"
-        raise UserError(f"{path}: {loc}: {err['msg']}") from None
+        fix = hint(dict(err)) if hint is not None else None
+        raise UserError(f"{path}: {loc}: {err['msg']}" + (f" — {fix}" if fix else "")) from None

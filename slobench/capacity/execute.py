@@ -242,7 +242,7 @@ def run_search(
         rate_hi=settings.rate_hi, rel_tol=settings.rel_tol, seeds=tuple(settings.seeds),
         refine_interval=settings.refine_interval, confirm=settings.confirm,
         hold=hold if settings.hold_factor > 1 else None, hold_factor=max(settings.hold_factor, 1.0),
-        progress=on_probe)
+        max_probes=settings.max_probes, max_hold_probes=settings.max_hold_probes, progress=on_probe)
     if store is not None:
         store.add_capacity(spec, result)
     obs.finished_search(spec, result)

@@ -108,6 +108,8 @@ class SearchSettings:
     refine_interval: bool = False
     confirm: int = 0  # grid rates above the first failing one probed to confirm the crossing
     hold_factor: float = 0.0  # > 1: re-run the capacity this many times longer and step down until it holds
+    max_probes: int = 40  # rates probed at most (each runs every seed)
+    max_hold_probes: int = 12  # hold probes at most while stepping down
 
 
 @dataclass

@@ -106,6 +106,9 @@ def _register() -> None:
     from slobench.cli.validate_cmd import register as register_validate
 
     register_validate(app)
+    from slobench.cli.qualify_cmd import register as register_qualify
+
+    register_qualify(app)
     try:
         from slobench.cli.doctor import register as register_doctor
 

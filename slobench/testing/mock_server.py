@@ -23,8 +23,11 @@ class MockServer:
     """Background-thread server; ``url`` is its API base (``http://127.0.0.1:PORT/v1``)."""
 
     def __init__(self, *, port: int = 0, ttft_s: float = 0.005, tpot_s: float = 0.002, api_key: str | None = None,
-                 model: str = "mock", die_after_requests: int | None = None) -> None:
+                 model: str = "mock", die_after_requests: int | None = None, usage: bool = True,
+                 cached_tokens: int | None = None) -> None:
         self.port = port
+        self.usage = usage  # False: no usage in any chunk (a server without stream usage)
+        self.cached_tokens = cached_tokens  # reported as usage.prompt_tokens_details.cached_tokens when set
         self.ttft_s, self.tpot_s = ttft_s, tpot_s
         self.api_key = api_key
         self.model = model
@@ -146,12 +149,18 @@ class MockServer:
                 choice["text"] = f" t{i}"
                 if ids:
                     choice["token_ids"] = [100 + i % 50]
-            chunk = {"id": "mock", "object": "text_completion", "model": self.model, "choices": [choice],
-                     "usage": {"prompt_tokens": n_prompt, "completion_tokens": i + 1}}
+            chunk = {"id": "mock", "object": "text_completion", "model": self.model, "choices": [choice]}
+            if self.usage:
+                chunk["usage"] = {"prompt_tokens": n_prompt, "completion_tokens": i + 1}
             writer.write(f"data: {json.dumps(chunk)}\n\n".encode())
             await writer.drain()
-        final = {"id": "mock", "choices": [], "usage": {"prompt_tokens": n_prompt, "completion_tokens": n}}
-        writer.write(f"data: {json.dumps(final)}\n\ndata: [DONE]\n\n".encode())
+        if self.usage:
+            usage: dict[str, Any] = {"prompt_tokens": n_prompt, "completion_tokens": n}
+            if self.cached_tokens is not None:
+                usage["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+            final = {"id": "mock", "choices": [], "usage": usage}
+            writer.write(f"data: {json.dumps(final)}\n\n".encode())
+        writer.write(b"data: [DONE]\n\n")
         await writer.drain()
 
 

@@ -67,6 +67,8 @@ class ClientStats:
     usage_mismatches: int = 0
     prompt_tokens_sent: int = 0  # token-id prompts only: what we sent …
     prompt_tokens_reported: int = 0  # … and what the server's usage says it processed (must match)
+    usage_reported: int = 0  # responses carrying a usage block (0 with requests sent: the server reports none)
+    cached_prompt_tokens: int | None = None  # prompt tokens the server served from its prefix cache (None: unknown)
     max_concurrency: int | None = None  # closed loop: the cap; None: open loop
     send_lag_s: list[float] = field(default_factory=list)  # closed loop: send − max(arrival, slot freed)
     waited_for_slot: int = 0  # closed loop: sends that waited for a slot
@@ -96,6 +98,8 @@ class ClientStats:
             "usage_mismatches": self.usage_mismatches,
             "prompt_tokens_sent": self.prompt_tokens_sent,
             "prompt_tokens_reported": self.prompt_tokens_reported,
+            "usage_reported": self.usage_reported,
+            "cached_prompt_tokens": self.cached_prompt_tokens,
             "client_wall_s": self.wall_s,
         }
 
@@ -267,6 +271,9 @@ class LoadGenerator:
                     r.admission = admission or r.admission
                 if gen.completion_tokens is not None and gen.completion_tokens != gen.num_tokens:
                     self.stats.usage_mismatches += 1
+                self.stats.usage_reported += gen.usage_seen
+                if gen.cached_tokens is not None:
+                    self.stats.cached_prompt_tokens = (self.stats.cached_prompt_tokens or 0) + gen.cached_tokens
                 if isinstance(prompt, list) and gen.prompt_tokens is not None:
                     self.stats.prompt_tokens_sent += len(prompt)
                     self.stats.prompt_tokens_reported += int(gen.prompt_tokens)

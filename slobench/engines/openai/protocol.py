@@ -57,6 +57,8 @@ class Generation:
     token_ids: list[int] | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    cached_tokens: int | None = None  # usage.prompt_tokens_details.cached_tokens (vLLM: --enable-prompt-tokens-details)
+    usage_seen: bool = False  # the server sent a usage block at all
     finish_reason: str | None = None
     chunks: int = 0
 
@@ -170,7 +172,11 @@ async def stream_generation(
             gen.chunks += 1
             usage = obj.get("usage")
             if usage:
+                gen.usage_seen = True
                 gen.prompt_tokens = usage.get("prompt_tokens", gen.prompt_tokens)
+                details = usage.get("prompt_tokens_details")
+                if isinstance(details, dict) and details.get("cached_tokens") is not None:
+                    gen.cached_tokens = int(details["cached_tokens"])
             n, ids = _chunk_tokens(obj, ep.api, gen)
             if ids is not None:
                 gen.token_ids = (gen.token_ids or []) + ids

@@ -23,7 +23,6 @@ RANK = {
     "cli": 10,
     "qualify": 8.7,
     "scripts": 9,
-    "qualify": 8.7,
     "testing": 8.5,
     "capacity": 8,
     "cluster": 7,

@@ -53,7 +53,7 @@ def test_a_family_name_picks_the_newest_version(tmp_path: Path, monkeypatch: pyt
 def test_a_path_loads_and_an_unknown_name_lists_the_suites(tmp_path: Path) -> None:
     s = load_suite(str(_write(tmp_path, _minimal())))
     assert s.label == "mine-v1" and s.rules.target_attainment == 0.9
-    with pytest.raises(UserError, match=r"unknown suite 'nope'; use one of .*quick"):
+    with pytest.raises(UserError, match=r"--suite nope: unknown suite; use one of .*quick"):
         load_suite("nope")
     with pytest.raises(UserError, match="suite file not found"):
         load_suite(str(tmp_path / "missing.yaml"))

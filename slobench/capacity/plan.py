@@ -49,8 +49,14 @@ def probe_size(run_kw: dict[str, Any], rate_rps: float) -> dict[str, Any]:
     first share w is warm-up. With w > 0 the warm-up lasts at least `MIN_WARMUP_S`, but no longer than the
     measured window itself (so a short ``--quick`` probe at most doubles); the probe is then longer by the
     difference, so its measured window keeps (1 − w)·N expected requests. Plans saved before
-    (``num_requests``, no ``probe_requests``) keep a fixed count."""
+    (``num_requests``, no ``probe_requests``) keep a fixed count. ``measured_s`` (with ``warmup_s`` and
+    ``min_requests``; `slobench qualify`): the measured span is ``measured_s``, longer where the rate needs it
+    to offer ``min_requests`` arrivals."""
     kw = dict(run_kw)
+    if "measured_s" in kw:  # qualification probes: a fixed measured span, but at least ``min_requests`` arrivals
+        measured, need = float(kw.pop("measured_s")), int(kw.pop("min_requests", 0) or 0)
+        kw["duration_s"] = float(f"{float(kw.get('warmup_s', 0.0)) + max(measured, need / rate_rps):.9g}")
+        return kw
     n = kw.pop("probe_requests", None)
     warm = float(kw.pop("warmup", 0.0) or 0.0)
     floor = float(kw.pop("min_duration_s", 0.0) or 0.0)

@@ -162,7 +162,7 @@ def _print_outcome(q: Qualification) -> None:
                   soft_wrap=True)
     console.print(f"results: {escape(str(q.out_dir))} (report.html, qualification.json)",
                   highlight=False, soft_wrap=True)
-    console.print(f"root digest (publish this): [bold]{q.root_digest}[/]", highlight=False)
+    console.print(f"root digest (publish this): [bold]{q.root_digest}[/]", highlight=False, soft_wrap=True)
     console.print(f"check: slobench qualify --check {escape(str(q.out_dir))} --expect {q.root_digest}",
                   highlight=False, soft_wrap=True)
 

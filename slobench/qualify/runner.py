@@ -41,7 +41,7 @@ QUALIFICATION_FILE = "qualification.json"
 SCHEMA_VERSION = 1
 ALL_AT_ONCE_RPS = 1e6  # closed-loop points: every request arrives at (about) t = 0, the cap decides the sends
 SCHEDULER = "vllm"  # the engine's own scheduler (vLLM's default policy on the simulator)
-RATE_LO, RATE_HI = 0.01, 4096.0  # the capacity search's rate range (req/s)
+RATE_HI = 4096.0  # the capacity search's highest rate (req/s)
 MIN_VALID_POINTS = 2  # a curve needs at least two VALID points to say anything
 MAX_GROWTH = 20.0  # a short concurrency point is re-run at most this many times longer
 Say = Callable[[str], None]
@@ -174,12 +174,14 @@ class SuiteRunner:
         """The capacity search (probes of ``capacity.probe_s`` after the warm-up, held ``hold_factor``× longer),
         then the official run at the capacity, judged."""
         r, c = self.rules, self.rules.capacity
-        kw = self.base_kwargs(sc, workload) | {"duration_s": r.warmup_s + c.probe_s, "warmup_s": r.warmup_s}
+        kw = self.base_kwargs(sc, workload) | {"measured_s": c.probe_s, "min_requests": c.probe_requests,
+                                               "warmup_s": r.warmup_s}
         spec = SearchSpec(sc.name, SCHEDULER, kw)
         settings = SearchSettings(target=res.target, seeds=list(sc.seeds), rel_tol=c.rel_tol, rate_start=c.rate_start,
-                                  rate_lo=RATE_LO, rate_hi=RATE_HI, refine_interval=False, confirm=0,
+                                  rate_lo=c.rate_min, rate_hi=RATE_HI, refine_interval=False, confirm=0,
                                   hold_factor=c.hold_factor if c.hold_factor > 1 else 0.0, max_probes=c.max_probes,
                                   max_hold_probes=c.max_hold_probes)
+        (folder / "search").mkdir(parents=True, exist_ok=True)
         store = Collector(folder / "search", res.target, f"qualify {self.suite.label}: {sc.name}")
         self.say(f"{sc.name}: capacity search at {res.target:.0%} attainment")
         self.observer.start_search(spec, 1, 1)
@@ -194,10 +196,12 @@ class SuiteRunner:
                                 f"{result.message}"})
             return
         rate = result.capacity_rps
-        # The official run: long enough for the duration rule and the attainment's bound at this rate.
+        # The official run: as long as the hold check's probe (the capacity held that long), the duration rule and
+        # the attainment's bound at this rate, whichever is longest.
         need = r.required_requests(res.target)
-        measured_s = max(c.probe_s, r.min_duration_s, need / rate * 1.1)
-        cfg = self.config(kw | {"duration_s": r.warmup_s + measured_s, "rate_rps": rate, "seed": sc.seeds[0]})
+        measured_s = max(c.probe_s * max(c.hold_factor, 1.0), r.min_duration_s, need / rate * 1.1)
+        cfg = self.config(self.base_kwargs(sc, workload) | {"duration_s": r.warmup_s + measured_s, "rate_rps": rate,
+                                                            "warmup_s": r.warmup_s, "seed": sc.seeds[0]})
         self.say(f"{sc.name}: official run at the capacity, {rate:.4g} req/s for {measured_s:.0f} s")
         point = self.judged_run(cfg, folder / "official", sc=sc, kind="capacity", rate=rate, target=res.target)
         res.capacity_point = point

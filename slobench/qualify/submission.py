@@ -19,7 +19,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,8 @@ def run_qualification(suite: Suite, suite_path: Path, target: Target, out_root: 
     env = capture_environment(engine=target.engine, engine_options=target.engine_options, model_path=model_path,
                               hash_model_files=hash_model_files)
     write_json(out_dir / "environment.json", env)
+    if target.gpus is None and target.engine != "sim" and env.get("gpus"):
+        target = replace(target, gpus=len(env["gpus"]))  # tokens/s per GPU: the GPUs this machine shows
     runner = SuiteRunner(suite, target, out_dir, say=say, observer=observer, slo_scale=slo_scale)
     results = runner.run()
     conforming = slo_scale is None
@@ -75,7 +77,8 @@ def run_qualification(suite: Suite, suite_path: Path, target: Target, out_root: 
         "command": list(sys.argv), "engine": target.engine,
         "suite": {"name": suite.name, "version": suite.version, "sha256": suite_digest(suite_path),
                   "file": "suite.yaml"},
-        "target": suite.rules.target_attainment, "rules": suite.rules.model_dump(mode="json"),
+        "target": suite.rules.target_attainment, "gpus_per_point": target.gpus or 1,
+        "rules": suite.rules.model_dump(mode="json"),
         "overrides": {} if conforming else {"slo_scale": slo_scale},
         "verdict": v, "verdict_detail": detail, "scenarios": [r.to_dict() for r in results], "environment": env,
     }

@@ -77,7 +77,10 @@ class CapacityRules(_Model):
     """The capacity search of each scenario (`slobench.capacity.search.capacity_search`)."""
 
     probe_s: float = Field(default=120.0, gt=0, description="arrival span of one search probe, after warm-up")
+    probe_requests: int = Field(default=0, ge=0, description="a probe's measured span is longer where the rate "
+                                "needs it to offer this many requests (low rates)")
     rate_start: float = Field(default=1.0, gt=0, description="first rate probed (req/s)")
+    rate_min: float = Field(default=0.05, gt=0, description="lowest rate probed (req/s): below it, no capacity")
     rel_tol: float = Field(default=0.05, gt=0, lt=1, description="relative resolution of the rate grid")
     max_probes: int = Field(default=16, ge=1, description="rates probed at most (each runs every seed)")
     hold_factor: float = Field(default=10.0, ge=1, description="the capacity must hold in a run this many times "
@@ -251,7 +254,7 @@ def resolve_suite(name_or_path: str | Path) -> Path:
     if versions:
         return SUITES_DIR / f"{max(versions)[1]}.yaml"
     families = sorted({m["name"] for s in shipped if (m := _VERSIONED.match(s))})
-    raise UserError(f"unknown suite {text!r}; use one of {', '.join(families + shipped)} or a YAML path")
+    raise UserError(f"--suite {text}: unknown suite; use one of {', '.join(families + shipped)} or a YAML path")
 
 
 def load_suite(name_or_path: str | Path) -> Suite:

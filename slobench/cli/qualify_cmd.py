@@ -121,7 +121,6 @@ def qualify_cmd(
         console.print(f"[yellow]warning:[/] --slo-scale {slo_scale:g} overrides the suite's SLO presets: the result "
                       "cannot be VALID", highlight=False, soft_wrap=True)
     from slobench.cli import display
-    from slobench.cluster.run import engine_session
     from slobench.qualify.submission import run_qualification
 
     model_path = Path(model) if model and Path(model).exists() else None
@@ -129,9 +128,8 @@ def qualify_cmd(
         def say(line: str) -> None:
             progress.prog.console.print(escape(line), highlight=False, soft_wrap=True)
 
-        with engine_session(Path(out)):
-            q = run_qualification(spec, path, target, Path(out), say=say, observer=progress, slo_scale=slo_scale,
-                                  model_path=model_path, hash_model_files=not no_model_hash)
+        q = run_qualification(spec, path, target, Path(out), say=say, observer=progress, slo_scale=slo_scale,
+                              model_path=model_path, hash_model_files=not no_model_hash)
     _print_outcome(q)
     raise typer.Exit(0 if q.verdict == "VALID" else EXIT_INVALID)
 

@@ -43,7 +43,7 @@ ALL_AT_ONCE_RPS = 1e6  # closed-loop points: every request arrives at (about) t 
 SCHEDULER = "vllm"  # the engine's own scheduler (vLLM's default policy on the simulator)
 RATE_HI = 4096.0  # the capacity search's highest rate (req/s)
 MIN_VALID_POINTS = 2  # a curve needs at least two VALID points to say anything
-MAX_GROWTH = 20.0  # a short concurrency point is re-run at most this many times longer
+MAX_GROWTH = 8.0  # a short concurrency point is re-run at most this many times longer
 Say = Callable[[str], None]
 
 

@@ -6,6 +6,7 @@ The folder (``<out>/<stamp>-qualify-<suite>``) holds, in the order written:
 - ``scenarios/<name>/capacity/search/`` (the capacity search's probes.csv, summary.json),
   ``scenarios/<name>/capacity/official/`` and ``scenarios/<name>/concurrency/c<N>/`` (each judged run's
   requests and summary.json);
+- ``engine/``: a launched server's log and the capacity probes' streamed records (real engines);
 - ``qualification.json``: every verdict, point, reason code and bound; ``report.html`` drawn from it;
 - ``MANIFEST.sha256`` last: the sha256 of every file above; its root digest is what the submitter publishes.
 
@@ -69,7 +70,12 @@ def run_qualification(suite: Suite, suite_path: Path, target: Target, out_root: 
     if target.gpus is None and target.engine != "sim" and env.get("gpus"):
         target = replace(target, gpus=len(env["gpus"]))  # tokens/s per GPU: the GPUs this machine shows
     runner = SuiteRunner(suite, target, out_dir, say=say, observer=observer, slo_scale=slo_scale)
-    results = runner.run()
+    from slobench.cluster.run import engine_session
+
+    # Servers started here log under engine/ and stop when the block ends, before the folder is sealed (a server
+    # still writing its log would change a sealed file); a test suite's shared servers log elsewhere.
+    with engine_session(out_dir / "engine"):
+        results = runner.run()
     conforming = slo_scale is None
     v, detail = verdict(results, conforming=conforming)
     doc: dict[str, Any] = {

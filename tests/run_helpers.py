@@ -22,3 +22,12 @@ def interrupt_runs_after(monkeypatch: pytest.MonkeyPatch, n_requests: int) -> No
         return real_run_once(cfg, run_dir=run_dir, on_record=on_record, on_progress=progress)
 
     monkeypatch.setattr(run_mod, "run_once", interrupted_run_once)
+
+
+def one_error_line(output: str) -> str:
+    """The one ``error:`` line a bad input must print (and no traceback)."""
+    lines = [ln for ln in output.strip().splitlines() if ln.strip()]
+    errs = [ln for ln in lines if ln.startswith("error:")]
+    assert len(errs) == 1, output
+    assert "Traceback" not in output
+    return errs[0]

@@ -22,6 +22,7 @@ from slobench.engines.openai.client import run_load
 from slobench.engines.openai.protocol import Endpoint
 from slobench.testing.mock_server import MockServer
 from slobench.workloads.model import SLO, Request, Stage, Workload
+from tests.run_helpers import one_error_line
 
 runner = CliRunner()
 
@@ -98,13 +99,6 @@ def _run(args: list[str], tmp_path: Path, env: dict[str, str] | None = None):
     return runner.invoke(app, ["run", "--out", str(tmp_path), *args], env=env)
 
 
-def _one_error_line(output: str) -> str:
-    lines = [ln for ln in output.strip().splitlines() if ln.strip()]
-    errs = [ln for ln in lines if ln.startswith("error:")]
-    assert len(errs) == 1, output
-    assert "Traceback" not in output
-    return errs[0]
-
 
 def test_openai_engine_run_writes_results(mock: MockServer, tmp_path: Path) -> None:
     r = _run(["--engine", "openai", "--url", mock.url, "-w", "chatbot", "-n", "12", "--rate", "20",
@@ -134,10 +128,10 @@ def test_api_key_from_env_never_written(tmp_path: Path) -> None:
         # Without the key: one clear line naming the variable, non-zero exit.
         r = _run(["--engine", "openai", "--url", srv.url, "-n", "10"], tmp_path / "nokey")
         assert r.exit_code != 0
-        assert "not authorised" in _one_error_line(r.output)
+        assert "not authorised" in one_error_line(r.output)
         r = _run(["--engine", "openai", "--url", srv.url, "-n", "10", "--engine-arg", "api_key_env=NOT_SET_XYZ"],
                  tmp_path / "unset")
-        assert r.exit_code == 2 and "NOT_SET_XYZ is not set" in _one_error_line(r.output)
+        assert r.exit_code == 2 and "NOT_SET_XYZ is not set" in one_error_line(r.output)
     finally:
         srv.stop()
 
@@ -148,15 +142,15 @@ def test_unreachable_url_is_one_line(tmp_path: Path) -> None:
         port = s.getsockname()[1]
     r = _run(["--engine", "openai", "--url", f"http://127.0.0.1:{port}/v1", "-n", "10"], tmp_path)
     assert r.exit_code == 2
-    assert "cannot reach the server" in _one_error_line(r.output)
+    assert "cannot reach the server" in one_error_line(r.output)
     r = _run(["--engine", "openai", "-n", "10"], tmp_path)
-    assert r.exit_code == 2 and "--url is required" in _one_error_line(r.output)
+    assert r.exit_code == 2 and "--url is required" in one_error_line(r.output)
 
 
 def test_server_refusing_requests_stops_the_run(mock: MockServer, tmp_path: Path) -> None:
     r = _run(["--engine", "openai", "--url", mock.url, "-n", "10", "--engine-arg", "served_model=nope"], tmp_path)
     assert r.exit_code == 2
-    line = _one_error_line(r.output)
+    line = one_error_line(r.output)
     assert "HTTP 404" in line and "does not exist" in line
 
 
@@ -168,7 +162,7 @@ def test_server_dying_mid_run_keeps_records(tmp_path: Path) -> None:
     finally:
         srv.stop()
     assert r.exit_code == 2
-    line = _one_error_line(r.output)
+    line = one_error_line(r.output)
     assert "stopped answering mid-run" in line and "records so far" in line
     run_dir = next(tmp_path.iterdir())
     rows = [json.loads(x) for x in (run_dir / "requests.jsonl").read_text().splitlines()]
@@ -177,12 +171,12 @@ def test_server_dying_mid_run_keeps_records(tmp_path: Path) -> None:
 
 def test_engine_options_are_validated(tmp_path: Path) -> None:
     r = _run(["--engine", "openai", "--url", "http://127.0.0.1:1/v1", "--engine-arg", "max_num_seq=4"], tmp_path)
-    assert r.exit_code == 2 and "unknown engine option" in _one_error_line(r.output)
+    assert r.exit_code == 2 and "unknown engine option" in one_error_line(r.output)
     r = _run(["--engine", "openai", "--url", "http://127.0.0.1:1/v1", "--engine-arg", "max_num_seqs"], tmp_path)
-    assert r.exit_code == 2 and "KEY=VALUE" in _one_error_line(r.output)
+    assert r.exit_code == 2 and "KEY=VALUE" in one_error_line(r.output)
     r = _run(["--engine", "openai", "--url", "http://127.0.0.1:1/v1", "--engine-arg", "api_key_env=sk-123"],
              tmp_path)
-    assert r.exit_code == 2 and "NAME of an environment variable" in _one_error_line(r.output)
+    assert r.exit_code == 2 and "NAME of an environment variable" in one_error_line(r.output)
 
 
 def test_engine_config_yaml(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from slobench.errors import UserError
 from slobench.schedulers.registry import make_policy, make_scheduler
 from slobench.schedulers.spec import DraftModel, PolicySpec
 from slobench.testing.policies import Fcfs
+from tests.run_helpers import one_error_line
 
 runner = CliRunner()
 FCFS = "slobench.testing.policies:Fcfs"
@@ -26,11 +27,6 @@ FCFS = "slobench.testing.policies:Fcfs"
 def _wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(run_mod.console, "width", 200)
 
-
-def _one_error_line(output: str) -> str:
-    errs = [ln for ln in output.splitlines() if ln.startswith("error:")]
-    assert len(errs) == 1 and "Traceback" not in output, output
-    return errs[0]
 
 
 # --- (c) legacy flat keys ------------------------------------------------------------------------------
@@ -102,11 +98,11 @@ def test_bad_module_class_on_the_cli_is_one_line_and_leaves_no_folder(tmp_path: 
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     r = runner.invoke(app, ["run", "-w", "chatbot", "-n", "5", "--scheduler", "no_such_pkg:Policy"])
-    assert r.exit_code == 2 and "cannot import module 'no_such_pkg'" in _one_error_line(r.output)
+    assert r.exit_code == 2 and "cannot import module 'no_such_pkg'" in one_error_line(r.output)
     r = runner.invoke(app, ["run", "-w", "chatbot", "-n", "5", "--scheduler", FCFS, "--scheduler-options", '{"x": 1}'])
-    assert r.exit_code == 2 and "bad option" in _one_error_line(r.output)
+    assert r.exit_code == 2 and "bad option" in one_error_line(r.output)
     r = runner.invoke(app, ["run", "-w", "chatbot", "-n", "5", "--scheduler-options", "{oops"])
-    assert r.exit_code == 2 and "--scheduler-options: not valid JSON" in _one_error_line(r.output)
+    assert r.exit_code == 2 and "--scheduler-options: not valid JSON" in one_error_line(r.output)
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
 
 

@@ -11,16 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from slobench.cli import app
+from tests.run_helpers import one_error_line
 
 runner = CliRunner()
 
-
-def _one_error_line(output: str) -> str:
-    lines = [ln for ln in output.strip().splitlines() if ln.strip()]
-    errs = [ln for ln in lines if ln.startswith("error:")]
-    assert len(errs) == 1, output
-    assert "Traceback" not in output
-    return errs[0]
 
 
 @pytest.fixture(scope="module")
@@ -115,5 +109,5 @@ def test_bad_input_is_one_line(args: list[str], says: str, tmp_path: Path, monke
     monkeypatch.chdir(tmp_path)
     r = runner.invoke(app, ["qualify", *args])
     assert r.exit_code == 2, r.output
-    assert says in _one_error_line(r.output)
+    assert says in one_error_line(r.output)
     assert not (tmp_path / "results").exists()

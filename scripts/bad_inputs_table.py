@@ -70,6 +70,13 @@ def _spec(name: str, lengths: dict, arrival: dict | None = None, *, num_requests
 def make_files(tmp: Path) -> None:
     """The bad files every case below refers to, by relative path."""
     (tmp / "afile").write_text("a file, not a folder")
+    (tmp / "suite-bad.yaml").write_text("name: mine\nversion: 1\nrules: {min_duration_s: -5}\n"
+                                        "scenarios: [{name: a, workload: coding}]\n")
+    (tmp / "suite-wl.yaml").write_text("name: mine\nversion: 1\nscenarios: [{name: a, workload: nosuch}]\n")
+    (tmp / "unsealed").mkdir()
+    (tmp / "unsealed" / "summary.json").write_text("{}")
+    (tmp / "bad-manifest").mkdir()
+    (tmp / "bad-manifest" / "MANIFEST.sha256").write_text("not a manifest line\n")
     (tmp / "grid.yaml").write_text("workload: chatbot\ngrid: {slo_scale: [1]}\n")
     (tmp / "bad-grid.yaml").write_text("workload: chatbot\ngrid: {warp: [1]}\n")
     rows = {"inf": "0,100,10\n1.5,200,20\ninf,300,30\n3,50,5\n",
@@ -271,6 +278,16 @@ def cases(tmp: Path) -> list[tuple[str, list[str]]]:
         ("flag: --router unknown", ["run", "--replicas", "2", "--router", "random"]),
         ("flag: --router-refresh-ms negative", ["compare", "--router-refresh-ms", "-5"]),
         ("flag: --max-concurrency 0", ["run", "--max-concurrency", "0"]),
+        # qualification
+        ("qualify: unknown suite", ["qualify", "--suite", "nope"]),
+        ("qualify: suite YAML with a bad rule", ["qualify", "--suite", "suite-bad.yaml"]),
+        ("qualify: suite scenario with an unknown workload", ["qualify", "--suite", "suite-wl.yaml"]),
+        ("qualify: --engine vllm without --model", ["qualify", "--engine", "vllm"]),
+        ("qualify: --slo-scale 0", ["qualify", "--slo-scale", "0"]),
+        ("qualify: --expect without --check", ["qualify", "--expect", "ab"]),
+        ("qualify: --check on a folder never sealed", ["qualify", "--check", "unsealed"]),
+        ("qualify: --check on a damaged manifest", ["qualify", "--check", "bad-manifest"]),
+        ("qualify: --expect not a sha256", ["qualify", "--check", "unsealed", "--expect", "xyz"]),
     ]
 
 

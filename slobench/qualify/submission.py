@@ -63,6 +63,9 @@ def run_qualification(suite: Suite, suite_path: Path, target: Target, out_root: 
     """Run ``suite`` on ``target`` into a fresh folder under ``out_root``; return the sealed outcome."""
     t0 = time.perf_counter()
     out_dir = new_run_dir(f"qualify-{suite.label}", root=out_root)
+    if say is not None:
+        say(f"results: {out_dir} (sealed with MANIFEST.sha256 when the suite ends; Ctrl-C keeps finished runs, "
+            "unsealed)")
     shutil.copyfile(suite_path, out_dir / "suite.yaml")
     env = capture_environment(engine=target.engine, engine_options=target.engine_options, model_path=model_path,
                               hash_model_files=hash_model_files)

@@ -100,8 +100,7 @@ def _points_table(q: dict[str, Any]) -> str:
             rows.append(
                 f"<tr><td style='text-align:left'>{html.escape(sc['name'])}</td><td>{what}</td>"
                 f"<td>{p['num_requests']}</td><td>{_fmt(p.get('duration_s'), '.1f')}</td>"
-                f"<td style='text-align:left'>n={req.get('met', p['num_requests'])} ≥ {req.get('needed', '–')} needed "
-                f"for {html.escape(str(req.get('statistic', '')))}</td>"
+                f"<td style='text-align:left'>{html.escape(str(req.get('line', '–')))}</td>"
                 f"<td>{_fmt(p.get('attainment'), '.1%') if p.get('attainment') is not None else '–'}</td>"
                 f"<td>{_fmt(p.get('p90_ttft_ms'), '.0f')}</td><td>{_fmt(p.get('tokens_per_s_user'), '.1f')}</td>"
                 f"<td>{_fmt(p.get('tokens_per_s_gpu'), '.1f')}</td><td><b>{p['status']}</b></td>"

@@ -38,7 +38,7 @@ QHardwareOpt = Annotated[str | None, typer.Option(
     "TTFT targets into seconds). Default: each scenario's.")]
 QProfileOpt = Annotated[str | None, typer.Option("--profile", help="A calibrated profile FILE.yaml or a named one.")]
 GpusOpt = Annotated[int | None, typer.Option("--gpus", min=1, help="GPUs serving the model, for tokens/s per GPU "
-                                             "(default: the scenario's tensor-parallel size).")]
+                                             "(default: the GPUs nvidia-smi shows on a real engine; 1 simulated).")]
 SloScaleOpt = Annotated[float | None, typer.Option(
     "--slo-scale", help="Scale every SLO target by this factor instead of the scenario's preset. The run is then "
     "not the published suite: its verdict is INVALID whatever it measured (recorded as an override).")]

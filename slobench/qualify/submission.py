@@ -20,7 +20,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -84,6 +84,7 @@ def run_qualification(suite: Suite, suite_path: Path, target: Target, out_root: 
     doc: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION, "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": list(sys.argv), "engine": target.engine,
+        "qualified": {k: v for k, v in asdict(target).items() if v not in (None, {})},  # what --engine/--model … named
         "suite": {"name": suite.name, "version": suite.version, "sha256": suite_digest(suite_path),
                   "file": "suite.yaml"},
         "target": suite.rules.target_attainment, "gpus_per_point": target.gpus or 1,

@@ -30,6 +30,19 @@ class LinearLatency:
         return self.batch_latency_s(np.array([prompt_tokens]), np.array([0]))
 
 
+@pytest.fixture(autouse=True)
+def _no_png_export(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No PNG export (kaleido starts Chromium: seconds per report) outside the tests of PNG export itself, which
+    carry ``@pytest.mark.png`` (tests/test_report*.py); every other report is written as HTML, with the one-line
+    "PNG figures skipped" notice. Many modules used to do this one by one; some (README example, real-vLLM
+    compare) paid for Chromium on every run."""
+    if request.node.get_closest_marker("png") is not None:
+        return
+    import slobench.report.html as html
+
+    monkeypatch.setattr(html, "png_support", lambda: "PNG figures skipped: disabled in tests")
+
+
 @pytest.fixture
 def linear_perf() -> LinearLatency:
     return LinearLatency()

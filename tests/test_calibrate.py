@@ -1,9 +1,9 @@
 """`slobench calibrate`: the grid, the fit and its held-back quality, the front-end fit, the refusals, and (with
 vLLM) the whole path at a tiny scale on the test suite's shared adapter server, then the simulator on the profile.
 
-The real test asks the engine pool for exactly the adapter server tests/test_real_vllm.py uses
-(`slobench.testing.kit.shared_server_spec`) and leaves it running: in one pytest session both modules share one
-server; alone, this module starts it (≈ 25–60 s on a 2-core machine) and the pool stops it at exit.
+The real test asks the session's pool of vLLM servers (tests/conftest.py `tiny_server`) for exactly the adapter
+server tests/test_real_vllm.py uses and leaves it running: in one pytest session both modules share one server;
+alone, this module starts it (≈ 25–60 s on a 2-core machine) and the session stops it at its end.
 """
 
 from __future__ import annotations
@@ -96,18 +96,12 @@ def test_openai_engine_and_url_without_iterations_are_one_line(tmp_path: Path) -
 # --- the real path ----------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def shared_adapter_server():  # noqa: ANN201 - VLLMServer
-    """The test suite's adapter server on the tiny model (see module docstring); skipped without vllm."""
-    from slobench.testing.kit import require_vllm_or_skip
+@pytest.fixture
+def shared_adapter_server(tiny_server):  # noqa: ANN001, ANN201 - (Path, VLLMServer)
+    """The test suite's adapter server on the tiny model, from the session's pool (tests/conftest.py)."""
+    from slobench.testing.kit import adapter_policy, tiny_model_dir
 
-    require_vllm_or_skip()
-    from slobench.engines.vllm.pool import get_pool
-    from slobench.testing.kit import adapter_policy, shared_server_spec, tiny_model_dir
-
-    tiny = tiny_model_dir()
-    srv = get_pool().acquire(shared_server_spec(tiny, adapter_policy()), cpu_build=True)
-    return tiny, srv
+    return tiny_model_dir(), tiny_server(adapter_policy())
 
 
 @pytest.mark.vllm

@@ -49,6 +49,15 @@ FAKE = textwrap.dedent('''
 ''')
 
 
+@pytest.fixture(autouse=True)
+def _own_process_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests get an empty process-wide pool of their own: the session's real vLLM servers (tests/conftest.py
+    `vllm_pool`) may be running in the real one, and must neither be evicted here nor count as "left over"."""
+    import slobench.engines.vllm.pool as pool_mod
+
+    monkeypatch.setattr(pool_mod, "_POOL", EnginePool())
+
+
 @pytest.fixture
 def fake_python(tmp_path: Path) -> Path:
     script = tmp_path / "fake_vllm.py"

@@ -43,20 +43,32 @@ def _same_results(a: Path, b: Path) -> None:
     assert caps(a) == caps(b)
 
 
-def test_parallel_equals_serial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _no_real_schedulers(monkeypatch)
-    monkeypatch.setattr(runner, "run_once", _fake_run_once)
-    for jobs in ("1", "3"):
-        res = CliRunner().invoke(app, [*ARGS, "-j", jobs, "--out", str(tmp_path / jobs)])
-        assert res.exit_code == 0, res.output
-    _same_results(_only_dir(tmp_path / "1"), _only_dir(tmp_path / "3"))
+@pytest.fixture(scope="module")
+def serial_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reference both tests compare with: ARGS run serially (-j 1) on the fake engine, once for the module."""
+    import slobench.report.html as html
+
+    out = tmp_path_factory.mktemp("serial")
+    with pytest.MonkeyPatch.context() as mp:
+        _no_real_schedulers(mp)
+        mp.setattr(runner, "run_once", _fake_run_once)
+        mp.setattr(html, "png_support", lambda: "PNG figures skipped: disabled in tests")
+        res = CliRunner().invoke(app, [*ARGS, "-j", "1", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    return _only_dir(out)
 
 
-def test_parallel_interrupt_keeps_probes_and_resume_completes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parallel_equals_serial(serial_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _no_real_schedulers(monkeypatch)
     monkeypatch.setattr(runner, "run_once", _fake_run_once)
-    clean = CliRunner().invoke(app, [*ARGS, "-j", "1", "--out", str(tmp_path / "clean")])
-    assert clean.exit_code == 0
+    res = CliRunner().invoke(app, [*ARGS, "-j", "3", "--out", str(tmp_path / "3")])
+    assert res.exit_code == 0, res.output
+    _same_results(serial_run, _only_dir(tmp_path / "3"))
+
+
+def test_parallel_interrupt_keeps_probes_and_resume_completes(serial_run: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_real_schedulers(monkeypatch)
     monkeypatch.setattr(runner, "run_once", _interrupting(3))  # each worker stops at its 4th probe
     res = CliRunner().invoke(app, [*ARGS, "-j", "2", "--out", str(tmp_path / "cut")])
     assert res.exit_code == 130, res.output
@@ -74,9 +86,9 @@ def test_parallel_interrupt_keeps_probes_and_resume_completes(tmp_path: Path, mo
     res = CliRunner().invoke(app, ["resume", str(cut), "-j", "2"])
     assert res.exit_code == 0, res.output
     assert f"{len(saved)} saved probes reused" in res.output
-    total = len(pd.read_csv(_only_dir(tmp_path / "clean") / "probes.csv"))
+    total = len(pd.read_csv(serial_run / "probes.csv"))
     assert len(calls.read_text().splitlines()) == total - len(saved)  # nothing saved was rerun
-    _same_results(_only_dir(tmp_path / "clean"), cut)
+    _same_results(serial_run, cut)
 
 
 def test_worker_failure_is_reported_and_probes_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,9 +1,10 @@
 """The whole real path on vLLM's CPU build with a tiny locally built Llama (CI runs this).
 
 Economy: the model is built once; two servers (stock vLLM = the baseline, and vLLM with the
-SLOs-Serve adapter class) start once per module and every test, the CLI `compare` included,
-reuses them through the engine pool. Workloads are a handful of short requests. Tests run in
-file order: the last ones kill or stop the shared servers on purpose.
+SLOs-Serve adapter class) start once per session (tests/conftest.py `vllm_pool`, shared with
+tests/test_calibrate.py) and every test, the CLI `compare` included, reuses them through the engine pool.
+Workloads are a handful of short requests. Tests run in file order: the last ones kill or stop the
+shared servers on purpose.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from slobench.engines.openai.client import run_load  # noqa: E402
 from slobench.engines.openai.protocol import Endpoint  # noqa: E402
 from slobench.engines.vllm import procs  # noqa: E402
 from slobench.engines.vllm.events import EventReader  # noqa: E402
-from slobench.engines.vllm.launcher import ServerSpec, VLLMServer  # noqa: E402
+from slobench.engines.vllm.launcher import VLLMServer  # noqa: E402
 from slobench.engines.vllm.pool import get_pool  # noqa: E402
 from slobench.testing.kit import (  # noqa: E402
     adapter_policy,
@@ -54,35 +55,24 @@ def tiny() -> Path:
     return tiny_model_dir()
 
 
-@pytest.fixture(scope="module")
-def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("engine-logs")
-
-
 @pytest.fixture(scope="module", autouse=True)
-def _pool(logs: Path):
-    pool = get_pool()
-    old = pool.max_servers, pool.log_dir
-    pool.max_servers, pool.log_dir = 3, logs
-    yield pool
-    assert pool.stop_all() == []
-    pool.max_servers, pool.log_dir = old
-
-
-def _spec(tiny: Path, policy: str | None) -> ServerSpec:
-    """Exactly the spec `slobench run/compare --engine vllm --model <tiny>` builds (so the CLI reuses it, and
-    tests/test_calibrate.py's server is this module's adapter server when both run in one session)."""
-    return shared_server_spec(tiny, policy)
+def _pool(vllm_pool):  # noqa: ANN001, ANN202
+    """The session's pool (tests/conftest.py); this module ends the servers' lives (the last tests stop or kill
+    them), and after it nothing may be left running."""
+    yield vllm_pool
+    assert vllm_pool.stop_all() == []
 
 
 @pytest.fixture(scope="module")
-def stock(tiny: Path, _pool) -> VLLMServer:  # noqa: ANN001
-    return _pool.acquire(_spec(tiny, None), cpu_build=True)
+def stock(tiny_server) -> VLLMServer:  # noqa: ANN001
+    """Stock vLLM: the spec `slobench run/compare --engine vllm --model <tiny>` builds (so the CLI reuses it)."""
+    return tiny_server(None)
 
 
 @pytest.fixture(scope="module")
-def adapter(tiny: Path, _pool) -> VLLMServer:  # noqa: ANN001
-    return _pool.acquire(_spec(tiny, POLICY), cpu_build=True)
+def adapter(tiny_server) -> VLLMServer:  # noqa: ANN001
+    """The SLOs-Serve adapter server; tests/test_calibrate.py uses the same one when both run in one session."""
+    return tiny_server(POLICY)
 
 
 def _mixed() -> Workload:
@@ -214,7 +204,7 @@ def test_startup_exception_leaves_no_process(tiny: Path, tmp_path: Path) -> None
     """An error during start-up (here: the health wait times out while vLLM is spawning its engine)."""
     from slobench.engines.errors import EngineError
 
-    srv = VLLMServer(_spec(tiny, None), log_dir=tmp_path, cpu_build=True, startup_timeout_s=12)
+    srv = VLLMServer(shared_server_spec(tiny, None), log_dir=tmp_path, cpu_build=True, startup_timeout_s=12)
     with pytest.raises(EngineError, match="not healthy after 12 s"):
         srv.start()
     assert srv.proc.poll() is not None and not procs.pids_in_group(srv.proc.pid)

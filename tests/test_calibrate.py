@@ -85,8 +85,8 @@ def test_frontend_fit_recovers_constant_and_per_token_cost() -> None:
 
 
 def test_openai_engine_and_url_without_iterations_are_one_line(tmp_path: Path) -> None:
-    r = runner.invoke(app, ["calibrate", "--engine", "openai", "--url", "http://127.0.0.1:9"])
-    assert r.exit_code == 2 and "calibrate --engine openai: not built yet" in _one_line(r.output)
+    r = runner.invoke(app, ["calibrate", "--engine", "openai"])  # the openai path: tests/test_calibrate_openai.py
+    assert r.exit_code == 2 and "calibrate --engine openai: give --url" in _one_line(r.output)
     r = runner.invoke(app, ["calibrate", "--url", "http://127.0.0.1:9"])
     assert r.exit_code == 2 and "give --iterations FILE" in _one_line(r.output)
     r = runner.invoke(app, ["calibrate", "--engine", "vllm"])

@@ -93,6 +93,8 @@ def probe_result(res: Any, rate: float) -> ProbeResult:
     - ``offered_rate_rps``: the rate asked for; ``achieved_rate_rps``: the load generator's
       realised rate on real engines, the generated arrivals' rate on the simulator;
     - ``client_lag_s``: how far a real engine's load generator fell behind its schedule;
+    - ``burst_share``: real engines only, the share of measured tokens whose client timestamps came in bursts
+      (`validity.burst_share`; the simulator's timestamps are exact, so None there);
     - ``serving``: the vLLM-style figures (`serving_row`), reported beside attainment, never judged.
     """
     from slobench.capacity import validity
@@ -108,7 +110,7 @@ def probe_result(res: Any, rate: float) -> ProbeResult:
     warmup = float(getattr(s, "warmup_s", 0.0) or 0.0)
     tail = drain = None
     backlog: validity.Backlog | None = None
-    offered_tok = ceiling = kv_full = None
+    offered_tok = ceiling = kv_full = bursts = None
     if len(df):
         from slobench.metrics.attainment import measured_flags, stage_metrics
 
@@ -121,6 +123,8 @@ def probe_result(res: Any, rate: float) -> ProbeResult:
             tail = float(st["last_token_s"].max() - last_due.max())
         measured = measured_flags(df["arrival_s"], warmup)
         drain = validity.drain_ratio(df, measured)
+        if str(getattr(s, "engine", "sim")) != "sim" and "token_times_s" in df.columns:
+            bursts = validity.burst_share(df, measured)
         reqs = validity.request_finish_times(df)
         t0 = warmup if warmup > 0 else float(reqs["arrival_s"].min())
         backlog = validity.backlog_growth(reqs["arrival_s"].to_numpy(), reqs["finish_s"].to_numpy(), t0,
@@ -148,7 +152,7 @@ def probe_result(res: Any, rate: float) -> ProbeResult:
         backlog_arrivals=None if backlog is None else backlog.arrivals,
         backlog_mean=None if backlog is None else backlog.mean, drain_ratio=drain,
         offered_tok_s=offered_tok, ceiling_tok_s=ceiling, kv_full_share=kv_full,
-        stopped_early=getattr(s, "stopped_early", None), serving=serving_row(s),
+        stopped_early=getattr(s, "stopped_early", None), burst_share=bursts, serving=serving_row(s),
     )
 
 

@@ -12,8 +12,8 @@ A probe is one seeded run at a rate; a rate's point pools every seed (successes 
 and a Wilson score interval gives its uncertainty. The capacity's interval ``[lower, upper]`` comes
 from those per-rate intervals: the highest probed rate that passes *confidently* (interval entirely
 ≥ target) and the lowest that fails confidently (interval entirely < target, or invalid).
-A run that cannot be trusted (the generator did not offer the asked rate, the client lagged, the
-tail never drained) marks its probe INVALID with the reason; an invalid rate counts as a miss for
+A run that cannot be trusted (the generator did not offer the asked rate, the client lagged or read
+tokens in bursts, the tail never drained) marks its probe INVALID with the reason; an invalid rate counts as a miss for
 the search (overload is what usually causes it) and its attainment is never reported as capacity.
 Every probe is kept, so callers can draw the attainment-vs-rate curve and not just the point.
 
@@ -34,7 +34,7 @@ Status = Literal["ok", "below_range", "above_range", "max_probes"]
 
 # The steady-state evidence a probe carries besides its counts (None: not measured, e.g. an older row).
 EVIDENCE_FIELDS = ("num_arrivals", "warmup_s", "backlog_growth", "backlog_arrivals", "backlog_mean", "drain_ratio",
-                   "offered_tok_s", "ceiling_tok_s", "kv_full_share", "stopped_early")
+                   "offered_tok_s", "ceiling_tok_s", "kv_full_share", "stopped_early", "burst_share")
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,7 @@ class ProbeResult:
     ceiling_tok_s: float | None = None  # modelled compute ceiling of the replicas for that token mix
     kv_full_share: float | None = None  # share of the measured window with a replica's KV cache ≥ 95% full
     stopped_early: str | None = None  # a real-engine probe stopped as a certain FAIL: why (`metrics.early_fail`)
+    burst_share: float | None = None  # real engines: share of measured tokens whose timestamps came in bursts
     # The run's vLLM-style figures (slobench.metrics.serving): tokens/s, both goodputs, latency keys in ms.
     # Reported only (probes.csv, report); the search never decides on them.
     serving: dict[str, float | None] = field(default_factory=dict)
@@ -92,11 +93,12 @@ class ValidityLimits:
     max_drain_ratio: float = 3.0  # last measured request's lateness in units of its own e2e SLO
     check_ceiling: bool = True  # offered tokens/s above the modelled compute ceiling
     max_kv_full_share: float = 0.01  # of the measured window with the KV cache ≥ 95% full (measured: docs)
+    max_burst_share: float = 0.05  # real engines: measured tokens read in bursts (`validity.burst_share`; docs)
 
 
 def check_validity(result: ProbeResult, limits: ValidityLimits) -> str | None:
     """Return why a run cannot be trusted, or None when it can."""
-    from slobench.capacity.validity import check_backlog, check_ceiling, check_drain, check_kv_full
+    from slobench.capacity.validity import check_backlog, check_bursts, check_ceiling, check_drain, check_kv_full
 
     if result.stopped_early:  # first: its other evidence describes a run cut short on purpose
         return result.stopped_early
@@ -111,6 +113,8 @@ def check_validity(result: ProbeResult, limits: ValidityLimits) -> str | None:
                 f"by > {rate_tol:.0%}")
     if result.client_lag_s is not None and result.client_lag_s > limits.max_client_lag_s:
         return f"client lagged {result.client_lag_s:.2f} s behind the schedule"
+    if why := check_bursts(result.burst_share, max_share=limits.max_burst_share):
+        return why
     if result.unfinished and not limits.allow_unfinished:
         return f"{result.unfinished} requests unfinished at the horizon (tail never drained)"
     if limits.check_ceiling and (why := check_ceiling(result.offered_tok_s, result.ceiling_tok_s)):

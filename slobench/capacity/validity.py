@@ -5,7 +5,9 @@ not keep growing over the measured window, the run drained soon after the last a
 tokens per second are within what the latency model can compute at all. Each question is a pure function
 of the run's records (``backlog_growth``, ``drain_ratio``, ``offered_tokens``) or of the latency model
 (``ceiling_tokens_per_s``), and each check (``check_backlog``, ``check_drain``, ``check_ceiling``) turns the
-number into an INVALID reason or None. `slobench.capacity.execute.probe_result` computes the evidence for
+number into an INVALID reason or None. On real engines one more question is about the measurement itself:
+did the token timestamps come in bursts (``burst_share``, ``check_bursts``), i.e. does the client's clock say
+when the server sent the tokens at all. `slobench.capacity.execute.probe_result` computes the evidence for
 every probe, whichever command runs it; `slobench.capacity.search.check_validity` applies the checks.
 """
 
@@ -235,4 +237,60 @@ def check_ceiling(offered_tok_s: float | None, ceiling_tok_s: float | None) -> s
     if offered_tok_s is not None and ceiling_tok_s is not None and offered_tok_s > ceiling_tok_s:
         return (f"offered load {offered_tok_s:,.0f} tok/s above the replicas' ceiling {ceiling_tok_s:,.0f} tok/s "
                 "(latency model, full batches)")
+    return None
+
+
+# --- real engines: token timestamps that came in bursts ---------------------------------------------------
+
+BURST_GAP_S = 0.001  # chunks of one stream closer than this were read back to back, not produced apart
+BURST_MIN_TOKENS = 5  # a clump is a burst from this many tokens on (4 token-times of delay at least)
+
+
+def clumps(token_times_s: Any, *, gap_s: float = BURST_GAP_S) -> list[tuple[int, int]]:
+    """A stage's tokens as clumps: ``(tokens, chunks)`` per run of chunks whose client timestamps lie less than
+    ``gap_s`` after the previous chunk's (pure).
+
+    A chunk is the tokens sharing one timestamp exactly: the load generator stamps every token of a chunk with
+    the chunk's arrival (`slobench.engines.openai.protocol.stream_generation`), so a speculative step's tokens
+    or a server's stream batching are one chunk, never a clump by themselves.
+    """
+    t = np.asarray(token_times_s if token_times_s is not None else [], dtype=float)
+    if t.size == 0:
+        return []
+    stamps, counts = np.unique(t, return_counts=True)
+    breaks = np.flatnonzero(np.diff(stamps) >= gap_s) + 1
+    return [(int(c.sum()), int(c.size)) for c in np.split(counts, breaks)]
+
+
+def burst_share(stages: pd.DataFrame, measured: np.ndarray, *, gap_s: float = BURST_GAP_S,
+                min_tokens: int = BURST_MIN_TOKENS) -> float | None:
+    """Share of the measured stages' output tokens that arrived in bursts (pure; None without tokens).
+
+    A burst is a clump (`clumps`) of at least two chunks and ``min_tokens`` tokens: chunks of one stream that
+    reached the client within ``gap_s`` of each other although a server sends one chunk per engine step, and a
+    step takes milliseconds (tens on a CPU). That happens when the load generator (or the server's streaming
+    front end) stalled and then read what had piled up at once, so the tokens carry the time they were read,
+    not the time they were produced: TPOT and inter-token gaps measured there are wrong. A single chunk of many
+    tokens is not counted (speculative decoding and stream batching send those on a healthy server).
+    """
+    tok = 0
+    burst = 0
+    for times, keep in zip(stages["token_times_s"], np.asarray(measured, dtype=bool), strict=True):
+        if not keep or times is None or not len(times):
+            continue
+        for n_tok, n_chunks in clumps(times, gap_s=gap_s):
+            tok += n_tok
+            if n_chunks >= 2 and n_tok >= min_tokens:
+                burst += n_tok
+    return burst / tok if tok else None
+
+
+def check_bursts(share: float | None, *, max_share: float = 0.05, gap_s: float = BURST_GAP_S,
+                 min_tokens: int = BURST_MIN_TOKENS) -> str | None:
+    """INVALID when more than ``max_share`` of a real engine's measured tokens arrived in bursts: their client
+    timestamps say when the client read them, not when the server sent them (docs/capacity.md "Validity")."""
+    if share is not None and share > max_share:
+        return (f"{share:.1%} of the measured tokens arrived in bursts (≥ {min_tokens} tokens in chunks "
+                f"< {gap_s * 1e3:g} ms apart; > {max_share:.0%}): the client (or the server's stream) stalled, so "
+                "token timestamps and TPOT are not the server's")
     return None

@@ -4,6 +4,11 @@ Thin: options → a server (launched through the engine pool, or one already run
 ``--iterations`` file) → `slobench.engines.vllm.calibrate.measure` under a progress bar → `slobench.perf.calibration`
 fits → `slobench.perf.profile_file.write_profile_file`. Ctrl-C keeps the grid points measured so far: they are
 fitted and written, then the command exits 130.
+
+``--engine openai --url URL``: an endpoint slobench did not start hides its iterations, so
+`slobench.engines.openai.calibrate.measure_endpoint` measures what its client sees (zero-load TTFT per prompt
+length, inter-token latency per concurrency), `fit_client_visible` fits two lines, and the file says it is
+client-visible (`--profile` refuses it for the simulator; docs/calibration.md "OpenAI endpoints").
 """
 
 from __future__ import annotations
@@ -46,7 +51,8 @@ def _planning_hardware(label: str) -> str:
 
 
 def calibrate_cmd(
-    engine: Annotated[str, typer.Option("--engine", help="vllm (openai: not built yet)")] = "vllm",
+    engine: Annotated[str, typer.Option("--engine", help="vllm (iterations, inside a server slobench starts) | "
+                                        "openai (what a client of --url sees)")] = "vllm",
     model: Annotated[str | None, typer.Option("--model", help="Local model folder to serve (and its vocabulary).")]
     = None,
     out: Annotated[Path | None, typer.Option("--out", help="Profile file to write (default: "
@@ -68,21 +74,31 @@ def calibrate_cmd(
     engine_arg: EngineArgOpt = None,
     engine_config: EngineConfigOpt = None,
     seed: Annotated[int, typer.Option("--seed", help="Prompt ids and the held-back split.")] = 0,
+    prompt_lengths: Annotated[str | None, typer.Option("--prompt-lengths", help="--engine openai: prompt tokens "
+                                                       "of the zero-load TTFT grid, e.g. 16,64,256,1024 (the "
+                                                       "default; --quick: 16,256,1024).")] = None,
+    concurrency: Annotated[str | None, typer.Option("--concurrency", help="--engine openai: requests in flight "
+                                                    "of the ITL grid, e.g. 1,2,4,8,16 (the default; --quick: "
+                                                    "1,2,4,8).")] = None,
 ) -> None:
     """Measure a vLLM server's iteration latency over a grid of batch shapes and write a latency profile.
 
     Example: slobench calibrate --engine vllm --model ./tiny-llama --quick --out cpu-tiny.yaml
     then:    slobench run --profile cpu-tiny.yaml --workload chatbot
+    Against any OpenAI endpoint (client-visible: TTFT and ITL, not iterations):
+             slobench calibrate --engine openai --url http://host:8000/v1 --quick --out endpoint.yaml
     """
-    if engine == "openai":
-        raise UserError("calibrate --engine openai: not built yet; an OpenAI endpoint hides its iterations, so only "
-                        "client-side latencies could be fitted. Use --engine vllm (with --model, or --url of a "
-                        "slobench-launched server)")
-    if engine != "vllm":
-        raise UserError(f"calibrate --engine {engine}: unknown engine; use vllm")
+    if engine not in ("vllm", "openai"):
+        raise UserError(f"calibrate --engine {engine}: unknown engine; use vllm or openai")
     from slobench.engines.options import validate_engine_options
 
     opts = validate_engine_options(engine_options(engine_arg, engine_config))
+    if engine == "openai":
+        _calibrate_openai(url, model, opts, out, quick, name, hardware, seed, prompt_lengths, concurrency)
+        return
+    if prompt_lengths or concurrency:
+        raise UserError("--prompt-lengths/--concurrency: only with --engine openai (--engine vllm measures a grid "
+                        "of batch shapes; see --points)")
     from slobench.engines.vllm.calibrate import CalibrationTarget
 
     if url:
@@ -118,6 +134,115 @@ def calibrate_cmd(
                                    iterations_path=srv.iterations_path, events_path=srv.events_path,
                                    vocab_size=opts.vocab_size or _vocab(model))
         _calibrate(target, model, out, points, quick, name, label, opts.server_fields(), seed, version=info.version)
+
+
+def _int_list(text: str | None, default: tuple[int, ...], flag: str) -> tuple[int, ...]:
+    """``"1,2,4"`` → (1, 2, 4); every value a whole number ≥ 1, else one line naming the flag."""
+    if text is None:
+        return default
+    try:
+        vals = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        vals = ()
+    if not vals or min(vals) < 1:
+        raise UserError(f"{flag} {text!r}: give whole numbers ≥ 1 separated by commas, e.g. "
+                        f"{','.join(map(str, default))}")
+    return vals
+
+
+def _calibrate_openai(url: str | None, model: str | None, opts, out: Path | None, quick: bool,  # noqa: ANN001
+                      name: str | None, hardware: str | None, seed: int, prompt_lengths: str | None,
+                      concurrency: str | None) -> None:
+    """Measure what a client of ``url`` sees, fit it, write a client-visible profile (module docstring)."""
+    import re
+
+    from slobench.engines.openai import calibrate as oc
+    from slobench.engines.openai.engine import OpenAIEngine
+    from slobench.perf.calibration import fit_client_visible
+    from slobench.perf.profile_file import CLIENT_VISIBLE_SOURCE, EnvironmentSection, ProfileFile, write_profile_file
+
+    if not url:
+        raise UserError("calibrate --engine openai: give --url, the endpoint's API base (e.g. --url "
+                        "http://127.0.0.1:8000/v1)")
+    prompts = _int_list(prompt_lengths, oc.QUICK_PROMPT_GRID if quick else oc.PROMPT_GRID, "--prompt-lengths")
+    levels = _int_list(concurrency, oc.QUICK_CONCURRENCY_GRID if quick else oc.CONCURRENCY_GRID, "--concurrency")
+    target = OpenAIEngine(url, opts).target()  # unreachable, unauthorised, no model: its one line
+    ep = target.endpoint
+    vocab = opts.vocab_size or (_vocab(model) if model and Path(model).is_dir() else None)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=True) as prog:
+        task = prog.add_task("calibrating", total=1 + len(levels))
+
+        def on_step(i: int, total: int, what: str) -> None:
+            prog.update(task, completed=i, description=f"calibrating: {what}")
+
+        meas = oc.measure_endpoint(ep, vocab_size=vocab, prompts=prompts, concurrencies=levels, seed=seed,
+                                   on_step=on_step)
+    if not meas.ttft_points or not meas.itl_points:
+        what = "no request came back whole" if meas.failed else "nothing was measured"
+        raise UserError(f"calibrate --engine openai --url {url}: {what} ({meas.failed} requests failed); "
+                        "no profile written")
+    client = fit_client_visible(meas.ttft_points, meas.itl_points)
+    from slobench.capacity.validity import burst_share
+    from slobench.metrics.records import records_frame
+
+    # The ITL points are only the server's pace if the client read the tokens as they came (the same statistic
+    # that marks a real-engine probe INVALID).
+    bursts = burst_share(records_frame(meas.itl_records), [True] * len(meas.itl_records))
+    prof_name = name or re.sub(r"[^a-z0-9._-]+", "-", f"{ep.model}-openai".lower()).strip("-")
+    path = out or Path("results") / "profiles" / f"{prof_name}.yaml"
+    notes = [CLIENT_VISIBLE_SOURCE,
+             f"zero-load TTFT: {len(meas.ttft_points)} requests, one at a time, max_tokens=1, prompt lengths "
+             f"{', '.join(map(str, prompts))} (each twice, after one uncounted warm-up)",
+             f"ITL: {oc.ROUNDS} requests per slot of {oc.ITL_PROMPT_TOKENS} prompt + {oc.ITL_OUTPUT_TOKENS} output "
+             f"tokens at concurrency {', '.join(map(str, levels))} (closed loop); per request (last − first token) ÷ "
+             "(tokens − 1), median over requests",
+             f"{meas.steps_done} of {meas.steps_total} steps measured" + (" (interrupted)" if meas.interrupted else "")]
+    if meas.failed:
+        notes.append(f"{meas.failed} requests did not come back whole and are not in the fit")
+    if bursts is not None and bursts > 0.05:
+        notes.append(f"{bursts:.0%} of the ITL requests' tokens arrived in bursts (docs/capacity.md \"Token "
+                     "bursts\"): the client stalled, the ITL points are not the server's pace")
+    prof = ProfileFile(
+        name=prof_name, client=client,
+        environment=EnvironmentSection(
+            hardware=hardware or "unknown (openai endpoint)", engine="openai", model=ep.model,
+            options={"url": ep.base_url, "api": ep.api},
+            date=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), measured="client", notes=notes),
+    )
+    written = write_profile_file(prof, path)
+    _print_client(prof, meas, bursts, written)
+    if meas.interrupted:
+        console.print(f"[yellow]interrupted[/]: the profile holds the {meas.steps_done} steps measured so far")
+        raise typer.Exit(130)
+
+
+def _print_client(prof, meas, bursts: float | None, path: Path) -> None:  # noqa: ANN001
+    c = prof.client
+    t = Table(title=f"client-visible profile {prof.name} ({prof.environment.model} at "
+              f"{prof.environment.options.get('url')})", show_header=False)
+    t.add_column("what")
+    t.add_column("value")
+
+    def r2(f) -> str:  # noqa: ANN001 - a LinearFit
+        if f.slope_s == 0:  # R² of a flat line says nothing
+            return f" (flat: no dependence measured, {f.n} points)"
+        return f" (R² {f.r2:.2f}, {f.n} points)" if f.r2 is not None else f" ({f.n} points)"
+
+    t.add_row("zero-load TTFT", f"{c.ttft.intercept_s * 1e3:.1f} ms + {c.ttft.slope_s * 1e6:.2f} µs/prompt token"
+              + r2(c.ttft))
+    t.add_row("inter-token latency", f"{c.itl.intercept_s * 1e3:.2f} ms + {c.itl.slope_s * 1e3:.3f} ms/request in "
+              "flight" + r2(c.itl))
+    t.add_row("ITL measured", ", ".join(f"{n}: {s * 1e3:.1f} ms" for n, s in c.itl_points))
+    if bursts is not None:
+        t.add_row("tokens in bursts", f"{bursts:.1%}" + (" (> 5%: the ITL points are suspect)" if bursts > 0.05
+                                                            else ""))
+    if meas.failed:
+        t.add_row("failed requests", str(meas.failed))
+    t.add_row("wall time", f"{meas.wall_s:.0f} s")
+    console.print(t)
+    console.print(f"profile written: {path}\n{c.source}: it records what clients see and cannot drive the "
+                  "simulator (--profile refuses it); see docs/calibration.md \"OpenAI endpoints\"")
 
 
 def _sibling_events(iterations: Path) -> Path | None:

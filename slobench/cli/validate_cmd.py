@@ -75,15 +75,20 @@ def check_inputs(engine: str, model: str | None, profile: str | None) -> None:
     if not is_profile_path(profile):
         raise UserError(f"--profile {profile}: validate needs a calibrated profile FILE.yaml of this engine (a shipped "
                         "paper: profile describes other hardware)")
-    load_profile_file(profile)  # missing or malformed: its own one line
+    prof = load_profile_file(profile)  # missing or malformed: its own one line
+    if prof.client_visible:
+        from slobench.perf.profile_file import to_model
+
+        to_model(prof, profile)  # a client-visible profile cannot drive the simulator: its one line
 
 
 def slo_time_scale_of(profile: str) -> float:
-    """`slobench.perf.profiles.slo_time_scale` of a profile file."""
-    from slobench.perf.profile_file import model_from_file
-    from slobench.perf.profiles import slo_time_scale
+    """`slobench.perf.profiles.slo_time_scale` of a profile file (a client-visible one's decode step is its ITL at
+    concurrency 1, `slobench.perf.profile_file.slo_decode_step_s`)."""
+    from slobench.perf.profile_file import load_profile_file, slo_decode_step_s
+    from slobench.perf.profiles import SLO_REFERENCE_PROFILE, decode_step_s, get_profile
 
-    return slo_time_scale(model_from_file(profile))
+    return slo_decode_step_s(load_profile_file(profile)) / decode_step_s(get_profile(SLO_REFERENCE_PROFILE))
 
 
 def validate_cmd(

@@ -16,6 +16,9 @@ stores. Three steps:
    non-negative least-squares line against prompt length gives ``constant_s`` and ``per_prompt_token_s``.
    ``per_output_token_s`` is left 0: at zero load the client's inter-token gaps match the engine's steps within
    noise on this path, so no per-token cost is charged beyond the constant (docs/calibration.md).
+
+Against an OpenAI endpoint there are no iterations to fit: `fit_client_visible` fits what its client sees
+(zero-load TTFT against prompt length, inter-token latency against concurrency) with `fit_line`.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from scipy.optimize import nnls
 
 from slobench.errors import UserError
 from slobench.perf.fit import fit_piecewise, r_squared
-from slobench.perf.profile_file import ErrorPercentiles, FitSection, FrontendCost
+from slobench.perf.profile_file import ClientVisibleSection, ErrorPercentiles, FitSection, FrontendCost, LinearFit
 from slobench.perf.profiles import PiecewiseLinearModel
 
 HOLDOUT_SHARE = 0.2
@@ -165,3 +168,34 @@ def fit_frontend(samples: Sequence[ZeroLoadSample]) -> tuple[FrontendCost, float
     coef, _ = nnls(a, y)
     r2 = r_squared(y, a @ coef)
     return FrontendCost(constant_s=float(coef[0]), per_prompt_token_s=float(coef[1])), round(float(r2), 4)
+
+
+# --- client-visible fits (an OpenAI endpoint: no iterations to see) ----------------------------------------
+
+def fit_line(points: Sequence[tuple[float, float]]) -> LinearFit:
+    """``y = a + b·x`` with a, b ≥ 0 by non-negative least squares (a latency cannot fall with load or length),
+    and its R² (None with fewer than 3 points or one distinct x; then ``a`` is the median and ``b`` 0)."""
+    if not points:
+        raise UserError("calibrate: nothing was measured; no request came back from the endpoint")
+    x = np.array([p[0] for p in points], dtype=float)
+    y = np.array([p[1] for p in points], dtype=float)
+    if len(points) < 3 or len(set(x)) < 2:
+        return LinearFit(intercept_s=float(max(np.median(y), 0.0)), slope_s=0.0, r2=None, n=len(points))
+    a = np.column_stack([np.ones_like(x), x])
+    coef, _ = nnls(a, y)
+    r2 = r_squared(y, a @ coef)
+    # R² of a flat line is ≈ 0 whatever the noise: it says "no dependence on x", not "a bad fit".
+    return LinearFit(intercept_s=float(coef[0]), slope_s=float(coef[1]),
+                     r2=round(float(r2), 4) + 0.0 if np.isfinite(r2) else None, n=len(points))
+
+
+def fit_client_visible(ttft_points: Sequence[tuple[int, float]],
+                       itl_points: Sequence[tuple[int, float]]) -> ClientVisibleSection:
+    """What an OpenAI endpoint's client can fit: zero-load TTFT = a + b·prompt tokens (one request at a time, so
+    no queueing; a = the endpoint's fixed cost plus a short prefill, b = its prefill cost per token) and
+    inter-token latency = d + e·requests in flight (d ≈ one decode step plus the stream's per-token cost, e = what
+    each more sequence in the batch adds). Neither separates the front end from the engine, nor shows batch
+    shapes: that is why such a profile cannot drive the simulator (`slobench.perf.profile_file.to_model`)."""
+    return ClientVisibleSection(ttft=fit_line(ttft_points), itl=fit_line(itl_points),
+                                ttft_points=[(int(p), round(float(t), 6)) for p, t in ttft_points],
+                                itl_points=[(int(c), round(float(t), 6)) for c, t in itl_points])

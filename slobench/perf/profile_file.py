@@ -34,6 +34,23 @@ environment:
   measured: iterations              # iterations (inside the engine) | client (what an OpenAI client sees)
 ```
 
+A profile measured against an OpenAI endpoint (``slobench calibrate --engine openai --url URL``) cannot see
+iterations, so it has no ``latency`` and no ``kv_capacity_tokens``; it holds what the client saw instead:
+
+```yaml
+client:
+  source: client-visible (openai endpoint; iterations not observable)
+  ttft: {intercept_s: 0.051, slope_s: 2.0e-06, r2: 0.98, n: 10}   # zero-load TTFT = a + b·prompt_tokens
+  itl: {intercept_s: 0.019, slope_s: 0.0004, r2: 0.95, n: 5}      # inter-token latency = d + e·concurrency
+  ttft_points: [[16, 0.0512], [16, 0.0509], …]                     # (prompt tokens, TTFT s), each measured
+  itl_points: [[1, 0.0201], [2, 0.0203], …]                        # (requests in flight, median ITL s)
+environment: {…, engine: openai, measured: client}
+```
+
+Such a profile is the record of what was measured and the decode step SLOs can be scaled by
+(`slo_decode_step_s`: ITL at concurrency 1); it cannot drive the simulator's per-iteration model (which needs
+batch shapes the endpoint hides), so ``--profile`` refuses it in one line (`to_model`).
+
 Only the piecewise-linear form is stored: it is what `slobench.perf.fit.fit_piecewise` produces and what the
 SLOs-Serve planner inverts (`max_tokens_within`); the roofline form needs a GPU spec, which a CPU has not.
 The front-end cost is charged by the simulator (`slobench.engines.sim`): a request reaches the engine
@@ -50,7 +67,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from slobench.errors import UserError
 from slobench.perf.profiles import PiecewiseLinearModel
@@ -58,6 +75,7 @@ from slobench.yaml_files import load_yaml_model
 
 FORMAT_VERSION = 1
 PROFILE_SUFFIXES = (".yaml", ".yml")
+CLIENT_VISIBLE_SOURCE = "client-visible (openai endpoint; iterations not observable)"
 
 
 def _finite_nonneg(v: float) -> float:
@@ -151,16 +169,64 @@ class EnvironmentSection(_Strict):
     notes: list[str] = Field(default_factory=list)
 
 
+class LinearFit(_Strict):
+    """``y = intercept_s + slope_s·x`` fitted by non-negative least squares over ``n`` measured points."""
+
+    intercept_s: float
+    slope_s: float  # seconds per unit of x (prompt token, request in flight)
+    r2: float | None = None  # None: fewer than 3 distinct x, nothing to judge the line on
+    n: int = Field(ge=0)
+
+    @field_validator("intercept_s", "slope_s")
+    @classmethod
+    def _nonneg(cls, v: float) -> float:
+        return _finite_nonneg(v)
+
+    def at(self, x: float) -> float:
+        return self.intercept_s + self.slope_s * x
+
+
+class ClientVisibleSection(_Strict):
+    """What a client of an OpenAI endpoint can measure: zero-load TTFT against prompt length and inter-token
+    latency against concurrency. The endpoint's iterations (batch shapes and their times) stay hidden."""
+
+    source: str = CLIENT_VISIBLE_SOURCE
+    ttft: LinearFit  # zero-load TTFT (s) against prompt tokens
+    itl: LinearFit  # median inter-token latency (s) against requests in flight
+    ttft_points: list[tuple[int, float]] = Field(default_factory=list)  # (prompt tokens, TTFT s) per request
+    itl_points: list[tuple[int, float]] = Field(default_factory=list)  # (requests in flight, median ITL s)
+
+
 class ProfileFile(_Strict):
-    """The file, validated; every field documented in the module docstring."""
+    """The file, validated; every field documented in the module docstring.
+
+    An iteration profile (``environment.measured: iterations``) has ``latency`` and ``kv_capacity_tokens``; a
+    client-visible one (``measured: client``) has ``client`` instead, since the client never sees iterations.
+    """
 
     slobench_profile: int = FORMAT_VERSION
     name: str = Field(min_length=1)
-    latency: LatencySection
-    kv_capacity_tokens: int = Field(gt=0)
+    latency: LatencySection | None = None
+    kv_capacity_tokens: int | None = Field(default=None, gt=0)
     frontend: FrontendCost = Field(default_factory=FrontendCost)
     fit: FitSection | None = None
+    client: ClientVisibleSection | None = None
     environment: EnvironmentSection
+
+    @model_validator(mode="after")
+    def _what_was_measured(self) -> ProfileFile:
+        if self.environment.measured == "client":
+            if self.client is None:
+                raise ValueError("environment.measured is client but the client section is missing")
+        elif self.latency is None or self.kv_capacity_tokens is None:
+            raise ValueError("latency and kv_capacity_tokens are required (environment.measured: iterations); a "
+                             "client-visible profile says environment.measured: client")
+        return self
+
+    @property
+    def client_visible(self) -> bool:
+        """Measured from outside an OpenAI endpoint: no iteration model, cannot drive the simulator."""
+        return self.environment.measured == "client"
 
     @field_validator("slobench_profile")
     @classmethod
@@ -188,7 +254,16 @@ def load_profile_file(path: str | Path) -> ProfileFile:
 
 
 def to_model(prof: ProfileFile, source: str = "") -> PiecewiseLinearModel:
-    """The simulator's latency model for a profile, with ``frontend`` and ``hardware_label`` attached."""
+    """The simulator's latency model for a profile, with ``frontend`` and ``hardware_label`` attached.
+
+    A client-visible profile is refused in one line: its fits (TTFT against prompt length, ITL against
+    concurrency) mix the endpoint's iterations with its front end and its scheduler, and the simulator needs the
+    time of each batch shape, which no client can see.
+    """
+    if prof.client_visible or prof.latency is None or prof.kv_capacity_tokens is None:
+        raise UserError(f"--profile {source or prof.name}: a {CLIENT_VISIBLE_SOURCE} profile cannot drive the "
+                        "simulator's per-iteration model; it records what the endpoint's clients see (docs/"
+                        "calibration.md \"OpenAI endpoints\"); for the simulator calibrate with --engine vllm")
     lat = prof.latency
     model = PiecewiseLinearModel(lat.pieces, prof.kv_capacity_tokens, name=prof.name, per_seq_s=lat.per_seq_s,
                                  per_ctx_token_s=lat.per_context_token_s)
@@ -196,6 +271,17 @@ def to_model(prof: ProfileFile, source: str = "") -> PiecewiseLinearModel:
     model.hardware_label = prof.environment.hardware  # the run's hardware label
     model.source = source
     return model
+
+
+def slo_decode_step_s(prof: ProfileFile) -> float:
+    """The engine's unit of TPOT for `slobench.perf.profiles.slo_time_scale`: one lone decode step at the
+    reference context for an iteration profile; for a client-visible one the inter-token latency at concurrency
+    1, the closest thing a client sees (it includes the front end's per-token cost)."""
+    if prof.client is not None and prof.client_visible:
+        return prof.client.itl.at(1)
+    from slobench.perf.profiles import decode_step_s
+
+    return decode_step_s(to_model(prof))
 
 
 def model_from_file(path: str | Path) -> PiecewiseLinearModel:
@@ -207,7 +293,11 @@ def write_profile_file(prof: ProfileFile, path: str | Path) -> Path:
     """Write atomically (temp file in the same folder, then rename): an interrupted write leaves the old file."""
     p = Path(path).expanduser()
     p.parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(prof.model_dump(mode="json"), sort_keys=False, default_flow_style=None, width=110)
+    # Each kind of profile writes only its own sections: an iteration profile no empty ``client``, a
+    # client-visible one no empty iteration model.
+    skip = {"client"} if prof.client is None else {"latency", "kv_capacity_tokens", "frontend", "fit"}
+    text = yaml.safe_dump(prof.model_dump(mode="json", exclude=skip), sort_keys=False, default_flow_style=None,
+                          width=110)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
     try:
         with os.fdopen(fd, "w") as fh:

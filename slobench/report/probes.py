@@ -10,7 +10,8 @@ column or key; they read as version 1, and optional columns missing from them ta
 and compute-ceiling checks; summary.json's capacity rows: ``notes``, ``probe_requests``, ``warmup``); 4 = the
 vLLM-style figures per probe (probes.csv: ``goodput_rps``, ``vllm_goodput_rps``, ``output_tok_s``, ``total_tok_s``
 and the latency columns in ms named as vLLM names them, e.g. ``p99_ttft_ms``; summary.json: ``metadata`` and each
-capacity row's ``at_capacity``, those figures at the capacity). A
+capacity row's ``at_capacity``, those figures at the capacity; later ``burst_share``, real engines' tokens read in
+bursts, an optional column that rows written before it lack and read as empty). A
 file of a newer version than this slobench knows is refused in one line; older files read, the new
 columns empty.
 
@@ -87,6 +88,9 @@ class ProbeRow(BaseModel):
     # Steady-state evidence added in version 4 (None in older rows and where not measured).
     kv_full_share: float | None = None  # share of the measured window with a KV cache ≥ 95% full (simulator)
     stopped_early: str | None = None  # a real-engine probe stopped as a certain FAIL: why
+    # Real engines: share of the measured tokens whose client timestamps came in bursts (None on the simulator
+    # and in rows written before the column existed; `slobench.capacity.validity.burst_share`).
+    burst_share: float | None = None
     # A hold probe (the capacity re-run longer, docs/capacity.md "Hold check") has its span factor here; 1 for
     # a search probe and in rows written before the column existed.
     span_factor: float = 1.0
@@ -100,8 +104,8 @@ class ProbeRow(BaseModel):
 
     _nan = field_validator("offered_rate_rps", "achieved_rate_rps", "client_lag_s", "tail_s", "num_arrivals",
                            "warmup_s", "backlog_growth", "backlog_arrivals", "backlog_mean", "drain_ratio",
-                           "offered_tok_s", "ceiling_tok_s", "kv_full_share", "stopped_early", "goodput_rps",
-                           "vllm_goodput_rps", "output_tok_s", "total_tok_s",
+                           "offered_tok_s", "ceiling_tok_s", "kv_full_share", "stopped_early", "burst_share",
+                           "goodput_rps", "vllm_goodput_rps", "output_tok_s", "total_tok_s",
                            mode="before")(lambda cls, v: _none_if_nan(v))
 
     @field_validator("reason", mode="before")

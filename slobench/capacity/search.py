@@ -93,7 +93,11 @@ class ValidityLimits:
     max_drain_ratio: float = 3.0  # last measured request's lateness in units of its own e2e SLO
     check_ceiling: bool = True  # offered tokens/s above the modelled compute ceiling
     max_kv_full_share: float = 0.01  # of the measured window with the KV cache ≥ 95% full (measured: docs)
-    max_burst_share: float = 0.05  # real engines: measured tokens read in bursts (`validity.burst_share`; docs)
+    # Real engines: share of measured tokens read in bursts (`validity.burst_share`). Measured and reported on every
+    # real probe, but gating is opt-in (e.g. `BURST_SHARE_LIMIT`): on this project's 2-core CPU machine healthy
+    # real vLLM probes read 25–93% of their tokens in bursts (docs/capacity.md "Token bursts"), so a default gate
+    # would refuse every CPU probe; None: not judged.
+    max_burst_share: float | None = None
 
 
 def check_validity(result: ProbeResult, limits: ValidityLimits) -> str | None:
@@ -113,7 +117,8 @@ def check_validity(result: ProbeResult, limits: ValidityLimits) -> str | None:
                 f"by > {rate_tol:.0%}")
     if result.client_lag_s is not None and result.client_lag_s > limits.max_client_lag_s:
         return f"client lagged {result.client_lag_s:.2f} s behind the schedule"
-    if why := check_bursts(result.burst_share, max_share=limits.max_burst_share):
+    if limits.max_burst_share is not None and (
+            why := check_bursts(result.burst_share, max_share=limits.max_burst_share)):
         return why
     if result.unfinished and not limits.allow_unfinished:
         return f"{result.unfinished} requests unfinished at the horizon (tail never drained)"

@@ -285,7 +285,10 @@ def burst_share(stages: pd.DataFrame, measured: np.ndarray, *, gap_s: float = BU
     return burst / tok if tok else None
 
 
-def check_bursts(share: float | None, *, max_share: float = 0.05, gap_s: float = BURST_GAP_S,
+BURST_SHARE_LIMIT = 0.05  # a probe gated on bursts (`ValidityLimits.max_burst_share`) allows this share
+
+
+def check_bursts(share: float | None, *, max_share: float = BURST_SHARE_LIMIT, gap_s: float = BURST_GAP_S,
                  min_tokens: int = BURST_MIN_TOKENS) -> str | None:
     """INVALID when more than ``max_share`` of a real engine's measured tokens arrived in bursts: their client
     timestamps say when the client read them, not when the server sent them (docs/capacity.md "Validity")."""

@@ -111,3 +111,32 @@ def test_bad_input_is_one_line(args: list[str], says: str, tmp_path: Path, monke
     assert r.exit_code == 2, r.output
     assert says in one_error_line(r.output)
     assert not (tmp_path / "results").exists()
+
+
+def test_openai_engine_against_a_mock_server(tmp_path: Path) -> None:
+    """`--engine openai` end to end on a small suite file: the real load generator (open loop for the search, its
+    closed loop for the curve), the server's usage counted, no GPU so energy is marked not available."""
+    from slobench.testing.mock_server import MockServer
+
+    suite = tmp_path / "mini.yaml"
+    suite.write_text(
+        "name: mini\nversion: 1\n"
+        "rules: {min_duration_s: 1, warmup_s: 0.2, attainment_margin: 0.2, concurrency: {start: 2, factor: 4, "
+        "max_points: 2}, capacity: {probe_s: 1.5, probe_requests: 10, rate_start: 16, rate_min: 4, max_probes: 3, "
+        "hold_factor: 2, max_hold_probes: 1}}\n"
+        "scenarios: [{name: chat, workload: coding, slo: loose}]\n")
+    srv = MockServer(ttft_s=0.005, tpot_s=0.001).start()
+    try:
+        r = runner.invoke(app, ["qualify", "--suite", str(suite), "--engine", "openai", "--url", srv.url,
+                                "--engine-arg", "vocab_size=1024", "--out", str(tmp_path / "out")])
+    finally:
+        srv.stop()
+    assert r.exit_code in (0, 3), r.output
+    [folder] = [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
+    q = json.loads((folder / "qualification.json").read_text())
+    [sc] = q["scenarios"]
+    assert [p["concurrency"] for p in sc["curve"]] == [2, 8]
+    run = json.loads((folder / sc["curve"][-1]["run_dir"] / "summary.json").read_text())
+    assert run["client"]["max_concurrency"] == 8 and run["client"]["usage_reported"] > 0
+    assert all(p["energy"]["reason"] == "energy_not_available" for p in sc["curve"])
+    assert runner.invoke(app, ["qualify", "--check", str(folder)]).exit_code == 0

@@ -13,7 +13,7 @@ For every scenario of a suite (`slobench.qualify.suite`):
     P90 TTFT, tokens/s/user (1000 / P90 TPOT ms) and output tokens/s per GPU.
 
 A scenario is VALID when its official capacity run is VALID and meets the target, and enough concurrency points
-are VALID (``rules.min_valid_points``). Energy per output token comes from sampled GPU power where a GPU allows
+are VALID (`MIN_VALID_POINTS`). Energy per output token comes from sampled GPU power where a GPU allows
 it, marked not available with its reason otherwise; it never makes a scenario INVALID (it is a figure, not a
 rule). Everything the runner writes lies under one folder whose sha256 manifest is written last
 (`slobench.qualify.manifest`); `slobench qualify --check` recomputes it.

@@ -447,3 +447,20 @@ def test_slos_serve_linear_quantile_is_numpys() -> None:
         vals = [rng.choice([0.0, rng.uniform(0, 2), rng.uniform(0, 1e-3), 0.5]) for _ in range(n)]
         q = rng.choice([0.1, 0.5, 0.9, 0.0, 1.0, 0.25, rng.random()])
         assert _linear_quantile(sorted(vals), q) == float(np.quantile(np.array(vals), q))
+
+
+def test_slos_serve_with_perf_copies_every_field() -> None:
+    """`_with_perf` passes SchedulerView's fields positionally: a field added later must not silently take its
+    default in the copy the policy plans with."""
+    from dataclasses import fields
+
+    from slobench.schedulers.slos_serve.policy import _with_perf
+
+    values = {f.name: object() for f in fields(SchedulerView)}
+    view = SchedulerView(**values)
+    new_perf = object()
+    copy = _with_perf(view, new_perf)  # type: ignore[arg-type]
+    assert copy.perf is new_perf and view.perf is values["perf"]
+    for name, value in values.items():
+        if name != "perf":
+            assert getattr(copy, name) is value, name

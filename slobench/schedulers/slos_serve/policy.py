@@ -114,16 +114,12 @@ def _linear_quantile(ordered: list[float], q: float) -> float:
 
 
 def _with_perf(view: SchedulerView, perf: object) -> SchedulerView:
-    """``dataclasses.replace(view, perf=perf)`` without its per-call field introspection (a copy of every
-    slot; SchedulerView has no ``__post_init__``): it ran on every call planned with a scaled model."""
-    new = object.__new__(SchedulerView)
-    for name in _VIEW_SLOTS:
-        setattr(new, name, getattr(view, name))
-    new.perf = perf
-    return new
-
-
-_VIEW_SLOTS = SchedulerView.__slots__
+    """``dataclasses.replace(view, perf=perf)`` without its per-call field introspection (every field passed
+    positionally, ~3× faster than copying slot by slot): it runs on every call planned with a scaled model.
+    ``tests/test_schedulers.py`` checks that it copies every field."""
+    return SchedulerView(view.now_s, view.waiting, view.running, view.block_size, view.total_kv_blocks,
+                         view.free_kv_blocks, perf, view.spec, view.max_num_batched_tokens, view.max_num_seqs,
+                         view.lengths)
 
 
 def _within_engine_limits(view: SchedulerView, order: list[tuple[SeqState, int, int]],
@@ -139,6 +135,11 @@ def _within_engine_limits(view: SchedulerView, order: list[tuple[SeqState, int, 
     """
     cap_tokens, cap_seqs = view.max_num_batched_tokens, view.max_num_seqs
     if cap_tokens is None and cap_seqs is None:
+        return order, n_admitted, False
+    # The usual case, without the per-call set of running ids: every item fits the token cap (each has
+    # n + k ≥ 1, so none meets ``left <= 0`` first) and even if all were new sequences they fit the room.
+    if (cap_seqs is None or len(view.running) + len(order) <= cap_seqs) and (
+            cap_tokens is None or sum([n + k for _, n, k in order]) <= cap_tokens):
         return order, n_admitted, False
     left = cap_tokens if cap_tokens is not None else 1 << 62
     running = {s.req.id for s in view.running}
@@ -566,7 +567,7 @@ class SLOsServeScheduler(TimedSchedule):
             # below), when the iteration's fixed cost would otherwise eat more than
             # 1 − min_batch_efficiency of each batch (the paper's A100 fits: ~30 ms per batch).
             if self._fixed_cost_s is None or self._fixed_cost_perf is not view.perf:
-                self._fixed_cost_s = view.perf.batch_latency_s([1], [0])
+                self._fixed_cost_s = BatchDraft(view.perf, [1], [0]).latency_s()
                 self._fixed_cost_perf = view.perf
             floor = self._fixed_cost_s / (1.0 - self.min_batch_efficiency)
             budget = max(min(min(self._tier_pace_s(t, view) for t in tpots), self._arrival_cap_s()), floor)
@@ -654,10 +655,12 @@ class SLOsServeScheduler(TimedSchedule):
         if complete:
             plan.predicted_latency_s = draft.latency_s()
         else:  # something was dropped or preempted: predict the batch that will actually run
+            # Priced from the batch's sums when the model can (`BatchDraft`: the same float as
+            # `batch_latency_s`, without the numpy arrays a scaled model builds, ~40 µs a call).
             kept = [(s, n, k) for s, n, k in order if s.req.id in plan.num_scheduled]
-            plan.predicted_latency_s = view.perf.batch_latency_s(
-                [n + k for _, n, k in kept], [s.num_computed for s, _, _ in kept],
-                max(plan.spec_tokens.values(), default=0)) if kept else 0.0
+            plan.predicted_latency_s = BatchDraft(
+                view.perf, [n + k for _, n, k in kept], [s.num_computed for s, _, _ in kept],
+                max(plan.spec_tokens.values(), default=0)).latency_s() if kept else 0.0
 
     def _allocate(self, view: SchedulerView, plan: BatchPlan, order: list[tuple[SeqState, int, int]],
                   n_admitted: int, best_effort: list[SeqState]) -> bool:

@@ -546,11 +546,13 @@ class SLOsServeScheduler(TimedSchedule):
         now = view.now_s
         # One pass over the admitted decodes (~10⁷ visits per capacity search on chatbot): their tiers, their
         # next-token deadlines (`_decode_deadline`, inlined) and the soonest one still ahead (the first
-        # minimum, as min() picks it).
+        # minimum, as min() picks it), and their cached contexts for the batch draft.
         tpots: set[float] = set()
         deadlines: list[float] = []
+        dec_ctx: list[int] = []
         soonest: float | None = None
         for s in adm_dec:
+            dec_ctx.append(s.num_computed)
             slo = s.req.stages[s.stage_idx].slo
             tpots.add(slo.tpot_s)
             due = s.stage_start_s + slo.ttft_s
@@ -570,7 +572,8 @@ class SLOsServeScheduler(TimedSchedule):
                 self._fixed_cost_s = BatchDraft(view.perf, [1], [0]).latency_s()
                 self._fixed_cost_perf = view.perf
             floor = self._fixed_cost_s / (1.0 - self.min_batch_efficiency)
-            budget = max(min(min(self._tier_pace_s(t, view) for t in tpots), self._arrival_cap_s()), floor)
+            pace = min(tpots) if view.spec is None else min(self._tier_pace_s(t, view) for t in tpots)
+            budget = max(min(pace, self._arrival_cap_s()), floor)
         elif be_dec or be_pre:
             budget = min(s.stage.slo.tpot_s for s in be_dec + be_pre)
         else:
@@ -610,8 +613,10 @@ class SLOsServeScheduler(TimedSchedule):
         # only when that buys prefill that would not fit otherwise: skipping stretches requests to
         # their SLO pace, and longer lives mean more concurrent contexts (KV) for nothing when no
         # prefill is waiting.
-        draft = BatchDraft(view.perf, [1 + k for k in spec_ks], [seq.num_computed for seq in adm_dec],
-                           max(spec_ks, default=0))
+        if view.spec is None:
+            draft = BatchDraft.decodes(view.perf, dec_ctx)
+        else:
+            draft = BatchDraft(view.perf, [1 + k for k in spec_ks], dec_ctx, max(spec_ks, default=0))
         order: list[tuple[SeqState, int, int]] = [(seq, 1, k) for seq, k in zip(adm_dec, spec_ks, strict=True)]
         if demand and draft.max_tokens_within(limit, 0, demand) < demand:
             horizon = now + budget
@@ -678,8 +683,8 @@ class SLOsServeScheduler(TimedSchedule):
         bs = view.block_size
         needs = [x if (x := -(-(seq.num_computed + n + k) // bs) - seq.kv_blocks) > 0 else 0 for seq, n, k in order]
         free = view.free_kv_blocks
-        if sum(needs[:n_admitted]) <= free and sum(needs[n_admitted:]) <= free - sum(needs[:n_admitted]) \
-                - self._kv_growth_blocks:
+        adm_need = sum(needs[:n_admitted])
+        if adm_need <= free and sum(needs[n_admitted:]) <= free - adm_need - self._kv_growth_blocks:
             for seq, n, k in order:  # the common case: everything fits
                 plan.num_scheduled[seq.req.id] = n
                 if k:

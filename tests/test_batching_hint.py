@@ -53,3 +53,17 @@ def test_hinted_search_matches_bisection() -> None:
         ctx, cap = rng.randint(0, 30000), rng.randint(1, 20000)
         budget = d.latency_with_s(rng.randint(1, cap), ctx) if rng.random() < 0.3 else rng.uniform(1e-3, 0.5)
         assert d.max_tokens_within(budget, ctx, cap) == _bisect(d, budget, ctx, cap)
+
+
+def test_decodes_constructor_is_the_general_one() -> None:
+    """`BatchDraft.decodes(perf, ctx)` is ``BatchDraft(perf, [1] * len(ctx), ctx)``: the same lists, sums and
+    latencies, with the roofline, a scaled roofline and an empty batch."""
+    rng = random.Random(1)
+    base = RooflineModel(GPUS[list(GPUS)[0]], MODELS[list(MODELS)[0]], tp=1)
+    for perf in (base, ScaledLatency(base, 1.37)):
+        for n in (0, 1, 5, 40):
+            ctx = [rng.randint(0, 9000) for _ in range(n)]
+            a, b = BatchDraft.decodes(perf, list(ctx)), BatchDraft(perf, [1] * n, ctx)
+            assert (a.q, a.ctx, a.spec_steps, a._sums) == (b.q, b.ctx, b.spec_steps, b._sums)
+            assert a.latency_s() == b.latency_s()
+            assert a.max_tokens_within(0.05, 700, 4096) == b.max_tokens_within(0.05, 700, 4096)

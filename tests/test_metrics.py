@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
 import pytest
 
 from slobench.metrics.attainment import request_metrics, stage_metrics, summarize
@@ -89,3 +90,24 @@ def test_single_stage_verdict_agrees_with_the_vectorised_definition() -> None:
               for r in recs]
     assert single == frame["met"].tolist()
     assert 0.1 < sum(single) / len(single) < 0.9  # both verdicts occur
+
+
+def test_single_stage_request_metrics_equal_groupby() -> None:
+    """One stage per request: `request_metrics`' shortcut gives the groupby-aggregate's frame, dtypes included
+    (shuffled rows, unfinished stages with no tokens, a rejected request)."""
+    from slobench.cluster.run import run_once, validate_config
+
+    df = run_once(validate_config(workload="coding", scheduler="slos-serve", num_requests=120, seed=2,
+                                  rate_rps=40.0, drain_timeout_s=1.0)).records
+    stages = stage_metrics(df).sample(frac=1.0, random_state=0)
+    stages.loc[stages.index[0], "admission"] = "rejected"
+    assert stages["request_id"].is_unique and stages["last_token_s"].isna().any()
+    g = stages.groupby("request_id", sort=True)
+    ref = g.agg(app=("app", "first"), tier=("tier", "first"), arrival_s=("arrival_s", "first"),
+                admission=("admission", "first"), num_stages=("num_stages", "first"),
+                stages_seen=("stage_idx", "count"), met=("met", "all"), met_ttft=("met_ttft", "all"),
+                met_tpot=("met_tpot", "all"), complete=("complete", "all"), finish_s=("last_token_s", "max"))
+    whole = ref["stages_seen"] >= ref["num_stages"]
+    for col in ("met", "met_ttft", "met_tpot", "complete"):
+        ref[col] = ref[col] & whole
+    pd.testing.assert_frame_equal(request_metrics(stages), ref.reset_index())

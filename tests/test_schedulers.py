@@ -454,3 +454,41 @@ def test_slos_serve_linear_quantile_is_numpys() -> None:
         vals = [rng.choice([0.0, rng.uniform(0, 2), rng.uniform(0, 1e-3), 0.5]) for _ in range(n)]
         q = rng.choice([0.1, 0.5, 0.9, 0.0, 1.0, 0.25, rng.random()])
         assert _linear_quantile(sorted(vals), q) == float(np.quantile(np.array(vals), q))
+
+
+def test_slos_serve_with_perf_copies_every_field() -> None:
+    """`_with_perf` passes SchedulerView's fields positionally: a field added later must not silently take its
+    default in the copy the policy plans with."""
+    from dataclasses import fields
+
+    from slobench.schedulers.slos_serve.policy import _with_perf
+
+    values = {f.name: object() for f in fields(SchedulerView)}
+    view = SchedulerView(**values)
+    new_perf = object()
+    copy = _with_perf(view, new_perf)  # type: ignore[arg-type]
+    assert copy.perf is new_perf and view.perf is values["perf"]
+    for name, value in values.items():
+        if name != "perf":
+            assert getattr(copy, name) is value, name
+
+
+def test_public_request_copies_every_field() -> None:
+    """`OnlineLengths.public` builds Request and Stage positionally: a field added later must not silently take
+    its default in the policy's copy; only the output lengths change (to their bounds)."""
+    from dataclasses import fields
+
+    from slobench.schedulers.lengths import OnlineLengths
+
+    stages = (Stage(100, 50, SLO(1.0, 0.05), 0.0, "think"), Stage(7, 20, SLO(2.0, 0.1), 1.5, "answer"))
+    req = Request(id=3, arrival_s=1.25, app="a", tier="t", stages=stages, text="hi", prefix_blocks=(1, 2),
+                  prefix_block_tokens=64)
+    pub = OnlineLengths(max_context={"a": 1000}).public(req)
+    for f in fields(Request):
+        if f.name != "stages":
+            assert getattr(pub, f.name) == getattr(req, f.name), f.name
+    assert [s.output_tokens for s in pub.stages] == [900, 893]
+    for got, orig in zip(pub.stages, stages, strict=True):
+        for f in fields(Stage):
+            if f.name != "output_tokens":
+                assert getattr(got, f.name) == getattr(orig, f.name), f.name

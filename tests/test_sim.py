@@ -344,3 +344,21 @@ def test_steady_decode_claims_match_the_policys_plan(policy: str) -> None:
     steady = inner.stats.counters["steady_iterations"]
     assert 0 < steady < res.num_iterations
     assert len(inner.stats.call_s) == inner.stats.calls - steady + checked.decisions
+
+
+def test_iteration_columns_frame_is_the_list_frame() -> None:
+    """`IterationLog.as_columns` (numpy arrays) builds the same frame, dtypes included, as the plain lists:
+    ints stay int64, floats (NaN budgets, int zeros mixed with floats) float64, empty columns as pandas makes them."""
+    from dataclasses import fields
+
+    from slobench.engines.sim import IterationLog
+
+    names = [f.name for f in fields(IterationLog)]
+    cases = [
+        {n: [1, 2, 3] for n in names} | {"time_s": [0.5, 1.0, 1.5], "budget_s": [math.nan, 0.1, 0.2],
+                                          "schedule_s": [0, 0, 0], "latency_s": [0, 0.25, 1e-9]},
+        {n: [] for n in names},
+    ]
+    for cols in cases:
+        log = IterationLog(**cols)
+        pd.testing.assert_frame_equal(pd.DataFrame(log.as_columns()), pd.DataFrame(log.as_dict()))

@@ -100,6 +100,15 @@ class IterationLog:
     def as_dict(self) -> dict[str, list]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
+    def as_columns(self) -> dict[str, list | np.ndarray]:
+        """`as_dict` with each non-empty column as a numpy array, for building the iteration frame.
+
+        pandas infers a column's dtype from a Python list element by element (~0.1 s for a 50k-iteration
+        run, a tenth of it); ``np.array`` gives the same dtype (int64 for ints, float64 for floats, also when
+        mixed with ints) at C speed. Empty columns stay lists (pandas makes those ``object``, numpy would not).
+        """
+        return {k: np.array(v) if len(v) else v for k, v in self.as_dict().items()}
+
 
 @dataclass
 class SimResult:
@@ -977,7 +986,7 @@ class SimEngine:
         stats = None
         for replica, (sim, policy) in enumerate(zip(sims, policies, strict=True)):
             records.extend(sim.records)
-            it = pd.DataFrame(sim.iterations.as_dict())
+            it = pd.DataFrame(sim.iterations.as_columns())
             it["replica"] = replica
             iterations.append(it)
             replica_stats = getattr(policy, "stats", None)

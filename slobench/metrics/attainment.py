@@ -141,6 +141,8 @@ def stage_metrics(df: pd.DataFrame, tolerance: float = TOLERANCE) -> pd.DataFram
 
 def request_metrics(stages: pd.DataFrame) -> pd.DataFrame:
     """One row per request: joint attainment across its stages (needs `stage_metrics` columns)."""
+    if len(stages) and stages["request_id"].is_unique:
+        return _single_stage_request_metrics(stages)
     g = stages.groupby("request_id", sort=True)
     req = g.agg(
         app=("app", "first"), tier=("tier", "first"), arrival_s=("arrival_s", "first"),
@@ -154,12 +156,37 @@ def request_metrics(stages: pd.DataFrame) -> pd.DataFrame:
     return req.reset_index()
 
 
+def _single_stage_request_metrics(stages: pd.DataFrame) -> pd.DataFrame:
+    """`request_metrics` when every request has one stage row (chatbot, coding): each group is one row, so
+    the aggregation is the rows sorted by request id (``first``, ``all`` and ``max`` of one value are the
+    value; ``count`` is 1; a stage row missing for a multi-stage request still fails ``whole``). pandas'
+    groupby-aggregate of eleven columns cost a third of `summarize`; `tests/test_metrics.py` checks both
+    frames are equal, dtypes included."""
+    s = stages.sort_values("request_id", kind="stable")
+    n = len(s)
+    req = pd.DataFrame({
+        "request_id": s["request_id"].to_numpy(), "app": s["app"].to_numpy(), "tier": s["tier"].to_numpy(),
+        "arrival_s": s["arrival_s"].to_numpy(), "admission": s["admission"].to_numpy(),
+        "num_stages": s["num_stages"].to_numpy(), "stages_seen": np.ones(n, dtype=np.int64),
+        "met": s["met"].to_numpy(dtype=bool), "met_ttft": s["met_ttft"].to_numpy(dtype=bool),
+        "met_tpot": s["met_tpot"].to_numpy(dtype=bool), "complete": s["complete"].to_numpy(dtype=bool),
+        "finish_s": s["last_token_s"].to_numpy(dtype=float),
+    })
+    whole = req["stages_seen"] >= req["num_stages"]
+    for col in ("met", "met_ttft", "met_tpot", "complete"):
+        req[col] = req[col] & whole
+    return req
+
+
 def _pct(values: pd.Series | np.ndarray, qs: tuple[int, ...] = (50, 90, 99)) -> dict[str, float]:
     v = np.asarray(values, dtype=float)
     v = v[~np.isnan(v)]
     if v.size == 0:
         return {f"p{q}": math.nan for q in qs} | {"mean": math.nan}
-    return {f"p{q}": float(np.percentile(v, q)) for q in qs} | {"mean": float(v.mean())}
+    # One call for all quantiles: one partition of the array instead of one per quantile (the ITL array holds
+    # every token gap of the run, ~10⁵–10⁶ values), and the same floats as separate calls.
+    ps = np.percentile(v, qs)
+    return {f"p{q}": float(p) for q, p in zip(qs, ps, strict=True)} | {"mean": float(v.mean())}
 
 
 def _share(mask: pd.Series) -> float:

@@ -37,6 +37,23 @@ class BatchDraft:
         self._fast = getattr(perf, "latency_from_stats", None)
         self._hint = getattr(perf, "tokens_within_from_stats", None) if self._fast is not None else None
 
+    @classmethod
+    def decodes(cls, perf: LatencyModel, ctx: list[int]) -> BatchDraft:
+        """``BatchDraft(perf, [1] * len(ctx), ctx)``: one token for each sequence (plain decodes), built without
+        the general constructor's conversions and products (ints, so Σq·ctx = Σctx and Σq² = n exactly: the
+        same floats). Takes ``ctx`` (ints) as its own list."""
+        self = cls.__new__(cls)
+        self.perf = perf
+        n = len(ctx)
+        self.q = [1] * n
+        self.ctx = ctx
+        self.spec_steps = 0
+        s_c = float(sum(ctx))
+        self._sums = [float(n), s_c, s_c, float(n)]
+        self._fast = getattr(perf, "latency_from_stats", None)
+        self._hint = getattr(perf, "tokens_within_from_stats", None) if self._fast is not None else None
+        return self
+
     def add(self, tokens: int, ctx_tokens: int) -> None:
         self.q.append(int(tokens))
         self.ctx.append(int(ctx_tokens))

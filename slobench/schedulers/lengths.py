@@ -44,12 +44,12 @@ from __future__ import annotations
 
 import bisect
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from slobench.workloads.model import Request
+from slobench.workloads.model import Request, Stage
 
 if TYPE_CHECKING:
     from slobench.schedulers.base import SeqState
@@ -183,9 +183,15 @@ class OnlineLengths:
         return b
 
     def public(self, req: Request) -> Request:
-        """The request with each stage's output length replaced by its bound (the engine makes it once)."""
-        stages = tuple(replace(st, output_tokens=self.bound(req, i)) for i, st in enumerate(req.stages))
-        return replace(req, stages=stages)
+        """The request with each stage's output length replaced by its bound (the engine makes it once).
+
+        Built with the constructors, every field passed positionally: `dataclasses.replace` introspects the
+        fields on each call (~5% of a vllm run, one request and its stages per arrival). Stage and Request have
+        no ``__post_init__``; ``tests/test_schedulers.py`` checks that every field is copied."""
+        stages = tuple(Stage(st.prompt_tokens, self.bound(req, i), st.slo, st.gap_s, st.name)
+                       for i, st in enumerate(req.stages))
+        return Request(req.id, req.arrival_s, req.app, req.tier, stages, req.text, req.prefix_blocks,
+                       req.prefix_block_tokens)
 
     # -- learning -------------------------------------------------------------------------------
     def observe(self, app: str, tier: str, stage: str, n_out: int) -> None:

@@ -205,8 +205,9 @@ def test_run_config_validates_routing_fields_and_records_them(tmp_path) -> None:
         validate_config(workload="chatbot", router_refresh_ms=-1)
     with pytest.raises(UserError, match=r"^--max-concurrency: must be ≥ 1"):
         validate_config(workload="chatbot", max_concurrency=0)
-    with pytest.raises(UserError, match=r"^--max-concurrency: --engine openai drives open-loop loads only"):
-        validate_config(workload="chatbot", engine="openai", url="http://127.0.0.1:1/v1", max_concurrency=4)
+    # Real engines take a closed loop too (the load generator's semaphore, tests/test_closed_loop_client.py).
+    assert validate_config(workload="chatbot", engine="openai", url="http://127.0.0.1:1/v1",
+                           max_concurrency=4).max_concurrency == 4
     cfg = validate_config(workload="chatbot", num_requests=30, replicas=2, router="Power_Of_Two",
                           router_refresh_ms=0, max_concurrency=5)
     assert cfg.router == "power-of-two"

@@ -75,8 +75,8 @@ def make_files(tmp: Path) -> None:
     (tmp / "suite-wl.yaml").write_text("name: mine\nversion: 1\nscenarios: [{name: a, workload: nosuch}]\n")
     (tmp / "unsealed").mkdir()
     (tmp / "unsealed" / "summary.json").write_text("{}")
-    (tmp / "bad-manifest").mkdir()
-    (tmp / "bad-manifest" / "MANIFEST.sha256").write_text("not a manifest line\n")
+    (tmp / "broken-seal").mkdir()
+    (tmp / "broken-seal" / "MANIFEST.sha256").write_text("not a manifest line\n")
     (tmp / "grid.yaml").write_text("workload: chatbot\ngrid: {slo_scale: [1]}\n")
     (tmp / "bad-grid.yaml").write_text("workload: chatbot\ngrid: {warp: [1]}\n")
     rows = {"inf": "0,100,10\n1.5,200,20\ninf,300,30\n3,50,5\n",
@@ -286,7 +286,7 @@ def cases(tmp: Path) -> list[tuple[str, list[str]]]:
         ("qualify: --slo-scale 0", ["qualify", "--slo-scale", "0"]),
         ("qualify: --expect without --check", ["qualify", "--expect", "ab"]),
         ("qualify: --check on a folder never sealed", ["qualify", "--check", "unsealed"]),
-        ("qualify: --check on a damaged manifest", ["qualify", "--check", "bad-manifest"]),
+        ("qualify: --check on a damaged manifest", ["qualify", "--check", "broken-seal"]),
         ("qualify: --expect not a sha256", ["qualify", "--check", "unsealed", "--expect", "xyz"]),
     ]
 

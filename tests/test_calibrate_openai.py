@@ -74,7 +74,7 @@ def test_a_profile_must_say_what_it_measured() -> None:
     env = EnvironmentSection(hardware="cpu", engine="openai", measured="client")
     with pytest.raises(ValueError, match="client section is missing"):
         ProfileFile(name="x", environment=env)
-    with pytest.raises(ValueError, match="latency and kv_capacity_tokens are required"):
+    with pytest.raises(ValueError, match="latency and kv_capacity_tokens: required in a profile measured from"):
         ProfileFile(name="x", environment=EnvironmentSection(hardware="cpu", engine="vllm"),
                     client=ClientVisibleSection(ttft=LinearFit(intercept_s=0.1, slope_s=0, n=1),
                                                 itl=LinearFit(intercept_s=0.1, slope_s=0, n=1)))

@@ -54,7 +54,7 @@ def test_profile_file_round_trips_and_builds_the_model(tmp_path: Path) -> None:
     (lambda d: d["latency"].pop("pieces"), "latency.pieces: Field required"),
     (lambda d: d["frontend"].update(constant_s=-0.1), "frontend.constant_s: Value error, must be a finite number ≥ 0"),
     (lambda d: d.update(colour="blue"), "colour: Extra inputs are not permitted"),
-    (lambda d: d.pop("kv_capacity_tokens"), "kv_capacity_tokens: Field required"),
+    (lambda d: d.pop("kv_capacity_tokens"), "kv_capacity_tokens: required in a profile measured from iterations"),
     (lambda d: d.update(slobench_profile=2), "re-run calibrate"),
 ])
 def test_bad_profile_is_one_line_naming_the_field(tmp_path: Path, mutate, needle: str) -> None:  # noqa: ANN001

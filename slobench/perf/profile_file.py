@@ -218,9 +218,10 @@ class ProfileFile(_Strict):
         if self.environment.measured == "client":
             if self.client is None:
                 raise ValueError("environment.measured is client but the client section is missing")
-        elif self.latency is None or self.kv_capacity_tokens is None:
-            raise ValueError("latency and kv_capacity_tokens are required (environment.measured: iterations); a "
-                             "client-visible profile says environment.measured: client")
+        elif missing := [n for n in ("latency", "kv_capacity_tokens") if getattr(self, n) is None]:
+            raise ValueError(f"{' and '.join(missing)}: required in a profile measured from iterations "
+                             "(environment.measured: iterations); a client-visible profile says "
+                             "environment.measured: client")
         return self
 
     @property

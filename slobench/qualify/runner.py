@@ -21,10 +21,10 @@ rule). Everything the runner writes lies under one folder whose sha256 manifest 
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -253,12 +253,9 @@ class SuiteRunner:
 
         run_dir.mkdir(parents=True, exist_ok=True)
         sampler = PowerSampler() if self.target.engine != "sim" else None
-        if sampler is not None:
-            with sampler:
-                res = cluster_run.run_once(cfg, run_dir=run_dir)
-        else:
+        with sampler or nullcontext():
             res = cluster_run.run_once(cfg, run_dir=run_dir)
-        summary = json.loads((run_dir / "summary.json").read_text())
+        summary = res.summary.as_dict()  # what run_once just wrote to run_dir/summary.json (NaN where it has null)
         ev = evidence_from_summary(summary)
         r = self.rules
         met = int(summary.get("num_met") or 0)

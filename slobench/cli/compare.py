@@ -72,6 +72,7 @@ from slobench.cli.options import (
     TruthBiasOpt,
     TruthNoiseOpt,
     UrlOpt,
+    WarmupOpt,
     WorkloadOpt,
     engine_options,
     measure_kwargs,
@@ -80,9 +81,6 @@ from slobench.cli.options import (
 )
 from slobench.errors import UserError
 
-WarmupOpt = Annotated[float | None, typer.Option(
-    "--warmup", help="Share of each probe's duration whose arrivals run but are not counted, in [0, 0.9) "
-    "(default 0.1).")]
 ConfirmOpt = Annotated[int | None, typer.Option(
     "--confirm", help="Grid rates above the first failing one probed to confirm the crossing (default 2; 0 with "
     "--quick).")]

@@ -36,6 +36,9 @@ MaxConcurrencyOpt = Annotated[int | None, typer.Option(
     "--max-concurrency", help="At most N requests in flight (vLLM bench's --max-concurrency): a request arriving "
     "while N are in flight is sent when one ends; latency counts from the send. Every engine.")]
 SeedOpt = Annotated[list[int], typer.Option("--seed", help="Seed(s); the same for every scheduler. Repeatable.")]
+WarmupOpt = Annotated[float | None, typer.Option(
+    "--warmup", help="Share of each probe's duration whose arrivals run but are not counted, in [0, 0.9) "
+    "(default 0.1).")]
 QuickOpt = Annotated[bool, typer.Option("--quick", help="200 requests per probe, 5% grid: a first look in seconds.")]
 EngineOpt = Annotated[str, typer.Option("--engine", help="sim (default) | vllm | openai")]
 UrlOpt = Annotated[str | None, typer.Option("--url", help="--engine openai: server base URL, e.g. http://host:8000/v1.")]

@@ -42,6 +42,7 @@ from slobench.cli.options import (
     SeedOpt,
     StartOpt,
     TargetOpt,
+    WarmupOpt,
     engine_options,
     measure_kwargs,
     metadata_option,
@@ -54,9 +55,6 @@ SloFromProfileOpt = Annotated[bool, typer.Option(
     "--slo-from-profile", help="Scale the workload's absolute targets (TPOT, absolute TTFT, the TTFT floor) by the "
     "profile's decode step ÷ the SLOs-Serve paper's (docs/calibration.md \"SLOs on any engine\"); slowdown TTFTs "
     "already follow the profile.")]
-WarmupOpt = Annotated[float | None, typer.Option(
-    "--warmup", help="Share of each probe's duration whose arrivals run but are not counted, in [0, 0.9) "
-    "(default 0.1).")]
 
 
 def check_inputs(engine: str, model: str | None, profile: str | None) -> None:

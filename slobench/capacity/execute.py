@@ -313,7 +313,8 @@ def _check_ray_plan(plan: Plan, address: str) -> None:
     check_address(address)
     if any(s.run_kwargs.get("engine", "sim") != "sim" for s in plan.specs):
         raise UserError("--ray-address fans out simulator searches only; real engines run their probes on this "
-                        "machine (drop --ray-address)")
+                        "machine (drop --ray-address; real vLLM replicas start on Ray with --replicas N --engine-arg "
+                        "ray_address=ADDR)")
 
 
 def execute(plan: Plan, store: Collector, observer: SearchObserver | None = None,

@@ -84,11 +84,29 @@ def summary_table(summary: RunSummary, title: str) -> Table:
         t.add_row(f"metadata {key}", value)
     if summary.admission_counts:
         t.add_row("admission", ", ".join(f"{k}={v}" for k, v in summary.admission_counts.items()))
+    routing = (summary.client or {}).get("routing")
+    if routing:
+        t.add_row(f"calls per replica ({routing['router']})", " / ".join(map(str, routing["calls_per_replica"])))
+        for lost in routing["replicas_lost"]:
+            t.add_row(f"[red]replica {lost['replica']} lost at {lost['at_s']:.1f} s[/red]", lost["error"][:160])
     ov = (summary.scheduler_stats or {}).get("overhead_ms")
     if ov:
         p50, p99 = ov.get("p50", float("nan")), ov.get("p99", float("nan"))
         t.add_row("schedule() overhead ms p50/p99", f"{p50:.3f} / {p99:.3f}")
     return t
+
+
+def _with_ray_address(options: dict[str, Any], address: str | None, engine: str) -> dict[str, Any]:
+    """``--ray-address`` of `run` is the real replicas' placement: the engine option ``ray_address``."""
+    if address is None:
+        return options
+    if engine != "vllm":
+        raise UserError(f"--ray-address {address}: `run` uses Ray only to start --engine vllm replicas; drop it "
+                        f"for --engine {engine}")
+    from slobench.engines.options import validate_engine_options
+
+    validate_engine_options({"ray_address": address})
+    return options | {"ray_address": address}
 
 
 @app.command("run")
@@ -122,6 +140,9 @@ def run_cmd(
         "--engine-arg", help="Real-engine option KEY=VALUE (repeatable), e.g. max_num_seqs=64; "
         "see docs/real-engines.md.")] = None,
     engine_config: Annotated[Path | None, typer.Option(help="YAML file of real-engine options.")] = None,
+    ray_address: Annotated[str | None, typer.Option(
+        "--ray-address", help="--engine vllm --replicas N: where the N servers start, as Ray actors: local (this "
+        "machine, the default) | auto | ray://HOST:PORT | HOST:PORT.")] = None,
     truth_bias: TruthBiasOpt = 0.0,
     truth_noise: TruthNoiseOpt = 0.05,
     schedule_cost: ScheduleCostOpt = "model",
@@ -141,7 +162,8 @@ def run_cmd(
         seed=seed, hardware=hardware, model=model, tp=tp, profile=profile, replicas=replicas, router=router,
         router_refresh_ms=router_refresh_ms, max_concurrency=max_concurrency,
         spec_alpha=spec_alpha, scheduler_options=_json_options(scheduler_options), engine=engine, url=url,
-        engine_options=engine_options(engine_arg, engine_config), truth_bias=truth_bias, truth_noise_cv=truth_noise,
+        engine_options=_with_ray_address(engine_options(engine_arg, engine_config), ray_address, engine),
+        truth_bias=truth_bias, truth_noise_cv=truth_noise,
         schedule_cost=schedule_cost, oracle_lengths=oracle_lengths,
         **measure_kwargs(burstiness=burstiness, goodput=goodput, percentile_metrics=percentile_metrics,
                          metric_percentiles=metric_percentiles),

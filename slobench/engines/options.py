@@ -43,6 +43,9 @@ class EngineOptions(BaseModel):
     port: int | None = Field(default=None, gt=0, lt=65536, description="fixed port; default: a free one")
     python: str | None = Field(default=None, description="interpreter with vllm installed; default: this one")
     startup_timeout_s: float = Field(default=600.0, gt=0)
+    ray_address: str | None = Field(
+        default=None, description="where --replicas N > 1 starts its N servers (Ray actors): local | auto | "
+        "ray://HOST:PORT | HOST:PORT; default local (or the Ray this process already joined)")
     # --- the policy's (kept for the documented flags): RunConfig moves them into its PolicySpec, so the
     # policy's options are given once for every engine; both given differently is one error line ---
     scheduler_options: dict[str, Any] = Field(
@@ -74,6 +77,18 @@ class EngineOptions(BaseModel):
     def _split(cls, v: Any) -> Any:
         return shlex.split(v) if isinstance(v, str) else v
 
+    @field_validator("ray_address")
+    @classmethod
+    def _ray_address(cls, v: str | None) -> str | None:
+        from slobench.engines.ray_session import ADDRESS_FORMS, check_address
+
+        if v is None:
+            return v
+        try:
+            return check_address(v)
+        except UserError:
+            raise ValueError(f"not a Ray address; use {ADDRESS_FORMS}") from None
+
     @field_validator("api_key_env")
     @classmethod
     def _env_name(cls, v: str | None) -> str | None:
@@ -84,7 +99,7 @@ class EngineOptions(BaseModel):
     def server_fields(self) -> dict[str, Any]:
         """The options that change the launched server (they key the engine pool)."""
         client = {"api", "token_prompts", "extensions", "served_model", "vocab_size", "api_key_env",
-                  "request_timeout_s", "max_connections", "startup_timeout_s"}
+                  "request_timeout_s", "max_connections", "startup_timeout_s", "ray_address"}
         return {k: v for k, v in self.model_dump().items() if k not in client and k not in POLICY_KEYS}
 
 

@@ -24,6 +24,11 @@ bottleneck. In a closed loop the lag against the arrival includes the wait for a
 server, held the load back: the simulator reports it the same way); the generator's *own* lateness is
 measured apart, from the moment the slot freed (``send_lag_*``), so a concurrency sweep can tell a slow
 client from a full one. Records are handed to ``on_record`` the moment a stage is final (streamed to disk).
+
+Several replicas (``replicas``, a real ``--replicas N``): each request is routed when it is sent, by the
+driver's router (`slobench.engines.openai.routing.ClientRouter`), and all its calls go to that replica; its
+records carry the replica's index. A replica whose server dies mid-run leaves the rotation (its requests in
+flight end as failed records, kept); the run goes on with the others and ends, in one line, only when none is left.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ import numpy as np
 from slobench.engines.errors import EngineError
 from slobench.engines.openai.prompts import PromptSynth
 from slobench.engines.openai.protocol import Endpoint, HTTPFailure, stream_generation
+from slobench.engines.openai.routing import ClientRouter
 from slobench.metrics.records import Admission, StageRecord, Status
 from slobench.workloads.model import Request, Workload
 
@@ -72,6 +78,7 @@ class ClientStats:
     max_concurrency: int | None = None  # closed loop: the cap; None: open loop
     send_lag_s: list[float] = field(default_factory=list)  # closed loop: send − max(arrival, slot freed)
     waited_for_slot: int = 0  # closed loop: sends that waited for a slot
+    routing: dict[str, Any] | None = None  # several replicas: `ClientRouter.summary()` (calls per replica, lost)
 
     def summary(self) -> dict[str, Any]:
         """Lag percentiles, achieved arrival rate (same formula as the simulator's offered rate)."""
@@ -85,7 +92,8 @@ class ClientStats:
             closed = {"max_concurrency": self.max_concurrency, "waited_for_slot": self.waited_for_slot,
                       "send_lag_s": float(own.max()) if own.size else 0.0,
                       "send_lag_p99_s": float(np.percentile(own, 99)) if own.size else 0.0}
-        return closed | {
+        routed = {"routing": self.routing} if self.routing is not None else {}
+        return closed | routed | {
             "client_lag_s": float(all_lag.max()) if all_lag.size else 0.0,
             "client_lag_p50_s": float(np.percentile(all_lag, 50)) if all_lag.size else 0.0,
             "client_lag_p99_s": float(np.percentile(all_lag, 99)) if all_lag.size else 0.0,
@@ -111,13 +119,13 @@ class ClientResult:
     run_id: str
 
 
-def _record(req: Request, idx: int, start_s: float) -> StageRecord:
+def _record(req: Request, idx: int, start_s: float, replica: int = 0) -> StageRecord:
     st = req.stages[idx]
     return StageRecord(
         request_id=req.id, stage_idx=idx, stage_name=st.name, num_stages=len(req.stages), app=req.app,
         tier=req.tier, arrival_s=req.arrival_s, stage_start_s=start_s, prompt_tokens=st.prompt_tokens,
         output_tokens=st.output_tokens, ttft_slo_s=st.slo.ttft_s, tpot_slo_s=st.slo.tpot_s,
-        admission=Admission.ADMITTED, status=Status.UNFINISHED,
+        admission=Admission.ADMITTED, status=Status.UNFINISHED, replica=replica,
     )
 
 
@@ -132,8 +140,19 @@ def _groups(req: Request) -> list[list[int]]:
     return groups
 
 
+@dataclass
+class Replicas:
+    """Several endpoints behind the driver's router (``--replicas N`` on a real engine): one endpoint and one
+    health check per replica. A request's calls all go to the replica its first call was routed to."""
+
+    endpoints: list[Endpoint]
+    health_checks: list[HealthCheck | None]
+    router: ClientRouter
+
+
 class LoadGenerator:
-    """Drives one workload against one endpoint; see the module docstring for the semantics."""
+    """Drives one workload against one endpoint, or against several replicas through a router (``replicas``);
+    see the module docstring for the semantics."""
 
     def __init__(
         self,
@@ -150,10 +169,12 @@ class LoadGenerator:
         max_connections: int = 2048,
         run_id: str | None = None,
         max_concurrency: int | None = None,
+        replicas: Replicas | None = None,
     ) -> None:
         if max_concurrency is not None and max_concurrency < 1:
             raise ValueError(f"max_concurrency must be ≥ 1 (got {max_concurrency})")
-        self.ep = endpoint
+        self.ep = endpoint  # the one endpoint, or replica 0's (its API settings are every replica's)
+        self.replicas = replicas
         self.synth = PromptSynth(seed, vocab_size)
         self.on_record = on_record
         self.stop = stop  # asked after every record: True ends the run like a fatal error, without raising
@@ -199,6 +220,23 @@ class LoadGenerator:
         if self.on_progress is not None:
             self.on_progress(self._done, self._total)
 
+    def _endpoint(self, replica: int) -> Endpoint:
+        return self.replicas.endpoints[replica] if self.replicas is not None else self.ep
+
+    def _place(self, req: Request, now_s: float) -> int:
+        return self.replicas.router.place(req, now_s) if self.replicas is not None else 0
+
+    def _server_gone(self, replica: int, dead: EngineError) -> None:
+        """A dead server: one replica of several leaves the rotation (the run goes on with the others); the
+        last one, or the only one, ends the run with its one line."""
+        if self.replicas is None:
+            self._fail(dead)
+            return
+        router = self.replicas.router
+        router.mark_down(replica, self.now(), str(dead))
+        if not router.live():
+            self._fail(EngineError(f"every replica is gone (the last: {dead})"))
+
     def _request_id(self, req: Request, group: list[int]) -> str:
         return f"slobench-{self.run_id}-{req.id}-{group[0]}"
 
@@ -222,10 +260,12 @@ class LoadGenerator:
         text_context.append(self.synth.text(n_new, req.id, stage_idx))
         return " ".join(t for t in text_context if t)
 
-    async def _run_request(self, client: httpx.AsyncClient, req: Request, sent_s: float) -> None:
-        """All stages of one request; emits every stage record exactly once, whatever happens."""
+    async def _run_request(self, client: httpx.AsyncClient, req: Request, sent_s: float, replica: int = 0) -> None:
+        """All stages of one request (on ``replica``); emits every stage record exactly once, whatever happens."""
         groups = _groups(req)
-        pending = {i: _record(req, i, math.nan) for i in range(len(req.stages))}
+        pending = {i: _record(req, i, math.nan, replica) for i in range(len(req.stages))}
+        ep = self._endpoint(replica)
+        router = self.replicas.router if self.replicas is not None else None
         context: list[int] = []
         text_context: list[str] = []
         start_s = sent_s
@@ -243,10 +283,13 @@ class LoadGenerator:
                 recs[0].stage_start_s = start_s
                 bounds = np.cumsum([req.stages[i].output_tokens for i in group])
                 total_out = int(bounds[-1])
-                state = {"seen": 0, "cur": 0}
+                state = {"seen": 0, "cur": 0, "streamed": 0}
 
                 def on_tokens(t: float, n: int, recs: list[StageRecord] = recs, bounds: Any = bounds,
                               state: dict[str, int] = state, group: list[int] = group) -> None:
+                    if router is not None and not state["streamed"]:
+                        state["streamed"] = 1
+                        router.call_streaming(replica)
                     # Split one call's token stream over its stages (think | answer).
                     for _ in range(n):
                         k = state["cur"]
@@ -260,10 +303,16 @@ class LoadGenerator:
                             self._emit(pending.pop(group[k]))
                             state["cur"] = k + 1
 
-                gen = await stream_generation(
-                    client, self.ep, prompt, total_out, request_id=sid, clock=self.now,
-                    xargs=self._xargs(req, group, sid) if self.ep.extensions else None, on_tokens=on_tokens,
-                )
+                if router is not None:
+                    router.call_sent(replica)
+                try:
+                    gen = await stream_generation(
+                        client, ep, prompt, total_out, request_id=sid, clock=self.now,
+                        xargs=self._xargs(req, group, sid) if ep.extensions else None, on_tokens=on_tokens,
+                    )
+                finally:
+                    if router is not None:
+                        router.call_ended(replica, bool(state["streamed"]))
                 self.stats.chunks += gen.chunks
                 self.stats.tokens += gen.num_tokens
                 admission = self.admission_lookup(sid) if self.admission_lookup else None
@@ -300,16 +349,17 @@ class LoadGenerator:
                 # A 4xx is a configuration problem (model name, context length, auth): every other
                 # request will fail the same way, so stop the run with the server's own words.
                 self._fail(EngineError(f"the server refused request {req.id}: {exc} "
-                                       f"({self.ep.base_url}{self.ep.path})"))
+                                       f"({ep.base_url}{ep.path})"))
             return
         except (httpx.TransportError, httpx.StreamError) as exc:
             self.stats.transport_errors += 1
             self._close(req, pending, Status.FAILED, f"{type(exc).__name__}: {exc}", None)
-            if self.health_check is not None:
+            check = self.replicas.health_checks[replica] if self.replicas is not None else self.health_check
+            if check is not None:
                 try:
-                    await asyncio.to_thread(self.health_check)
+                    await asyncio.to_thread(check)
                 except EngineError as dead:
-                    self._fail(dead)
+                    self._server_gone(replica, dead)
             return
         except asyncio.CancelledError:
             self._close(req, pending, Status.UNFINISHED, None, None)
@@ -355,15 +405,16 @@ class LoadGenerator:
                             self.stats.waited_for_slot += 1
                             intended = freed
                     sent = self.now()
+                    replica = self._place(req, sent)
                     self.stats.intended_s.append(req.arrival_s)
                     self.stats.actual_s.append(sent)
                     if slots is None:
-                        tasks.append(asyncio.create_task(self._run_request(client, req, sent)))
+                        tasks.append(asyncio.create_task(self._run_request(client, req, sent, replica)))
                     else:
                         self.stats.send_lag_s.append(max(sent - intended, 0.0))
                         # Latency counts from the send: the records carry it as the arrival.
                         tasks.append(asyncio.create_task(
-                            self._run_holding(slots, client, replace(req, arrival_s=sent), sent)))
+                            self._run_holding(slots, client, replace(req, arrival_s=sent), sent, replica)))
                 if tasks and self._fatal is None and not self.stopped:
                     waiter = asyncio.create_task(self._fatal_event.wait())
                     last = max(reqs[-1].arrival_s, self.stats.actual_s[-1] if self.stats.actual_s else 0.0)
@@ -381,6 +432,8 @@ class LoadGenerator:
                     await asyncio.gather(*tasks, return_exceptions=True)
                 self._emit_never_sent(reqs[len(self.stats.actual_s):])
                 self.stats.wall_s = time.perf_counter() - wall0
+                if self.replicas is not None:
+                    self.stats.routing = self.replicas.router.summary()
         if self._fatal is not None:
             raise self._fatal
         return ClientResult(records=self.records, stats=self.stats, run_id=self.run_id)
@@ -415,10 +468,10 @@ class LoadGenerator:
         return True
 
     async def _run_holding(self, slots: asyncio.Semaphore, client: httpx.AsyncClient, req: Request,
-                           sent_s: float) -> None:
+                           sent_s: float, replica: int) -> None:
         """One request of a closed loop: it holds its slot from the send to its last token (tool gaps too)."""
         try:
-            await self._run_request(client, req, sent_s)
+            await self._run_request(client, req, sent_s, replica)
         finally:
             heapq.heappush(self._freed_at, self.now())
             slots.release()

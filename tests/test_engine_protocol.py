@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -78,10 +79,33 @@ def test_an_unsupported_load_is_one_line() -> None:
         OpenAIEngine("http://127.0.0.1:1/v1", validate_engine_options({})).run(job)
 
 
-def test_real_engines_refuse_replicas_with_todays_line() -> None:
+def test_openai_refuses_replicas_with_one_line() -> None:
     cfg = validate_config(workload="chatbot", engine="openai", url="http://127.0.0.1:1/v1", num_requests=5,
                           replicas=2)
-    with pytest.raises(UserError, match=r"^--replicas 2: real engines run one replica; use --replicas 1 "):
+    with pytest.raises(UserError, match=r"^--replicas 2: --engine openai drives the one server at --url; use "):
+        run_once(cfg)
+
+
+def test_vllm_replicas_refuse_slo_aware_and_a_missing_ray_before_launching(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({  # a tiny Llama's shape: nothing is launched
+        "model_type": "llama", "hidden_size": 128, "intermediate_size": 256, "num_attention_heads": 2,
+        "num_hidden_layers": 2, "num_key_value_heads": 1, "vocab_size": 1024, "max_position_embeddings": 4096}))
+    opts = {"python": "/nonexistent/python"}  # skips the vllm import check: the refusals come first
+    cfg = validate_config(workload="chatbot", engine="vllm", model=str(tmp_path), num_requests=5, replicas=2,
+                          router="slo-aware", engine_options=opts)
+    with pytest.raises(UserError, match=r"^--router slo-aware: real replicas cannot answer the admission query"):
+        run_once(cfg)
+    import slobench.engines.ray_session as ray_session
+    from slobench.engines.ray_session import RAY_EXTRA
+
+    def no_ray() -> None:
+        raise UserError(RAY_EXTRA)
+
+    monkeypatch.setattr(ray_session, "import_ray", no_ray)
+    cfg = validate_config(workload="chatbot", engine="vllm", model=str(tmp_path), num_requests=5, replicas=2,
+                          router="vllm-dp", engine_options=opts)
+    with pytest.raises(UserError, match=r"^--replicas N with --engine vllm starts the replicas on Ray: pip install"):
         run_once(cfg)
 
 

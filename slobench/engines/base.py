@@ -6,7 +6,8 @@ the run's summary and results folder. Engines execute; they never write ``summar
 files (a real engine may put its server logs and scheduler events in ``EngineJob.log_dir``).
 
 Engines: `slobench.engines.sim.SimEngine` (discrete-event simulator, any number of replicas),
-`slobench.engines.vllm.engine.VLLMEngine` (a launched vLLM server with the policy inside it) and
+`slobench.engines.vllm.engine.VLLMEngine` (a launched vLLM server with the policy inside it; N of them as Ray
+actors behind the driver's router with ``--replicas N``) and
 `slobench.engines.openai.engine.OpenAIEngine` (any OpenAI-compatible endpoint).
 """
 
@@ -67,7 +68,7 @@ Load = OpenLoopLoad | ClosedLoopLoad  # the loads an engine may be given
 class ReplicaSet:
     """How many replicas serve the load and how requests are placed on them."""
 
-    count: int = 1  # replicas; real engines run exactly one (they refuse more with one line)
+    count: int = 1  # replicas: the simulator's in its event loop; vLLM's as Ray actors; openai: exactly one
     router: str = "round-robin"  # a name of slobench.schedulers.routers.ROUTERS
     refresh_s: float = 0.1  # how often the router's view of replica loads is refreshed (vLLM's DP
     # coordinator publishes every 100 ms); 0: fresh at every request

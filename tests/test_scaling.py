@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 import slobench.cluster.run as runner
 from slobench.cli import app
+from slobench.errors import UserError
 from slobench.report.probes import ExperimentSummary
 from slobench.report.scaling import per_replica_figure, per_replica_table, pivot_rows
 from tests.run_helpers import one_error_line
@@ -173,3 +174,29 @@ def test_per_replica_figure_has_a_panel_per_scheduler_and_a_flat_ideal() -> None
     assert sum(t.showlegend for t in ideal) == 1
     assert {t.name for t in fig.data} == {"r1", "r2", "linear scaling"}
     assert len(fig.layout.annotations) == 2  # the two panel titles
+
+
+def test_paper_script_searches_router_by_policy_pairs(tmp_path: Path) -> None:
+    from scripts.paper_figures import HEADLINE, load_experiment, sections
+
+    exp = load_experiment(Path("scripts/paper_experiment.yaml"))
+    [(_, specs, scaling)] = [s for s in sections(exp, tmp_path, quick=True) if s[0] == "replicas"]
+    routers = exp.replicas.routers if exp.replicas else []
+    assert scaling and len(routers) >= 2
+    points = {(s.scheduler, s.run_kwargs["replicas"], s.run_kwargs.get("router")) for s in specs}
+    assert points == {(p, 1, None) for p in exp.schedulers} | {
+        (p, n, r) for p in exp.schedulers for n in exp.replicas.values if n > 1 for r in routers}
+    assert "scaling-per-replica" in HEADLINE["replicas"]
+
+
+@pytest.mark.parametrize(("body", "needle"), [
+    ("replicas: {workload: coding, values: [2, 4]}", "replicas.values: must include 1"),
+    ("replicas: {workload: coding, values: [1, 2], routers: [round-robin, nope]}", "replicas.routers: unknown router"),
+])
+def test_paper_script_refuses_a_bad_replica_section(tmp_path: Path, body: str, needle: str) -> None:
+    from scripts.paper_figures import load_experiment
+
+    path = tmp_path / "exp.yaml"
+    path.write_text(f"schedulers: [vllm]\nscenarios: [coding]\n{body}\n")
+    with pytest.raises(UserError, match=needle):
+        load_experiment(path)

@@ -1,7 +1,8 @@
 """Regenerate a SLOs-Serve-style figure set on the simulator into results/figures/.
 
 Sections (scripts/paper_experiment.yaml): capacity of every scheduler across the six scenarios,
-attainment vs rate per scenario, SLO-tightness sweep, burstiness sweep, replica scaling, and the
+attainment vs rate per scenario, SLO-tightness sweep, burstiness sweep, replica scaling (capacity per
+replica for every router × policy pair against linear scaling, as `slobench compare --scaling`), and the
 sensitivity of capacity and ratio to SLO scale and planning-model error. Each
 section is one results folder under results/paper-<stamp>/<section>/ (probes.csv, requests.parquet,
 summary.json, report.html), so `slobench report` redraws it and `slobench resume` continues it;
@@ -26,7 +27,17 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from slobench.capacity.execute import execute, write_plan_manifest
-from slobench.capacity.plan import QUICK_REQUESTS, Plan, SearchSettings, SearchSpec, preflight, workload_variant
+from slobench.capacity.plan import (
+    QUICK_REQUESTS,
+    Plan,
+    SearchSettings,
+    SearchSpec,
+    check_routers,
+    parse_replica_counts,
+    preflight,
+    scaling_specs,
+    workload_variant,
+)
 from slobench.capacity.search import CapacityResult, Probe
 from slobench.capacity.store import Collector
 from slobench.errors import UserError
@@ -41,6 +52,16 @@ class Axis(BaseModel):
     model_config = ConfigDict(extra="forbid")
     workload: str
     values: list[float] = Field(min_length=1)
+
+
+class ReplicaAxis(BaseModel):
+    """Replica scaling on one workload: every scheduler × router at each replica count (one replica once)."""
+
+    model_config = ConfigDict(extra="forbid")
+    workload: str
+    values: list[int] = Field(default_factory=lambda: [1, 2, 4], min_length=2)
+    routers: list[str] = Field(default_factory=lambda: ["round-robin", "vllm-dp", "power-of-two", "slo-aware"],
+                               min_length=1)
 
 
 class Sensitivity(BaseModel):
@@ -67,7 +88,7 @@ class PaperExperiment(BaseModel):
     scenarios: list[str] = Field(min_length=1)
     slo_scale: Axis | None = None
     burstiness_cv: Axis | None = None
-    replicas: Axis | None = None
+    replicas: ReplicaAxis | None = None
     sensitivity: Sensitivity | None = None
 
 
@@ -75,7 +96,12 @@ def load_experiment(path: Path) -> PaperExperiment:
     """Read and validate the experiment file; every problem is one UserError line naming the field."""
     from slobench.yaml_files import load_yaml_model
 
-    return load_yaml_model(path, PaperExperiment)
+    exp = load_yaml_model(path, PaperExperiment)
+    if exp.replicas is not None:  # counts and router names checked now, not after hours of other sections
+        axis = exp.replicas
+        axis.values = parse_replica_counts(",".join(map(str, axis.values)), flag=f"{path}: replicas.values")
+        axis.routers = check_routers(axis.routers, flag=f"{path}: replicas.routers")
+    return exp
 
 
 def sections(exp: PaperExperiment, root: Path, quick: bool) -> list[tuple[str, list[SearchSpec], bool]]:
@@ -86,23 +112,25 @@ def sections(exp: PaperExperiment, root: Path, quick: bool) -> list[tuple[str, l
         base["profile"] = exp.profile
     out = [("scenarios", [SearchSpec(w, s, base | {"workload": w}) for w in exp.scenarios for s in exp.schedulers],
             False)]
-    for axis_name in ("slo_scale", "burstiness_cv", "replicas"):
+    for axis_name in ("slo_scale", "burstiness_cv"):
         axis: Axis | None = getattr(exp, axis_name)
         if axis is None:
             continue
         specs: list[SearchSpec] = []
         try:
-            for v in axis.values:
-                value: float | int = int(v) if axis_name == "replicas" else v
-                kw = base | ({"replicas": value, "workload": axis.workload} if axis_name == "replicas" else
-                             {"workload": workload_variant(axis.workload, {axis_name: value}, root / axis_name)})
+            for value in axis.values:
+                kw = base | {"workload": workload_variant(axis.workload, {axis_name: value}, root / axis_name)}
                 specs += [SearchSpec(f"{axis.workload} {axis_name}={value:g}", s, kw,
                                      extra={"base_workload": axis.workload, axis_name: value})
                           for s in exp.schedulers]
         except UserError as exc:
             print(f"skipped {axis_name} sweep: {exc}")
             continue
-        out.append((axis_name, specs, axis_name == "replicas"))
+        out.append((axis_name, specs, False))
+    if exp.replicas is not None:  # as `slobench compare --scaling`: capacity per replica by router × policy
+        reps = exp.replicas
+        out.append(("replicas", scaling_specs({reps.workload: reps.workload}, exp.schedulers, reps.values,
+                                              reps.routers, base), True))
     if exp.sensitivity is not None:
         from slobench.capacity.sensitivity import check_axis, points, sensitivity_specs
 
@@ -166,7 +194,8 @@ def run_section(name: str, specs: list[SearchSpec], settings: SearchSettings, ro
 # The paper's figures, per section (figure-name prefixes); each section's own report.html keeps the rest
 # (per-point attainment curves, latency CDFs, batch timelines).
 HEADLINE = {"scenarios": ("capacity", "attainment-"), "slo_scale": ("capacity-vs-",),
-            "burstiness_cv": ("capacity-vs-",), "replicas": ("replica-scaling",), "sensitivity": ("sensitivity-",)}
+            "burstiness_cv": ("capacity-vs-",), "sensitivity": ("sensitivity-",),
+            "replicas": ("replica-scaling", "scaling-per-replica", "scaling-per-replica-")}
 
 
 def write_figure_set(figures: Path, sections_done: list[Path], config: Path) -> tuple[Path, int]:

@@ -270,14 +270,20 @@ class ExecuteOutcome:
     wall_s: float = 0.0
 
 
+def scaling_row(c: CapacityRow) -> ScalingRow:
+    """A search's capacity as its summary.json ``scaling`` row; the router and base workload come from its grid
+    values when the run varied them (`compare --scaling`, a sweep's ``router`` axis), else stay None."""
+    return ScalingRow(scheduler=c.scheduler, replicas=c.grid["replicas"], capacity_rps=c.capacity_rps,
+                      router=c.grid.get("router"), workload=c.grid.get("base_workload"))
+
+
 def _finish(plan: Plan, store: Collector, interrupted: bool) -> ExecuteOutcome:
     """Save, draw the report; the outcome (exit code, what to show)."""
     from slobench.report.rebuild import rebuild_report
 
     store.complete = not interrupted
     if plan.scaling and store.capacities:
-        store.scaling = [ScalingRow(scheduler=c.scheduler, replicas=c.grid["replicas"], capacity_rps=c.capacity_rps)
-                         for c in store.capacities if "replicas" in c.grid]
+        store.scaling = [scaling_row(c) for c in store.capacities if "replicas" in c.grid]
     store.save(final=True)
     out = ExecuteOutcome(0, store.out_dir, interrupted=interrupted, capacities=list(store.capacities),
                          bad=[c for c in store.capacities if c.status != "ok"], num_probes=len(store.probe_rows),

@@ -276,6 +276,65 @@ def preflight(specs: Sequence[SearchSpec], settings: SearchSettings | None = Non
             cluster_run.build_latency_model(cfg)
 
 
+# --- replica scaling ------------------------------------------------------------------------------
+
+
+def parse_replica_counts(text: str, flag: str = "--scaling") -> list[int]:
+    """Replica counts of a scaling run, e.g. ``"1,2,4,8"`` → ``[1, 2, 4, 8]`` (sorted, repeats dropped).
+
+    They must include 1, since linear scaling is measured from the one-replica capacity, and at least one count
+    above it; anything else is one UserError line naming ``flag``."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    try:
+        counts = sorted({int(t) for t in items})
+    except ValueError:
+        raise UserError(f"{flag}: expected comma-separated replica counts such as 1,2,4,8, got {text!r}") from None
+    if not counts or any(n < 1 for n in counts):
+        raise UserError(f"{flag}: replica counts must be whole numbers ≥ 1, such as 1,2,4,8, got {text!r}")
+    if 1 not in counts:
+        raise UserError(f"{flag}: must include 1, the capacity linear scaling is measured from (e.g. 1,"
+                        f"{','.join(map(str, counts))}), got {text!r}")
+    if len(counts) < 2:
+        raise UserError(f"{flag}: give at least one replica count above 1 (e.g. 1,2,4,8), got {text!r}")
+    return counts
+
+
+def check_routers(names: Sequence[str], flag: str = "--routers") -> list[str]:
+    """Router names as the registry spells them (case and _/- insensitive), repeats dropped; an unknown or
+    missing name is one UserError line naming ``flag`` and the choices."""
+    from slobench.schedulers.routers import canonical_router, router_names
+
+    known = router_names()
+    routers = list(dict.fromkeys(canonical_router(n) for n in names if n.strip()))
+    if not routers:
+        raise UserError(f"{flag}: give at least one router, e.g. round-robin,slo-aware; choose from "
+                        f"{', '.join(known)}")
+    bad = [n for n in routers if n not in known]
+    if bad:
+        raise UserError(f"{flag}: unknown router {bad[0]!r}; choose from {', '.join(known)}")
+    return routers
+
+
+def scaling_specs(workloads: dict[str, str], schedulers: Sequence[str], counts: Sequence[int],
+                  routers: Sequence[str], run_kw: dict[str, Any]) -> list[SearchSpec]:
+    """The searches of a replica-scaling run: every scheduler at every replica count behind every router.
+
+    ``workloads`` maps each label to its workload argument; ``run_kw`` holds the settings every search shares
+    (its ``replicas`` and ``router`` are replaced). One replica needs no router, so it is searched once per
+    scheduler, without a ``router`` value in its rows; every other point carries ``replicas`` and ``router``
+    (and ``base_workload``) as grid values, which become summary.json's ``scaling`` rows."""
+    shared = {k: v for k, v in run_kw.items() if k != "router"}
+    specs: list[SearchSpec] = []
+    for label, workload in workloads.items():
+        for n in counts:
+            for router in routers if n > 1 else [None]:
+                kw = shared | {"replicas": n, "workload": workload} | ({"router": router} if router else {})
+                point: dict[str, Any] = {"replicas": n} | ({"router": router} if router else {})
+                name = " ".join([label, *(f"{k}={v}" for k, v in point.items())])
+                specs += [SearchSpec(name, s, kw, extra={"base_workload": label} | point) for s in schedulers]
+    return specs
+
+
 # --- sweeps ---------------------------------------------------------------------------------------
 
 # Grid axis → RunConfig field it sets. slo_scale / burstiness_cv go through the workload overrides.

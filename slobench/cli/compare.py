@@ -23,9 +23,12 @@ from slobench.capacity.execute import EXIT_NO_CAPACITY, execute, open_resume, st
 from slobench.capacity.plan import (
     Plan,
     SearchSpec,
+    check_routers,
     load_grid,
+    parse_replica_counts,
     preflight,
     run_kwargs,
+    scaling_specs,
     search_settings,
     setup_text,
     sweep_specs,
@@ -62,6 +65,8 @@ from slobench.cli.options import (
     ResumeOpt,
     RouterOpt,
     RouterRefreshOpt,
+    RoutersOpt,
+    ScalingOpt,
     ScheduleCostOpt,
     SchedulerOpt,
     SchedulersOpt,
@@ -134,6 +139,32 @@ def _refuse_with_resume(ctx: typer.Context, resume: Path | None, kind: str, jobs
     _resume(resume, kind=kind, jobs=jobs, ray_address=ray_address)
 
 
+def _given(ctx: typer.Context, name: str) -> bool:
+    """True when the option called ``name`` was typed on the command line (not its default)."""
+    return getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"
+
+
+def scaling_options(ctx: typer.Context, scaling: str | None, routers: str | None,
+                    router: str) -> tuple[list[int], list[str]] | None:
+    """``--scaling`` and ``--routers`` checked together: (replica counts, routers), or None without ``--scaling``.
+
+    A scaling run chooses the replica counts and routers itself, so ``--replicas`` beside it, or ``--router``
+    beside ``--routers``, would be silently ignored: refused in one line instead. Without ``--routers`` the one
+    router is ``--router``'s value."""
+    if scaling is None:
+        if routers is not None:
+            raise UserError("--routers: only with --scaling (a single search takes one router: --router NAME)")
+        return None
+    counts = parse_replica_counts(scaling)
+    if _given(ctx, "replicas"):
+        raise UserError("--scaling: searches its own replica counts; drop --replicas")
+    if routers is None:
+        return counts, check_routers([router], flag="--router")
+    if _given(ctx, "router"):
+        raise UserError("--scaling: give the routers once, with --routers; drop --router")
+    return counts, check_routers(routers.split(","))
+
+
 def compare_cmd(
     ctx: typer.Context,
     workload: WorkloadOpt = ["coding"],  # noqa: B006 - typer needs a literal default
@@ -146,6 +177,8 @@ def compare_cmd(
     replicas: ReplicasOpt = 1,
     router: RouterOpt = "round-robin",
     router_refresh_ms: RouterRefreshOpt = 100.0,
+    scaling: ScalingOpt = None,
+    routers: RoutersOpt = None,
     max_concurrency: MaxConcurrencyOpt = None,
     seed: SeedOpt = [0],  # noqa: B006
     quick: QuickOpt = False,
@@ -178,9 +211,11 @@ def compare_cmd(
     """Capacity of each scheduler on each workload, side by side, with a report.
 
     Example: slobench compare --workload coding --workload chatbot --quick
+    Replica scaling: slobench compare --workload coding --scaling 1,2,4,8 --routers round-robin,slo-aware
     """
     ray_address = ray_address_option(ray_address)
     _refuse_with_resume(ctx, resume, "compare", jobs, ray_address)
+    scaled = scaling_options(ctx, scaling, routers, router)
     workloads = [w for item in workload for w in _parse_list(item)]
     scheds = _parse_list(schedulers)
     kw = run_kwargs(hardware=hardware, model=model, tp=tp, profile=profile, replicas=replicas, engine=engine,
@@ -196,11 +231,17 @@ def compare_cmd(
     labels = dict(zip(workloads, workload_labels(workloads), strict=True))
     specs = [SearchSpec(labels[wl], s, kw | {"workload": workload_arg(wl)}) for wl in workloads for s in scheds]
     settings = search_settings(target, seed, quick, rate_start, rate_min, rate_max, refine_interval, confirm, hold)
-    preflight(specs, settings)
     title = f"slobench compare: {', '.join(labels.values())} ({setup_text(kw)})"
-    plan = Plan("compare", title, specs, settings)
     name = "compare-" + "-".join(Path(w).stem for w in workloads)
     config = {"workloads": workloads, "schedulers": scheds, "target": target, "seeds": seed, "quick": quick} | kw
+    if scaled is not None:  # every scheduler × replica count × router instead of one search per scheduler
+        counts, names = scaled
+        specs = scaling_specs({labels[wl]: workload_arg(wl) for wl in workloads}, scheds, counts, names, kw)
+        title += f"; replicas {','.join(map(str, counts))} × routers {', '.join(names)}"
+        name += "-scaling"
+        config |= {"scaling": counts, "routers": names}
+    preflight(specs, settings)
+    plan = Plan("compare", title, specs, settings, scaling=scaled is not None)
     _run(plan, start(plan, out, name, config, meta), jobs, ray_address)
 
 

@@ -32,7 +32,7 @@ from slobench.capacity.bench import BenchRow, ratios
 from slobench.capacity.execute import ExecuteOutcome
 from slobench.capacity.plan import Plan, SearchSpec
 from slobench.capacity.search import CapacityResult, Probe
-from slobench.report.probes import CapacityRow
+from slobench.report.probes import CapacityRow, ScalingRow
 
 console = Console()
 # The bench table is wide (a column per policy and per ratio): when the output is not a terminal
@@ -220,6 +220,8 @@ def print_outcome(plan: Plan, out: ExecuteOutcome) -> None:
     for c in out.bad:
         console.print(f"[yellow]{c.workload} × {c.scheduler}[/]: {c.message}{_hint(c.status)}",
                       highlight=False, soft_wrap=True)
+    if plan.scaling:
+        print_scaling(out.out_dir)
     if plan.kind == "sensitivity":
         print_sensitivity(out.out_dir)
     if plan.kind == "validate":
@@ -275,6 +277,36 @@ def print_sensitivity(out_dir: Path) -> None:
         table.add_row(*cells)
     console.print(table)
     console.print(f"[dim]table: {path}[/]", highlight=False, soft_wrap=True)
+
+
+def scaling_table(scaling: Sequence[ScalingRow]) -> Table | None:
+    """Capacity per replica for every scheduler × router (a column per replica count), with the share of linear
+    scaling, capacity(R) / (R · capacity(1)), in brackets; None without scaling rows."""
+    import pandas as pd
+
+    from slobench.report.scaling import per_replica_table, pivot_rows
+
+    if not scaling:
+        return None
+    counts, rows = pivot_rows(per_replica_table(pd.DataFrame([r.model_dump() for r in scaling])))
+    table = Table(title="Capacity per replica (req/s)", header_style="bold",
+                  caption="(share of linear scaling: capacity(R) / (R · capacity(1))); one replica has no router")
+    for col in ("workload", "scheduler", "router"):
+        table.add_column(col)
+    for n in counts:
+        table.add_column(f"{n} replica{'s' if n > 1 else ''}", justify="right")
+    for wl, sched, router, cells in rows:
+        table.add_row(wl, sched, router, *cells)
+    return table
+
+
+def print_scaling(out_dir: Path) -> None:
+    """The capacity-per-replica table of a scaling run (summary.json's ``scaling`` rows)."""
+    from slobench.report.probes import ExperimentSummary
+
+    table = scaling_table(ExperimentSummary.read(Path(out_dir) / "summary.json").scaling)
+    if table is not None:
+        console.print(table)
 
 
 # --- bench schedulers ------------------------------------------------------------------------------

@@ -32,6 +32,13 @@ RouterOpt = Annotated[str, typer.Option(
 RouterRefreshOpt = Annotated[float, typer.Option(
     "--router-refresh-ms", help="How stale the router's view of replica loads is: refreshed every this many ms "
     "(vLLM: 100); 0 = fresh at every request.")]
+ScalingOpt = Annotated[str | None, typer.Option(
+    "--scaling", help="Replica counts, e.g. 1,2,4,8 (must include 1): search every scheduler's capacity at each count "
+    "behind each of --routers (one replica once, without a router) and draw capacity per replica against linear "
+    "scaling (docs/capacity.md).")]
+RoutersOpt = Annotated[str | None, typer.Option(
+    "--routers", help="With --scaling: the routers to compare, comma-separated, e.g. round-robin,slo-aware "
+    "(default: the --router value).")]
 MaxConcurrencyOpt = Annotated[int | None, typer.Option(
     "--max-concurrency", help="At most N requests in flight (vLLM bench's --max-concurrency): a request arriving "
     "while N are in flight is sent when one ends; latency counts from the send. Every engine.")]

@@ -259,7 +259,7 @@ def replica_scaling(scaling: pd.DataFrame, *, title: str = "") -> go.Figure:
 
 
 # Sweep axes a capacity row may carry (see `slobench sweep` grids and scripts/paper_experiment.yaml);
-# replicas has its own figure (`replica_scaling`, with the linear-scaling line).
+# replicas has its own figures (`replica_scaling` and `slobench.report.scaling`, with the linear-scaling line).
 SWEEP_AXES = ("slo_scale", "burstiness_cv", "tp", "model", "hardware", "profile")
 AXIS_TITLES = {"slo_scale": "SLO scale (× every TTFT/TPOT target; < 1 = tighter)",
                "burstiness_cv": "burstiness (CV of inter-arrival times; 1 = Poisson)"}
@@ -326,7 +326,10 @@ def report_figures(
         if axis in capacities.columns and capacities[axis].nunique() > 1:
             figs[f"capacity-vs-{slug(axis)}"] = capacity_vs_param(capacities, axis)
     if scaling is not None and len(scaling):
-        figs["replica-scaling"] = replica_scaling(scaling)
+        from slobench.report.scaling import has_routers, per_replica_figures
+
+        # Rows naming their router: capacity per replica, a line per router; older rows: capacity vs replicas.
+        figs |= per_replica_figures(scaling) if has_routers(scaling) else {"replica-scaling": replica_scaling(scaling)}
     return figs
 
 

@@ -19,7 +19,8 @@ columns empty.
   probe's identity, its counts and Wilson interval, its validity and the evidence the validity was
   judged on (so a resumed search can replay it without rerunning); a sweep adds its grid values.
 - `CapacityRow`: one capacity search's outcome, one row of summary.json's ``capacities``.
-- `ScalingRow`: one (scheduler, replica count) capacity, summary.json's ``scaling``.
+- `ScalingRow`: one (scheduler, router, replica count) capacity, summary.json's ``scaling`` (``router`` and
+  ``workload`` are optional fields, None in files written before them).
 - `ExperimentSummary`: the whole summary.json of a compare / capacity / sweep / paper section.
 """
 
@@ -186,15 +187,22 @@ class CapacityRow(BaseModel):
 
 
 class ScalingRow(BaseModel):
-    """Capacity of one scheduler with ``replicas`` replicas (the replica-scaling figure)."""
+    """Capacity of one scheduler with ``replicas`` replicas behind ``router`` (the replica-scaling figures).
+
+    ``router`` and ``workload`` came later (`slobench compare --scaling`): rows written before them, and rows of
+    one replica (no routing happens), have None, so old summary.json files load unchanged and draw the old
+    capacity-vs-replicas figure.
+    """
 
     model_config = ConfigDict(extra="allow")
 
     scheduler: str
     replicas: int
     capacity_rps: float | None = None
+    router: str | None = None  # None: one replica, or a run that did not vary the router
+    workload: str | None = None  # the base workload (several workloads: one figure each)
 
-    _nan = field_validator("capacity_rps", mode="before")(lambda cls, v: _none_if_nan(v))
+    _nan = field_validator("capacity_rps", "router", "workload", mode="before")(lambda cls, v: _none_if_nan(v))
 
 
 class ExperimentSummary(BaseModel):

@@ -8,6 +8,7 @@ Files read (all optional except probes.csv), through the typed models of `sloben
 - ``probes.csv``: `ProbeRow` per line (workload, scheduler, rate_rps, seed, attainment, ci_low,
   ci_high, num_met, num_requests, valid, reason, the validity evidence, grid values);
 - ``summary.json``: `ExperimentSummary` (``target``, ``capacities`` rows, ``scaling`` rows, ``title``);
+  scaling rows naming their router also give ``scaling.csv`` (capacity per replica, share of linear scaling);
 - ``requests.parquet``: stage records with workload/scheduler/rate_rps/seed columns;
 - ``iterations.parquet``: batch composition with the same columns;
   (both also from ``parts/*.parquet``: per-probe files a killed run left before consolidation).
@@ -25,6 +26,7 @@ from slobench.report.figures import report_figures, slug
 from slobench.report.html import write_report
 from slobench.report.probes import ExperimentSummary, probes_frame, read_probe_rows
 from slobench.report.results import PROBE_KEY, atomic_target, probe_key, read_probe_frames
+from slobench.report.scaling import has_routers, per_replica_html, per_replica_table
 from slobench.report.sensitivity import is_sensitivity, sensitivity_figure, sensitivity_table
 
 PROBE_COLUMNS = ["workload", "scheduler", "rate_rps", "seed", "attainment", "ci_low", "ci_high",
@@ -183,6 +185,11 @@ CAPTIONS = {  # first matching prefix wins, so the more specific names come firs
                   "simulator on the calibrated profile (dashed), valid probes, seeds pooled. The table above gives "
                   "the capacity error (sim / real − 1) and the per-probe latency errors. See docs/calibration.md.",
     "replica-scaling": "Capacity with N replicas behind the router; dotted = linear scaling from one replica.",
+    "scaling-per-replica": "Capacity per replica (capacity ÷ replicas) against the replica count, a panel per "
+                           "scheduler and a line per router; one replica needs no router, so every router's line "
+                           "starts at the same point. Dotted = linear scaling (flat at the one-replica capacity); "
+                           "the drop below it is what routing loses. The table above gives the share of linear "
+                           "scaling, capacity(R) / (R · capacity(1)). See docs/capacity.md.",
 }
 
 
@@ -280,6 +287,9 @@ def _notes_html(capacities: pd.DataFrame) -> str:
 def _intro_html(results_dir: Path, data: dict[str, object]) -> str:
     summary = data["summary"]
     intro = capacity_table_html(data["capacities"]) + _notes_html(data["capacities"])
+    scaling = data["scaling"]
+    if isinstance(scaling, pd.DataFrame) and has_routers(scaling):
+        intro += per_replica_html(scaling)
     if isinstance(summary, ExperimentSummary):
         intro += validation_html((summary.model_extra or {}).get("validation"))
         intro += setup_html(summary.setup)
@@ -299,6 +309,10 @@ def rebuild_report(results_dir: Path, *, png: bool = True) -> tuple[Path, list[s
     if not table.empty:  # the numbers behind the sensitivity figure, for scripts and papers
         with atomic_target(results_dir / "sensitivity.csv") as tmp:
             table.to_csv(tmp, index=False)
+    scaling = data["scaling"]
+    if isinstance(scaling, pd.DataFrame) and has_routers(scaling):  # the numbers behind the per-replica figure
+        with atomic_target(results_dir / "scaling.csv") as tmp:
+            per_replica_table(scaling).to_csv(tmp, index=False)
     figs = build_figures(data)
     summary = data["summary"]
     title = summary.title if isinstance(summary, ExperimentSummary) else None

@@ -30,9 +30,9 @@ NO_ADMISSION_QUERY = ("slo-aware",)  # routers that need the replica's admission
 def check_real_router(name: str, replicas: int) -> None:
     """Refuse, in one line, a router real replicas cannot serve (before anything is launched)."""
     if replicas > 1 and canonical_router(name) in NO_ADMISSION_QUERY:
-        raise UserError(f"--router {canonical_router(name)}: real replicas cannot answer the admission query this router asks before "
-                        "each send (their policy decides inside vLLM); use round-robin, vllm-dp, power-of-two or "
-                        "prefix-aware with real engines, or the simulator for slo-aware")
+        raise UserError(f"--router {canonical_router(name)}: real replicas cannot answer the admission query this "
+                        "router asks before each send (their policy decides inside vLLM); use round-robin, vllm-dp, "
+                        "power-of-two or prefix-aware with real engines, or the simulator for slo-aware")
 
 
 @dataclass

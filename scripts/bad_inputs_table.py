@@ -70,6 +70,10 @@ def _spec(name: str, lengths: dict, arrival: dict | None = None, *, num_requests
 def make_files(tmp: Path) -> None:
     """The bad files every case below refers to, by relative path."""
     (tmp / "afile").write_text("a file, not a folder")
+    (tmp / "tiny-model").mkdir()  # a model folder's shape (nothing is launched: the refusals come first)
+    (tmp / "tiny-model" / "config.json").write_text(
+        '{"model_type": "llama", "hidden_size": 128, "intermediate_size": 256, "num_attention_heads": 2, '
+        '"num_hidden_layers": 2, "num_key_value_heads": 1, "vocab_size": 1024, "max_position_embeddings": 4096}')
     (tmp / "suite-bad.yaml").write_text("name: mine\nversion: 1\nrules: {min_duration_s: -5}\n"
                                         "scenarios: [{name: a, workload: coding}]\n")
     (tmp / "suite-wl.yaml").write_text("name: mine\nversion: 1\nscenarios: [{name: a, workload: nosuch}]\n")
@@ -278,6 +282,19 @@ def cases(tmp: Path) -> list[tuple[str, list[str]]]:
         ("flag: --router unknown", ["run", "--replicas", "2", "--router", "random"]),
         ("flag: --router-refresh-ms negative", ["compare", "--router-refresh-ms", "-5"]),
         ("flag: --max-concurrency 0", ["run", "--max-concurrency", "0"]),
+        ("flag: --scaling without 1", ["compare", "--scaling", "2,4"]),
+        ("flag: --scaling not numbers", ["compare", "--scaling", "1,two"]),
+        ("flag: --routers without --scaling", ["compare", "--routers", "vllm-dp"]),
+        ("flag: --routers unknown", ["compare", "--scaling", "1,2", "--routers", "random"]),
+        ("flag: --replicas with --scaling", ["compare", "--scaling", "1,2", "--replicas", "2"]),
+        # real replicas
+        ("real replicas: --engine openai --replicas 2", ["run", "--engine", "openai", "--url",
+                                                         "http://127.0.0.1:9/v1", "--replicas", "2"]),
+        ("real replicas: --router slo-aware on vLLM", ["run", "--engine", "vllm", "--model", "tiny-model",
+                                                       "--replicas", "2", "--router", "slo-aware"]),
+        ("real replicas: --ray-address malformed", ["run", "--engine", "vllm", "--model", "tiny-model",
+                                                    "--replicas", "2", "--ray-address", "not an address"]),
+        ("real replicas: --ray-address on the simulator", ["run", "--ray-address", "auto"]),
         # qualification
         ("qualify: unknown suite", ["qualify", "--suite", "nope"]),
         ("qualify: suite YAML with a bad rule", ["qualify", "--suite", "suite-bad.yaml"]),

@@ -26,6 +26,7 @@ from slobench.engines.vllm.launcher import ServerSpec, VLLMServer
 from slobench.errors import UserError
 
 CALL_TIMEOUT_S = 30.0  # a control call to a started actor (alive, stop) must answer within this
+RELEASE_WAIT_S = 15.0  # how long a new group waits for the resources of actors killed just before (ray.kill is async)
 RAY_NEEDED = ("--replicas N with --engine vllm starts the replicas on Ray: pip install 'slobench[ray]' "
               "(or use --replicas 1)")
 
@@ -145,6 +146,10 @@ class ReplicaGroup:
         total = ray.cluster_resources()
         kind, each = ("GPU", float(tp)) if total.get("GPU", 0) >= 1 else ("CPU", 1.0)
         free = ray.available_resources().get(kind, 0.0)
+        deadline = time.monotonic() + RELEASE_WAIT_S
+        while free + 1e-9 < n * each <= total.get(kind, 0.0) + 1e-9 and time.monotonic() < deadline:
+            time.sleep(0.25)  # actors just killed (the group this one replaces) give their resources back
+            free = ray.available_resources().get(kind, 0.0)
         if free + 1e-9 < n * each:
             raise UserError(f"--replicas {n}: the Ray cluster at {self.spec.ray_address} has {free:g} {kind}s free "
                             f"and each replica takes {each:g}; use --replicas {int(free // each) or 1} or a larger "

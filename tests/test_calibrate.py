@@ -141,8 +141,9 @@ def test_calibrate_tiny_grid_then_simulate_and_validate_with_the_profile(shared_
     assert ttft >= prof.frontend.constant_s
     assert yaml.safe_load(out.read_text())["slobench_profile"] == 1
     # `validate` at CI scale on that profile: stock vLLM (the session's server), a tiny workload (TTFT 500 ms,
-    # TPOT 50 ms: the CPU server misses them by 2–4 req/s), 12-request probes; what is checked is that the path runs end to end and writes its comparison
-    # (the capacity error itself is a measurement for docs/calibration.md, not a CI figure).
+    # TPOT 50 ms: the CPU server misses them by 2–4 req/s), 12-request probes; what is checked is that the path
+    # runs end to end and writes its comparison (the capacity error itself is a measurement for
+    # docs/calibration.md, not a CI figure).
     from slobench.testing.kit import tiny_workload
 
     wl = tiny_workload(tmp_path / "wl", n_rows=32)

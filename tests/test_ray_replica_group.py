@@ -58,7 +58,8 @@ def fake_spec(tmp_path: Path) -> ServerSpec:
     exe = tmp_path / "python-fake"
     exe.write_text(f"#!/bin/sh\nexec {sys.executable} {script} \"$@\"\n")
     exe.chmod(0o755)
-    return ServerSpec(model="/models/fake", options=EngineOptions(python=str(exe), startup_timeout_s=30).server_fields())
+    opts = EngineOptions(python=str(exe), startup_timeout_s=30)
+    return ServerSpec(model="/models/fake", options=opts.server_fields())
 
 
 def _gone(pids: list[int], timeout_s: float = 15.0) -> bool:
@@ -104,7 +105,7 @@ def test_a_dead_replica_is_named_and_the_group_is_not_reused(local_ray, fake_spe
 
 def test_a_group_the_cluster_cannot_hold_is_one_line(local_ray, fake_spec: ServerSpec, tmp_path: Path) -> None:  # noqa: ANN001
     group = ReplicaGroup(GroupSpec(fake_spec, 3, "local"), log_dir=tmp_path, cpu_build=True)
-    with pytest.raises(UserError, match=r"^--replicas 3: the Ray cluster at local has 2 CPUs free and each replica "
+    with pytest.raises(UserError, match=r"^--replicas 3: the Ray cluster at local has 2 CPUs and each replica "
                                         r"takes 1; use --replicas 2 or a larger cluster$"):
         group.start()
     assert group.actors == []

@@ -145,15 +145,19 @@ class ReplicaGroup:
         ray, n, tp = self.session.ray, self.spec.count, self.spec.server.tp
         total = ray.cluster_resources()
         kind, each = ("GPU", float(tp)) if total.get("GPU", 0) >= 1 else ("CPU", 1.0)
+        have, need = total.get(kind, 0.0), n * each
+        if have + 1e-9 < need:
+            raise UserError(f"--replicas {n}: the Ray cluster at {self.spec.ray_address} has {have:g} {kind}s and "
+                            f"each replica takes {each:g}; use --replicas {int(have // each) or 1} or a larger cluster")
         free = ray.available_resources().get(kind, 0.0)
         deadline = time.monotonic() + RELEASE_WAIT_S
-        while free + 1e-9 < n * each <= total.get(kind, 0.0) + 1e-9 and time.monotonic() < deadline:
+        while free + 1e-9 < need and time.monotonic() < deadline:
             time.sleep(0.25)  # actors just killed (the group this one replaces) give their resources back
             free = ray.available_resources().get(kind, 0.0)
-        if free + 1e-9 < n * each:
-            raise UserError(f"--replicas {n}: the Ray cluster at {self.spec.ray_address} has {free:g} {kind}s free "
-                            f"and each replica takes {each:g}; use --replicas {int(free // each) or 1} or a larger "
-                            "cluster")
+        if free + 1e-9 < need:
+            raise UserError(f"--replicas {n}: the Ray cluster at {self.spec.ray_address} has {free:g} of {have:g} "
+                            f"{kind}s free (others' work holds the rest) and each replica takes {each:g}; free them "
+                            f"or use --replicas {int(free // each) or 1}")
         return {"num_gpus": each} if kind == "GPU" else {"num_cpus": each}
 
     def _wait_started(self, refs: list[Any]) -> list[dict[str, Any]]:

@@ -103,10 +103,9 @@ def _with_ray_address(options: dict[str, Any], address: str | None, engine: str)
     if engine != "vllm":
         raise UserError(f"--ray-address {address}: `run` uses Ray only to start --engine vllm replicas; drop it "
                         f"for --engine {engine}")
-    from slobench.engines.options import validate_engine_options
+    from slobench.engines.ray_session import check_address
 
-    validate_engine_options({"ray_address": address})
-    return options | {"ray_address": address}
+    return options | {"ray_address": check_address(address)}
 
 
 @app.command("run")

@@ -149,4 +149,5 @@ def validate_engine_options(raw: dict[str, Any]) -> EngineOptions:
         if err["type"] == "extra_forbidden":
             known = ", ".join(sorted(EngineOptions.model_fields))
             raise UserError(f"--engine-arg {key}: unknown engine option; known: {known}") from None
-        raise UserError(f"--engine-arg {key}: {err['msg']} (got {err.get('input')!r})") from None
+        msg = err["msg"].removeprefix("Value error, ")
+        raise UserError(f"--engine-arg {key}: {msg} (got {err.get('input')!r})") from None

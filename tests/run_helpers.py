@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
 
@@ -31,3 +34,14 @@ def one_error_line(output: str) -> str:
     assert len(errs) == 1, output
     assert "Traceback" not in output
     return errs[0]
+
+
+def fake_python(folder: Path, source: str) -> Path:
+    """An executable standing in for the interpreter the launcher runs (engine option ``python``): it runs
+    ``source`` (a fake ``vllm.entrypoints.openai.api_server``) with the launcher's arguments."""
+    script = folder / "fake_vllm.py"
+    script.write_text(source)
+    exe = folder / "python-fake"
+    exe.write_text(f"#!/bin/sh\nexec {sys.executable} {script} \"$@\"\n")
+    exe.chmod(0o755)
+    return exe

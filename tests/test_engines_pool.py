@@ -24,6 +24,7 @@ from slobench.engines.options import EngineOptions
 from slobench.engines.vllm import procs
 from slobench.engines.vllm.launcher import ServerSpec, VLLMServer
 from slobench.engines.vllm.pool import EnginePool, engine_session, get_pool
+from tests.run_helpers import fake_python as make_fake_python
 
 FAKE = textwrap.dedent('''
     import http.server, os, signal, subprocess, sys, threading
@@ -60,12 +61,7 @@ def _own_process_pool(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def fake_python(tmp_path: Path) -> Path:
-    script = tmp_path / "fake_vllm.py"
-    script.write_text(FAKE)
-    exe = tmp_path / "python-fake"
-    exe.write_text(f"#!/bin/sh\nexec {sys.executable} {script} \"$@\"\n")
-    exe.chmod(0o755)
-    return exe
+    return make_fake_python(tmp_path, FAKE)
 
 
 def _spec(fake: Path, *extra: str, **opts: object) -> ServerSpec:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from slobench.engines.vllm.launcher import ServerSpec
 from slobench.engines.vllm.pool import EnginePool
 from slobench.engines.vllm.replicas import GroupSpec, ReplicaGroup
 from slobench.errors import UserError
+from tests.run_helpers import fake_python
 
 ray = pytest.importorskip("ray", reason="needs the ray extra (pip install 'slobench[ray]'; CI installs it)")
 
@@ -53,12 +53,7 @@ def local_ray():
 
 @pytest.fixture
 def fake_spec(tmp_path: Path) -> ServerSpec:
-    script = tmp_path / "fake_vllm.py"
-    script.write_text(FAKE)
-    exe = tmp_path / "python-fake"
-    exe.write_text(f"#!/bin/sh\nexec {sys.executable} {script} \"$@\"\n")
-    exe.chmod(0o755)
-    opts = EngineOptions(python=str(exe), startup_timeout_s=30)
+    opts = EngineOptions(python=str(fake_python(tmp_path, FAKE)), startup_timeout_s=30)
     return ServerSpec(model="/models/fake", options=opts.server_fields())
 
 

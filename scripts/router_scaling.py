@@ -83,11 +83,19 @@ def search(workload: str, policy: str, router: str, replicas: int, refresh_ms: f
             "probes": len(res.probes), "wall_s": round(time.perf_counter() - t0, 1)}
 
 
+def _interval(row: dict[str, str]) -> str:
+    """The search's interval of the total capacity, [highest confident pass, lowest confident fail), req/s."""
+    def fmt(v: str) -> str:
+        return f"{float(v):.1f}" if v not in ("", "None", "nan") else "–"
+    return f" [{fmt(row['lower_rps'])}, {fmt(row['upper_rps'])})"
+
+
 def markdown(rows: list[dict[str, str]]) -> str:
     """Capacity per replica per router and replica count, with the share of ideal linear scaling."""
     out = ["# Capacity per replica (req/s) by router", "",
-           "Share of ideal linear scaling in brackets: capacity(R) / (R · capacity(1)). "
-           "R = 1 has no router: its value repeats in every row.", ""]
+           "Share of ideal linear scaling in round brackets: capacity(R) / (R · capacity(1)); in square brackets the "
+           "search's interval of the total capacity (req/s). R = 1 has no router: its value repeats in every row.",
+           ""]
     groups = sorted({(r["workload"], r["policy"]) for r in rows})
     for wl, pol in groups:
         mine = [r for r in rows if r["workload"] == wl and r["policy"] == pol]
@@ -100,14 +108,15 @@ def markdown(rows: list[dict[str, str]]) -> str:
         for router, refresh in routers or [(SINGLE, next(iter(single), "100"))]:
             cells = []
             for n in reps:
-                hit = [r for r in mine if int(r["replicas"]) == n and (n == 1 or r["router"] == router)
-                       and r["refresh_ms"] == refresh]
+                hit = [r for r in mine if int(r["replicas"]) == n  # one replica: no router, no refresh to match
+                       and (n == 1 or (r["router"] == router and r["refresh_ms"] == refresh))]
                 if not hit or not hit[0]["capacity_rps"]:
                     cells.append("—" if not hit else f"none ({hit[0]['status']})")
                     continue
                 per = float(hit[0]["capacity_per_replica_rps"])
-                base = single.get(refresh)
-                cells.append(f"{per:.2f}" + (f" ({per / base:.0%})" if base and n > 1 else ""))
+                base = single.get(refresh) or next(iter(single.values()), None)
+                cells.append(f"{per:.2f}" + (f" ({per / base:.0%})" if base and n > 1 else "")
+                             + _interval(hit[0]))
             out.append(f"| {router} | {refresh} | " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)

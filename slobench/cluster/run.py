@@ -347,9 +347,9 @@ def _sim_engine(cfg: RunConfig) -> Engine:
 def _vllm_engine(cfg: RunConfig) -> Engine:
     from slobench.engines.openai.routing import check_real_router
     from slobench.engines.options import validate_engine_options
+    from slobench.engines.vllm.engine import VLLMEngine
 
     check_real_router(cfg.router, cfg.replicas)  # before the model and the workload are built
-    from slobench.engines.vllm.engine import VLLMEngine
 
     return VLLMEngine(model=cfg.model, options=validate_engine_options(cfg.engine_options), hardware=cfg.hardware,
                       tp=cfg.tp, profile=cfg.profile)

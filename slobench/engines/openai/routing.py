@@ -23,6 +23,7 @@ from typing import Any
 from slobench.errors import UserError
 from slobench.schedulers.routers import ReplicaLoad, Router, canonical_router, make_router
 from slobench.workloads.model import Request
+from slobench.workloads.prefix import block_tokens, cached_prefix_tokens
 
 NO_ADMISSION_QUERY = ("slo-aware",)  # routers that need the replica's admission answer before the send
 
@@ -42,7 +43,8 @@ class ReplicaState:
     waiting: int = 0  # calls sent, no token back yet
     running: int = 0  # calls streaming
     sent: int = 0  # calls routed here over the run
-    blocks: set[int] = field(default_factory=set)  # prefix-block hashes sent here (the approximate tree)
+    blocks: dict[int, int] = field(default_factory=dict)  # prefix-block hash sent here → tokens it covers (the
+    # approximate tree, in the form `workloads.prefix.cached_prefix_tokens` matches against)
     down_at_s: float | None = None  # when it was found dead (None: alive)
     down_why: str | None = None
 
@@ -87,19 +89,12 @@ class ClientRouter:
                                      prefix_hit_tokens=self._prefix_hit(req, i)))
         choice = live[self.router.route(req, loads)]
         self._bumps[choice] += 1
-        self.state[choice].blocks.update(req.prefix_blocks)
+        self.state[choice].blocks.update(zip(req.prefix_blocks, block_tokens(req), strict=True))
         return choice
 
     def _prefix_hit(self, req: Request, i: int) -> int:
-        if not req.prefix_blocks:
-            return 0
-        cached = self.state[i].blocks
-        n = 0
-        for h in req.prefix_blocks:
-            if h not in cached:
-                break
-            n += 1
-        return min(n * req.prefix_block_tokens, req.stages[0].prompt_tokens)
+        """Leading prompt tokens of ``req`` this router has sent to replica ``i`` before (the simulator's match)."""
+        return cached_prefix_tokens(self.state[i].blocks, req)[0] if req.prefix_blocks else 0
 
     # ---- the load generator reports each call's life ------------------------------------------------------
     def call_sent(self, i: int) -> None:

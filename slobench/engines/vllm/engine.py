@@ -11,6 +11,7 @@ search reuses one server across its probes. The load is driven by the shared loa
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,62 +82,59 @@ class VLLMEngine:
                           options=self.options.server_fields(), hardware=self.hardware, perf_model=self.model,
                           profile=self.profile)
 
-    def target(self, policy: PolicySpec, log_dir: Path | None) -> Target:
-        """A healthy server for ``policy`` (reused from the pool or launched) and its endpoint."""
-        from slobench.engines.openai.protocol import Endpoint
-        from slobench.engines.vllm.pool import get_pool
+    def _installed_vllm(self) -> Any:
+        """This interpreter's vLLM (version, build), checked before a launch; None with ``python=`` (another
+        interpreter's vLLM, which the launch itself checks)."""
         from slobench.engines.vllm.support import require_vllm
 
+        return require_vllm() if self.options.python is None else None
+
+    def _server_target(self, spec: ServerSpec, vllm: Any, base_url: str, health_check: Callable[[], None],
+                       events_path: Path | None, **info: Any) -> Target:
+        """One running server's endpoint as a `Target`: a lone server and every replica of a group alike."""
+        from slobench.engines.openai.protocol import Endpoint
+
         opts = self.options
-        info = require_vllm() if opts.python is None else None
-        spec = self.server_spec(policy)
-        srv = get_pool().acquire(spec, cpu_build=info is not None and info.build == "cpu",
-                                 startup_timeout_s=opts.startup_timeout_s, log_dir=log_dir)
-        ep = Endpoint(base_url=srv.base_url, model=opts.served_model or srv.served_model, api=opts.api,
+        ep = Endpoint(base_url=base_url, model=opts.served_model or spec.model, api=opts.api,
                       token_prompts=opts.token_prompts, extensions=opts.extensions, timeout_s=opts.request_timeout_s)
         return Target(
-            endpoint=ep, vocab_size=opts.vocab_size or _vocab_size(self.model), health_check=srv.check_alive,
-            events_path=srv.events_path if spec.policy is not None else None,
-            info={"server_url": srv.base_url, "server_pid": srv.proc.pid, "server_log": str(srv.log_path),
-                  "server_startup_s": srv.startup_s, "vllm": info.version if info else None,
-                  "vllm_build": info.build if info else None,
+            endpoint=ep, vocab_size=opts.vocab_size or _vocab_size(self.model), health_check=health_check,
+            events_path=events_path if spec.policy is not None else None,
+            info={"server_url": base_url, **info, "vllm": vllm.version if vllm else None,
+                  "vllm_build": vllm.build if vllm else None,
                   "scheduler_impl": spec.policy.name if spec.policy is not None else "vllm (stock)"},
         )
+
+    def target(self, policy: PolicySpec, log_dir: Path | None) -> Target:
+        """A healthy server for ``policy`` (reused from the pool or launched) and its endpoint."""
+        from slobench.engines.vllm.pool import get_pool
+
+        vllm = self._installed_vllm()
+        spec = self.server_spec(policy)
+        srv = get_pool().acquire(spec, cpu_build=vllm is not None and vllm.build == "cpu",
+                                 startup_timeout_s=self.options.startup_timeout_s, log_dir=log_dir)
+        return self._server_target(spec, vllm, srv.base_url, srv.check_alive, srv.events_path,
+                                   server_pid=srv.proc.pid, server_log=str(srv.log_path),
+                                   server_startup_s=srv.startup_s)
 
     def replica_targets(self, policy: PolicySpec, count: int, log_dir: Path | None) -> list[Target]:
         """``count`` healthy replicas of the server for ``policy`` (a `ReplicaGroup` of Ray actors, reused from the
         pool or started) and their endpoints, in replica order."""
-        from slobench.engines.openai.protocol import Endpoint
         from slobench.engines.vllm.pool import get_pool
         from slobench.engines.vllm.replicas import GroupSpec
-        from slobench.engines.vllm.support import require_vllm
 
-        opts = self.options
-        info = require_vllm() if opts.python is None else None
-        spec = GroupSpec(self.server_spec(policy), count, opts.ray_address or "local")
-        group = get_pool().acquire_group(spec, cpu_build=info is not None and info.build == "cpu",
-                                         startup_timeout_s=opts.startup_timeout_s, log_dir=log_dir)
-        targets = []
-        for r in group.replicas:
-            ep = Endpoint(base_url=r.base_url, model=opts.served_model or spec.server.model, api=opts.api,
-                          token_prompts=opts.token_prompts, extensions=opts.extensions,
-                          timeout_s=opts.request_timeout_s)
-            targets.append(Target(
-                endpoint=ep, vocab_size=opts.vocab_size or _vocab_size(self.model),
-                health_check=lambda i=r.index: group.health_check(i),
-                events_path=Path(r.events_path) if r.events_path else None,
-                info={"server_url": r.base_url, "server_pid": r.pid, "server_host": r.host, "server_log": r.log_path,
-                      "server_startup_s": r.startup_s, "vllm": info.version if info else None,
-                      "vllm_build": info.build if info else None, "ray_address": spec.ray_address,
-                      "scheduler_impl": policy.name if spec.server.policy is not None else "vllm (stock)"},
-            ))
-        return targets
+        vllm = self._installed_vllm()
+        spec = GroupSpec(self.server_spec(policy), count, self.options.ray_address or "local")
+        group = get_pool().acquire_group(spec, cpu_build=vllm is not None and vllm.build == "cpu",
+                                         startup_timeout_s=self.options.startup_timeout_s, log_dir=log_dir)
+        return [self._server_target(spec.server, vllm, r.base_url, lambda i=r.index: group.health_check(i),
+                                    Path(r.events_path), server_pid=r.pid,
+                                    server_host=r.host, server_log=r.log_path, server_startup_s=r.startup_s,
+                                    ray_address=spec.ray_address)
+                for r in group.replicas]
 
     def run(self, job: EngineJob) -> EngineResult:
-        from slobench.engines.openai.routing import check_real_router
-
-        n = job.replicas.count
-        check_real_router(job.replicas.router, n)
+        n = job.replicas.count  # a router real replicas cannot serve was refused when the engine was built
         client_load(self.name, job)  # refuse unknown loads before launching anything
         if n == 1:
             target = self.target(job.policy, job.log_dir)

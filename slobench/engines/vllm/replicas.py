@@ -95,7 +95,7 @@ class ReplicaInfo:
     pid: int
     host: str
     log_path: str
-    events_path: str | None
+    events_path: str  # the in-vLLM policy's events (the file exists only when a slobench policy runs there)
     startup_s: float | None
 
 
@@ -133,10 +133,7 @@ class ReplicaGroup:
         except BaseException:
             self.stop()
             raise
-        self.replicas = [ReplicaInfo(index=i, base_url=d["base_url"], pid=d["pid"], host=d["host"],
-                                     log_path=d["log_path"],
-                                     events_path=d["events_path"] if self.spec.server.policy is not None else None,
-                                     startup_s=d["startup_s"]) for i, d in enumerate(infos)]
+        self.replicas = [ReplicaInfo(index=i, **d) for i, d in enumerate(infos)]
         self.log_path = Path(self.replicas[0].log_path)
         return self
 
@@ -165,6 +162,7 @@ class ReplicaGroup:
         ray = self.session.ray
         deadline = time.monotonic() + self.startup_timeout_s + 120.0  # + actor creation, worker start-up
         pending = list(refs)
+        started: dict[int, dict[str, Any]] = {}
         while pending:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -172,16 +170,16 @@ class ReplicaGroup:
                                   f"(raise --engine-arg startup_timeout_s=...); logs: {self.log_dir}")
             ready, pending = ray.wait(pending, num_returns=1, timeout=min(left, 5.0))
             for ref in ready:
+                i = refs.index(ref)
                 try:
-                    ray.get(ref, timeout=CALL_TIMEOUT_S)
+                    started[i] = ray.get(ref, timeout=CALL_TIMEOUT_S)
                 except ray.exceptions.RayTaskError as exc:
                     cause = exc.cause if isinstance(getattr(exc, "cause", None), Exception) else exc
-                    i = refs.index(ref)
                     raise EngineError(f"vLLM replica {i} did not start: {str(cause).splitlines()[0]}") from None
                 except ray.exceptions.RayError as exc:
-                    raise EngineError(f"vLLM replica {refs.index(ref)}'s actor died during start-up "
+                    raise EngineError(f"vLLM replica {i}'s actor died during start-up "
                                       f"({type(exc).__name__}); logs: {self.log_dir}") from None
-        return [ray.get(r, timeout=CALL_TIMEOUT_S) for r in refs]
+        return [started[i] for i in range(len(refs))]
 
     def health_check(self, index: int) -> None:
         """Raise a one-line `EngineError` when replica ``index``'s server (or its actor) is gone."""

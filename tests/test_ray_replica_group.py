@@ -23,6 +23,7 @@ from slobench.engines.vllm.pool import EnginePool
 from slobench.engines.vllm.replicas import GroupSpec, ReplicaGroup
 from slobench.errors import UserError
 from tests.run_helpers import fake_python
+from tests.test_engines_pool import _gone
 
 ray = pytest.importorskip("ray", reason="needs the ray extra (pip install 'slobench[ray]'; CI installs it)")
 
@@ -57,15 +58,6 @@ def fake_spec(tmp_path: Path) -> ServerSpec:
     return ServerSpec(model="/models/fake", options=opts.server_fields())
 
 
-def _gone(pids: list[int], timeout_s: float = 15.0) -> bool:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if not procs.alive(pids):
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def test_group_starts_is_reused_and_stops_clean(local_ray, fake_spec: ServerSpec, tmp_path: Path) -> None:  # noqa: ANN001
     pool = EnginePool()
     spec = GroupSpec(fake_spec, 2, "local")
@@ -77,7 +69,7 @@ def test_group_starts_is_reused_and_stops_clean(local_ray, fake_spec: ServerSpec
     tree = [p for r in group.replicas for p in [r.pid, *procs.descendants(r.pid)]]
     assert len(tree) >= 4  # each fake server and its child
     assert pool.stop_all() == []
-    assert _gone(tree)
+    assert _gone(tree, timeout_s=15.0)
     assert local_ray.is_initialized()  # a Ray this process joined before is left running
 
 

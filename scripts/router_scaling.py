@@ -141,15 +141,12 @@ def main(argv: list[str]) -> int:
     if args.quick:
         args.replicas = "1,2" if args.replicas == "1,2,4,8" else args.replicas
         args.workloads = "chatbot" if args.workloads == "chatbot,coding,mixed" else args.workloads
+    from slobench.capacity.plan import check_routers
     from slobench.errors import UserError
-    from slobench.schedulers.routers import canonical_router, router_names
 
     try:
         replicas = [int(n) for n in _split(args.replicas)]
-        routers = [canonical_router(r) for r in _split(args.routers)]
-        bad = [r for r in routers if r not in router_names()]
-        if bad or not routers:
-            raise UserError(f"--routers: unknown {bad[0] if bad else '(none)'}; known: {', '.join(router_names())}")
+        routers = check_routers(_split(args.routers))  # the same names and message as `compare --routers`
         refreshes = [float(ms) for ms in _split(args.refresh_ms)]
         if any(n < 1 for n in replicas) or any(ms < 0 for ms in refreshes):
             raise UserError("--replicas must be ≥ 1 and --refresh-ms ≥ 0")

@@ -79,6 +79,21 @@ def test_drain_ratio_on_time_is_quiet_and_late_fires() -> None:
     assert v.drain_ratio(late, np.arange(50) < 49) < 0
 
 
+def test_drain_leaves_out_requests_admission_declined_but_not_admitted_or_undecided_ones() -> None:
+    e2e = 0.5 + 4 * 0.1
+    late = records_frame([_stage(i, float(i), i + 0.8) for i in range(49)] + [_stage(49, 49.0, 49.0 + 10 * e2e)])
+    for admission in ("pending", "admitted"):  # baselines leave every request pending; slos-serve admits
+        late["admission"] = admission
+        assert v.check_drain(v.drain_ratio(late, np.ones(50, bool))) is not None
+    # the late one was declined (best-effort): a miss already, and no sign that the committed work fell behind
+    late.loc[late["request_id"] == 49, "admission"] = "best_effort"
+    r = v.drain_ratio(late, np.ones(50, bool))
+    assert r is not None and r < 0 and v.check_drain(r) is None
+    # every measured request declined: nothing the server took on is left to judge
+    late["admission"] = "best_effort"
+    assert v.drain_ratio(late, np.ones(50, bool)) is None
+
+
 # --- (c) offered tokens vs the compute ceiling ----------------------------------------------------------------
 
 def test_ceiling_fires_above_the_latency_models_full_batch_throughput() -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import sys
 import time
 from pathlib import Path
@@ -122,6 +123,65 @@ def markdown(rows: list[dict[str, str]]) -> str:
     return "\n".join(out)
 
 
+def _cell(rows: list[dict[str, str]], wl: str, pol: str, router: str, n: int, refresh: str = "100"
+          ) -> dict[str, str] | None:
+    """The measured row of one point (R = 1: the router-less row), or None when not measured (or no capacity)."""
+    for r in rows:
+        if (r["workload"], r["policy"], int(r["replicas"])) == (wl, pol, n) and r["capacity_rps"] and (
+                n == 1 or (r["router"], r["refresh_ms"]) == (router, refresh)):
+            return r
+    return None
+
+
+def _overlap(a: dict[str, str], b: dict[str, str]) -> bool:
+    """Whether two searches' intervals [lower, upper) overlap: their capacities are not told apart."""
+    def num(v: str, default: float) -> float:
+        return float(v) if v not in ("", "None", "nan") else default
+    return (num(a["lower_rps"], 0.0) < num(b["upper_rps"], math.inf)
+            and num(b["lower_rps"], 0.0) < num(a["upper_rps"], math.inf))
+
+
+def verdicts(rows: list[dict[str, str]], routed: str = "slo-aware", others: tuple[str, ...] = (
+        "round-robin", "power-of-two"), policy: str = "slos-serve", baseline: tuple[str, str] = ("vllm", "vllm-dp")
+             ) -> str:
+    """Issue 13's questions, answered from the measured rows.
+
+    1. Over ``policy`` replicas, is ``routed`` ever worse than each of ``others``? "worse" = a lower capacity
+       whose interval does not overlap the other's; a lower capacity within overlapping intervals is a tie.
+    2. Does the gain of ``policy`` (behind ``routed``) over the baseline (policy, router) grow with R?
+    """
+    out = [f"## {routed} vs {', '.join(others)} over {policy} replicas", "",
+           "Total capacity (req/s) with the search's interval; verdict: *worse* only when lower and the intervals "
+           "do not overlap.", "", "| workload | R | " + " | ".join([routed, *others]) + " | verdict |",
+           "|---|---|" + "---|" * (len(others) + 2)]
+    workloads = sorted({r["workload"] for r in rows if r["policy"] == policy})
+    reps = sorted({int(r["replicas"]) for r in rows if r["policy"] == policy and int(r["replicas"]) > 1})
+    for wl in workloads:
+        for n in reps:
+            mine = _cell(rows, wl, policy, routed, n)
+            theirs = [_cell(rows, wl, policy, o, n) for o in others]
+            if mine is None or all(t is None for t in theirs):
+                continue
+            cells = [f"{float(c['capacity_rps']):.1f}{_interval(c)}" if c else "—" for c in [mine, *theirs]]
+            worse = [o for o, t in zip(others, theirs, strict=True) if t is not None
+                     and float(mine["capacity_rps"]) < float(t["capacity_rps"]) and not _overlap(mine, t)]
+            better = [o for o, t in zip(others, theirs, strict=True) if t is not None
+                      and float(mine["capacity_rps"]) > float(t["capacity_rps"]) and not _overlap(mine, t)]
+            verdict = (f"worse than {', '.join(worse)}" if worse else
+                       f"better than {', '.join(better)}" if better else "tie (intervals overlap)")
+            out.append(f"| {wl} | {n} | " + " | ".join(cells) + f" | {verdict} |")
+    base_pol, base_router = baseline
+    out += ["", f"## Gain of {policy} ({routed}) over {base_pol} ({base_router}) by replica count", "",
+            "| workload | " + " | ".join(f"R={n}" for n in [1, *reps]) + " |", "|---|" + "---|" * (len(reps) + 1)]
+    for wl in workloads:
+        cells = []
+        for n in [1, *reps]:
+            a, b = _cell(rows, wl, policy, routed, n), _cell(rows, wl, base_pol, base_router, n)
+            cells.append(f"{float(a['capacity_rps']) / float(b['capacity_rps']):.2f}×" if a and b else "—")
+        out.append(f"| {wl} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--replicas", default="1,2,4,8")
@@ -174,7 +234,8 @@ def main(argv: list[str]) -> int:
               f"{'none' if cap is None else f'{cap:.2f} req/s'} ({row['status']}, {row['probes']} probes, "
               f"{row['wall_s']} s)", flush=True)
         md_path.write_text(markdown(read_rows(csv_path)))
-    md_path.write_text(markdown(read_rows(csv_path)))
+    rows = read_rows(csv_path)
+    md_path.write_text(markdown(rows) + "\n" + verdicts(rows))
     print(f"wrote {csv_path} and {md_path}")
     return 0
 

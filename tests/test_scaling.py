@@ -200,3 +200,30 @@ def test_paper_script_refuses_a_bad_replica_section(tmp_path: Path, body: str, n
     path.write_text(f"schedulers: [vllm]\nscenarios: [coding]\n{body}\n")
     with pytest.raises(UserError, match=needle):
         load_experiment(path)
+
+
+def test_router_benchmark_verdicts_tell_worse_from_a_tie_by_the_intervals() -> None:
+    """scripts/router_scaling.py answers "is slo-aware ever worse?" from its CSV: worse only when lower and the
+    search intervals do not overlap; a lower capacity inside overlapping intervals is a tie."""
+    from scripts.router_scaling import SINGLE, verdicts
+
+    def row(wl: str, pol: str, router: str, n: int, cap: float, lo: float, hi: float) -> dict[str, str]:
+        return {"workload": wl, "policy": pol, "router": router, "replicas": str(n), "refresh_ms": "100",
+                "capacity_rps": str(cap), "capacity_per_replica_rps": str(cap / n), "lower_rps": str(lo),
+                "upper_rps": str(hi), "status": "ok", "probes": "9", "wall_s": "1"}
+
+    rows = [row("coding", "slos-serve", SINGLE, 1, 13.0, 13.0, 13.5), row("coding", "vllm", SINGLE, 1, 4.0, 4.0, 4.2),
+            # R = 2: slo-aware lower but the intervals overlap → tie
+            row("coding", "slos-serve", "slo-aware", 2, 26.0, 26.0, 27.0),
+            row("coding", "slos-serve", "round-robin", 2, 26.5, 26.5, 27.0),
+            row("coding", "slos-serve", "power-of-two", 2, 25.0, 25.0, 26.5),
+            # R = 4: slo-aware far below round-robin → worse; above power-of-two's interval → no "better" needed
+            row("coding", "slos-serve", "slo-aware", 4, 17.0, 17.0, 17.3),
+            row("coding", "slos-serve", "round-robin", 4, 50.8, 50.8, 51.8),
+            row("coding", "vllm", "vllm-dp", 2, 8.0, 8.0, 8.3)]
+    text = verdicts(rows)
+    lines = {ln.split("|")[2].strip(): ln for ln in text.splitlines() if ln.startswith("| coding |")}
+    assert "tie (intervals overlap)" in lines["2"]
+    assert "worse than round-robin" in lines["4"] and "—" in lines["4"]  # power-of-two not measured at R = 4
+    gain = next(ln for ln in text.splitlines() if ln.startswith("| coding | 3.25×"))
+    assert gain.split("|")[2:4] == [" 3.25× ", " 3.25× "]  # 13/4 at R = 1; 26/8 at R = 2

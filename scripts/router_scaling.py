@@ -84,11 +84,28 @@ def search(workload: str, policy: str, router: str, replicas: int, refresh_ms: f
             "probes": len(res.probes), "wall_s": round(time.perf_counter() - t0, 1)}
 
 
+def _number(v: str) -> float | None:
+    """A CSV cell as a number; None where the search found no bound (written empty, None or nan)."""
+    return float(v) if v not in ("", "None", "nan") else None
+
+
 def _interval(row: dict[str, str]) -> str:
     """The search's interval of the total capacity, [highest confident pass, lowest confident fail), req/s."""
     def fmt(v: str) -> str:
-        return f"{float(v):.1f}" if v not in ("", "None", "nan") else "–"
+        x = _number(v)
+        return f"{x:.1f}" if x is not None else "–"
     return f" [{fmt(row['lower_rps'])}, {fmt(row['upper_rps'])})"
+
+
+def _cell(rows: list[dict[str, str]], wl: str, pol: str, router: str, n: int, refresh: str = "100"
+          ) -> dict[str, str] | None:
+    """The row of one point (R = 1: the router-less row, whatever router and refresh are asked), or None when
+    it was not measured. Its ``capacity_rps`` is empty when the search found none."""
+    for r in rows:
+        if (r["workload"], r["policy"], int(r["replicas"])) == (wl, pol, n) and (
+                n == 1 or (r["router"], r["refresh_ms"]) == (router, refresh)):
+            return r
+    return None
 
 
 def markdown(rows: list[dict[str, str]]) -> str:
@@ -109,36 +126,35 @@ def markdown(rows: list[dict[str, str]]) -> str:
         for router, refresh in routers or [(SINGLE, next(iter(single), "100"))]:
             cells = []
             for n in reps:
-                hit = [r for r in mine if int(r["replicas"]) == n  # one replica: no router, no refresh to match
-                       and (n == 1 or (r["router"] == router and r["refresh_ms"] == refresh))]
-                if not hit or not hit[0]["capacity_rps"]:
-                    cells.append("—" if not hit else f"none ({hit[0]['status']})")
+                hit = _cell(mine, wl, pol, router, n, refresh)
+                if hit is None or not hit["capacity_rps"]:
+                    cells.append("—" if hit is None else f"none ({hit['status']})")
                     continue
-                per = float(hit[0]["capacity_per_replica_rps"])
+                per = float(hit["capacity_per_replica_rps"])
                 base = single.get(refresh) or next(iter(single.values()), None)
                 cells.append(f"{per:.2f}" + (f" ({per / base:.0%})" if base and n > 1 else "")
-                             + _interval(hit[0]))
+                             + _interval(hit))
             out.append(f"| {router} | {refresh} | " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)
 
 
-def _cell(rows: list[dict[str, str]], wl: str, pol: str, router: str, n: int, refresh: str = "100"
-          ) -> dict[str, str] | None:
-    """The measured row of one point (R = 1: the router-less row), or None when not measured (or no capacity)."""
-    for r in rows:
-        if (r["workload"], r["policy"], int(r["replicas"])) == (wl, pol, n) and r["capacity_rps"] and (
-                n == 1 or (r["router"], r["refresh_ms"]) == (router, refresh)):
-            return r
-    return None
+def _with_capacity(row: dict[str, str] | None) -> dict[str, str] | None:
+    """``row`` when its search found a capacity, else None."""
+    return row if row is not None and row["capacity_rps"] else None
 
 
 def _overlap(a: dict[str, str], b: dict[str, str]) -> bool:
-    """Whether two searches' intervals [lower, upper) overlap: their capacities are not told apart."""
-    def num(v: str, default: float) -> float:
-        return float(v) if v not in ("", "None", "nan") else default
-    return (num(a["lower_rps"], 0.0) < num(b["upper_rps"], math.inf)
-            and num(b["lower_rps"], 0.0) < num(a["upper_rps"], math.inf))
+    """Whether two searches' intervals [lower, upper) overlap: their capacities are not told apart. A missing
+    lower bound is 0, a missing upper bound ∞."""
+    def lo(r: dict[str, str]) -> float:
+        x = _number(r["lower_rps"])
+        return 0.0 if x is None else x
+
+    def hi(r: dict[str, str]) -> float:
+        x = _number(r["upper_rps"])
+        return math.inf if x is None else x
+    return lo(a) < hi(b) and lo(b) < hi(a)
 
 
 def verdicts(rows: list[dict[str, str]], routed: str = "slo-aware", others: tuple[str, ...] = (
@@ -158,8 +174,8 @@ def verdicts(rows: list[dict[str, str]], routed: str = "slo-aware", others: tupl
     reps = sorted({int(r["replicas"]) for r in rows if r["policy"] == policy and int(r["replicas"]) > 1})
     for wl in workloads:
         for n in reps:
-            mine = _cell(rows, wl, policy, routed, n)
-            theirs = [_cell(rows, wl, policy, o, n) for o in others]
+            mine = _with_capacity(_cell(rows, wl, policy, routed, n))
+            theirs = [_with_capacity(_cell(rows, wl, policy, o, n)) for o in others]
             if mine is None or all(t is None for t in theirs):
                 continue
             cells = [f"{float(c['capacity_rps']):.1f}{_interval(c)}" if c else "—" for c in [mine, *theirs]]
@@ -176,10 +192,16 @@ def verdicts(rows: list[dict[str, str]], routed: str = "slo-aware", others: tupl
     for wl in workloads:
         cells = []
         for n in [1, *reps]:
-            a, b = _cell(rows, wl, policy, routed, n), _cell(rows, wl, base_pol, base_router, n)
+            a = _with_capacity(_cell(rows, wl, policy, routed, n))
+            b = _with_capacity(_cell(rows, wl, base_pol, base_router, n))
             cells.append(f"{float(a['capacity_rps']) / float(b['capacity_rps']):.2f}×" if a and b else "—")
         out.append(f"| {wl} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
+
+
+def write_markdown(path: Path, rows: list[dict[str, str]]) -> None:
+    """The table and the verdicts, rewritten after every search so an interrupted run leaves a whole file."""
+    path.write_text(markdown(rows) + "\n" + verdicts(rows))
 
 
 def main(argv: list[str]) -> int:
@@ -233,9 +255,8 @@ def main(argv: list[str]) -> int:
         print(f"{wl} × {pol} × {router} × {n} replicas (refresh {ms:g} ms): "
               f"{'none' if cap is None else f'{cap:.2f} req/s'} ({row['status']}, {row['probes']} probes, "
               f"{row['wall_s']} s)", flush=True)
-        md_path.write_text(markdown(read_rows(csv_path)))
-    rows = read_rows(csv_path)
-    md_path.write_text(markdown(rows) + "\n" + verdicts(rows))
+        write_markdown(md_path, read_rows(csv_path))
+    write_markdown(md_path, read_rows(csv_path))
     print(f"wrote {csv_path} and {md_path}")
     return 0
 

@@ -217,7 +217,7 @@ def test_router_benchmark_verdicts_tell_worse_from_a_tie_by_the_intervals() -> N
             row("coding", "slos-serve", "slo-aware", 2, 26.0, 26.0, 27.0),
             row("coding", "slos-serve", "round-robin", 2, 26.5, 26.5, 27.0),
             row("coding", "slos-serve", "power-of-two", 2, 25.0, 25.0, 26.5),
-            # R = 4: slo-aware far below round-robin → worse; above power-of-two's interval → no "better" needed
+            # R = 4: slo-aware far below round-robin → worse (power-of-two not measured there)
             row("coding", "slos-serve", "slo-aware", 4, 17.0, 17.0, 17.3),
             row("coding", "slos-serve", "round-robin", 4, 50.8, 50.8, 51.8),
             row("coding", "vllm", "vllm-dp", 2, 8.0, 8.0, 8.3)]

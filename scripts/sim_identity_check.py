@@ -55,6 +55,15 @@ def setups() -> dict[str, dict[str, Any]]:
                                                   "seed": 6, "rate_rps": 5.0, "model": "Llama-3.1-70B", "tp": 2}
     out["vllm/toolcalling/kv-bound-70b"] = {"workload": "toolcalling", "scheduler": "vllm", "num_requests": 100,
                                             "seed": 6, "rate_rps": 20.0, "model": "Llama-3.1-70B", "tp": 2}
+    # slos-serve's decode-only windows (`steady_replay`): light load (long windows), a model the ground truth
+    # runs 10% slower with 20% noise (latency feedback scales the plans), and two replicas behind SLOs-Serve's
+    # router.
+    out["slos-serve/coding/light"] = {"workload": "coding", "scheduler": "slos-serve", "num_requests": 300,
+                                      "seed": 7, "rate_rps": 2.0}
+    out["slos-serve/chatbot/biased"] = {"workload": "chatbot", "scheduler": "slos-serve", "num_requests": 300,
+                                        "seed": 8, "truth_bias": 0.1, "truth_noise_cv": 0.2}
+    out["slos-serve/mixed/slo-aware2"] = {"workload": "mixed", "scheduler": "slos-serve", "num_requests": 300,
+                                          "seed": 9, "replicas": 2, "router": "slo-aware"}
     return out
 
 

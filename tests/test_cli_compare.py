@@ -228,8 +228,8 @@ def test_killed_run_keeps_parts_reports_and_resumes(tmp_path: Path, monkeypatch:
         return _fake_run_once(cfg, **kw)
 
     monkeypatch.setattr(runner, "run_once", dying)
-    with pytest.raises(_Killed):
-        CliRunner().invoke(app, [*args, "--out", str(tmp_path / "cut")])
+    with pytest.raises(_Killed):  # -j 1: every probe in this process (no speculative child counts calls apart)
+        CliRunner().invoke(app, [*args, "-j", "1", "--out", str(tmp_path / "cut")])
     run_dir = _only_dir(tmp_path / "cut")
     assert not (run_dir / "requests.parquet").exists()  # never consolidated...
     assert len(list((run_dir / "parts").glob("requests-*.parquet"))) == 3  # ...but every finished probe is there

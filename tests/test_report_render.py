@@ -76,3 +76,43 @@ def test_pngs_written_with_kaleido_and_chromium(tmp_path: Path) -> None:
     pngs = sorted(p.stem for p in (tmp_path / "figures").glob("*.png"))
     assert pngs == htmls
     assert all((tmp_path / "figures" / f"{n}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for n in pngs)
+
+
+@needs_browser
+@pytest.mark.skipif(not _kaleido(), reason="kaleido not installed (pip install kaleido)")
+@pytest.mark.png
+def test_pngs_from_a_warmed_browser_and_the_browser_stops_after(tmp_path: Path) -> None:
+    """`warm_png` (started while a capacity run's searches work) leaves the same PNGs, then no browser behind."""
+    import kaleido
+
+    from slobench.report.html import warm_png
+
+    warm_png()
+    assert kaleido._global_server.is_running()  # noqa: SLF001
+    report, notices = rebuild_report(_write_results(tmp_path), png=True)
+    assert notices == []
+    pngs = sorted((tmp_path / "figures").glob("*.png"))
+    assert pngs and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    assert not kaleido._global_server.is_running()  # noqa: SLF001
+
+
+@pytest.mark.skipif(not _kaleido(), reason="kaleido not installed (pip install kaleido)")
+def test_a_warm_browser_that_died_is_not_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A task sent to kaleido's server thread after it died would wait forever: `_warm_server` resets it instead,
+    so the export falls back to its own one-shot browser."""
+    import threading
+
+    import kaleido
+
+    from slobench.report import html
+
+    dead = threading.Thread(target=lambda: None)
+    dead.start()
+    dead.join()
+    server = kaleido._global_server  # noqa: SLF001
+    stopped: list[bool] = []
+    monkeypatch.setattr(server, "_initialized", True, raising=False)
+    monkeypatch.setattr(server, "_thread", dead, raising=False)
+    monkeypatch.setattr(kaleido, "stop_sync_server", lambda **kw: stopped.append(True))
+    assert html._warm_server() is None  # noqa: SLF001
+    assert stopped == [True]

@@ -346,6 +346,38 @@ def test_steady_decode_claims_match_the_policys_plan(policy: str) -> None:
     assert len(inner.stats.call_s) == inner.stats.calls - steady + checked.decisions
 
 
+class _AlwaysCalled:
+    """A policy seen through a wrapper without `steady_decode`: the simulator calls `schedule` every iteration."""
+
+    def __init__(self, inner) -> None:  # noqa: ANN001
+        self.inner, self.name = inner, inner.name
+
+    def schedule(self, view: SchedulerView) -> BatchPlan:
+        return self.inner.schedule(view)
+
+
+@pytest.mark.parametrize("truth", [{}, {"truth_bias": 0.1, "truth_noise_cv": 0.2}], ids=["exact", "biased"])
+def test_slos_serve_decode_windows_replay_its_calls_exactly(truth: dict) -> None:
+    """slos-serve's decode-only windows (`steady_replay`) give the run that a `schedule` call per iteration gives,
+    to the last bit of every token time and iteration (budgets included), with a model the ground truth runs
+    10% slower (latency feedback rescales the plans inside windows) and without."""
+    from slobench.perf import get_latency_model
+    from slobench.schedulers.registry import make_scheduler
+
+    perf = get_latency_model()
+    wl = _poisson_workload(300, rate=6.0, prompt=400, output=120, seed=5)
+    fast = make_scheduler("slos-serve")
+    slow = make_scheduler("slos-serve")
+    a = simulate(wl, fast, perf, SimConfig(**truth))
+    b = simulate(wl, _AlwaysCalled(slow), perf, SimConfig(**truth))
+    assert fast.stats.counters["steady_iterations"] > a.num_iterations // 2  # the windows did run
+    assert truth == {} or fast.stats.counters["latency_scaled_calls"] > 0
+    assert [repr(r) for r in a.records] == [repr(r) for r in b.records]  # every field; floats as exact reprs
+    exact = lambda log: {k: [repr(x) for x in col] for k, col in vars(log).items()}  # noqa: E731 - NaN-safe, bitwise
+    assert exact(a.iterations) == exact(b.iterations)  # every column, budget_s included
+    assert fast.stats.calls == slow.stats.calls  # replayed calls are counted as calls
+
+
 def test_iteration_columns_frame_is_the_list_frame() -> None:
     """`IterationLog.as_columns` (numpy arrays) builds the same frame, dtypes included, as the plain lists:
     ints stay int64, floats (NaN budgets, int zeros mixed with floats) float64, empty columns as pandas makes them."""

@@ -29,6 +29,7 @@ import pandas as pd
 
 from slobench.capacity.plan import Plan, SearchSettings, SearchSpec, preflight, stretched
 from slobench.capacity.search import CapacityResult, Probe, ProbeResult, ValidityLimits, capacity_search, make_probe
+from slobench.capacity.speculate import LocalSlots, Slots, Speculator
 from slobench.capacity.store import Collector
 from slobench.errors import UserError
 from slobench.report.probes import CapacityRow, ScalingRow
@@ -196,22 +197,40 @@ def run_search(
     *,
     store: Collector | None = None,
     observer: SearchObserver | None = None,
+    spare: Slots | None = None,
 ) -> CapacityResult | None:
     """Run one capacity search (or a fixed rate grid when ``settings.rates`` is set; returns None then).
 
     With a ``store`` every probe is saved as it finishes, saved probes are replayed instead of rerun,
     and the search's capacity row is added; without one nothing is written (`bench schedulers`).
+    ``spare``: cores this search may use for speculative probes (`slobench.capacity.speculate`; simulator
+    searches only, since a real engine's probes share its servers); None: none.
     """
     from slobench.cluster import run as cluster_run  # the module: tests replace run_once on it
 
     obs = observer if observer is not None else NullObserver()
     on_progress = None if isinstance(obs, NullObserver) else obs.requests
+    speculator: Speculator | None = None
 
     def probe(rate: float, seed: int) -> ProbeResult:
         return run_probe(rate, seed, 1.0)
 
     def hold(rate: float, seed: int) -> ProbeResult:
         return run_probe(rate, seed, settings.hold_factor)
+
+    def compute(key: tuple[float, int, float], progress: Any = None) -> tuple[ProbeResult, Any, Any]:
+        """One probe's judged result and, for a search probe with a store, its tagged records to stash."""
+        rate, seed, span = key
+        cfg = spec.config(rate, seed)
+        if cfg.engine != "sim":  # wall-clock probes stop once they have certainly failed (metrics.early_fail)
+            cfg = cfg.model_copy(update={"early_fail_target": settings.target})
+        res = cluster_run.run_once(cfg if span == 1 else stretched(cfg, span), on_progress=progress)
+        recs = it = None
+        if store is not None and span == 1:  # a hold probe keeps its row, not its records (`probe_key`)
+            tags = {"workload": spec.label, "scheduler": spec.scheduler, "rate_rps": rate, "seed": seed} | spec.extra
+            recs = res.records.assign(**tags)
+            it = res.iterations.assign(**tags) if len(res.iterations) else pd.DataFrame()
+        return probe_result(res, rate), recs, it
 
     def run_probe(rate: float, seed: int, span: float) -> ProbeResult:
         key = probe_key(spec.label, spec.scheduler, rate, seed, span)
@@ -220,16 +239,17 @@ def run_search(
             if cached is not None:
                 return cached
         obs.start_probe(rate, seed)
-        cfg = spec.config(rate, seed)
-        if cfg.engine != "sim":  # wall-clock probes stop once they have certainly failed (metrics.early_fail)
-            cfg = cfg.model_copy(update={"early_fail_target": settings.target})
-        res = cluster_run.run_once(cfg if span == 1 else stretched(cfg, span), on_progress=on_progress)
-        if store is not None and span == 1:  # a hold probe keeps its row, not its records (`probe_key`)
-            tags = {"workload": spec.label, "scheduler": spec.scheduler, "rate_rps": rate, "seed": seed} | spec.extra
-            recs = res.records.assign(**tags)
-            it = res.iterations.assign(**tags) if len(res.iterations) else pd.DataFrame()
+        ahead = speculator.take((rate, seed, span)) if speculator is not None else None
+        result, recs, it = ahead if ahead is not None else compute((rate, seed, span), on_progress)
+        if recs is not None and store is not None:
             store.stash(key, recs, it)
-        return probe_result(res, rate)
+        return result
+
+    def speculate(keys: list[tuple[float, int, float]], now: list[tuple[float, int, float]]) -> None:
+        assert speculator is not None
+        if store is not None:  # replayed probes need no computing
+            keys = [k for k in keys if store.cached_result(probe_key(spec.label, spec.scheduler, *k)) is None]
+        speculator.hint(keys, now)
 
     def on_probe(p: Probe) -> None:
         cached = store.add_probe(spec, p) if store is not None else False
@@ -241,12 +261,19 @@ def run_search(
                 on_probe(make_probe(float(rate), seed, probe(float(rate), seed), ValidityLimits()))
         obs.finished_search(spec, None)
         return None
-    result = capacity_search(
-        probe, target=settings.target, rate_start=settings.rate_start, rate_lo=settings.rate_lo,
-        rate_hi=settings.rate_hi, rel_tol=settings.rel_tol, seeds=tuple(settings.seeds),
-        refine_interval=settings.refine_interval, confirm=settings.confirm,
-        hold=hold if settings.hold_factor > 1 else None, hold_factor=max(settings.hold_factor, 1.0),
-        max_probes=settings.max_probes, max_hold_probes=settings.max_hold_probes, progress=on_probe)
+    if spare is not None and spec.run_kwargs.get("engine", "sim") == "sim":
+        speculator = Speculator(compute, spare)
+    try:
+        result = capacity_search(
+            probe, target=settings.target, rate_start=settings.rate_start, rate_lo=settings.rate_lo,
+            rate_hi=settings.rate_hi, rel_tol=settings.rel_tol, seeds=tuple(settings.seeds),
+            refine_interval=settings.refine_interval, confirm=settings.confirm,
+            hold=hold if settings.hold_factor > 1 else None, hold_factor=max(settings.hold_factor, 1.0),
+            max_probes=settings.max_probes, max_hold_probes=settings.max_hold_probes, progress=on_probe,
+            speculate=speculate if speculator is not None else None)
+    finally:
+        if speculator is not None:
+            speculator.close()
     if store is not None:
         store.add_capacity(spec, result)
     obs.finished_search(spec, result)
@@ -311,6 +338,14 @@ def parallel_jobs(plan: Plan, jobs: int | None, cpus: int | None = None) -> int:
     return max(1, min(want, len(plan.specs)))
 
 
+def core_budget(jobs: int | None, cpus: int | None = None) -> int:
+    """Cores a plan's searches and their speculative probes may use at once: ``jobs`` when given (``-j 1``:
+    one, so no speculation), else ``cpus`` (by default this machine's)."""
+    import os
+
+    return max(1, jobs if jobs is not None else (cpus or os.cpu_count() or 1))
+
+
 def _check_ray_plan(plan: Plan, address: str) -> None:
     """``--ray-address`` checked before anything runs: a Ray address, and simulator searches only, since a real
     engine's probes need the server this machine launched."""
@@ -359,11 +394,16 @@ def execute(plan: Plan, store: Collector, observer: SearchObserver | None = None
             elif parallel_jobs(plan, jobs) > 1:
                 from slobench.capacity.parallel import execute_parallel
 
-                execute_parallel(plan, store, obs, parallel_jobs(plan, jobs))
+                execute_parallel(plan, store, obs, parallel_jobs(plan, jobs), cores=core_budget(jobs))
             else:
+                from slobench.report.html import warm_png
+
+                warm_png()  # the report's browser starts while the searches run
+                spare = core_budget(jobs) - 1
                 for i, spec in enumerate(plan.specs, start=1):
                     obs.start_search(spec, i, len(plan.specs))
-                    run_search(spec, plan.search, store=store, observer=obs)
+                    run_search(spec, plan.search, store=store, observer=obs,
+                               spare=LocalSlots(spare) if spare > 0 else None)
             if plan.kind == "validate":  # simulated probes at the real rates, then the comparison
                 from slobench.capacity.validate_run import finish_validation
 

@@ -86,14 +86,14 @@ class _RelayObserver:
 
 
 def search_worker(index: int, spec: SearchSpec, settings: SearchSettings, cached: dict[ProbeKey, ProbeResult],
-                  q: Any) -> None:
+                  q: Any, spare: Any = None) -> None:
     """One search, anywhere (a child process, a Ray task); ends with ("done", i) or ("error", i, message,
     is_user_error). Every failure crosses as a message, so the parent reports it the same way on both."""
     from slobench.capacity.execute import run_search
 
     try:
         run_search(spec, settings, store=_RelayStore(index, cached, q),  # type: ignore[arg-type]
-                   observer=_RelayObserver(index, q))
+                   observer=_RelayObserver(index, q), spare=spare)
     except KeyboardInterrupt:  # raised by the probe itself (tests, a policy): the run stops as on Ctrl-C
         q.put(("interrupted", index))
     except UserError as exc:
@@ -105,10 +105,10 @@ def search_worker(index: int, spec: SearchSpec, settings: SearchSettings, cached
 
 
 def _worker(index: int, spec: SearchSpec, settings: SearchSettings, cached: dict[ProbeKey, ProbeResult],
-            q: Any) -> None:
+            q: Any, spare: Any = None) -> None:
     """`search_worker` in a child process of the local pool, which leaves Ctrl-C to the parent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent owns Ctrl-C
-    search_worker(index, spec, settings, cached, q)
+    search_worker(index, spec, settings, cached, q, spare)
 
 
 class _Processes:
@@ -118,9 +118,10 @@ class _Processes:
         self.ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
         self.q = self.ctx.Queue()
         self.procs: dict[int, Any] = {}
+        self.spare: Any = None  # the cores no search holds (a semaphore shared with the workers)
 
     def start(self, i: int, *args: Any) -> None:
-        proc = self.ctx.Process(target=_worker, args=(i, *args, self.q), daemon=True)
+        proc = self.ctx.Process(target=_worker, args=(i, *args, self.q, self.spare), daemon=True)
         proc.start()
         self.procs[i] = proc
 
@@ -152,8 +153,13 @@ def _saved_results(store: Collector, spec: SearchSpec) -> dict[ProbeKey, ProbeRe
     return {k: r for k in keys if (r := store.saved_result(k)) is not None}
 
 
-def execute_parallel(plan: Plan, store: Collector, observer: Any, jobs: int, ray: RaySession | None = None) -> None:
+def execute_parallel(plan: Plan, store: Collector, observer: Any, jobs: int, ray: RaySession | None = None,
+                     cores: int | None = None) -> None:
     """Run every search of ``plan``, up to ``jobs`` at once, saving as probes arrive.
+
+    ``cores`` (local pool only; default ``jobs``): the cores the command may use. Those no search holds are
+    spare, for the searches' speculative probes (`slobench.capacity.speculate`): each search that ends
+    with none left to start gives its core to the others.
 
     ``ray``: None runs them in this machine's processes; a `slobench.cluster.ray_fanout.RaySession` runs
     them as Ray tasks (the session is closed at the end). Either way the parent saves and shows every
@@ -163,6 +169,7 @@ def execute_parallel(plan: Plan, store: Collector, observer: Any, jobs: int, ray
     if ray is None:
         workers: Any = _Processes()
         where = "a worker process"
+        spare = workers.spare = workers.ctx.Semaphore(max(0, (cores or jobs) - min(jobs, len(plan.specs))))
     else:
         from slobench.cluster.ray_fanout import RayWorkers
 
@@ -172,6 +179,7 @@ def execute_parallel(plan: Plan, store: Collector, observer: Any, jobs: int, ray
             ray.close()
             raise
         where = "a Ray task"
+        spare = None
     todo = list(enumerate(plan.specs))
     total = len(plan.specs)
     running: set[int] = set()
@@ -208,6 +216,8 @@ def execute_parallel(plan: Plan, store: Collector, observer: Any, jobs: int, ray
         elif kind == "done":
             running.discard(i)
             workers.finished(i)
+            if spare is not None and not todo:  # its core is free, and no search is waiting for it
+                spare.release()
         elif kind == "interrupted":
             raise KeyboardInterrupt
         elif kind == "error":
@@ -221,6 +231,10 @@ def execute_parallel(plan: Plan, store: Collector, observer: Any, jobs: int, ray
                 workers.start(i, spec, plan.search, _saved_results(store, spec))
                 running.add(i)
                 focus(i)
+                if not todo:  # every worker is forked: start the report's browser now, off the critical path
+                    from slobench.report.html import warm_png
+
+                    warm_png()
             try:
                 handle(workers.get(timeout=0.5))
             except queue_mod.Empty:

@@ -23,7 +23,7 @@ Pure: no I/O; the engine is hidden behind ``probe(rate_rps, seed) -> ProbeResult
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -249,6 +249,7 @@ def capacity_search(
     hold_factor: float = 1.0,
     max_hold_probes: int = 12,
     progress: Callable[[Probe], None] | None = None,
+    speculate: Callable[[list[tuple[float, int, float]], list[tuple[float, int, float]]], None] | None = None,
 ) -> CapacityResult:
     """Find the highest grid rate in [rate_lo, rate_hi] with pooled attainment ≥ ``target``.
 
@@ -274,6 +275,14 @@ def capacity_search(
     tighter target implies passing a looser one at the same rate, so the looser search doubles at
     least as far, and in bisection it moves up at every midpoint where the tighter one does; from
     the first midpoint where they differ the looser answer is ≥ that midpoint > the tighter answer.
+
+    ``speculate(likely, now)`` (optional) is told, before each probe, which probes will likely be asked for
+    next, most likely first, and which one is asked for now, each as ``(rate, seed, span)`` with span 1 for a
+    search probe and ``hold_factor`` for a hold probe: the next doubling or midpoint as the attainments so far
+    predict it, the hold probe at the crossing and the confirmation rates once the bisection ends, and nothing
+    once the search is done.
+    It may compute them ahead (`slobench.capacity.speculate`); the search asks ``probe`` and ``hold`` for
+    every result as without it, so the answer and the probes are the same.
     """
     if not 0 < target <= 1:
         raise ValueError(f"target must be in (0, 1], got {target}")
@@ -339,6 +348,33 @@ def capacity_search(
         return at(k)
 
     hold_cache: dict[int, RatePoint] = {}  # grid point → its pooled hold probes (longer runs)
+    sticky_holds: list[int] = []  # hold probes hinted with every hint until asked for (the confirmations run meanwhile)
+
+    def hint(ks: Sequence[int] = (), holds: Sequence[int] = (), now: int | None = None,
+             now_hold: int | None = None) -> None:
+        """Tell ``speculate`` the probes likely next: hold probes at ``holds`` first (the longest), then search
+        probes at ``ks``, skipping what is known or off the grid; ``now`` (``now_hold``): the search (hold)
+        probe about to be asked for, which may already be under way."""
+        if speculate is None:
+            return
+        holds = [*holds, *sticky_holds]
+
+        def keys(points: Iterable[int], known: dict[int, RatePoint], span: float) -> list[tuple[float, int, float]]:
+            return [(rate_of(k), s, span) for k in points if k not in known and k_min <= k <= k_max for s in seeds]
+
+        speculate(keys(holds, hold_cache, hold_factor) + keys(ks, cache, 1.0),
+                  keys([] if now is None else [now], cache, 1.0)
+                  + keys([] if now_hold is None else [now_hold], hold_cache, hold_factor))
+
+    def bisection_guess(lo: int, hi: int) -> float:
+        """The grid point where the miss share (1 − attainment) reaches 1 − target, interpolating its logarithm
+        between ``lo`` (passing) and ``hi`` (failing): which half the next midpoint falls in, as far as two
+        points tell. Misses grow about geometrically towards the cliff (coding, slos-serve: 1.2% at 8 req/s,
+        5.4% at 11.3, 8.5% at 13.5, 24% at 16), where a straight line in attainment guesses low."""
+        a, b = 1.0 - cache[lo].attainment, 1.0 - cache[hi].attainment
+        if not 0 < a < b:
+            return (lo + hi) / 2
+        return lo + (math.log(1.0 - target) - math.log(a)) / (math.log(b) - math.log(a)) * (hi - lo)
 
     def interval(best: int | None, fail: int | None) -> tuple[float | None, float | None]:
         both = list(cache.items()) + list(hold_cache.items())
@@ -361,6 +397,7 @@ def capacity_search(
         near = max((x for x, p in xs.items() if found is None or x < found and not confident(p)), default=None)
         while found is None and near is not None and n < max_probes:  # nothing confident yet: step on
             x = min(near + m, edge)
+            hint([sign * min(x + m, edge), sign * ((near + x) // 2)], now=sign * x)
             if confident(probe_k(sign * x)):
                 found = x
             elif x == edge:
@@ -369,6 +406,7 @@ def capacity_search(
                 near = x
         while found is not None and near is not None and found - near > 1 and n < max_probes:
             mid = (near + found) // 2
+            hint([sign * ((near + mid) // 2), sign * ((mid + found) // 2)], now=sign * mid)  # both possible next
             if confident(probe_k(sign * mid)):
                 found = mid
             else:
@@ -382,6 +420,8 @@ def capacity_search(
     notes: list[str] = []
 
     def done(status: Status, message: str, best: int | None, fail: int | None) -> CapacityResult:
+        if speculate is not None:
+            speculate([], [])
         points = [cache[k] for k in sorted(cache)]
         lower, upper = interval(best, fail)
         if notes:
@@ -416,7 +456,11 @@ def capacity_search(
         def holds(k: int) -> bool:
             return pooled(k, hold_cache, hold, hold_factor).passes
 
-        if holds(best):
+        sticky_holds.clear()
+        hint(now_hold=best)
+        held = holds(best)
+        hint()  # the step-down below is rare and short of evidence to guess from
+        if held:
             notes.append(f"held in a {hold_factor:g}× longer probe ({hold_cache[best].attainment:.1%})")
             return best
         bad, good, step = best, None, 1
@@ -445,6 +489,7 @@ def capacity_search(
                      f"({hold_cache[good].attainment:.1%}){short}")
         return good
 
+    hint([m], now=0)  # no evidence yet: most searches start below capacity and double
     point = probe_k(0)
     best_k: int | None
     fail_k: int | None
@@ -459,6 +504,8 @@ def capacity_search(
                 return done("max_probes", f"stopped after {n} rates while still doubling: capacity "
                             f"≥ {rate_of(best_k):g} req/s", best_k, None)
             nxt = min(best_k + m, k_max)
+            # A wide margin at the last passing rate suggests the next doubling passes too.
+            hint([nxt + m] if cache[best_k].attainment >= target + 0.03 else [(best_k + nxt) // 2], now=nxt)
             if probe_k(nxt).passes:
                 best_k = nxt
             else:
@@ -475,6 +522,7 @@ def capacity_search(
                 return done("max_probes", f"stopped after {n} rates while still halving: capacity "
                             f"< {rate_of(fail_k):g} req/s", None, fail_k)
             nxt = max(fail_k - m, k_min)
+            hint([(nxt + fail_k) // 2] if cache[fail_k].attainment >= target - 0.05 else [nxt - m], now=nxt)
             point = probe_k(nxt)
             if point.passes:
                 best_k = nxt
@@ -485,10 +533,20 @@ def capacity_search(
             return done("max_probes", f"stopped after {n} rates: capacity in "
                         f"[{rate_of(best_k):g}, {rate_of(fail_k):g}) req/s", best_k, fail_k)
         mid = (best_k + fail_k) // 2
+        lo, hi = (mid, fail_k) if mid <= bisection_guess(best_k, fail_k) else (best_k, mid)  # the likely next bracket
+        if hi - lo > 1:
+            hint([(lo + hi) // 2], now=mid)
+        else:  # the last midpoint: then the hold probe at the crossing and the confirmations above it
+            hint([hi + 1 + j for j in range(confirm)], holds=[lo] if hold is not None else [], now=mid)
         if probe_k(mid).passes:
             best_k = mid
         else:
             fail_k = mid
+    # The bisection is over: the hold probe at the crossing (the longest) and the confirmation rates above it are
+    # certain to be asked for; the worker runs the first confirmation itself.
+    if hold is not None:
+        sticky_holds.append(best_k)
+    hint(list(range(fail_k + 2, fail_k + confirm + 1)) if confirm else [], now=fail_k + 1 if confirm else None)
     if confirm:
         confirm_crossing(best_k, fail_k)
     if refine_interval:

@@ -65,8 +65,9 @@ RefineOpt = Annotated[bool | None, typer.Option(
 ResumeOpt = Annotated[Path | None, typer.Option(
     "--resume", help="Continue an interrupted run in this results folder with its saved settings.")]
 JobsOpt = Annotated[int | None, typer.Option(
-    "--jobs", "-j", min=1, help="Simulator searches run in this many processes (default: one per CPU core); "
-    "results are the same as with -j 1.")]
+    "--jobs", "-j", min=1, help="Cores to use (default: every CPU core): simulator searches run in up to this "
+    "many processes, and cores no search holds run each search's likely next probes ahead; results are the same "
+    "as with -j 1.")]
 RayAddressOpt = Annotated[str | None, typer.Option(
     "--ray-address", help="Run the simulator searches as Ray tasks: auto (the Ray cluster this machine is in) | "
     "ray://HOST:PORT | HOST:PORT (a head node) | local (start Ray here). -j still caps searches at once (default: "

@@ -27,6 +27,7 @@ from __future__ import annotations
 import gc
 import heapq
 import math
+import operator
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Generator
@@ -396,6 +397,8 @@ def replica_loop(
     note_steady: Callable[[int, float], None] | None = getattr(scheduler, "note_steady_calls", None)
     if from_stats is None or note_steady is None:
         steady = None
+    # Policies with per-call state (`SteadyReplay`) replay a decode-only window's calls instead.
+    replay: Callable[..., tuple[int, list[float]]] | None = getattr(scheduler, "steady_replay", None)
     check_s = [0.0]
     # Ground truth: predicted × factor, one factor per forward step, the same draws in the slow and steady paths.
     truth = TruthFactors(cfg.seed, cfg.truth_bias, cfg.truth_noise_cv)
@@ -632,6 +635,8 @@ def replica_loop(
                     tbuf = tbuf[ti:] + truth.refill()
                     ti, tlen = 0, len(tbuf)
                 fac = tbuf[ti:ti + len(new_blocks)]  # this window's noise factors, one per step
+                lats: list[float] = []
+                now0 = now
                 for j, need in enumerate(new_blocks):
                     if j and (now >= t_event or now > horizon):
                         break  # an arrival or tool-gap input is due (or the horizon passed): back to the loop
@@ -641,10 +646,23 @@ def replica_loop(
                     latency = from_stats(f_n, float(s_c), float(s_c), f_n, n_run, 0)
                     now += sched_s + latency * fac[j]
                     nows.append(now)
-                    log_pred(latency)
+                    lats.append(latency)
                     s_c += n_run
                 steps = len(nows)
+                budgets: list[float] = []
+                if steps and replay is not None:
+                    # A stateful policy (`SteadyReplay`) takes the calls it would have had, in order, and says
+                    # how many of them it would have planned this way; the window ends there.
+                    starts = [now0, *nows[:-1]]
+                    frees = list(accumulate(new_blocks[:steps], operator.sub, initial=free0))
+                    kept, budgets = replay(view, starts, frees, new_blocks[:steps], lats)
+                    if kept < steps:
+                        steps = kept
+                        del nows[steps:]
+                        free_blocks = frees[steps]
+                        now = nows[-1] if steps else now0
                 if steps:
+                    log.predicted_s.extend(lats[:steps])
                     ti += steps
                     if caching and free0 != free_blocks:
                         take(free0 - free_blocks)  # one take of the window's blocks = one per step, in order
@@ -659,7 +677,7 @@ def replica_loop(
                     log.num_seqs.extend([n_run] * steps)
                     log.prefill_tokens.extend([0] * steps)
                     log.decode_tokens.extend([n_run] * steps)
-                    log.budget_s.extend([math.nan] * steps)
+                    log.budget_s.extend(budgets[:steps] if replay is not None else [math.nan] * steps)
                     for lv in lives:
                         seq = lv.seq
                         first_new = seq.kv_blocks * bs - seq.num_computed  # step of its first new block

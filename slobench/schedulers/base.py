@@ -163,3 +163,21 @@ class SteadyDecode(Protocol):
 
     def note_steady_calls(self, n: int, seconds: float) -> None:
         ...
+
+
+class SteadyReplay(Protocol):
+    """Optional, with `SteadyDecode`, for a policy whose calls update state even when the plan repeats.
+
+    slos-serve plans a decode-only iteration as `SteadyDecode` describes, except that ``budget_s`` is set and
+    every call feeds its latency feedback and iteration-pace estimates. The simulator then computes the window's
+    iterations first and calls ``steady_replay(view, starts, free_blocks, new_blocks, latencies)`` with, per
+    iteration j, the time of its call, the free KV blocks before it, the blocks it takes and the planning model's
+    latency of its batch. The policy updates its state exactly as the calls would have, stops at the first
+    iteration it would have planned differently, and returns ``(k, budget_s)``: the iterations it
+    accepts (the window ends there) and the ``budget_s`` its plans would have carried.
+    """
+
+    def steady_replay(self, view: SchedulerView, starts: list[float], free_blocks: list[int], new_blocks: list[int],
+                      latencies: list[float]) -> tuple[int, list[float]]:
+        ...
+

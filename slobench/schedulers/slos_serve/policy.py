@@ -351,6 +351,78 @@ class SLOsServeScheduler(TimedSchedule):
         self._build_batch(view, plan, adm_dec, adm_pre, be_dec, be_pre)
         return plan
 
+    # -- decode-only windows (the simulator's speed; `SteadyDecode`, `SteadyReplay`) ----------------------
+    def steady_decode(self, view: SchedulerView) -> bool:
+        """Nothing waits, no drafts, every running sequence is an admitted decode within the engine's limits:
+        then `_plan` gives each 1 token (no prefill demand, so no decode skips) while KV lasts, and only its
+        budget, prediction and estimates change from call to call (`steady_replay` replays those)."""
+        running = view.running
+        if view.waiting or view.spec is not None or not running:
+            return False
+        n = len(running)
+        if (view.max_num_seqs is not None and n > view.max_num_seqs) or (
+                view.max_num_batched_tokens is not None and n > view.max_num_batched_tokens):
+            return False
+        best_effort = _BEST_EFFORT
+        return all(s.admission is not best_effort and s.stage_out > 0 and s.first_token_s is not None
+                   and s.num_tokens - s.num_computed == 1 for s in running)
+
+    def steady_replay(self, view: SchedulerView, starts: list[float], free_blocks: list[int],
+                      new_blocks: list[int], latencies: list[float]) -> tuple[int, list[float]]:
+        """`SteadyReplay`: the calls of a decode-only window, with exactly the state updates and plan values of
+        `_schedule` → `_plan` → `_build_batch` → `_allocate` for such a view (the same expressions, in the same
+        order, so a run is bit-identical with and without the window; `tests/test_sim_steady.py` checks it).
+        Stops before the first call whose allocation would leave less than the admitted requests' projected KV
+        growth free (`_allocate` would take its slow path there)."""
+        running = view.running
+        fb = self._feedback
+        tpots: set[float] = set()
+        firsts: list[tuple[float, int, float]] = []  # per sequence: (the deadline's base, tokens out, TPOT)
+        for s in running:
+            slo = s.req.stages[s.stage_idx].slo
+            tpots.add(slo.tpot_s)
+            due = s.stage_start_s + slo.ttft_s
+            first = s.first_token_s
+            base = due if due > first else first  # type: ignore[operator]  # steady_decode: a first token is out
+            firsts.append((base, s.stage_out, slo.tpot_s))
+        pace = min(tpots)
+        cap = self._arrival_cap_s()
+        budgets: list[float] = []
+        for j, now in enumerate(starts):
+            if free_blocks[j] - new_blocks[j] < self._kv_growth_blocks:
+                break
+            factor = 1.0
+            perf = view.perf
+            if self.latency_feedback:
+                fb.observe(now)
+                factor = fb.factor
+                perf = fb.scaled(view.perf)
+            if self._prev_now_s is not None and now > self._prev_now_s:
+                gap = now - self._prev_now_s
+                self._iter_ewma_s = gap if math.isinf(self._iter_ewma_s) else 0.9 * self._iter_ewma_s + 0.1 * gap
+            self._prev_now_s = now
+            if self.arrival_slack_quantile is not None and len(self._noted) > 256:
+                self._noted = set()
+            if self._fixed_cost_s is None or self._fixed_cost_perf is not perf:
+                self._fixed_cost_s = BatchDraft(perf, [1], [0]).latency_s()
+                self._fixed_cost_perf = perf
+            floor = self._fixed_cost_s / (1.0 - self.min_batch_efficiency)
+            budget = max(min(pace, cap), floor)
+            soonest: float | None = None
+            for base, out, tpot in firsts:
+                due = base + (out + j) * tpot
+                if due > now and (soonest is None or due < soonest):
+                    soonest = due
+            if soonest is not None:
+                budget = min(budget, soonest - now)
+            pred = latencies[j] if perf is view.perf else perf.factor * latencies[j]  # draft.latency_s()
+            budgets.append(budget)
+            if self.latency_feedback:
+                fb.planned(pred / factor if pred else None)
+                if factor != 1.0:
+                    self.stats.count("latency_scaled_calls")
+        return len(budgets), budgets
+
     def would_admit(self, view: SchedulerView, seq: SeqState) -> bool:
         """Would this replica's admission planner admit ``seq`` (a request not yet here) if it arrived now?
 

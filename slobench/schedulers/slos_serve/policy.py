@@ -371,9 +371,9 @@ class SLOsServeScheduler(TimedSchedule):
                       new_blocks: list[int], latencies: list[float]) -> tuple[int, list[float]]:
         """`SteadyReplay`: the calls of a decode-only window, with exactly the state updates and plan values of
         `_schedule` → `_plan` → `_build_batch` → `_allocate` for such a view (the same expressions, in the same
-        order, so a run is bit-identical with and without the window; `tests/test_sim_steady.py` checks it).
-        Stops before the first call whose allocation would leave less than the admitted requests' projected KV
-        growth free (`_allocate` would take its slow path there)."""
+        order, so a run is bit-identical with and without the window: `tests/test_sim.py` and the identity
+        fingerprints check it). Stops before the first call whose allocation would leave less than the admitted
+        requests' projected KV growth free (`_allocate` would take its slow path there)."""
         running = view.running
         fb = self._feedback
         tpots: set[float] = set()
@@ -385,8 +385,6 @@ class SLOsServeScheduler(TimedSchedule):
             first = s.first_token_s
             base = due if due > first else first  # type: ignore[operator]  # steady_decode: a first token is out
             firsts.append((base, s.stage_out, slo.tpot_s))
-        pace = min(tpots)
-        cap = self._arrival_cap_s()
         budgets: list[float] = []
         for j, now in enumerate(starts):
             if free_blocks[j] - new_blocks[j] < self._kv_growth_blocks:
@@ -403,11 +401,7 @@ class SLOsServeScheduler(TimedSchedule):
             self._prev_now_s = now
             if self.arrival_slack_quantile is not None and len(self._noted) > 256:
                 self._noted = set()
-            if self._fixed_cost_s is None or self._fixed_cost_perf is not perf:
-                self._fixed_cost_s = BatchDraft(perf, [1], [0]).latency_s()
-                self._fixed_cost_perf = perf
-            floor = self._fixed_cost_s / (1.0 - self.min_batch_efficiency)
-            budget = max(min(pace, cap), floor)
+            budget = self._tier_budget(perf, tpots, view)
             soonest: float | None = None
             for base, out, tpot in firsts:
                 due = base + (out + j) * tpot
@@ -617,6 +611,19 @@ class SLOsServeScheduler(TimedSchedule):
             return tpot_s
         return tokens_per_verify(view.spec.alpha, self._spec.get(round(tpot_s, 6), 0)) * tpot_s
 
+    def _tier_budget(self, perf: object, tpots: set[float], view: SchedulerView) -> float:
+        """The batch's time budget from the admitted tiers, before the decodes' own slack shortens it: up to the
+        tightest pace — or longer, within every admitted decode's slack (applied by the caller), when the
+        iteration's fixed cost would otherwise eat more than 1 − min_batch_efficiency of each batch (the paper's
+        A100 fits: ~30 ms per batch) — and at most the recent arrivals' TTFT slack (`_arrival_cap_s`).
+        ``perf``: the model this call plans with (``view.perf``, or a rescaled one)."""
+        if self._fixed_cost_s is None or self._fixed_cost_perf is not perf:
+            self._fixed_cost_s = BatchDraft(perf, [1], [0]).latency_s()  # type: ignore[arg-type]
+            self._fixed_cost_perf = perf
+        floor = self._fixed_cost_s / (1.0 - self.min_batch_efficiency)
+        pace = min(tpots) if view.spec is None else min(self._tier_pace_s(t, view) for t in tpots)
+        return max(min(pace, self._arrival_cap_s()), floor)
+
     def _build_batch(self, view: SchedulerView, plan: BatchPlan, adm_dec: list[SeqState], adm_pre: list[SeqState],
                      be_dec: list[SeqState], be_pre: list[SeqState]) -> None:
         now = view.now_s
@@ -641,15 +648,7 @@ class SLOsServeScheduler(TimedSchedule):
         for s in adm_pre:
             tpots.add(s.req.stages[s.stage_idx].slo.tpot_s)
         if tpots:
-            # Up to the tightest pace — or longer, within every admitted decode's slack (applied
-            # below), when the iteration's fixed cost would otherwise eat more than
-            # 1 − min_batch_efficiency of each batch (the paper's A100 fits: ~30 ms per batch).
-            if self._fixed_cost_s is None or self._fixed_cost_perf is not view.perf:
-                self._fixed_cost_s = BatchDraft(view.perf, [1], [0]).latency_s()
-                self._fixed_cost_perf = view.perf
-            floor = self._fixed_cost_s / (1.0 - self.min_batch_efficiency)
-            pace = min(tpots) if view.spec is None else min(self._tier_pace_s(t, view) for t in tpots)
-            budget = max(min(pace, self._arrival_cap_s()), floor)
+            budget = self._tier_budget(view.perf, tpots, view)
         elif be_dec or be_pre:
             budget = min(s.stage.slo.tpot_s for s in be_dec + be_pre)
         else:

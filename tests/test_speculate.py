@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -121,6 +122,9 @@ def test_capacity_with_a_spare_core_gives_the_serial_results(tmp_path: Path, mon
         return _fake_run_once(cfg, **kw)
 
     monkeypatch.setattr(runner, "run_once", logging_run)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where the speculator keeps its children's results
     args = ["capacity", "--workload", "coding", "--scheduler", "slos-serve", "--seed", "0"]
     out = {}
     for jobs in ("1", "2"):
@@ -131,6 +135,7 @@ def test_capacity_with_a_spare_core_gives_the_serial_results(tmp_path: Path, mon
         pids = calls.read_text().split()
         if jobs == "2":
             assert set(pids) - {str(os.getpid())}, "no probe ran on the spare core"
+    assert list(scratch.iterdir()) == []  # the speculator's folder is gone
     a, b = (pd.read_csv(out[j] / "probes.csv") for j in ("1", "2"))
     pd.testing.assert_frame_equal(a, b)
     ra, rb = (pd.read_parquet(out[j] / "requests.parquet") for j in ("1", "2"))

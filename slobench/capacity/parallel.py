@@ -22,6 +22,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import queue as queue_mod
 import signal
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -108,6 +109,9 @@ def _worker(index: int, spec: SearchSpec, settings: SearchSettings, cached: dict
             q: Any, spare: Any = None) -> None:
     """`search_worker` in a child process of the local pool, which leaves Ctrl-C to the parent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent owns Ctrl-C
+    # The parent stops a worker with SIGTERM: exit through the search's `finally`, so its speculative children are
+    # killed and their temporary folder removed (`slobench.capacity.speculate`).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     search_worker(index, spec, settings, cached, q, spare)
 
 

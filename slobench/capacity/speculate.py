@@ -173,6 +173,10 @@ class Speculator:
                 try:
                     _die_with_parent()
                     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                    # Fresh streams: the parent's may be a live display's proxies whose lock another thread of the
+                    # parent held at the fork (held forever here). The child has nothing to say; its errors show
+                    # when the parent recomputes the probe.
+                    sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives until os._exit
                     result = self._compute(key)
                     tmp = f"{path}.tmp"
                     with open(tmp, "wb") as f:

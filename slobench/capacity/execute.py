@@ -330,12 +330,9 @@ def parallel_jobs(plan: Plan, jobs: int | None, cpus: int | None = None) -> int:
     """Searches of ``plan`` to run at once: ``jobs`` (None: ``cpus``, by default one per CPU core of this
     machine), at most one per search, and 1 unless every search is on the simulator (real engines share
     one server pool and the machine)."""
-    import os
-
     if any(s.run_kwargs.get("engine", "sim") != "sim" for s in plan.specs):
         return 1
-    want = (cpus or os.cpu_count() or 1) if jobs is None else jobs
-    return max(1, min(want, len(plan.specs)))
+    return max(1, min(core_budget(jobs, cpus), len(plan.specs)))
 
 
 def core_budget(jobs: int | None, cpus: int | None = None) -> int:

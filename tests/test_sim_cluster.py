@@ -95,7 +95,7 @@ class _AskEveryoneRoundRobin:
 def test_admission_queries_change_nothing() -> None:
     """Asking slos-serve replicas "would you admit" (the slo-aware router's question) leaves their runs as
     they were: the same records as round-robin without asking, while the answers include declines."""
-    cfg, perf, wl = _setup("coding", "slos-serve", 120, 24.0, 2)
+    cfg, perf, wl = _setup("coding", "slos-serve", 120, 60.0, 2)
     plain = simulate_replicas(wl, *_configs(cfg, perf, 2)[:1], perf, _configs(cfg, perf, 2)[1],
                               make_router("round-robin"))
     asker = _AskEveryoneRoundRobin()
@@ -129,6 +129,19 @@ def test_slo_aware_never_sends_to_a_decliner_when_another_admits() -> None:
     for answers, choice in router.seen:
         if any(answers):
             assert answers[choice]
+
+
+def test_slo_aware_idle_replicas_admit() -> None:
+    """At light load (2 req/s on 4 replicas) every replica is idle when offered its request, and an idle
+    slos-serve replica admits: the requests spread round-robin. An idle replica's paused clock is its own next
+    event (infinite when it has none); asked at that time it declined everything, and every request went to
+    replica 0 (the slo-aware R = 4 collapse found in docs/routers.md)."""
+    cfg, perf, wl = _setup("chatbot", "slos-serve", 60, 2.0, 4)
+    router = _CheckedSLOAware()
+    simulate_replicas(wl, *_configs(cfg, perf, 4)[:1], perf, _configs(cfg, perf, 4)[1], router)
+    assert router.declined_everywhere == 0
+    assert all(all(answers) for answers, _ in router.seen)
+    assert [choice for _, choice in router.seen] == [i % 4 for i in range(60)]
 
 
 def _burst(wl: Workload, n: int, spacing_s: float) -> Workload:

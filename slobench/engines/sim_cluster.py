@@ -101,12 +101,18 @@ class _Replica:
         now, waiting, running, free = self.pause
         cfg = self.cfg
 
+        # When it would decide about ``req``: a busy replica at its next decision (≥ t, the end of the
+        # iteration in progress); an idle one at once. An idle replica's pause is at its own next event, which
+        # is infinite when it has none: asking it then would make it decline everything (the slo-aware R = 4
+        # collapse in docs/routers.md).
+        at = t if not waiting and not running else max(now, t)
+
         def admits() -> bool:
             # Its prefix-cache hit counts as computed, as when it reaches the replica (`replica_loop`).
             seq = SeqState(req=self.lengths.public(req), stage_idx=0, stage_start_s=t,
                            num_tokens=req.stages[0].prompt_tokens, num_computed=self.prefix_hit_tokens(req))
             view = SchedulerView(
-                now_s=max(now, t), waiting=list(waiting), running=list(running), block_size=cfg.block_size,
+                now_s=at, waiting=list(waiting), running=list(running), block_size=cfg.block_size,
                 total_kv_blocks=self.total_blocks, free_kv_blocks=free, perf=perf, spec=cfg.spec,
                 max_num_batched_tokens=cfg.max_num_batched_tokens, max_num_seqs=cfg.max_num_seqs,
                 lengths=self.lengths)

@@ -17,6 +17,15 @@ smoke-sized version (1 and 2 replicas, chatbot only, 200-request probes, a 5% gr
     python scripts/router_scaling.py --quick --out results/router-scaling-quick
     python scripts/router_scaling.py --refresh-ms 0,100 --out results/router-scaling   # the benchmark
 
+``--holds FACTOR`` checks the measured capacities instead of searching: for each point already in the CSV
+(within the filters), one run at its capacity with FACTOR × the probe's measured span (the same warm-up) and
+another arrival seed (1; the search used 0), as ``scripts/check_capacity_holds.py`` does for one replica. It
+passes when the long run attains at least the target minus 2 points. Rows go to ``router_holds.csv`` (resumable
+like the search rows) and a table to ``router_holds.md``:
+
+    python scripts/router_scaling.py --num-requests 400 --out results/router-scaling --holds 10 \
+        --policies slos-serve --routers slo-aware,round-robin --replicas 2,4
+
 Uses the library (capacity, cluster), never the CLI.
 """
 
@@ -33,6 +42,9 @@ from typing import Any
 FIELDS = ["workload", "policy", "router", "replicas", "refresh_ms", "capacity_rps", "capacity_per_replica_rps",
           "lower_rps", "upper_rps", "status", "probes", "wall_s"]
 KEY = ("workload", "policy", "router", "replicas", "refresh_ms")
+HOLD_FIELDS = [*KEY, "capacity_rps", "factor", "long_seed", "long_requests", "long_attainment", "long_valid",
+               "passed", "why", "wall_s"]
+LONG_SEED = 1  # the hold run's arrivals: not the search's seed 0, so it shares no request with its probes
 SINGLE = "(one replica)"  # the router column of R = 1 rows: no routing happens
 
 
@@ -52,29 +64,37 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def append_row(path: Path, row: dict[str, Any]) -> None:
-    """Add one finished search to the CSV at once, so an interrupted run keeps it."""
+def append_row(path: Path, row: dict[str, Any], fields: list[str] = FIELDS) -> None:
+    """Add one finished search (or hold check) to the CSV at once, so an interrupted run keeps it."""
     new = not path.exists()
     with path.open("a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=FIELDS)
+        w = csv.DictWriter(f, fieldnames=fields)
         if new:
             w.writeheader()
         w.writerow(row)
+
+
+def _spec(workload: str, policy: str, router: str, replicas: int, refresh_ms: float, args: argparse.Namespace
+          ) -> Any:
+    """The `SearchSpec` of one point, as `slobench capacity --replicas R --router NAME` builds it."""
+    from slobench.capacity.plan import SearchSpec, run_kwargs
+
+    kw = run_kwargs(hardware=args.hardware, model=args.model, tp=1, profile=args.profile, replicas=replicas,
+                    engine="sim", num_requests=args.num_requests, quick=args.quick,
+                    routing={"router": router if replicas > 1 else "round-robin", "router_refresh_ms": refresh_ms,
+                             "max_concurrency": None})
+    return SearchSpec(workload, policy, kw | {"workload": workload})
 
 
 def search(workload: str, policy: str, router: str, replicas: int, refresh_ms: float, args: argparse.Namespace
            ) -> dict[str, Any]:
     """One capacity search, as `slobench capacity --replicas R --router NAME` would run it."""
     from slobench.capacity.execute import run_search
-    from slobench.capacity.plan import SearchSpec, run_kwargs, search_settings
+    from slobench.capacity.plan import search_settings
 
-    kw = run_kwargs(hardware=args.hardware, model=args.model, tp=1, profile=args.profile, replicas=replicas,
-                    engine="sim", num_requests=args.num_requests, quick=args.quick,
-                    routing={"router": router if replicas > 1 else "round-robin", "router_refresh_ms": refresh_ms,
-                             "max_concurrency": None})
     settings = search_settings(args.target, [0], args.quick, args.rate_start * replicas, 0.05, 1024.0, None)
     t0 = time.perf_counter()
-    res = run_search(SearchSpec(workload, policy, kw | {"workload": workload}), settings)
+    res = run_search(_spec(workload, policy, router, replicas, refresh_ms, args), settings)
     assert res is not None
     cap = res.capacity_rps
     return {"workload": workload, "policy": policy, "router": router if replicas > 1 else SINGLE,
@@ -82,6 +102,69 @@ def search(workload: str, policy: str, router: str, replicas: int, refresh_ms: f
             "capacity_per_replica_rps": cap / replicas if cap is not None else None,
             "lower_rps": res.lower_rps, "upper_rps": res.upper_rps, "status": res.status,
             "probes": len(res.probes), "wall_s": round(time.perf_counter() - t0, 1)}
+
+
+def hold_check(row: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
+    """Run one measured point's capacity ``args.holds`` × longer (seed `LONG_SEED`): does it still attain the
+    target minus 2 points?"""
+    from slobench.capacity.execute import probe_result
+    from slobench.capacity.plan import stretched
+    from slobench.capacity.search import ValidityLimits, make_probe
+    from slobench.cluster.run import run_once
+
+    n = int(row["replicas"])
+    cap = float(row["capacity_rps"])
+    router = row["router"] if n > 1 else "round-robin"
+    spec = _spec(row["workload"], row["policy"], router, n, float(row["refresh_ms"]), args)
+    t0 = time.perf_counter()
+    res = run_once(stretched(spec.config(cap, LONG_SEED), args.holds))
+    p = make_probe(cap, LONG_SEED, probe_result(res, cap), ValidityLimits())
+    passed = p.attainment >= args.target - 0.02 - 1e-12
+    why = "" if passed else f"{p.attainment:.1%} < {args.target - 0.02:.0%}"
+    if not p.valid:
+        why = (why + "; " if why else "") + f"INVALID: {p.reason}"
+    return {**{k: row[k] for k in KEY}, "capacity_rps": cap, "factor": f"{args.holds:g}", "long_seed": LONG_SEED,
+            "long_requests": p.num_requests, "long_attainment": round(p.attainment, 4), "long_valid": p.valid,
+            "passed": passed, "why": why, "wall_s": round(time.perf_counter() - t0, 1)}
+
+
+def holds_markdown(rows: list[dict[str, str]]) -> str:
+    """The hold checks as one table."""
+    out = ["# Do the capacities hold? (a run FACTOR × the probe's span at each capacity, another seed)", "",
+           "| workload | policy | router | R | capacity (req/s) | factor | requests | attainment | holds |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["workload"], r["policy"], int(r["replicas"]), r["router"])):
+        verdict = "yes" if r["passed"] == "True" else f"**no** ({r['why']})"
+        out.append(f"| {r['workload']} | {r['policy']} | {r['router']} | {r['replicas']} | "
+                   f"{float(r['capacity_rps']):.2f} | {r['factor']}× | {r['long_requests']} | "
+                   f"{float(r['long_attainment']):.1%} | {verdict} |")
+    held = sum(r["passed"] == "True" for r in rows)
+    return "\n".join([*out, "", f"{held} of {len(rows)} capacities hold.", ""])
+
+
+def run_holds(args: argparse.Namespace, points: list[tuple[str, str, str, int, float]]) -> int:
+    """``--holds``: check every point of ``points`` that the CSV has a capacity for (resumable)."""
+    rows = {_key(r): r for r in read_rows(args.out / "router_scaling.csv")}
+    path, md = args.out / "router_holds.csv", args.out / "router_holds.md"
+    done = {_key(r) for r in read_rows(path)}
+    for wl, pol, router, n, ms in points:
+        key = _key({"workload": wl, "policy": pol, "router": router, "replicas": n, "refresh_ms": f"{ms:g}"})
+        row = rows.get(key)
+        if key in done or row is None or _number(row["capacity_rps"]) is None or row["status"] != "ok":
+            continue
+        hold = hold_check(row, args)
+        append_row(path, hold, HOLD_FIELDS)
+        done.add(key)
+        print(f"{wl} × {pol} × {router} × {n} replicas at {hold['capacity_rps']:.2f} req/s, {args.holds:g}× "
+              f"longer: {hold['long_attainment']:.1%} of {hold['long_requests']} requests "
+              f"({'holds' if hold['passed'] else 'FAILS: ' + hold['why']}, {hold['wall_s']} s)", flush=True)
+        md.write_text(holds_markdown(read_rows(path)))
+    if path.exists():
+        md.write_text(holds_markdown(read_rows(path)))
+        print(f"wrote {path} and {md}")
+    else:
+        print("no measured point matched the filters: nothing to check")
+    return 0
 
 
 def _number(v: str) -> float | None:
@@ -219,6 +302,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--model", default="Llama-3.1-8B")
     ap.add_argument("--profile", default=None)
     ap.add_argument("--out", type=Path, default=Path("results/router-scaling"))
+    ap.add_argument("--holds", type=float, default=None, metavar="FACTOR",
+                    help="check the measured capacities with FACTOR × longer runs instead of searching")
     args = ap.parse_args(argv)
     if args.quick:
         args.replicas = "1,2" if args.replicas == "1,2,4,8" else args.replicas
@@ -232,6 +317,8 @@ def main(argv: list[str]) -> int:
         refreshes = [float(ms) for ms in _split(args.refresh_ms)]
         if any(n < 1 for n in replicas) or any(ms < 0 for ms in refreshes):
             raise UserError("--replicas must be ≥ 1 and --refresh-ms ≥ 0")
+        if args.holds is not None and args.holds < 1:
+            raise UserError("--holds: the factor must be ≥ 1 (how many probe spans the check runs)")
     except (UserError, ValueError) as exc:
         print(f"error: {exc}")
         return 2
@@ -240,6 +327,8 @@ def main(argv: list[str]) -> int:
     done = {_key(r) for r in read_rows(csv_path)}
     points = [(wl, pol, router, n, ms) for wl in _split(args.workloads) for pol in _split(args.policies)
               for ms in refreshes for n in replicas for router in (routers if n > 1 else [SINGLE])]
+    if args.holds is not None:
+        return run_holds(args, points)
     for wl, pol, router, n, ms in points:
         key = _key({"workload": wl, "policy": pol, "router": router, "replicas": n, "refresh_ms": f"{ms:g}"})
         if key in done:

@@ -227,3 +227,37 @@ def test_router_benchmark_verdicts_tell_worse_from_a_tie_by_the_intervals() -> N
     assert "worse than round-robin" in lines["4"] and "—" in lines["4"]  # power-of-two not measured at R = 4
     gain = next(ln for ln in text.splitlines() if ln.startswith("| coding | 3.25×"))
     assert gain.split("|")[2:4] == [" 3.25× ", " 3.25× "]  # 13/4 at R = 1; 26/8 at R = 2
+
+
+def test_router_benchmark_hold_check_runs_each_capacity_longer_and_judges_it(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--holds 10``: one run per measured point at its capacity, 10× the probe's span, another seed; a capacity
+    past the knee fails, one below holds; a rerun checks nothing twice."""
+    import scripts.router_scaling as bench
+
+    seen = []
+
+    def fake(cfg, **kw: object):  # noqa: ANN001, ANN202
+        seen.append(cfg)
+        return _fake_run_once(cfg, **kw)
+
+    monkeypatch.setattr(runner, "run_once", fake)
+    base = {"workload": "coding", "policy": "slos-serve", "replicas": "2", "refresh_ms": "100",
+            "lower_rps": "1", "upper_rps": "2", "status": "ok", "probes": "9", "wall_s": "1"}
+    # the fake's knee: 6.6 req/s per replica, 13.2 for two
+    for router, cap in [("slo-aware", 12.0), ("round-robin", 15.0)]:
+        bench.append_row(tmp_path / "router_scaling.csv", base | {"router": router, "capacity_rps": cap,
+                                                                  "capacity_per_replica_rps": cap / 2})
+    argv = ["--holds", "10", "--out", str(tmp_path), "--workloads", "coding", "--policies", "slos-serve",
+            "--routers", "slo-aware,round-robin,power-of-two", "--replicas", "2"]
+    assert bench.main(argv) == 0
+    rows = {r["router"]: r for r in bench.read_rows(tmp_path / "router_holds.csv")}
+    assert set(rows) == {"slo-aware", "round-robin"}  # power-of-two was never measured: nothing to check
+    assert rows["slo-aware"]["passed"] == "True" and rows["round-robin"]["passed"] == "False"
+    assert "< 88%" in rows["round-robin"]["why"]
+    probe = bench._spec("coding", "slos-serve", "slo-aware", 2, 100.0, bench.argparse.Namespace(  # noqa: SLF001
+        hardware="H100-SXM", model="Llama-3.1-8B", profile=None, num_requests=None, quick=False)).config(12.0, 1)
+    assert {(c.replicas, c.router, c.seed) for c in seen} == {(2, "slo-aware", 1), (2, "round-robin", 1)}
+    assert seen[0].duration_s - seen[0].warmup_s == pytest.approx(10 * (probe.duration_s - probe.warmup_s))
+    assert "1 of 2 capacities hold" in (tmp_path / "router_holds.md").read_text()
+    assert bench.main(argv) == 0 and len(seen) == 2  # resumed: both already checked

@@ -49,6 +49,25 @@ def linear_perf() -> LinearLatency:
 
 
 
+# --- parallel runs: real engines on one worker ---------------------------------------------------------------
+
+_REAL_ENGINE_FIXTURES = {"vllm_pool", "tiny_server"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups off the items
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """README's test command runs the suite on pytest-xdist workers (``-n auto --dist loadgroup`` in
+    pyproject.toml). Every test that starts a real vLLM server or a Ray cluster joins one group, so one worker
+    runs them all in turn: the session's server pool then starts each server once (a start is 25–60 s and
+    ≈ 3 GB here), and two local Ray clusters never run side by side. The simulator tests share the other
+    workers."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if (item.get_closest_marker("vllm") is not None or fixtures & _REAL_ENGINE_FIXTURES
+                or item.path.name.startswith("test_ray_")):
+            item.add_marker(pytest.mark.xdist_group("real-engines"))
+
+
 # --- real vLLM: one pool of servers for the whole session ----------------------------------------------------
 
 

@@ -116,3 +116,41 @@ def test_a_warm_browser_that_died_is_not_waited_for(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(kaleido, "stop_sync_server", lambda **kw: stopped.append(True))
     assert html._warm_server() is None  # noqa: SLF001
     assert stopped == [True]
+
+
+class _FlakyKaleido:
+    """Stands in for ``plotly.io.write_images``: writes a PNG signature for each path except the figures in
+    ``drop`` for the first ``fails`` calls (kaleido's silent per-figure failure: plotly drops its error tuple)."""
+
+    def __init__(self, drop: set[str], fails: int) -> None:
+        self.drop, self.fails, self.calls = drop, fails, []
+
+    def __call__(self, figs: list, paths: list[Path], **_: object) -> None:
+        self.calls.append([p.stem for p in paths])
+        failing = len(self.calls) <= self.fails
+        for p in paths:
+            if not (failing and p.stem in self.drop):
+                p.write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 8)
+
+
+@pytest.mark.parametrize("fails", [1, 2])
+def test_a_png_kaleido_silently_skipped_is_retried_then_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             fails: int) -> None:
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    import slobench.report.html as html
+
+    monkeypatch.setattr(html, "png_support", lambda: None)
+    fake = _FlakyKaleido({"capacity"}, fails)
+    monkeypatch.setattr(pio, "write_images", fake)
+    (tmp_path / "capacity.png").write_bytes(b"\x89PNG\r\n\x1a\nstale")  # from an earlier report: must not count
+    figures = {name: go.Figure() for name in ("attainment", "capacity", "batches")}
+    notices = html.write_pngs(tmp_path, figures)
+    assert fake.calls == [["attainment", "capacity", "batches"], ["capacity"]]  # only the missing one again
+    if fails == 1:
+        assert notices == [] and (tmp_path / "capacity.png").exists()
+    else:
+        assert notices == ["PNG figures not written: capacity (kaleido wrote no file, twice; their HTML figures "
+                           "are complete)"]
+        assert not (tmp_path / "capacity.png").exists()

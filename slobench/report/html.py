@@ -93,9 +93,10 @@ def _write_pngs(fig_dir: Path, figures: Mapping[str, go.Figure], width: int, hei
 
     import plotly.io as pio
 
-    names = list(figures)
-    paths = [fig_dir / f"{name}.png" for name in names]
-    try:
+    def write(names: list[str]) -> None:
+        paths = [fig_dir / f"{name}.png" for name in names]
+        for path in paths:  # a PNG left from an earlier report must not pass for this one
+            path.unlink(missing_ok=True)
         if hasattr(pio, "write_images"):
             with warnings.catch_warnings():  # "kopts is ignored if using a server": plotly passes none of ours
                 warnings.simplefilter("ignore", UserWarning)
@@ -103,10 +104,33 @@ def _write_pngs(fig_dir: Path, figures: Mapping[str, go.Figure], width: int, hei
         else:  # plotly < 6.1: one browser start per figure
             for name, path in zip(names, paths, strict=True):
                 figures[name].write_image(path, width=width, height=height)
+
+    def missing(names: list[str]) -> list[str]:
+        return [n for n in names if not _is_png(fig_dir / f"{n}.png")]
+
+    try:
+        write(list(figures))
+        # plotly's write_images drops kaleido's per-figure errors (kaleido returns them, plotly ignores the
+        # return value): a figure can fail to render with no exception (seen once, 1 of 6, on a loaded
+        # 2-core machine). Check every file, render the missing ones again once, and name what is still missing.
+        if lost := missing(list(figures)):
+            write(lost)
+            if lost := missing(lost):
+                return [f"PNG figures not written: {', '.join(lost)} (kaleido wrote no file, twice; their HTML "
+                        "figures are complete)"]
     except Exception as exc:  # noqa: BLE001 - a PNG is optional; the HTML is the product
         return [f"PNG figures skipped: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
                 if str(exc) else f"PNG figures skipped: {type(exc).__name__}"]
     return []
+
+
+def _is_png(path: Path) -> bool:
+    """A file that starts with the PNG signature."""
+    try:
+        with path.open("rb") as f:
+            return f.read(8) == b"\x89PNG\r\n\x1a\n"
+    except OSError:
+        return False
 
 
 def write_report(

@@ -49,55 +49,6 @@ def linear_perf() -> LinearLatency:
 
 
 
-# --- parallel runs: real engines grouped on workers ----------------------------------------------------------
-
-# The test files that start a real vLLM server or a Ray cluster, by group. README's test command runs the suite on
-# pytest-xdist workers (``-n auto --dist loadgroup``, pyproject.toml); the files of a group run on one worker, one
-# test after another: the "vllm" files share the session's server pool, which then starts each server once (a start
-# is 25–60 s and ≈ 3 GB here), and the "ray" files start their Ray clusters one at a time. The two groups may run
-# side by side (≈ 15 GB at most together; CI has 24). Every other test is scheduled alone. Files are listed, not
-# marked: xdist's own ``xdist_group`` mark is lost under pytest ≥ 9.2 (xdist 3.8 renames ``item._nodeid``, which
-# pytest no longer reads), and the controller that schedules sees only test ids. A test that needs a real engine in
-# a file not listed here stops the run at collection (below), so the list cannot fall behind.
-REAL_ENGINE_FILES = {
-    "test_calibrate.py": "vllm", "test_engines_vllm_adapter.py": "vllm", "test_qualify_vllm.py": "vllm",
-    "test_real_vllm.py": "vllm", "test_ray_fanout.py": "ray", "test_ray_replica_group.py": "ray",
-    "test_ray_vllm_replicas.py": "ray"}
-_REAL_ENGINE_FIXTURES = {"vllm_pool", "tiny_server"}
-
-
-def _needs_real_engine(item: pytest.Item) -> bool:
-    return (item.get_closest_marker("vllm") is not None or item.path.name.startswith("test_ray_")
-            or bool(_REAL_ENGINE_FIXTURES & set(getattr(item, "fixturenames", ()))))
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Refuse a real-engine test outside `REAL_ENGINE_FILES`: run in parallel, it would start its own servers."""
-    strays = sorted({item.path.name for item in items if _needs_real_engine(item)} - set(REAL_ENGINE_FILES))
-    if strays:
-        raise pytest.UsageError(f"tests/conftest.py: add {', '.join(strays)} to REAL_ENGINE_FILES (its tests start "
-                                "real engines, which must run in their group's xdist worker)")
-
-
-def work_unit(nodeid: str) -> str:
-    """The unit of work a test belongs to: its file's group in `REAL_ENGINE_FILES`, else the test alone."""
-    return REAL_ENGINE_FILES.get(nodeid.split("::", 1)[0].rsplit("/", 1)[-1], nodeid)
-
-
-@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, absent without it
-def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
-    """``--dist loadgroup``: tests scheduled by `work_unit` (xdist's load-scope scheduler with our scopes)."""
-    if config.getoption("dist") != "loadgroup":
-        return None
-    from xdist.scheduler import LoadScopeScheduling
-
-    class RealEnginesTogether(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            return work_unit(nodeid)
-
-    return RealEnginesTogether(config, log)
-
-
 # --- real vLLM: one pool of servers for the whole session ----------------------------------------------------
 
 

@@ -32,10 +32,8 @@ ALL_POLICIES = "vllm,vllm-v0,sarathi,slos-serve"
 def check(task: tuple[str, str, int | None, float, float, int, int | None, int | None, float | None],
           ) -> dict[str, Any]:
     """Search capacity as compare does, then run ``factor`` × longer at it; one table row."""
-    from slobench.capacity.execute import probe_result, run_search
-    from slobench.capacity.plan import SearchSpec, run_kwargs, search_settings, stretched
-    from slobench.capacity.search import ValidityLimits, make_probe
-    from slobench.cluster.run import run_once
+    from slobench.capacity.execute import hold_verdict, long_run, run_search
+    from slobench.capacity.plan import SearchSpec, run_kwargs, search_settings
 
     wl, pol, n, target, factor, seed, confirm, long_seed, hold = task
     t0 = time.perf_counter()
@@ -54,14 +52,8 @@ def check(task: tuple[str, str, int | None, float, float, int, int | None, int |
     row |= {"probe_attainment": at[0].attainment, "probe_requests": at[0].num_requests}
     # the long run: the same warm-up, a measured span factor× longer; with --long-seed another arrival sequence,
     # so the check does not share its first requests with the search's hold probe
-    probe_cfg = spec.config(res.capacity_rps, seed if long_seed is None else long_seed)
-    long_cfg = stretched(probe_cfg, factor)
-    long_run = run_once(long_cfg)
-    p = make_probe(res.capacity_rps, seed, probe_result(long_run, res.capacity_rps), ValidityLimits())
-    holds = p.attainment >= target - 0.02 - 1e-12
-    why = "" if holds else f"{p.attainment:.1%} < {target - 0.02:.0%}"
-    if not p.valid:
-        why = (why + "; " if why else "") + f"long run INVALID: {p.reason}"
+    _, p = long_run(spec.config(res.capacity_rps, seed if long_seed is None else long_seed), factor)
+    holds, why = hold_verdict(p, target)
     return row | {"long_attainment": p.attainment, "long_requests": p.num_requests, "long_valid": p.valid,
                   "pass": holds, "why": why, "wall_s": time.perf_counter() - t0}
 

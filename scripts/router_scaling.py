@@ -74,6 +74,14 @@ def append_row(path: Path, row: dict[str, Any], fields: list[str] = FIELDS) -> N
         w.writerow(row)
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` in one rename, so a run stopped mid-write leaves the old table whole."""
+    from slobench.report.results import atomic_target
+
+    with atomic_target(path) as tmp:
+        tmp.write_text(text)
+
+
 def _spec(workload: str, policy: str, router: str, replicas: int, refresh_ms: float, args: argparse.Namespace
           ) -> Any:
     """The `SearchSpec` of one point, as `slobench capacity --replicas R --router NAME` builds it."""
@@ -107,22 +115,15 @@ def search(workload: str, policy: str, router: str, replicas: int, refresh_ms: f
 def hold_check(row: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
     """Run one measured point's capacity ``args.holds`` × longer (seed `LONG_SEED`): does it still attain the
     target minus 2 points?"""
-    from slobench.capacity.execute import probe_result
-    from slobench.capacity.plan import stretched
-    from slobench.capacity.search import ValidityLimits, make_probe
-    from slobench.cluster.run import run_once
+    from slobench.capacity.execute import hold_verdict, long_run
 
     n = int(row["replicas"])
     cap = float(row["capacity_rps"])
     router = row["router"] if n > 1 else "round-robin"
     spec = _spec(row["workload"], row["policy"], router, n, float(row["refresh_ms"]), args)
     t0 = time.perf_counter()
-    res = run_once(stretched(spec.config(cap, LONG_SEED), args.holds))
-    p = make_probe(cap, LONG_SEED, probe_result(res, cap), ValidityLimits())
-    passed = p.attainment >= args.target - 0.02 - 1e-12
-    why = "" if passed else f"{p.attainment:.1%} < {args.target - 0.02:.0%}"
-    if not p.valid:
-        why = (why + "; " if why else "") + f"INVALID: {p.reason}"
+    _, p = long_run(spec.config(cap, LONG_SEED), args.holds)
+    passed, why = hold_verdict(p, args.target)
     return {**{k: row[k] for k in KEY}, "capacity_rps": cap, "factor": f"{args.holds:g}", "long_seed": LONG_SEED,
             "long_requests": p.num_requests, "long_attainment": round(p.attainment, 4), "long_valid": p.valid,
             "passed": passed, "why": why, "wall_s": round(time.perf_counter() - t0, 1)}
@@ -158,9 +159,9 @@ def run_holds(args: argparse.Namespace, points: list[tuple[str, str, str, int, f
         print(f"{wl} × {pol} × {router} × {n} replicas at {hold['capacity_rps']:.2f} req/s, {args.holds:g}× "
               f"longer: {hold['long_attainment']:.1%} of {hold['long_requests']} requests "
               f"({'holds' if hold['passed'] else 'FAILS: ' + hold['why']}, {hold['wall_s']} s)", flush=True)
-        md.write_text(holds_markdown(read_rows(path)))
+        write_text_atomic(md, holds_markdown(read_rows(path)))
     if path.exists():
-        md.write_text(holds_markdown(read_rows(path)))
+        write_text_atomic(md, holds_markdown(read_rows(path)))
         print(f"wrote {path} and {md}")
     else:
         print("no measured point matched the filters: nothing to check")
@@ -284,7 +285,7 @@ def verdicts(rows: list[dict[str, str]], routed: str = "slo-aware", others: tupl
 
 def write_markdown(path: Path, rows: list[dict[str, str]]) -> None:
     """The table and the verdicts, rewritten after every search so an interrupted run leaves a whole file."""
-    path.write_text(markdown(rows) + "\n" + verdicts(rows))
+    write_text_atomic(path, markdown(rows) + "\n" + verdicts(rows))
 
 
 def main(argv: list[str]) -> int:

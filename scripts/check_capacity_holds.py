@@ -10,6 +10,7 @@ check.
 
     python scripts/check_capacity_holds.py --workloads coding,chatbot -j 2
     python scripts/check_capacity_holds.py --policies vllm,slos-serve --num-requests 1200
+    python scripts/check_capacity_holds.py --profile paper:toolllama-7b-a100 --workloads toolcalling
 
 Uses the library (capacity, cluster), never the CLI.
 """
@@ -29,15 +30,15 @@ ALL_WORKLOADS = "chatbot,coding,reasoning,toolcalling,summarization,mixed"
 ALL_POLICIES = "vllm,vllm-v0,sarathi,slos-serve"
 
 
-def check(task: tuple[str, str, int | None, float, float, int, int | None, int | None, float | None],
+def check(task: tuple[str, str, int | None, float, float, int, int | None, int | None, float | None, str | None],
           ) -> dict[str, Any]:
     """Search capacity as compare does, then run ``factor`` × longer at it; one table row."""
     from slobench.capacity.execute import hold_verdict, long_run, run_search
     from slobench.capacity.plan import SearchSpec, run_kwargs, search_settings
 
-    wl, pol, n, target, factor, seed, confirm, long_seed, hold = task
+    wl, pol, n, target, factor, seed, confirm, long_seed, hold, profile = task
     t0 = time.perf_counter()
-    kw = run_kwargs(hardware="H100-SXM", model="Llama-3.1-8B", tp=1, profile=None, replicas=1, engine="sim",
+    kw = run_kwargs(hardware="H100-SXM", model="Llama-3.1-8B", tp=1, profile=profile, replicas=1, engine="sim",
                     num_requests=n, quick=False)
     spec = SearchSpec(wl, pol, kw | {"workload": wl})
     settings = search_settings(target, [seed], False, 1.0, 0.05, 1024.0, False, confirm, hold)
@@ -70,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hold", type=float, default=None, help="as compare's --hold (default: compare's, 4)")
     ap.add_argument("--long-seed", type=int, default=None,
                     help="seed of the long run (default: --seed, whose first requests the hold probe shares)")
+    ap.add_argument("--profile", default=None,
+                    help="latency profile, as compare's --profile (e.g. paper:opt-13b-a100-tp2; default: H100)")
     ap.add_argument("-j", "--jobs", type=int, default=1, help="(workload, policy) checks run in parallel")
     ap.add_argument("--out", type=Path, default=None, help="also write the table as CSV")
     a = ap.parse_args(argv)
@@ -94,7 +97,14 @@ def main(argv: list[str] | None = None) -> int:
             return fail(f"--workloads: {exc}")
     if a.jobs < 1 or a.factor < 1 or not 0 < a.target <= 1 or (a.num_requests is not None and a.num_requests < 10):
         return fail("need -j ≥ 1, --factor ≥ 1, --target in (0, 1], --num-requests ≥ 10")
-    tasks = [(w, p, a.num_requests, a.target, a.factor, a.seed, a.confirm, a.long_seed, a.hold)
+    if a.profile is not None:
+        from slobench.perf import get_latency_model
+
+        try:
+            get_latency_model(profile=a.profile)
+        except Exception as exc:  # noqa: BLE001 - one line, whatever the loader raised
+            return fail(f"--profile: {exc}")
+    tasks = [(w, p, a.num_requests, a.target, a.factor, a.seed, a.confirm, a.long_seed, a.hold, a.profile)
              for w in wls for p in pols]
     rows: list[dict[str, Any]] = []
     if a.jobs == 1:

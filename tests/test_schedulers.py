@@ -359,6 +359,26 @@ def test_decodes_do_not_skip_for_best_effort_prefill_that_has_no_kv() -> None:
     assert sorted(plan.num_scheduled) == list(range(10))
 
 
+def test_decodes_do_not_skip_for_admitted_prefill_beyond_the_sequence_limit() -> None:
+    """At the engine's sequence limit (max_num_seqs), admitted decodes far ahead of their deadlines, admitted prompts
+    waiting: no prompt can start, so skipping the decodes would only stretch their lives (and hold the slots
+    longer). With one free slot, the decodes that skip make room for the one prompt that can start."""
+    import dataclasses
+
+    running = [_decoding(i, prompt=1000, out=2000, done=500) for i in range(10)]
+    waiting = [_new(100 + j, 6000) for j in range(5)]
+    for seq in waiting:
+        seq.admission = Admission.ADMITTED
+    view = _view(running, waiting)
+    assert all(s.next_token_deadline_s - view.now_s > 10 for s in running)
+    unlimited = make_scheduler("slos-serve").schedule(view)
+    assert not set(range(10)) <= set(unlimited.num_scheduled)  # no limit: decodes skip for the waiting prefill
+    full = make_scheduler("slos-serve").schedule(dataclasses.replace(view, max_num_seqs=10))
+    assert sorted(full.num_scheduled) == list(range(10))  # at the limit: every decode runs, no prompt can start
+    one_slot = make_scheduler("slos-serve").schedule(dataclasses.replace(view, max_num_seqs=11))
+    assert not set(range(10)) <= set(one_slot.num_scheduled) and set(one_slot.num_scheduled) & {100}
+
+
 def test_vllm_v0_runs_whole_prompts_before_any_decode() -> None:
     plan = make_scheduler("vllm-v0").schedule(_view([_decoding(0), _decoding(1)], [_new(2, 6000), _new(3, 3000)]))
     assert plan.num_scheduled == {2: 6000, 3: 3000}

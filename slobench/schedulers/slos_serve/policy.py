@@ -20,8 +20,10 @@ Every `schedule()` call (one per engine iteration):
    so batches longer than the slack of short-TTFT arrivals would lose them before admission even
    sees them. Neither cap goes below the length at which the batch's fixed cost is ≤ 1 −
    ``min_batch_efficiency`` of it (the paper's A100 fits have ~30 ms fixed costs).
-   When waiting prefill would not fit beside every decode, a decode whose next deadline is a
-   whole TPOT beyond this batch skips it (loose tiers run in fewer batches); otherwise every
+   When waiting prefill that could run (KV beyond the admitted requests' growth for best-effort
+   prompts, a free sequence slot under the engine's ``max_num_seqs`` for new ones) would not fit
+   beside every decode, a decode whose next deadline is a whole TPOT beyond this batch skips it
+   (loose tiers run in fewer batches); otherwise every
    decode runs, so requests finish early and free their KV. Late decodes have already missed and
    do not shrink the budget. Admitted prefills fill the rest of the budget in EDF order (chunked
    to fit the latency model's prediction), then best-effort decodes and prefills take what is left.
@@ -164,6 +166,28 @@ def _within_engine_limits(view: SchedulerView, order: list[tuple[SeqState, int, 
         kept.append((seq, n, k))
         kept_admitted += i < n_admitted
     return kept, kept_admitted, cut
+
+
+def _startable(view: SchedulerView, adm_pre: list[SeqState], be_pre: list[SeqState]) -> set[int] | None:
+    """The prefills (ids of their `SeqState`) the engine could run this iteration under its sequence limit: every
+    running one, and waiting ones up to the free slots, admitted work first (``adm_pre`` in the batch's EDF order,
+    then ``be_pre`` oldest first, as `_build_batch` fills the batch). None when the limit does not bind (no limit,
+    or no more waiting sequences than free slots): then every prefill could start."""
+    cap = view.max_num_seqs
+    if cap is None:
+        return None
+    room = cap - len(view.running)
+    if len(view.waiting) <= room:
+        return None
+    running = {id(s) for s in view.running}
+    out: set[int] = set()
+    for s in [*adm_pre, *sorted(be_pre, key=_ARRIVAL_KEY)]:
+        if id(s) in running:
+            out.add(id(s))
+        elif room > 0:
+            out.add(id(s))
+            room -= 1
+    return out
 
 
 def _tpot_key(seq: SeqState) -> float:
@@ -667,16 +691,24 @@ class SLOsServeScheduler(TimedSchedule):
         # requests' projected growth holds them (decodes skipping for prefill that then finds no
         # blocks would idle the replica: reasoning at a KV-full moment scheduled nothing at all).
         be_room = max(0, view.free_kv_blocks - self._kv_growth_blocks) * view.block_size
+        # Likewise only prompts the engine can start: at its sequence limit (max_num_seqs) a waiting prompt beyond
+        # the free slots cannot run this iteration, so it must not make decodes skip for it (reasoning at the
+        # paper's 256-sequence limit: decodes skipped for prompts that then waited, every request lived longer,
+        # the slots freed later, and admitted requests missed their TTFT; docs/slos-serve.md).
+        startable = _startable(view, adm_pre, be_pre)
         # min(be_room, Σ best-effort pending), summed only until it reaches be_room (pending ≥ 0: the same int;
         # an overloaded replica queues thousands of best-effort prompts).
         be_demand = 0
         if be_room > 0:
             for s in be_pre:
+                if startable is not None and id(s) not in startable:
+                    continue
                 be_demand += s.num_tokens - s.num_computed
                 if be_demand >= be_room:
                     be_demand = be_room
                     break
-        demand = sum(s.num_tokens - s.num_computed for s in adm_pre) + be_demand
+        demand = sum(s.num_tokens - s.num_computed for s in adm_pre if startable is None or id(s) in startable)
+        demand += be_demand
         if view.spec is None:
             spec_ks = [0] * len(adm_dec)
         elif demand or not self.adaptive_speculation:  # per-tier lengths (most prefill room), or fixed max

@@ -168,11 +168,11 @@ def _within_engine_limits(view: SchedulerView, order: list[tuple[SeqState, int, 
     return kept, kept_admitted, cut
 
 
-def _startable(view: SchedulerView, adm_pre: list[SeqState], be_pre: list[SeqState]) -> set[int] | None:
+def _startable(view: SchedulerView, adm_pre: list[SeqState], be_oldest: list[SeqState]) -> set[int] | None:
     """The prefills (ids of their `SeqState`) the engine could run this iteration under its sequence limit: every
-    running one, and waiting ones up to the free slots, admitted work first (``adm_pre`` in the batch's EDF order,
-    then ``be_pre`` oldest first, as `_build_batch` fills the batch). None when the limit does not bind (no limit,
-    or no more waiting sequences than free slots): then every prefill could start."""
+    running one, and waiting ones up to the free slots, in the order `_build_batch` fills the batch (``adm_pre`` in
+    EDF order, then the best-effort prefills ``be_oldest``, oldest first). None when the limit does not bind (no
+    limit, or no more waiting sequences than free slots): then every prefill could start."""
     cap = view.max_num_seqs
     if cap is None:
         return None
@@ -181,7 +181,7 @@ def _startable(view: SchedulerView, adm_pre: list[SeqState], be_pre: list[SeqSta
         return None
     running = {id(s) for s in view.running}
     out: set[int] = set()
-    for s in [*adm_pre, *sorted(be_pre, key=_ARRIVAL_KEY)]:
+    for s in [*adm_pre, *be_oldest]:
         if id(s) in running:
             out.add(id(s))
         elif room > 0:
@@ -695,7 +695,8 @@ class SLOsServeScheduler(TimedSchedule):
         # the free slots cannot run this iteration, so it must not make decodes skip for it (reasoning at the
         # paper's 256-sequence limit: decodes skipped for prompts that then waited, every request lived longer,
         # the slots freed later, and admitted requests missed their TTFT; docs/slos-serve.md).
-        startable = _startable(view, adm_pre, be_pre)
+        be_oldest = sorted(be_pre, key=_ARRIVAL_KEY)  # best-effort work is served oldest first
+        startable = _startable(view, adm_pre, be_oldest)
         # min(be_room, Σ best-effort pending), summed only until it reaches be_room (pending ≥ 0: the same int;
         # an overloaded replica queues thousands of best-effort prompts).
         be_demand = 0
@@ -748,7 +749,7 @@ class SLOsServeScheduler(TimedSchedule):
             if draft.latency_with_s(1, seq.num_computed) > limit:
                 break
             put(seq, 1)
-        for seq in sorted(be_pre, key=_ARRIVAL_KEY):
+        for seq in be_oldest:
             n = draft.max_tokens_within(limit, seq.num_computed, seq.pending_tokens)
             if n <= 0:
                 break

@@ -30,13 +30,13 @@ def _key(df: pd.DataFrame) -> tuple:
     return probe_key("coding", df.scheduler.iloc[0], df.rate_rps.iloc[0], 0)
 
 
-def _expected(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """What the pandas path wrote: the frames concatenated, through one parquet round trip."""
-    return pd.concat(frames, ignore_index=True)
-
-
-def _read(path: Path) -> pd.DataFrame:
-    return pd.read_parquet(path)
+def _expected(frames: list[pd.DataFrame], tmp_path: Path) -> pd.DataFrame:
+    """What the pandas path wrote: the frames concatenated, read back through one parquet round trip."""
+    p = tmp_path / "expected.parquet"
+    pd.concat(frames, ignore_index=True).to_parquet(p, index=False)
+    out = pd.read_parquet(p)
+    p.unlink()
+    return out
 
 
 def test_parts_fold_in_the_order_asked_and_match_pandas(tmp_path: Path) -> None:
@@ -50,17 +50,9 @@ def test_parts_fold_in_the_order_asked_and_match_pandas(tmp_path: Path) -> None:
 
     assert path == tmp_path / "requests.parquet"
     assert not (tmp_path / "parts").exists()
-    got = _read(path)
-    pd.testing.assert_frame_equal(got, _read_through_parquet(_expected([c, a, b]), tmp_path))
+    got = pd.read_parquet(path)
+    pd.testing.assert_frame_equal(got, _expected([c, a, b], tmp_path))
     assert got.token_times_s.iloc[0].tolist() == [0.0, 0.5]
-
-
-def _read_through_parquet(df: pd.DataFrame, tmp_path: Path) -> pd.DataFrame:
-    p = tmp_path / "expected.parquet"
-    df.to_parquet(p, index=False)
-    out = pd.read_parquet(p)
-    p.unlink()
-    return out
 
 
 def test_a_newer_part_replaces_the_consolidated_copy_and_others_stay(tmp_path: Path) -> None:
@@ -71,9 +63,9 @@ def test_a_newer_part_replaces_the_consolidated_copy_and_others_stay(tmp_path: P
     write_probe_part(tmp_path, "requests", _key(new_a), new_a)
     write_probe_part(tmp_path, "requests", _key(c), c)
 
-    got = _read(consolidate_parts(tmp_path, "requests", [_key(old_a), _key(old_b), _key(c)]))
+    got = pd.read_parquet(consolidate_parts(tmp_path, "requests", [_key(old_a), _key(old_b), _key(c)]))
 
-    want = _read_through_parquet(_expected([new_a, old_b, c]), tmp_path)
+    want = _expected([new_a, old_b, c], tmp_path)
     pd.testing.assert_frame_equal(got, want)
 
 
@@ -82,7 +74,7 @@ def test_a_column_null_in_one_part_joins_its_typed_copy(tmp_path: Path) -> None:
     a, b = _frame("vllm", 1.0, 2), _frame("vllm", 2.0, 2, err="timeout")
     for df in (a, b):
         write_probe_part(tmp_path, "requests", _key(df), df)
-    got = _read(consolidate_parts(tmp_path, "requests", [_key(a), _key(b)]))
+    got = pd.read_parquet(consolidate_parts(tmp_path, "requests", [_key(a), _key(b)]))
     assert got.error.isna().tolist() == [True, True, False, False]
     assert got.error.iloc[2] == "timeout"
 
@@ -96,8 +88,8 @@ def test_parts_arrow_cannot_join_go_through_pandas(tmp_path: Path, monkeypatch: 
         raise pa.ArrowInvalid("schemas differ")
 
     monkeypatch.setattr(pa, "concat_tables", refuse)
-    got = _read(consolidate_parts(tmp_path, "requests", [_key(b), _key(a)]))
-    pd.testing.assert_frame_equal(got, _read_through_parquet(_expected([b, a]), tmp_path))
+    got = pd.read_parquet(consolidate_parts(tmp_path, "requests", [_key(b), _key(a)]))
+    pd.testing.assert_frame_equal(got, _expected([b, a], tmp_path))
 
 
 def test_parts_dictionary_encode_only_text(tmp_path: Path) -> None:

@@ -397,8 +397,8 @@ def _tables_by_key(run_dir: Path, kind: FrameKind) -> dict[tuple, Any]:
 def consolidate_parts(run_dir: Path, kind: FrameKind, order: list[tuple[str, str, float, int]]) -> Path | None:
     """Fold parts into ``<kind>.parquet`` in ``order`` (probes.csv order; others dropped), remove parts.
 
-    In Arrow; parts whose types do not line up (a column of ints in one, floats in another beyond what
-    Arrow's permissive promotion joins) go through pandas' concat instead."""
+    In Arrow; tables whose types do not line up (beyond what Arrow's permissive promotion joins) are
+    joined by pandas' concat instead."""
     import pyarrow as pa
 
     run_dir = Path(run_dir)
@@ -412,9 +412,7 @@ def consolidate_parts(run_dir: Path, kind: FrameKind, order: list[tuple[str, str
         try:
             whole = pa.concat_tables(keep, promote_options="permissive")
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-            frames = _frames_by_key(run_dir, kind)
-            _write_atomic(pd.concat([frames[k] for k in dict.fromkeys(order) if k in frames], ignore_index=True),
-                          path)
+            _write_atomic(pd.concat([t.to_pandas() for t in keep], ignore_index=True), path)
         else:
             _write_table_atomic(whole, path)
     for p in parts:

@@ -107,7 +107,8 @@ def test_steady_decode_path_equals_slow_path_with_noise_and_cost(cost: str, kv_t
         perf = _StatsLatency(base_s=0.008, per_token_s=4e-5, per_ctx_s=2e-7, kv_tokens=kv_tokens)
     wl = _workload(250, 15.0 if kv_tokens != 20_000 else 40.0, 400, 150, seed=4)
     cfg = SimConfig(truth_bias=0.1, truth_noise_cv=0.2, schedule_cost=cost, seed=9,
-                    schedule_cost_model=ScheduleCost(a=2e-4, b=3e-6, c=1e-6, source="test"))
+                    schedule_cost_model=ScheduleCost(a=2e-4, b=3e-6, c=1e-6, source="test", a_idle=3e-5,
+                                                     c_idle=4e-7))  # both regimes: the steady path charges idle
     pol = VLLMScheduler()
     fast = simulate(wl, pol, perf, cfg)
     slow = simulate(wl, _NoSteady(VLLMScheduler()), perf, cfg)
@@ -118,6 +119,41 @@ def test_steady_decode_path_equals_slow_path_with_noise_and_cost(cost: str, kv_t
 
 
 # --- 2. schedule() cost ------------------------------------------------------------------------------------
+
+
+class _CountWaiting(_NoSteady):
+    """`_NoSteady` that notes how many sequences waited and ran at each call."""
+
+    def __init__(self, inner) -> None:  # noqa: ANN001
+        super().__init__(inner)
+        self.waiting: list[int] = []
+        self.running: list[int] = []
+
+    def schedule(self, view: SchedulerView) -> BatchPlan:
+        self.waiting.append(len(view.waiting))
+        self.running.append(len(view.running))
+        return self.inner.schedule(view)
+
+
+def test_calls_with_nothing_waiting_are_charged_the_idle_fit() -> None:
+    """Two regimes (`ScheduleCost`): a call with work waiting pays a + b·w + c·r, one with nothing waiting pays
+    a_idle + c_idle·r (slos-serve's decode-only calls cost a tenth of its planning ones: docs/simulator.md)."""
+    perf = _StatsLatency()
+    cost = ScheduleCost(a=1e-3, b=1e-5, c=2e-6, source="test", a_idle=2e-4, c_idle=3e-6)
+    pol = _CountWaiting(VLLMScheduler())
+    res = simulate(_workload(200, 30.0, 200, 40, seed=5), pol, perf,
+                   SimConfig(schedule_cost="model", schedule_cost_model=cost, seed=1))
+    log = _log(res)
+    assert len(log["schedule_s"]) == len(pol.waiting)  # one call per step
+    assert 0 < sum(w > 0 for w in pol.waiting) < len(pol.waiting)  # both regimes occur
+    want = [1e-3 + 1e-5 * w + 2e-6 * r if w else 2e-4 + 3e-6 * r for w, r in zip(pol.waiting, pol.running,
+                                                                              strict=True)]
+    assert log["schedule_s"] == pytest.approx(want, rel=1e-12)
+    # Without an idle fit the busy formula prices every call: the pre-split model, unchanged.
+    one = ScheduleCost(a=1e-3, b=1e-5, c=2e-6, source="test")
+    assert one.seconds(0, 10) == 1e-3 + 2e-6 * 10 and cost.seconds(0, 10) == 2e-4 + 3e-6 * 10
+    assert cost.seconds(3, 10) == one.seconds(3, 10)
+    assert cost.as_dict()["idle_a_s"] == 2e-4 and one.as_dict()["idle_a_s"] == 1e-3
 
 
 def test_model_cost_is_charged_before_each_step() -> None:
@@ -149,6 +185,15 @@ def test_fitted_coefficients_cover_every_registry_policy_and_unknowns_get_the_de
     mine = schedule_cost_for("my.module:Policy")
     assert mine.source.startswith("default")
     assert mine.a == max(p["a"] for p in table["policies"].values())
+    # Per regime: an entry without an idle fit prices idle calls with its one formula.
+    assert mine.idle[0] == max((p.get("idle") or p)["a"] for p in table["policies"].values())
+    # slos-serve's planning calls and decode-only calls are fitted apart (the one line overcharged decode-only
+    # calls 8×), timed in CPU time; each entry says where and how it was measured.
+    slos = schedule_cost_for("slos-serve")
+    assert slos.a_idle is not None and slos.a_idle < slos.a
+    for entry in table["policies"].values():
+        assert {"machine", "date", "timer"} <= set(entry["fitted"])
+    assert "thread" in table["policies"]["slos-serve"]["fitted"]["timer"]
 
 
 def test_run_records_truth_and_cost_in_summary_and_wall_is_not_deterministic(tmp_path) -> None:  # noqa: ANN001
@@ -161,6 +206,10 @@ def test_run_records_truth_and_cost_in_summary_and_wall_is_not_deterministic(tmp
     sim = info["simulator"]
     assert (sim["truth_bias"], sim["truth_noise_cv"], sim["schedule_cost"]) == (0.1, 0.07, "model")
     assert sim["schedule_cost_coefficients"]["source"] == "fitted:vllm"
+    # Where the policy's own coefficients were measured, and how (they may come from another fit than others').
+    from slobench.perf.schedule_cost import schedule_cost_table
+
+    assert sim["schedule_cost_fit"]["timer"] == schedule_cost_table()["policies"]["vllm"]["fitted"]["timer"]
     assert (sim["max_num_batched_tokens"], sim["max_num_seqs"]) == (8192, 1024)
     assert res.summary.engine_info == info
     wall = run_once(validate_config(workload="chatbot", num_requests=40, seed=1, schedule_cost="wall"))

@@ -403,11 +403,13 @@ def replica_loop(
     # Ground truth: predicted × factor, one factor per forward step, the same draws in the slow and steady paths.
     truth = TruthFactors(cfg.seed, cfg.truth_bias, cfg.truth_noise_cv)
     tbuf, ti, tlen = truth.buf, 0, NOISE_CHUNK  # tlen: len(tbuf) (a steady window may join two chunks)
-    # schedule() cost: ca + cb·len(waiting) + cc·len(running) seconds per call ("model"), measured ("wall": no
-    # steady-decode shortcut then, every iteration is a real call), or nothing ("off").
+    # schedule() cost: ca + cb·len(waiting) + cc·len(running) seconds per call with work waiting, ca0 +
+    # cc0·len(running) with nothing waiting ("model", `ScheduleCost.seconds`), measured ("wall": no steady-decode
+    # shortcut then, every iteration is a real call), or nothing ("off").
     wall_cost = cfg.schedule_cost == "wall"
     cost = cfg.schedule_cost_model if cfg.schedule_cost == "model" and cfg.schedule_cost_model else ScheduleCost()
     ca, cb, cc = cost.a, cost.b, cost.c
+    ca0, cc0 = cost.idle
     # Queue lengths beyond the fit's are priced as the largest fitted one (no extrapolation; `ScheduleCost`).
     cmw = cost.max_waiting if cost.max_waiting is not None else 1 << 62
     cmr = cost.max_running if cost.max_running is not None else 1 << 62
@@ -628,7 +630,7 @@ def replica_loop(
                     s_c += seq.num_computed
                 t_event = min(next_arrival_s, gap_heap[0][0] if gap_heap else math.inf)
                 nows: list[float] = []
-                sched_s = ca + cb * 0 + cc * (n_run if n_run < cmr else cmr)  # the slow path's, nothing waiting
+                sched_s = ca0 + cc0 * (n_run if n_run < cmr else cmr)  # the slow path's, nothing waiting
                 free0 = free_blocks
                 f_n = float(n_run)
                 if ti + len(new_blocks) > tlen:  # the window may cross into the next chunk: join them
@@ -697,7 +699,10 @@ def replica_loop(
         else:
             plan = scheduler.schedule(view)
             n_w, n_r = len(waiting), len(running)
-            sched_s = ca + cb * (n_w if n_w < cmw else cmw) + cc * (n_r if n_r < cmr else cmr)
+            if n_w:
+                sched_s = ca + cb * (n_w if n_w < cmw else cmw) + cc * (n_r if n_r < cmr else cmr)
+            else:
+                sched_s = ca0 + cc0 * (n_r if n_r < cmr else cmr)
 
         # 2. Apply preemptions and admission decisions.
         if plan.preempted:
@@ -1063,5 +1068,10 @@ def simulator_info(cfg: SimConfig) -> dict:
         from slobench.perf.schedule_cost import schedule_cost_table
 
         table = schedule_cost_table()
-        info["schedule_cost_fit"] = {k: table.get(k) for k in ("machine", "date", "script")}
+        fit = {k: table.get(k) for k in ("machine", "date", "script")}
+        name = cost.source.removeprefix("fitted:")
+        entry = table.get("policies", {}).get(name) if cost.source.startswith("fitted:") else None
+        if entry and isinstance(entry.get("fitted"), dict):  # where this policy's own coefficients were measured
+            fit |= entry["fitted"]
+        info["schedule_cost_fit"] = fit
     return info

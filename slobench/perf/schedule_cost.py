@@ -3,9 +3,14 @@
 vLLM's default engine loop runs the scheduler synchronously before every forward step, so a policy's
 planning time delays every token of the iteration. The simulator charges it (``--schedule-cost``):
 
-* ``model`` (default, deterministic): ``cost_s = a + b·len(waiting) + c·len(running)``, coefficients fitted
-  per policy by ``scripts/fit_schedule_cost.py`` to measured ``schedule()`` wall times and stored in
-  ``perf/data/schedule_cost.json`` (with the machine, the date and R²). A policy the file does not know
+* ``model`` (default, deterministic): ``cost_s = a + b·len(waiting) + c·len(running)`` for a call with work
+  waiting, and ``a_idle + c_idle·len(running)`` for one with nothing waiting (when the policy's entry has an
+  ``idle`` fit; otherwise the one formula serves both), coefficients fitted per policy by
+  ``scripts/fit_schedule_cost.py`` to measured ``schedule()`` wall times and stored in
+  ``perf/data/schedule_cost.json`` (with the machine, the date and R²). Two regimes because one line cannot
+  price both: slos-serve's calls with nothing waiting only continue its decodes (~0.1 ms on chatbot at 17.6
+  req/s), while a call with requests waiting runs its admission DP (~0.7 ms); the single fit (R² 0.05) charged
+  every decode-only call ~0.8 ms, 8× its cost (docs/simulator.md "schedule() cost"). A policy the file does not know
   (a user's ``package.module:Class``) gets the file's ``default`` entry — the element-wise maximum of the
   fitted policies' coefficients, i.e. "at least as slow as the slowest shipped policy" — and the run
   records that it did.
@@ -36,8 +41,9 @@ NOISE_CHUNK = 4096
 
 @dataclass(frozen=True, slots=True)
 class ScheduleCost:
-    """``seconds(w, r) = a + b·w + c·r`` for ``w`` waiting and ``r`` running sequences; ``source`` says which
-    entry of the coefficients file it came from (recorded in the run's summary)."""
+    """``seconds(w, r) = a + b·w + c·r`` for ``w`` > 0 waiting and ``r`` running sequences, and ``a_idle +
+    c_idle·r`` when nothing waits (``a_idle`` None: the first formula with w = 0); ``source`` says which entry of
+    the coefficients file it came from (recorded in the run's summary)."""
 
     a: float = 0.0
     b: float = 0.0
@@ -50,17 +56,30 @@ class ScheduleCost:
     # linear fit, not a measured cost.
     max_waiting: int | None = None
     max_running: int | None = None
+    # A call with nothing waiting (only running sequences to continue): its own fit, when the file has one.
+    a_idle: float | None = None
+    c_idle: float = 0.0
 
     def seconds(self, n_waiting: int, n_running: int) -> float:
         if self.max_waiting is not None and n_waiting > self.max_waiting:
             n_waiting = self.max_waiting
         if self.max_running is not None and n_running > self.max_running:
             n_running = self.max_running
+        if n_waiting == 0:
+            a, c = self.idle
+            return a + c * n_running
         return self.a + self.b * n_waiting + self.c * n_running
 
+    @property
+    def idle(self) -> tuple[float, float]:
+        """(a, c) of a call with nothing waiting: the idle fit, else the busy formula's at w = 0."""
+        return (self.a, self.c) if self.a_idle is None else (self.a_idle, self.c_idle)
+
     def as_dict(self) -> dict[str, Any]:
+        a_idle, c_idle = self.idle
         return {"a_s": self.a, "b_s_per_waiting": self.b, "c_s_per_running": self.c, "source": self.source,
-                "max_waiting": self.max_waiting, "max_running": self.max_running}
+                "max_waiting": self.max_waiting, "max_running": self.max_running,
+                "idle_a_s": a_idle, "idle_c_s_per_running": c_idle}
 
 
 @lru_cache(maxsize=1)
@@ -82,8 +101,11 @@ def schedule_cost_for(policy_name: str, path: Path | None = None) -> ScheduleCos
     if entry is None:
         entry, source = table["default"], "default (max of fitted policies; policy not in the file)"
     mw, mr = entry.get("max_waiting"), entry.get("max_running")
+    idle = entry.get("idle")
     return ScheduleCost(a=float(entry["a"]), b=float(entry["b"]), c=float(entry["c"]), source=source,
-                        max_waiting=None if mw is None else int(mw), max_running=None if mr is None else int(mr))
+                        max_waiting=None if mw is None else int(mw), max_running=None if mr is None else int(mr),
+                        a_idle=None if idle is None else float(idle["a"]),
+                        c_idle=0.0 if idle is None else float(idle["c"]))
 
 
 def lognormal_params(cv: float) -> tuple[float, float]:

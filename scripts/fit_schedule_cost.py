@@ -2,14 +2,14 @@
 
 The simulator charges ``cost_s = a + b·len(waiting) + c·len(running)`` per call with work waiting and
 ``idle.a + idle.c·len(running)`` per call with nothing waiting (``--schedule-cost model``, see
-``slobench/perf/schedule_cost.py``). This script measures real ``schedule()`` wall times on this machine:
+``slobench/perf/schedule_cost.py``). This script measures real ``schedule()`` CPU times on this machine:
 it simulates a few workloads (a nominal and an overloaded rate, so queues are short and long) with every
 registry policy wrapped in a timer that hides the steady-decode shortcut (every iteration is a real call),
 then fits, by least squares on the calls' (waiting, running, seconds) after dropping each regime's slowest
 1% (garbage-collector pauses, other processes), (a, b, c) on the calls with work waiting and (a, c) on those with
 nothing waiting (``idle``). It stores the coefficients with R², the number of calls, and per policy the machine,
-date and load average it was measured at; ``default`` (for policies not in the file) is the element-wise maximum
-over the fitted policies, per regime.
+date, load average and timer it was measured with (``fitted``); ``default`` (for policies not in the file) is the
+element-wise maximum over the fitted policies, per regime.
 
     python scripts/fit_schedule_cost.py                         # measure, fit, write the file
     python scripts/fit_schedule_cost.py --policies slos-serve   # refit one; the others keep their entries
@@ -93,8 +93,8 @@ def _lstsq(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
 
 def fit(samples: np.ndarray) -> dict[str, Any]:
     """Two regimes: calls with work waiting (``a + b·w + c·r``) and calls with nothing waiting (``idle``: ``a + c·r``),
-    each without its slowest 1% of calls. One line through both priced slos-serve's decode-only calls at 8× what
-    they cost (docs/simulator.md "schedule() cost")."""
+    each without its slowest 1% of calls. One line through both priced slos-serve's decode-only calls at 10–19× what
+    they cost (docs/simulator.md "schedule() time is charged")."""
     busy_all, idle_all = samples[samples[:, 0] > 0], samples[samples[:, 0] == 0]
     if len(busy_all) < 10 or len(idle_all) < 10:
         raise SystemExit(f"too few calls to fit both regimes ({len(busy_all)} with work waiting, {len(idle_all)} "
@@ -127,6 +127,8 @@ def _default(policies: dict[str, Any]) -> dict[str, Any]:
     out["idle"] = {k: max(i[k] for i in idle) for k in ("a", "c")}
     return out | {"note": "element-wise maximum of the fitted policies (coefficients of each regime and fitted queue "
                           "lengths): a policy not in this file"}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dry-run", action="store_true", help="print the fit, do not write the file")

@@ -8,9 +8,10 @@ planning time delays every token of the iteration. The simulator charges it (``-
   ``idle`` fit; otherwise the one formula serves both), coefficients fitted per policy by
   ``scripts/fit_schedule_cost.py`` to measured ``schedule()`` wall times and stored in
   ``perf/data/schedule_cost.json`` (with the machine, the date and R²). Two regimes because one line cannot
-  price both: slos-serve's calls with nothing waiting only continue its decodes (~0.1 ms on chatbot at 17.6
-  req/s), while a call with requests waiting runs its admission DP (~0.7 ms); the single fit (R² 0.05) charged
-  every decode-only call ~0.8 ms, 8× its cost (docs/simulator.md "schedule() cost"). A policy the file does not know
+  price both: slos-serve's calls with nothing waiting only continue its decodes (49 µs of CPU on chatbot at 17.6
+  req/s), while a call with requests waiting runs its admission DP (352 µs); the single fit (R² 0.05, wall time on
+  a busy machine) charged every decode-only call there ~0.8 ms, 17× its cost (docs/simulator.md "schedule() time is
+  charged"). A policy the file does not know
   (a user's ``package.module:Class``) gets the file's ``default`` entry — the element-wise maximum of the
   fitted policies' coefficients, i.e. "at least as slow as the slowest shipped policy" — and the run
   records that it did.

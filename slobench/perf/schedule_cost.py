@@ -6,14 +6,15 @@ planning time delays every token of the iteration. The simulator charges it (``-
 * ``model`` (default, deterministic): ``cost_s = a + b·len(waiting) + c·len(running)`` for a call with work
   waiting, and ``a_idle + c_idle·len(running)`` for one with nothing waiting (when the policy's entry has an
   ``idle`` fit; otherwise the one formula serves both), coefficients fitted per policy by
-  ``scripts/fit_schedule_cost.py`` to measured ``schedule()`` wall times and stored in
-  ``perf/data/schedule_cost.json`` (with the machine, the date and R²). Two regimes because one line cannot
+  ``scripts/fit_schedule_cost.py`` to measured ``schedule()`` times and stored in
+  ``perf/data/schedule_cost.json`` with R² and, per policy, the machine, date and timer (thread CPU time since
+  2026-12-02; the entries kept from the first fit say wall time). Two regimes because one line cannot
   price both: slos-serve's calls with nothing waiting only continue its decodes (49 µs of CPU on chatbot at 17.6
   req/s), while a call with requests waiting runs its admission DP (352 µs); the single fit (R² 0.05, wall time on
   a busy machine) charged every decode-only call there ~0.8 ms, 17× its cost (docs/simulator.md "schedule() time is
   charged"). A policy the file does not know
   (a user's ``package.module:Class``) gets the file's ``default`` entry — the element-wise maximum of the
-  fitted policies' coefficients, i.e. "at least as slow as the slowest shipped policy" — and the run
+  fitted policies' coefficients in each regime, i.e. "at least as slow as the slowest shipped policy" — and the run
   records that it did.
 * ``wall``: the measured ``perf_counter`` time of each call (honest on this machine, not reproducible:
   the run records ``deterministic: false``).

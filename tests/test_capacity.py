@@ -120,6 +120,18 @@ def test_wilson_interval_sanity() -> None:
     assert hi_small - lo_small > hi - lo  # fewer requests, wider interval
 
 
+def test_tabled_normal_quantiles_are_scipys_floats() -> None:
+    """`TWO_SIDED_Z` spares every CLI start scipy's import; its values must be ndtri's, bit for bit (a capacity's
+    interval is decided on them), and other confidences still ask scipy."""
+    from scipy.special import ndtri
+
+    from slobench.metrics.stats import TWO_SIDED_Z, two_sided_z
+
+    for confidence, z in TWO_SIDED_Z.items():
+        assert z == float(ndtri(0.5 + confidence / 2))
+    assert two_sided_z(0.9) == float(ndtri(0.95))
+
+
 def test_max_probes_stops() -> None:
     res = capacity_search(step_engine(7.3), max_probes=3)
     assert res.status == "max_probes"

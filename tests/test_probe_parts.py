@@ -105,3 +105,51 @@ def test_parts_dictionary_encode_only_text(tmp_path: Path) -> None:
     assert not any("DICTIONARY" in e for e in encoded["request_id"]), encoded["request_id"]
     assert not any("DICTIONARY" in e for e in encoded["token_times_s.list.element"])
     assert results.read_probe_frames(tmp_path, "requests").request_id.tolist() == list(range(50))
+
+
+def test_parts_folded_from_memory_match_parts_read_back(tmp_path: Path) -> None:
+    """The tables `write_probe_part` returns fold into the same file as the parts read back from disk, also
+    when only some are in memory and an earlier session's consolidated file holds others."""
+    import pyarrow.parquet as pq
+
+    def fold(run: Path, cached: set[str]) -> pa.Table:
+        old = _frame("vllm", 0.5, 2)
+        old.to_parquet(run / "requests.parquet", index=False)  # a resumed run's earlier probes
+        frames = {"a": _frame("vllm", 1.0, 3), "b": _frame("vllm", 2.0, 2, err="timeout"),
+                  "c": _frame("slos-serve", 1.0, 4)}
+        written = {}
+        for name, df in frames.items():
+            table = write_probe_part(run, "requests", _key(df), df)
+            if name in cached:
+                written[_key(df)] = table
+                results._part_path(run, "requests", _key(df)).write_bytes(b"torn")  # read back, it would fail
+        order = [_key(frames["c"]), _key(old), _key(frames["a"]), _key(frames["b"])]
+        path = consolidate_parts(run, "requests", order, written)
+        assert path is not None and not (run / "parts").exists()
+        return pq.read_table(path)
+
+    runs = {name: tmp_path / name for name in ("disk", "some", "all")}
+    for run in runs.values():
+        run.mkdir()
+    from_disk = fold(runs["disk"], set())
+    assert from_disk.num_rows == 11
+    for name, cached in (("some", {"b"}), ("all", {"a", "b", "c"})):
+        got = fold(runs[name], cached)
+        assert got.schema.equals(from_disk.schema, check_metadata=True)
+        assert got.equals(from_disk), name
+
+
+def test_collector_keeps_written_parts_within_its_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parts are kept for the final fold only while they fit `WRITTEN_CACHE_BYTES`; a replaced part's bytes are
+    given back."""
+    from slobench.capacity import store as store_mod
+
+    a, b = _frame("vllm", 1.0, 3), _frame("vllm", 2.0, 3)
+    ta = write_probe_part(tmp_path, "requests", _key(a), a)
+    monkeypatch.setattr(store_mod, "WRITTEN_CACHE_BYTES", int(ta.nbytes * 1.5))
+    c = store_mod.Collector(out_dir=tmp_path, target=0.9, title="t")
+    c._keep_written("requests", _key(a), ta)
+    c._keep_written("requests", _key(b), write_probe_part(tmp_path, "requests", _key(b), b))
+    assert list(c._written["requests"]) == [_key(a)]  # b did not fit
+    c._keep_written("requests", _key(a), write_probe_part(tmp_path, "requests", _key(a), a))  # rewritten
+    assert c._written_bytes == ta.nbytes

@@ -36,6 +36,9 @@ from slobench.report.results import probe_key
 
 ProbeKey = tuple[str, str, float, int] | tuple[str, str, float, int, float]  # `probe_key`
 # Columns a saved probe row needs to stand in for a rerun (the search's inputs, not its outputs).
+# Records of parts written this session kept in memory for the final fold (`Collector._keep_written`): a compare's
+# are ~10 MB; a sweep beyond this reads the rest back from disk.
+WRITTEN_CACHE_BYTES = 256 << 20
 EVIDENCE_COLUMNS = ("num_met", "num_requests", "offered_rate_rps", "achieved_rate_rps", "client_lag_s", "tail_s",
                     "unfinished")
 
@@ -100,6 +103,9 @@ class Collector:
     metadata: dict[str, str] = field(default_factory=dict)  # --metadata KEY=VALUE, copied into summary.json
     extra: dict[str, Any] = field(default_factory=dict)  # further summary.json sections (validate: ``validation``)
     _pending: dict[ProbeKey, tuple[pd.DataFrame, pd.DataFrame]] = field(default_factory=dict)
+    # The parts written this session, kept (up to `WRITTEN_CACHE_BYTES`) so the final fold need not read them back.
+    _written: dict[str, dict[ProbeKey, Any]] = field(default_factory=lambda: {"requests": {}, "iterations": {}})
+    _written_bytes: int = 0
 
     def load_previous(self) -> int:
         """Read an earlier session's probes.csv; return how many probes can be reused."""
@@ -155,11 +161,20 @@ class Collector:
         key = probe_key(spec.label, spec.scheduler, p.rate_rps, p.seed, p.span_factor)
         frames = self._pending.pop(key, None)
         if frames is not None:
-            write_probe_part(self.out_dir, "requests", key, frames[0])
-            write_probe_part(self.out_dir, "iterations", key, frames[1])
+            for kind, df in zip(("requests", "iterations"), frames, strict=True):
+                self._keep_written(kind, key, write_probe_part(self.out_dir, kind, key, df))
         self.probe_rows.append(probe_row(spec, p))
         self.save()
         return frames is None and key in self.replayed
+
+    def _keep_written(self, kind: str, key: ProbeKey, table: Any) -> None:
+        """Remember a part's table for the final fold while the cache has room (a long sweep's records can be
+        gigabytes: beyond the cap the fold reads them back, as it would after a resume)."""
+        old = self._written[kind].pop(key, None)
+        self._written_bytes -= old.nbytes if old is not None else 0
+        if table is not None and self._written_bytes + table.nbytes <= WRITTEN_CACHE_BYTES:
+            self._written[kind][key] = table
+            self._written_bytes += table.nbytes
 
     def add_capacity(self, spec: SearchSpec, result: CapacityResult) -> CapacityRow:
         """Save one finished search's outcome."""
@@ -197,4 +212,6 @@ class Collector:
                 probes_frame(rows).to_parquet(self.out_dir / "probes.parquet", index=False)
             order = [r.key for r in rows]
             for kind in ("requests", "iterations"):
-                consolidate_parts(self.out_dir, kind, order)
+                consolidate_parts(self.out_dir, kind, order, self._written[kind])
+            self._written = {"requests": {}, "iterations": {}}
+            self._written_bytes = 0

@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import math
 
-# scipy.special, not scipy.stats: the same ndtri that norm.ppf calls (bit for bit), without scipy.stats' ~1 s import,
-# which every CLI start and every capacity worker paid.
-from scipy.special import ndtri
+# Two-sided normal quantiles of the confidences slobench uses, as the floats scipy's ``ndtri(0.5 + c/2)`` gives
+# (`tests/test_capacity.py` checks them bit for bit): importing scipy.special costs ~0.1 s of every CLI start, before
+# any search can begin. Other confidences ask ndtri itself (scipy.special, not scipy.stats: the same ndtri that
+# norm.ppf calls, without scipy.stats' ~1 s import).
+TWO_SIDED_Z = {0.95: 1.959963984540054, 0.99: 2.5758293035489004}
+
+
+def two_sided_z(confidence: float) -> float:
+    """The normal quantile z with P(|Z| ≤ z) = ``confidence``."""
+    z = TWO_SIDED_Z.get(confidence)
+    if z is None:
+        from scipy.special import ndtri
+
+        z = float(ndtri(0.5 + confidence / 2))
+    return z
 
 
 def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -20,7 +32,7 @@ def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tu
     """
     if trials <= 0:
         return 0.0, 1.0
-    z = float(ndtri(0.5 + confidence / 2))
+    z = two_sided_z(confidence)
     p = successes / trials
     denom = 1 + z * z / trials
     centre = (p + z * z / (2 * trials)) / denom

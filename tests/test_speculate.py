@@ -39,6 +39,25 @@ def test_take_hands_over_a_childs_result_and_returns_its_core() -> None:
     assert slots.n == 1
 
 
+def test_poll_starts_a_queued_hint_on_a_core_freed_mid_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A core that frees up while this process computes a probe (another search ended, a child finished) is
+    used at the next `poll`, not only at the next hint or take."""
+    import slobench.capacity.speculate as speculate_mod
+
+    monkeypatch.setattr(speculate_mod, "POLL_EVERY_S", 0.0)
+    slots = LocalSlots(0)
+    with Speculator(_double, slots) as spec:
+        spec.hint([3])
+        spec.poll()
+        assert not spec._running  # noqa: SLF001 - no core yet: queued
+        slots.release()  # another search ended
+        spec.poll()
+        assert list(spec._running) == [3]  # noqa: SLF001
+        assert slots.n == 0
+        assert spec.take(3) == 6
+    assert slots.n == 1
+
+
 def test_a_failing_child_gives_none_so_the_caller_raises_it_itself() -> None:
     slots = LocalSlots(1)
     with Speculator(_double, slots) as spec:

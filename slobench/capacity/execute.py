@@ -263,10 +263,19 @@ def run_search(
                 return cached
         obs.start_probe(rate, seed)
         ahead = speculator.take((rate, seed, span)) if speculator is not None else None
-        result, recs, it = ahead if ahead is not None else compute((rate, seed, span), on_progress)
+        if ahead is None:
+            ahead = compute((rate, seed, span), progress if on_progress is not None or speculator is not None else None)
+        result, recs, it = ahead
         if recs is not None and store is not None:
             store.stash(key, recs, it)
         return result
+
+    def progress(done: int, total: int) -> None:
+        """A probe's request progress: shown, and a moment to start hinted probes on cores freed meanwhile."""
+        if on_progress is not None:
+            on_progress(done, total)
+        if speculator is not None:
+            speculator.poll()
 
     def speculate(keys: list[tuple[float, int, float]], now: list[tuple[float, int, float]]) -> None:
         assert speculator is not None

@@ -26,14 +26,18 @@ and exits. On Linux a child dies with its parent (``PR_SET_PDEATHSIG``), so a st
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import pickle
 import shutil
 import signal
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Protocol
+
+POLL_EVERY_S = 0.02  # `Speculator.poll`: a semaphore try and a waitpid per child, ~50 times a second at most
 
 
 class Slots(Protocol):
@@ -89,6 +93,7 @@ class Speculator:
         self._n = 0
         self._borrowed: Hashable | None = None  # the child running on this process's core while it waits
         self.used = 0  # results taken (for tests and the curious)
+        self._polled = -math.inf  # when `poll` last looked for a free core
 
     # -- the search's side ------------------------------------------------------------------------
     def hint(self, keys: Sequence[Hashable], now: Sequence[Hashable] = ()) -> None:
@@ -131,6 +136,17 @@ class Speculator:
             self.used += 1
         self._pump()
         return result
+
+    def poll(self) -> None:
+        """Start queued hints on cores freed since the last `hint` or `take`: called from the probe this process
+        is computing (its progress callback), since a core frees up mid-probe when another search ends or a
+        child finishes, and would otherwise idle until this probe is done. At most every `POLL_EVERY_S`."""
+        now = time.monotonic()
+        if not self._queue or now - self._polled < POLL_EVERY_S:
+            return
+        self._polled = now
+        self._reap()
+        self._pump()
 
     def close(self) -> None:
         """Kill every child and remove the temporary folder."""

@@ -121,5 +121,12 @@ _register()
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: run the command, then end the process without the interpreter's teardown
+    (`slobench.cli.fast_exit`: ~0.3 s of a compare). An uncaught exception ends it the normal way."""
+    from slobench.cli.fast_exit import fast_exit
+
+    try:
+        app()
+    except SystemExit as exc:
+        fast_exit(exc.code)
+    fast_exit(0)

@@ -35,10 +35,10 @@ from slobench.report.probes import (
 from slobench.report.results import probe_key
 
 ProbeKey = tuple[str, str, float, int] | tuple[str, str, float, int, float]  # `probe_key`
-# Columns a saved probe row needs to stand in for a rerun (the search's inputs, not its outputs).
 # Records of parts written this session kept in memory for the final fold (`Collector._keep_written`): a compare's
 # are ~10 MB; a sweep beyond this reads the rest back from disk.
 WRITTEN_CACHE_BYTES = 256 << 20
+# Columns a saved probe row needs to stand in for a rerun (the search's inputs, not its outputs).
 EVIDENCE_COLUMNS = ("num_met", "num_requests", "offered_rate_rps", "achieved_rate_rps", "client_lag_s", "tail_s",
                     "unfinished")
 

@@ -407,7 +407,7 @@ def consolidate_parts(run_dir: Path, kind: FrameKind, order: list[tuple[str, str
 
     In Arrow; tables whose types do not line up (beyond what Arrow's permissive promotion joins) are
     joined by pandas' concat instead. ``written``: probe key → the table `write_probe_part` returned for a
-    part still on disk; those are folded from memory instead of read back (~0.3 s of a 8-second compare)."""
+    part still on disk; those are folded from memory instead of read back (~0.3 s of an 8-second compare)."""
     import pyarrow as pa
 
     run_dir = Path(run_dir)

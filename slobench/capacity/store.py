@@ -213,5 +213,6 @@ class Collector:
             order = [r.key for r in rows]
             for kind in ("requests", "iterations"):
                 consolidate_parts(self.out_dir, kind, order, self._written[kind])
-            self._written = {"requests": {}, "iterations": {}}
+            for tables in self._written.values():
+                tables.clear()
             self._written_bytes = 0

@@ -14,7 +14,7 @@ import platform
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -373,7 +373,7 @@ def read_probe_frames(run_dir: Path, kind: FrameKind, *, keys: set[tuple[str, st
     return pd.concat(list(frames.values()), ignore_index=True) if frames else pd.DataFrame()
 
 
-def _tables_by_key(run_dir: Path, kind: FrameKind, skip: set[Path] = frozenset()) -> dict[tuple, Any]:  # type: ignore[assignment]
+def _tables_by_key(run_dir: Path, kind: FrameKind, skip: Collection[Path] = ()) -> dict[tuple, Any]:
     """`_frames_by_key` as Arrow tables (no pandas round trip: the end of every search command reads
     all its parts back, ~0.3 s of a 10-second compare through pandas). The consolidated file's probes
     first, then parts on top (but not the part files in ``skip``); pandas metadata is dropped (each
@@ -415,9 +415,9 @@ def consolidate_parts(run_dir: Path, kind: FrameKind, order: list[tuple[str, str
     if not parts:
         return run_dir / f"{kind}.parquet" if (run_dir / f"{kind}.parquet").exists() else None
     on_disk = set(parts)
-    fresh = {k: t for k, t in (written or {}).items() if _part_path(run_dir, kind, k) in on_disk}
-    tables = _tables_by_key(run_dir, kind, skip={_part_path(run_dir, kind, k) for k in fresh})
-    tables.update(fresh)  # a part is newer than the consolidated file's copy of its probe
+    fresh = {p: (k, t) for k, t in (written or {}).items() if (p := _part_path(run_dir, kind, k)) in on_disk}
+    tables = _tables_by_key(run_dir, kind, skip=fresh.keys())
+    tables.update(fresh.values())  # a part is newer than the consolidated file's copy of its probe
     keep = [tables[k] for k in dict.fromkeys(order) if k in tables]
     path = run_dir / f"{kind}.parquet"
     if keep:
